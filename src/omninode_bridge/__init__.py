@@ -1,0 +1,3 @@
+"""OmniNode Bridge: the event, stamping and workflow hub of the omninode ecosystem."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,233 @@
+"""The composition root: ``create_app(settings)`` builds the one Litestar app of the process.
+
+It loops over :data:`omninode_bridge.modules.MODULES` (plus the platform module) for controllers,
+FastStream routers and dependencies, and its lifespan owns every connection: the database engine,
+Redis, the Kafka broker (consumers run in this process) and the modules' background tasks. Importing
+this module connects to nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+
+import structlog
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from opentelemetry import metrics
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from redis.asyncio import Redis
+
+from omninode_bridge import __version__, platform
+from omninode_bridge.core.breaker import BreakerState
+from omninode_bridge.core.db import Database, UnitOfWork
+from omninode_bridge.core.errors import exception_handlers, problem_details_plugin
+from omninode_bridge.core.module import Module, Runtime
+from omninode_bridge.core.observability import (
+    REQUEST_BUCKETS,
+    CorrelationMiddleware,
+    breaker_state_gauge,
+    configure_logging,
+    configure_tracing,
+    register_gauges,
+)
+from omninode_bridge.modules import MODULES
+from omninode_bridge.settings import Settings, load_settings
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger(__name__)
+
+
+async def provide_uow(state: State) -> AsyncGenerator[UnitOfWork, None]:
+    """One unit of work per request, behind the database circuit breaker."""
+    async with state.runtime.database.unit_of_work() as uow:
+        yield uow
+
+
+class _MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def create_app(settings: Settings | None = None, modules: Sequence[Module] | None = None) -> Litestar:
+    """Build the application.
+
+    Args:
+        settings: Settings to run with; read from the environment when omitted.
+        modules: Feature modules to register; :data:`MODULES` when omitted.
+
+    Returns:
+        The Litestar app. Nothing is connected until its lifespan starts.
+    """
+    settings = settings or load_settings()
+    missing = settings.missing_services()
+    if missing:
+        raise ValueError(f"cannot create the app: {', '.join(missing)} not set")
+    all_modules = [platform.MODULE, *(MODULES if modules is None else modules)]
+    configure_logging(settings.observability)
+    tracer_provider = configure_tracing(settings.observability)
+
+    database = Database(
+        settings.database,
+        on_breaker_change=lambda s: _on_breaker_change("database", s),
+    )
+    # EngineTracer is what SQLAlchemyInstrumentor.instrument(engine=...) builds; used directly because the
+    # instrumentor is a process-wide singleton and every app (tests build many) has its own engine.
+    EngineTracer(
+        tracer_provider.get_tracer("omninode_bridge.db"),
+        database.engine.sync_engine,
+        metrics.get_meter("omninode_bridge.db").create_up_down_counter(
+            "db.client.connections.usage", unit="connections"
+        ),
+    )
+    broker = KafkaBroker(
+        settings.kafka.bootstrap_servers or "",
+        client_id=settings.kafka.client_id,
+        request_timeout_ms=settings.kafka.request_timeout_ms,
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
+        logger=structlog.get_logger("omninode_bridge.kafka"),
+    )
+    for module in all_modules:
+        for router in module.kafka_routers:
+            broker.include_router(router)
+
+    register_gauges(
+        "omninode_db_pool_connections",
+        "Database pool connections by state.",
+        lambda: [({"state": k}, float(v)) for k, v in database.pool_stats().items()],
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        redis = Redis.from_url(
+            settings.redis.url or "",
+            socket_timeout=settings.redis.socket_timeout_seconds,
+            socket_connect_timeout=settings.redis.socket_timeout_seconds,
+            health_check_interval=30,
+        )
+        runtime = Runtime(
+            settings=settings, database=database, redis=redis, broker=broker, started_at=time.time()
+        )
+        app.state.runtime = runtime
+        app.state.auth_cache = platform.AuthCache(settings.security.auth_cache_seconds)
+        app.state.rate_limiter = platform.SlidingWindowLimiter(
+            redis,
+            limit=settings.security.rate_limit_requests,
+            window_seconds=settings.security.rate_limit_window_seconds,
+        )
+        broker_task = asyncio.create_task(_start_broker(broker), name="kafka-connect")
+        try:
+            await _seed_keys(database, settings)
+            async with contextlib.AsyncExitStack() as stack:
+                for module in all_modules:
+                    for module_lifespan in module.lifespans:
+                        await stack.enter_async_context(module_lifespan(runtime))
+                log.info(
+                    "omninode-bridge started", version=__version__, modules=[m.name for m in all_modules]
+                )
+                yield
+        finally:
+            broker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await broker_task
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            await redis.aclose()
+            await database.dispose()
+            log.info("omninode-bridge stopped")
+
+    dependencies: dict[str, Provide] = {"uow": Provide(provide_uow)}
+    for module in all_modules:
+        dependencies.update(module.dependencies)
+
+    return Litestar(
+        route_handlers=[_MetricsController, *(h for m in all_modules for h in m.route_handlers)],
+        dependencies=dependencies,
+        lifespan=[lifespan],
+        middleware=[
+            CorrelationMiddleware,
+            PrometheusConfig(
+                app_name="omninode-bridge",
+                prefix="omninode",
+                buckets=REQUEST_BUCKETS,
+                group_path=True,
+                exclude=["^/metrics"],
+            ).middleware,
+            DefineMiddleware(platform.SecurityMiddleware),
+        ],
+        plugins=[
+            problem_details_plugin(),
+            OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=tracer_provider, exclude=["^/metrics"])),
+        ],
+        exception_handlers=exception_handlers,
+        openapi_config=_openapi(),
+        request_max_body_size=settings.server.max_body_bytes,
+        logging_config=None,
+        debug=False,
+    )
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="OmniNode Bridge",
+        version=__version__,
+        description=(
+            "Event, stamping and workflow hub. Every endpoint except /health* and /metrics needs an API key "
+            "in `X-API-Key` or `Authorization: Bearer`. Errors are RFC 9457 problem details."
+        ),
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        components=Components(
+            security_schemes={
+                "ApiKeyHeader": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+                "BearerAuth": SecurityScheme(type="http", scheme="bearer"),
+            }
+        ),
+        use_handler_docstrings=True,
+    )
+
+
+def _on_breaker_change(name: str, state: BreakerState) -> None:
+    breaker_state_gauge.labels(dependency=name).set(int(state))
+    log.warning("circuit breaker changed state", dependency=name, state=state.name)
+
+
+async def _start_broker(broker: KafkaBroker) -> None:
+    """Connect to Kafka, retrying with backoff so an unreachable broker does not block start-up."""
+    delay = 0.5
+    while True:
+        try:
+            await broker.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("kafka unavailable; retrying", error=str(exc), retry_in_s=delay)
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        else:
+            log.info("kafka connected")
+            return
+
+
+async def _seed_keys(database: Database, settings: Settings) -> None:
+    specs = platform.parse_key_specs(settings.security.api_keys)
+    if not specs:
+        return
+    async with database.unit_of_work() as uow:
+        created = await platform.ApiKeyService(uow).seed(specs)
+    if created:
+        log.info("seeded API keys", count=created)

@@ -1,0 +1,247 @@
+"""The ``omninode-bridge`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from omninode_bridge.settings import Settings, SettingsError, describe_settings, load_settings
+
+__all__ = ["main"]
+
+app = typer.Typer(
+    name="omninode-bridge",
+    help="OmniNode Bridge: event, stamping and workflow hub.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Manage API keys directly in the database.", no_args_is_help=True)
+app.add_typer(keys_app, name="api-keys")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _with_running_dev_stack(settings: Settings) -> Settings:
+    """Fill unset service URLs from a ``dev`` stack running in the state directory."""
+    from omninode_bridge.embedded import EmbeddedStack
+
+    urls = EmbeddedStack.running_urls(Path(settings.server.state_dir))
+    if not urls:
+        return settings
+    return settings.with_services(
+        database_url=settings.database.url or urls.get("database_url"),
+        redis_url=settings.redis.url or urls.get("redis_url"),
+        kafka=settings.kafka.bootstrap_servers or urls.get("kafka"),
+    )
+
+
+def _require(settings: Settings, *names: str) -> None:
+    missing = [n for n in settings.missing_services() if n in names]
+    if missing:
+        console.print(
+            f"[red]error:[/red] {', '.join(missing)} not set. Set it (or run `omninode-bridge dev`, which "
+            "starts an embedded stack)."
+        )
+        raise typer.Exit(2)
+
+
+@app.command()
+def dev(
+    ephemeral: Annotated[
+        bool, typer.Option(help="Keep data in a temporary directory, deleted on exit.")
+    ] = False,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where the embedded servers keep data (default OMNINODE_STATE_DIR).")
+    ] = None,
+) -> None:
+    """Start the embedded PostgreSQL, Redis and Kafka, migrate, and serve the API.
+
+    Services whose URL is configured (OMNINODE_DATABASE_URL, OMNINODE_REDIS_URL,
+    OMNINODE_KAFKA_BOOTSTRAP_SERVERS) are used instead of the embedded ones. Ctrl-C stops everything.
+    """
+    import uvicorn
+
+    from omninode_bridge.app import create_app
+    from omninode_bridge.embedded import EmbeddedStack, StackError
+    from omninode_bridge.migrations import upgrade
+
+    settings = _settings()
+    directory = (
+        Path(tempfile.mkdtemp(prefix="omninode-"))
+        if ephemeral
+        else (state_dir or Path(settings.server.state_dir))
+    )
+    stack = EmbeddedStack(
+        directory,
+        postgres=not settings.database.url,
+        redis=not settings.redis.url,
+        kafka=not settings.kafka.bootstrap_servers,
+    )
+    try:
+        console.print(f"Starting the embedded stack in [bold]{stack.state_dir}[/bold] ...")
+        try:
+            stack.start()
+        except StackError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        urls = stack.urls
+        settings = settings.with_services(
+            database_url=urls.get("database_url"), redis_url=urls.get("redis_url"), kafka=urls.get("kafka")
+        )
+        upgrade(settings.database.url or "")
+        dev_key = stack.dev_api_key
+        seeds = ",".join(filter(None, [settings.security.api_keys, f"development:{dev_key}:admin"]))
+        import msgspec
+
+        settings = msgspec.structs.replace(
+            settings, security=msgspec.structs.replace(settings.security, api_keys=seeds)
+        )
+        base = f"http://{settings.server.host}:{settings.server.port}"
+        console.print(
+            f"\n[bold green]OmniNode Bridge[/bold green] on {base}\n"
+            f"  API docs  {base}/schema\n  Health    {base}/health\n  Metrics   {base}/metrics\n"
+            f"  Dev key   [bold]{dev_key}[/bold]  (X-API-Key header, scope admin)\n"
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings),
+                host=settings.server.host,
+                port=settings.server.port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=10,
+            )
+        )
+        server.run()
+    finally:
+        stack.stop()
+        if ephemeral:
+            shutil.rmtree(directory, ignore_errors=True)
+        console.print("Stopped.")
+
+
+@app.command()
+def serve() -> None:
+    """Serve the API against configured services only (no embedded stack)."""
+    import uvicorn
+
+    settings = _settings()
+    _require(settings, "OMNINODE_DATABASE_URL", "OMNINODE_REDIS_URL", "OMNINODE_KAFKA_BOOTSTRAP_SERVERS")
+    uvicorn.run(
+        "omninode_bridge.app:create_app",
+        factory=True,
+        host=settings.server.host,
+        port=settings.server.port,
+        workers=settings.server.workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply database migrations (alembic upgrade)."""
+    from omninode_bridge.migrations import upgrade
+
+    settings = _with_running_dev_stack(_settings())
+    _require(settings, "OMNINODE_DATABASE_URL")
+    upgrade(settings.database.url or "", revision)
+    console.print(f"Database migrated to {revision}.")
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """List every setting with its environment variable, default and meaning."""
+    table = Table("variable", "default", "meaning")
+    for env_name, description, default in describe_settings():
+        shown = "" if default is None or "SECRET" in env_name or "API_KEYS" in env_name else str(default)
+        table.add_row(env_name, shown, description)
+    Console().print(table)
+
+
+def _run_with_keys(coro_factory: object) -> object:
+    from omninode_bridge.core.db import Database
+
+    settings = _with_running_dev_stack(_settings())
+    _require(settings, "OMNINODE_DATABASE_URL")
+
+    async def runner() -> object:
+        from omninode_bridge.platform import ApiKeyService
+
+        database = Database(settings.database)
+        try:
+            async with database.unit_of_work() as uow:
+                return await coro_factory(ApiKeyService(uow))  # type: ignore[operator]
+        finally:
+            await database.dispose()
+
+    return asyncio.run(runner())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scope: Annotated[list[str], typer.Option(help="Scope to grant (repeatable): admin or a module name.")],
+    namespace: Annotated[
+        list[str] | None, typer.Option(help="Restrict to this namespace (repeatable).")
+    ] = None,
+) -> None:
+    """Create a key and print it once."""
+    from omninode_bridge.platform.schemas import ApiKeyCreate
+
+    data = ApiKeyCreate(name=name, scopes=scope, namespaces=namespace or None)
+    created = _run_with_keys(lambda svc: svc.create(data, actor=None))
+    console.print(f"Created key {created.id} ({created.name}); it will not be shown again:")  # type: ignore[attr-defined]
+    typer.echo(created.key)  # type: ignore[attr-defined]
+
+
+@keys_app.command("list")
+def keys_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False) -> None:
+    """List keys (never the keys themselves)."""
+    rows = _run_with_keys(lambda svc: svc.list(include_revoked=include_revoked))
+    table = Table("id", "name", "prefix", "scopes", "namespaces", "created", "active")
+    for row in rows:  # type: ignore[attr-defined]
+        table.add_row(
+            str(row.id), row.name, row.prefix, ",".join(row.scopes), ",".join(row.namespaces or []) or "*",
+            row.created_at.isoformat(timespec="seconds"), "yes" if row.active else "no",
+        )  # fmt: skip
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="Id of the key to revoke.")]) -> None:
+    """Revoke a key (running processes drop it within OMNINODE_AUTH_CACHE_SECONDS)."""
+    revoked = _run_with_keys(lambda svc: svc.revoke(key_id, actor=None))
+    if revoked is None:
+        console.print(f"[red]error:[/red] no key with id {key_id}")
+        raise typer.Exit(1)
+    console.print(f"Revoked {key_id}.")
+
+
+def main() -> None:
+    """Entry point of the ``omninode-bridge`` script."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app(prog_name="omninode-bridge")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,1 @@
+"""Infrastructure shared by every module: database, errors, observability, Redis, module registry."""

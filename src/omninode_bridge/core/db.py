@@ -1,0 +1,192 @@
+"""Database access: the async engine, the unit of work and the circuit breaker around PostgreSQL.
+
+One :class:`Database` per app. Requests get a :class:`UnitOfWork` through the ``uow`` dependency: one
+session, one transaction, committed explicitly by the service layer (``await uow.commit()``) and rolled
+back when the request ends without a commit. Repositories only ``add``/``execute``/``flush``.
+
+The unit of work is ours rather than advanced-alchemy's Litestar session plugin because that provider
+has no breaker gate and its ``before_send`` hook commits after the response has started; models and
+repositories do come from advanced-alchemy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import structlog
+from advanced_alchemy.base import orm_registry
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from omninode_bridge.core.breaker import CircuitBreaker
+from omninode_bridge.settings import DatabaseSettings
+
+__all__ = ["Database", "UnitOfWork", "is_database_unavailable", "metadata"]
+
+log = structlog.get_logger(__name__)
+
+#: The metadata every module's tables register on (advanced-alchemy's shared registry).
+metadata = orm_registry.metadata
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means PostgreSQL cannot be reached, not that the query was wrong."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = getattr(exc, "orig", None)
+        cause = getattr(orig, "__cause__", None) or orig
+        return isinstance(
+            cause,
+            OSError
+            | TimeoutError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.InterfaceError,
+        )
+    return isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError)
+
+
+class UnitOfWork:
+    """One transaction of one request or message.
+
+    Args:
+        session: The session of this unit; its transaction begins on first use.
+    """
+
+    __slots__ = ("_committed", "session")
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._committed = False
+
+    async def commit(self) -> None:
+        """Commit the transaction; later work on the session starts a new one."""
+        await self.session.commit()
+        self._committed = True
+
+    async def rollback(self) -> None:
+        """Roll the transaction back."""
+        await self.session.rollback()
+
+    @property
+    def used(self) -> bool:
+        """Whether the unit touched the database (a transaction is open or was committed)."""
+        return self._committed or self.session.in_transaction()
+
+
+class Database:
+    """The engine, its session factory and the breaker that guards them.
+
+    Args:
+        settings: Database settings; ``settings.url`` must be set.
+        on_breaker_change: Called with the new state on every breaker transition (metrics).
+    """
+
+    def __init__(self, settings: DatabaseSettings, on_breaker_change: Any = None) -> None:
+        if not settings.url:
+            raise ValueError("OMNINODE_DATABASE_URL is not set")
+        self.settings = settings
+        self.breaker = CircuitBreaker(
+            "database",
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_seconds=settings.breaker_reset_seconds,
+            half_open_calls=settings.breaker_half_open_calls,
+            on_change=on_breaker_change,
+        )
+        server_settings = {"application_name": "omninode-bridge"}
+        if settings.statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
+        # Creating the engine does not connect; the first checkout does.
+        self.engine: AsyncEngine = create_async_engine(
+            settings.url,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout_seconds,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            echo=settings.echo,
+            connect_args={"timeout": settings.connect_timeout_seconds, "server_settings": server_settings},
+        )
+        self.session_maker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self._warned_exhaustion = False
+        event.listen(self.engine.sync_engine.pool, "checkout", self._on_checkout)
+
+    def _on_checkout(self, *_: Any) -> None:
+        in_use, capacity = self.pool_usage()
+        if capacity and in_use / capacity > 0.9:
+            if not self._warned_exhaustion:
+                log.warning("database pool nearly exhausted", in_use=in_use, capacity=capacity)
+                self._warned_exhaustion = True
+        else:
+            self._warned_exhaustion = False
+
+    def pool_usage(self) -> tuple[int, int]:
+        """(connections checked out, pool size + max overflow)."""
+        pool = self.engine.sync_engine.pool
+        checked_out = int(getattr(pool, "checkedout", lambda: 0)())
+        return checked_out, self.settings.pool_size + self.settings.max_overflow
+
+    def pool_stats(self) -> dict[str, int]:
+        """Pool gauges for /metrics."""
+        pool = self.engine.sync_engine.pool
+        return {
+            "size": int(getattr(pool, "size", lambda: 0)()),
+            "checked_out": int(getattr(pool, "checkedout", lambda: 0)()),
+            "overflow": max(0, int(getattr(pool, "overflow", lambda: 0)())),
+            "checked_in": int(getattr(pool, "checkedin", lambda: 0)()),
+        }
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """Open a unit of work behind the breaker; roll back whatever was not committed.
+
+        Raises:
+            CircuitOpenError: At once, while the breaker is open.
+        """
+        self.breaker.before_call()
+        session = self.session_maker()
+        uow = UnitOfWork(session)
+        try:
+            yield uow
+        except BaseException as exc:
+            if is_database_unavailable(exc):
+                self.breaker.record_failure()
+            elif uow.used:
+                self.breaker.record_success()
+            else:
+                self.breaker.release()
+            try:
+                await session.rollback()
+            except Exception as rollback_exc:  # the connection may be gone; the error above matters
+                log.debug("rollback after error failed", error=str(rollback_exc))
+            raise
+        else:
+            if uow.used:
+                self.breaker.record_success()
+            else:
+                self.breaker.release()
+        finally:
+            await session.close()
+
+    async def ping(self) -> float:
+        """Run ``SELECT 1`` outside the breaker and return its latency in ms (health checks).
+
+        Callers bound it with ``asyncio.timeout``; the connect timeout bounds it too.
+        """
+        started = time.perf_counter()
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return (time.perf_counter() - started) * 1000
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()

@@ -1,0 +1,57 @@
+"""What a feature module hands to the composition root, and the runtime it gets back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.kafka import KafkaBroker, KafkaRouter
+from litestar.di import Provide
+from litestar.types import ControllerRouterHandler
+from redis.asyncio import Redis
+
+from omninode_bridge.core.db import Database
+from omninode_bridge.settings import Settings
+
+__all__ = ["Module", "Runtime"]
+
+
+@dataclass(slots=True)
+class Runtime:
+    """The process-wide resources a running app owns (kept in ``app.state.runtime``).
+
+    Attributes:
+        settings: The settings the app was created with.
+        database: Engine, unit of work and breaker.
+        redis: The Redis client.
+        broker: The FastStream Kafka broker (consumers run in this process).
+        started_at: ``time.time()`` when the app started, for uptime.
+    """
+
+    settings: Settings
+    database: Database
+    redis: Redis
+    broker: KafkaBroker
+    started_at: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """A feature module's public registration.
+
+    Attributes:
+        name: Module name; also the API-key scope that grants access to its endpoints.
+        route_handlers: Litestar controllers and routers.
+        kafka_routers: FastStream routers with the module's subscribers.
+        dependencies: Litestar dependency providers the module adds.
+        lifespans: Context managers entered after the platform resources are up (background tasks).
+    """
+
+    name: str
+    route_handlers: Sequence[ControllerRouterHandler] = ()
+    kafka_routers: Sequence[KafkaRouter] = ()
+    dependencies: Mapping[str, Provide] = field(default_factory=dict)
+    lifespans: Sequence[Callable[[Runtime], AbstractAsyncContextManager[None]]] = ()

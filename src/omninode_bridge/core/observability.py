@@ -1,0 +1,214 @@
+"""Structured logging, correlation ids, tracing and Prometheus metrics.
+
+- structlog renders one JSON object per line for our code *and* the stdlib loggers (uvicorn,
+  SQLAlchemy, aiokafka, FastStream), each carrying ``correlation_id`` and, inside a span, ``trace_id``.
+- :class:`CorrelationMiddleware` takes ``X-Correlation-ID`` (or makes one), binds it to the log context,
+  returns it on every response and logs one line per request.
+- OpenTelemetry: an SDK tracer provider always runs (so logs get trace ids); spans are exported over
+  OTLP/HTTP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import REGISTRY, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from omninode_bridge.settings import ObservabilitySettings
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "REQUEST_BUCKETS",
+    "CorrelationMiddleware",
+    "GaugeCollector",
+    "breaker_state_gauge",
+    "configure_logging",
+    "configure_tracing",
+    "register_gauges",
+]
+
+CORRELATION_HEADER = "X-Correlation-ID"
+#: Request latency buckets (seconds), as in seed 001: 5 ms to 1 s.
+REQUEST_BUCKETS: list[str | float] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+_VALID_CORRELATION = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+breaker_state_gauge = Gauge(
+    "omninode_circuit_breaker_state",
+    "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+    ["dependency"],
+)
+
+
+def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    span = trace.get_current_span()
+    ctx = span.get_span_context()
+    if ctx.is_valid:
+        event_dict["trace_id"] = format(ctx.trace_id, "032x")
+        event_dict["span_id"] = format(ctx.span_id, "016x")
+    return event_dict
+
+
+def configure_logging(settings: ObservabilitySettings) -> None:
+    """Route structlog and the stdlib loggers through one renderer (JSON lines by default)."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace_ids,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if settings.log_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    # Our request line replaces uvicorn's access log; library chatter stays at WARNING.
+    for name, level in {
+        "uvicorn.access": logging.WARNING,
+        "aiokafka": logging.WARNING,
+        "faststream": logging.WARNING,
+        "sqlalchemy.engine": logging.WARNING,
+    }.items():
+        logging.getLogger(name).setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+_tracer_provider: TracerProvider | None = None
+
+
+def configure_tracing(settings: ObservabilitySettings) -> TracerProvider:
+    """Install the SDK tracer provider once per process; export only when an OTLP endpoint is set."""
+    global _tracer_provider  # one provider per process: OpenTelemetry refuses to replace it
+    if _tracer_provider is None:
+        provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+        if settings.otlp_endpoint:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(provider)
+        _tracer_provider = provider
+    return _tracer_provider
+
+
+class CorrelationMiddleware:
+    """Assigns the correlation id, binds it to logs and the response, and logs each request once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.log = structlog.get_logger("omninode_bridge.http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"x-correlation-id":
+                incoming = value.decode("latin-1")
+                break
+        correlation_id = incoming if incoming and _VALID_CORRELATION.match(incoming) else str(uuid.uuid4())
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        started = time.perf_counter()
+        status = 500
+        header = (b"x-correlation-id", correlation_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.get("headers", [])
+                if not any(name.lower() == b"x-correlation-id" for name, _ in headers):
+                    message["headers"] = [*headers, header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except HTTPException as exc:  # answered by Litestar's outer exception handler
+            status = exc.status_code
+            raise
+        finally:
+            self.log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                client=(scope.get("client") or ("", 0))[0],
+            )
+            structlog.contextvars.clear_contextvars()
+
+
+class GaugeCollector(Collector):
+    """A Prometheus collector that reads gauges from callbacks at scrape time.
+
+    Registered once per process; apps (tests build many) replace the callbacks they own.
+    """
+
+    def __init__(self) -> None:
+        self.sources: dict[str, tuple[str, Callable[[], Iterable[tuple[dict[str, str], float]]]]] = {}
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        for name, (help_text, source) in list(self.sources.items()):
+            try:
+                samples = list(source())
+            except Exception as exc:  # a scrape must never fail because one source did
+                structlog.get_logger(__name__).debug("gauge source failed", gauge=name, error=str(exc))
+                continue
+            labels = sorted({key for sample_labels, _ in samples for key in sample_labels})
+            family = GaugeMetricFamily(name, help_text, labels=labels)
+            for sample_labels, value in samples:
+                family.add_metric([sample_labels.get(key, "") for key in labels], value)
+            yield family
+
+
+_gauges = GaugeCollector()
+REGISTRY.register(_gauges)
+
+
+def register_gauges(
+    name: str, help_text: str, source: Callable[[], Iterable[tuple[dict[str, str], float]]]
+) -> None:
+    """Expose a scrape-time gauge family; calling again with the same name replaces the source."""
+    _gauges.sources[name] = (help_text, source)

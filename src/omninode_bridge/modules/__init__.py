@@ -1,0 +1,10 @@
+"""Feature modules. Each is a package exporting ``MODULE``; the app registers exactly this list."""
+
+from __future__ import annotations
+
+from omninode_bridge.core.module import Module
+
+__all__ = ["MODULES"]
+
+#: Feature modules in registration order; each issue that adds a module appends it here.
+MODULES: list[Module] = []

@@ -1,0 +1,42 @@
+"""The platform module: health probes, API keys, the audit log, authentication and rate limits.
+
+Other modules use :func:`require_scope` and :func:`principal_of` to protect their endpoints.
+"""
+
+from __future__ import annotations
+
+from omninode_bridge.core.module import Module
+from omninode_bridge.platform.controllers import (
+    API_KEY_SECURITY,
+    AUTH_RESPONSES,
+    AdminController,
+    HealthController,
+)
+from omninode_bridge.platform.schemas import Principal
+from omninode_bridge.platform.security import (
+    PUBLIC_PATH_PREFIXES,
+    AuthCache,
+    SecurityMiddleware,
+    SlidingWindowLimiter,
+    principal_of,
+    require_scope,
+)
+from omninode_bridge.platform.services import ApiKeyService, parse_key_specs, record_audit
+
+__all__ = [
+    "API_KEY_SECURITY",
+    "AUTH_RESPONSES",
+    "MODULE",
+    "PUBLIC_PATH_PREFIXES",
+    "ApiKeyService",
+    "AuthCache",
+    "Principal",
+    "SecurityMiddleware",
+    "SlidingWindowLimiter",
+    "parse_key_specs",
+    "principal_of",
+    "record_audit",
+    "require_scope",
+]
+
+MODULE = Module(name="platform", route_handlers=[HealthController, AdminController])

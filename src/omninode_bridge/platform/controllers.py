@@ -1,0 +1,208 @@
+"""Platform endpoints: health probes and the admin API (keys and audit log)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from omninode_bridge import __version__
+from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.platform import schemas
+from omninode_bridge.platform.security import principal_of, require_scope
+from omninode_bridge.platform.services import ApiKeyService, AuditService
+
+__all__ = ["API_KEY_SECURITY", "AUTH_RESPONSES", "AdminController", "HealthController"]
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=dict[str, Any], description=description, media_type="application/problem+json"
+    )
+
+
+#: OpenAPI security requirement of every protected controller (either header works).
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
+
+AUTH_RESPONSES: dict[int, ResponseSpec] = {
+    422: _problem("Invalid input; `errors` names each field"),
+    401: _problem("Missing or invalid API key"),
+    403: _problem("The key lacks the required scope or namespace"),
+    429: _problem("Rate limit exceeded; see Retry-After"),
+    503: _problem("A dependency is unavailable; see Retry-After"),
+}
+
+
+class HealthController(Controller):
+    """Liveness, readiness and per-component health. No key needed."""
+
+    path = "/health"
+    tags = ["platform"]
+
+    @get("/", operation_id="getHealth", summary="Overall and per-component health")
+    async def health(self, state: State) -> Response[schemas.Health]:
+        """Healthy when every component is up; degraded when Kafka or Redis is down; unhealthy (503) when
+        the database is down."""
+        checks = await _check_components(state)
+        if checks["database"].status != "up":
+            status = "unhealthy"
+        elif any(c.status != "up" for c in checks.values()):
+            status = "degraded"
+        else:
+            status = "healthy"
+        body = schemas.Health(
+            status=status,
+            components=checks,
+            version=__version__,
+            uptime_seconds=round(time.time() - state.runtime.started_at, 3),
+        )
+        return Response(body, status_code=503 if status == "unhealthy" else 200)
+
+    @get("/live", operation_id="getLiveness", summary="The process is up")
+    async def live(self) -> dict[str, str]:
+        """Always 200 while the process serves requests."""
+        return {"status": "alive"}
+
+    @get(
+        "/ready", operation_id="getReadiness", summary="The service can serve: database and broker reachable"
+    )
+    async def ready(self, state: State) -> Response[dict[str, Any]]:
+        """200 when the database and the broker answer, else 503."""
+        checks = await _check_components(state, include_redis=False)
+        ready = all(c.status == "up" for c in checks.values())
+        body = {"status": "ready" if ready else "not_ready", "components": checks}
+        return Response(body, status_code=200 if ready else 503)
+
+
+async def _timed(probe: Any, limit_seconds: float = 2.0) -> schemas.ComponentHealth:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(limit_seconds):
+            await probe()
+    except Exception as exc:
+        return schemas.ComponentHealth(
+            status="down", detail=(str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        )
+    return schemas.ComponentHealth(status="up", latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+async def _check_components(
+    state: State, *, include_redis: bool = True
+) -> dict[str, schemas.ComponentHealth]:
+    runtime = state.runtime
+
+    async def kafka() -> None:
+        if not await runtime.broker.ping(timeout=2.0):
+            raise ConnectionError("broker did not answer")
+
+    probes: dict[str, Any] = {"database": runtime.database.ping, "kafka": kafka}
+    if include_redis:
+        probes["redis"] = runtime.redis.ping
+    results = await asyncio.gather(*(_timed(p) for p in probes.values()))
+    checks = dict(zip(probes, results, strict=True))
+    breaker = runtime.database.breaker.state.name.lower()
+    if breaker != "closed" and checks["database"].status == "up":
+        checks["database"] = schemas.ComponentHealth(
+            status="degraded", latency_ms=checks["database"].latency_ms, detail=f"circuit breaker {breaker}"
+        )
+    return checks
+
+
+class AdminController(Controller):
+    """API keys and the audit log. Requires the ``admin`` scope."""
+
+    path = "/admin"
+    tags = ["admin"]
+    security = API_KEY_SECURITY
+    guards = [require_scope("admin")]
+
+    @get("/api-keys", operation_id="listApiKeys", summary="List API keys", responses=AUTH_RESPONSES)
+    async def list_keys(
+        self, uow: NamedDependency[UnitOfWork], include_revoked: FromQuery[bool] = False
+    ) -> list[schemas.ApiKey]:
+        """Every key (without the key itself), newest first."""
+        return await ApiKeyService(uow).list(include_revoked=include_revoked)
+
+    @post(
+        "/api-keys",
+        operation_id="createApiKey",
+        summary="Create an API key (shown once)",
+        responses=AUTH_RESPONSES,
+    )
+    async def create_key(
+        self,
+        request: Request[Any, Any, Any],
+        uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.ApiKeyCreate],
+    ) -> schemas.ApiKeyCreated:
+        """Create a key. The response holds the plain key; it is never shown again."""
+        if data.expires_at is not None and data.expires_at.tzinfo is None:
+            raise ProblemError(
+                422, "expires_at must carry a timezone", extra={"errors": [{"field": "expires_at"}]}
+            )
+        return await ApiKeyService(uow).create(data, actor=principal_of(request).key_id)
+
+    @delete(
+        "/api-keys/{key_id:uuid}",
+        operation_id="revokeApiKey",
+        summary="Revoke an API key",
+        status_code=200,
+        responses=AUTH_RESPONSES,
+    )
+    async def revoke_key(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        uow: NamedDependency[UnitOfWork],
+        key_id: FromPath[uuid.UUID],
+    ) -> schemas.ApiKey:
+        """Revoke a key at once (idempotent). Other keys keep working, so keys rotate without downtime."""
+        revoked = await ApiKeyService(uow).revoke(key_id, actor=principal_of(request).key_id)
+        if revoked is None:
+            raise NotFoundException(f"No API key with id {key_id}.")
+        state.auth_cache.drop_key(key_id)
+        return revoked
+
+    @get(
+        "/audit",
+        operation_id="listAuditEntries",
+        summary="Page through the audit log",
+        responses=AUTH_RESPONSES,
+    )
+    async def audit(
+        self,
+        uow: NamedDependency[UnitOfWork],
+        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        action: FromQuery[str | None] = None,
+        outcome: FromQuery[str | None] = None,
+        key_id: FromQuery[uuid.UUID | None] = None,
+        since: FromQuery[dt.datetime | None] = None,
+        until: FromQuery[dt.datetime | None] = None,
+    ) -> schemas.AuditPage:
+        """Entries newest first, filtered by action, outcome, key and time."""
+        if cursor is not None and not cursor.isdigit():
+            raise ProblemError(
+                422,
+                "cursor must be the next_cursor of a previous page",
+                extra={"errors": [{"field": "cursor"}]},
+            )
+        return await AuditService(uow).page(
+            limit=limit,
+            cursor=int(cursor) if cursor else None,
+            action=action,
+            outcome=outcome,
+            key_id=key_id,
+            since=since,
+            until=until,
+        )

@@ -1,0 +1,301 @@
+"""Authentication, scopes and rate limiting for every non-public endpoint.
+
+One ASGI middleware does both checks because they depend on each other: unauthenticated requests
+(public endpoints, and failed key attempts) are limited per client IP so keys cannot be guessed at
+full speed, authenticated ones per key. Verified keys are cached in-process for
+``OMNINODE_AUTH_CACHE_SECONDS`` so the hot path needs no database round trip; revoking a key here drops
+it from this process's cache at once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from omninode_bridge.core.db import Database
+from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.platform import schemas
+from omninode_bridge.platform.services import ApiKeyService, hash_key, record_audit
+from omninode_bridge.settings import SecuritySettings
+
+__all__ = [
+    "PUBLIC_PATH_PREFIXES",
+    "AuthCache",
+    "RateLimitDecision",
+    "SecurityMiddleware",
+    "SlidingWindowLimiter",
+    "principal_of",
+    "require_scope",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Paths served without a key: health probes, metrics scraping and the API docs.
+PUBLIC_PATH_PREFIXES = ("/health", "/metrics", "/schema")
+
+
+class AuthCache:
+    """Verified keys by hash, each for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[schemas.Principal, float]] = {}
+
+    def get(self, digest: str) -> schemas.Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        principal, expires = entry
+        if expires < time.monotonic():
+            del self._entries[digest]
+            return None
+        return principal
+
+    def put(self, digest: str, principal: schemas.Principal) -> None:
+        if self.ttl > 0:
+            self._entries[digest] = (principal, time.monotonic() + self.ttl)
+
+    def drop_key(self, key_id: Any) -> None:
+        """Forget a revoked key."""
+        for digest, (principal, _) in list(self._entries.items()):
+            if principal.key_id == key_id:
+                del self._entries[digest]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitDecision:
+    """The outcome of one rate-limit check."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: float
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """``RateLimit-*`` headers (IETF draft), plus ``Retry-After`` when refused."""
+        reset = str(max(0, math.ceil(self.reset_seconds))).encode()
+        out = [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", reset),
+        ]
+        if not self.allowed:
+            out.append((b"retry-after", str(max(1, math.ceil(self.reset_seconds))).encode()))
+        return out
+
+
+class SlidingWindowLimiter:
+    """An exact sliding-window log in a Redis sorted set, checked and updated atomically by a script.
+
+    The script reads the server clock so several app processes agree on time.
+    """
+
+    _SCRIPT = """
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local window = tonumber(ARGV[1])
+    local limit = tonumber(ARGV[2])
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+    local count = redis.call('ZCARD', KEYS[1])
+    local allowed = 0
+    if count < limit then
+        redis.call('ZADD', KEYS[1], now, now .. '-' .. ARGV[3])
+        redis.call('PEXPIRE', KEYS[1], window)
+        count = count + 1
+        allowed = 1
+    end
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    local reset = window
+    if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+    return {allowed, count, reset}
+    """
+
+    def __init__(self, redis: Redis, *, limit: int, window_seconds: float) -> None:
+        self.limit = limit
+        self.window_ms = int(window_seconds * 1000)
+        self._script = redis.register_script(self._SCRIPT)
+        self._counter = 0
+
+    async def hit(self, identity: str) -> RateLimitDecision:
+        """Count one request for ``identity`` unless it is over the limit."""
+        self._counter += 1
+        allowed, count, reset_ms = await self._script(
+            keys=[f"ratelimit:{identity}"], args=[self.window_ms, self.limit, f"{id(self)}-{self._counter}"]
+        )
+        return RateLimitDecision(
+            allowed=bool(allowed),
+            limit=self.limit,
+            remaining=max(0, self.limit - int(count)),
+            reset_seconds=int(reset_ms) / 1000,
+        )
+
+
+def _client_ip(scope: Scope, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                return value.decode("latin-1").split(",")[0].strip()
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def _presented_key(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip() or None
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class SecurityMiddleware:
+    """Authenticates the API key and applies the rate limits (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        settings: SecuritySettings = state.runtime.settings.security
+        database: Database = state.runtime.database
+        limiter: SlidingWindowLimiter | None = state.rate_limiter if settings.rate_limit_enabled else None
+        path: str = scope["path"]
+        client_ip = _client_ip(scope, settings.trust_forwarded_for)
+        audit = _Auditor(database, scope, client_ip)
+
+        if path.startswith(PUBLIC_PATH_PREFIXES):
+            decision = await self._limit(limiter, f"ip:{client_ip}", audit, None)
+            await self.app(scope, receive, _with_headers(send, decision))
+            return
+
+        key = _presented_key(scope)
+        principal = await self._authenticate(key, state.auth_cache, database) if key else None
+        if principal is None:
+            # Failed attempts count against the client IP, so guessing keys is rate limited too.
+            await self._limit(limiter, f"ip:{client_ip}", audit, None)
+            await audit("auth.missing" if key is None else "auth.failed", "denied")
+            raise NotAuthorizedException(
+                "A valid API key is required in X-API-Key or Authorization: Bearer."
+                if key is None
+                else "The API key is invalid, expired or revoked.",
+                headers={"WWW-Authenticate": 'Bearer realm="omninode-bridge"'},
+            )
+        scope["user"] = principal
+        scope["auth"] = principal.key_id
+        structlog.contextvars.bind_contextvars(key_id=str(principal.key_id))
+        decision = await self._limit(limiter, f"key:{principal.key_id}", audit, principal)
+        await self.app(scope, receive, _with_headers(send, decision))
+
+    @staticmethod
+    async def _authenticate(key: str, cache: AuthCache, database: Database) -> schemas.Principal | None:
+        digest = hash_key(key)
+        principal = cache.get(digest)
+        if principal is not None:
+            return principal
+        async with database.unit_of_work() as uow:
+            principal = await ApiKeyService(uow).verify(key)
+        if principal is not None:
+            cache.put(digest, principal)
+        return principal
+
+    @staticmethod
+    async def _limit(
+        limiter: SlidingWindowLimiter | None,
+        identity: str,
+        audit: _Auditor,
+        principal: schemas.Principal | None,
+    ) -> RateLimitDecision | None:
+        if limiter is None:
+            return None
+        try:
+            decision = await limiter.hit(identity)
+        except (RedisError, OSError) as exc:
+            # Fail open: an unreachable Redis must not take the whole API down with it.
+            log.warning("rate limiter unavailable; request allowed", error=str(exc))
+            return None
+        if not decision.allowed:
+            await audit("rate_limit.hit", "denied", key_id=principal.key_id if principal else None)
+            retry = max(1, math.ceil(decision.reset_seconds))
+            raise ProblemError(
+                429,
+                f"Rate limit of {decision.limit} requests per window exceeded; retry in {retry} s.",
+                headers={k.decode().title(): v.decode() for k, v in decision.headers()},
+            )
+        return decision
+
+
+class _Auditor:
+    """Writes access decisions with the request's context."""
+
+    def __init__(self, database: Database, scope: Scope, client_ip: str) -> None:
+        self.database = database
+        self.scope = scope
+        self.client_ip = client_ip
+
+    async def __call__(self, action: str, outcome: str, **fields: Any) -> None:
+        await record_audit(
+            self.database,
+            action,
+            outcome,
+            client_ip=self.client_ip,
+            method=self.scope.get("method"),
+            path=self.scope["path"][:2048],
+            correlation_id=self.scope.get("state", {}).get("correlation_id"),
+            **fields,
+        )
+
+
+def _with_headers(send: Send, decision: RateLimitDecision | None) -> Send:
+    if decision is None:
+        return send
+    extra = decision.headers()
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    return wrapped
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> schemas.Principal:
+    """The authenticated principal of a request (set by :class:`SecurityMiddleware`)."""
+    user = connection.scope.get("user")
+    if not isinstance(user, schemas.Principal):
+        raise NotAuthorizedException("A valid API key is required.")
+    return user
+
+
+def require_scope(
+    scope_name: str,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
+    """A Litestar guard admitting keys with ``scope_name`` (or ``admin``); others get an audited 403."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = principal_of(connection)
+        if principal.has_scope(scope_name):
+            return
+        runtime = connection.app.state.runtime
+        await _Auditor(runtime.database, connection.scope, _client_ip(connection.scope, False))(
+            "auth.forbidden", "denied", key_id=principal.key_id, detail={"required_scope": scope_name}
+        )
+        raise PermissionDeniedException(f"This API key lacks the '{scope_name}' scope.")
+
+    return guard
