@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(UV_BOOTSTRAP))
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install dev test lint bench clean
+.PHONY: install dev test lint clean
 
 $(UV_BOOTSTRAP):
 	$(PYTHON) -m venv .tools
@@ -30,9 +30,6 @@ lint: install
 
 test: lint
 	.venv/bin/pytest
-
-bench: install
-	.venv/bin/python -m bench
 
 clean:
 	rm -rf .venv .tools .pytest_cache .ruff_cache

@@ -1,0 +1,159 @@
+"""The command line: serve's configuration check, migrate, api-keys, and `dev` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from omninode_bridge.cli import app
+from omninode_bridge.embedded import EmbeddedStack, free_port
+
+runner = CliRunner()
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNINODE_")}
+    return {**env, **extra}
+
+
+def test_serve_names_the_missing_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("OMNINODE_DATABASE_URL", "OMNINODE_REDIS_URL", "OMNINODE_KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMNINODE_REDIS_URL", "redis://127.0.0.1:1/0")
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "OMNINODE_DATABASE_URL" in result.output
+    assert "OMNINODE_KAFKA_BOOTSTRAP_SERVERS" in result.output
+    assert "OMNINODE_REDIS_URL" not in result.output
+
+
+def test_production_with_default_secret_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMNINODE_ENV", "production")
+    monkeypatch.delenv("OMNINODE_STAMP_SECRET", raising=False)
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "OMNINODE_STAMP_SECRET" in result.output
+
+
+def test_api_keys_create_list_revoke(
+    stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMNINODE_DATABASE_URL", stack.urls["database_url"])
+    created = runner.invoke(
+        app, ["api-keys", "create", "--name", "cli-key", "--scope", "hooks", "--namespace", "ns1"]
+    )
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("onb_")
+    listed = runner.invoke(app, ["api-keys", "list"])
+    assert "cli-key" in listed.stdout
+    assert key not in listed.stdout
+    key_id = next(line.split()[2] for line in created.output.splitlines() if line.startswith("Created key"))
+    revoked = runner.invoke(app, ["api-keys", "revoke", key_id])
+    assert revoked.exit_code == 0, revoked.output
+    assert "cli-key" not in runner.invoke(app, ["api-keys", "list"]).stdout
+    assert runner.invoke(app, ["api-keys", "revoke", "00000000-0000-0000-0000-000000000000"]).exit_code == 1
+
+
+def test_migrate_is_idempotent(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMNINODE_DATABASE_URL", stack.urls["database_url"])
+    result = runner.invoke(app, ["migrate"])
+    assert result.exit_code == 0, result.output
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _run_dev(state_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
+    env = _clean_env(OMNINODE_PORT=str(port), OMNINODE_LOG_LEVEL="INFO")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "omninode_bridge.cli", "dev", "--state-dir", str(state_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=state_dir.parent,
+    )
+    return process, started
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], port: int, started: float) -> dict[str, object]:
+    deadline = started + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            body = response.json()
+            if body["status"] == "healthy":
+                return body
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("dev did not report healthy within 30 s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> str:
+    children = _descendants(process.pid)
+    assert len(children) >= 3, "expected postgres, redis and the broker as children"
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    # uvicorn re-raises the captured SIGINT after a clean shutdown: 130 is the conventional Ctrl-C exit.
+    assert process.returncode in (0, 130), output.decode()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"processes left behind: {[p.pid for p in alive]}"
+    return output.decode()
+
+
+@pytest.mark.slow
+def test_dev_serves_healthy_stops_cleanly_and_reuses_data(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    port = free_port()
+    process, started = _run_dev(state_dir, port)
+    try:
+        body = _wait_healthy(process, port, started)
+        assert {c["status"] for c in body["components"].values()} == {"up"}  # type: ignore[union-attr]
+        key = json.loads((state_dir / "credentials.json").read_text())["dev_api_key"]
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/admin/api-keys",
+            json={"name": "survives-restart", "scopes": ["hooks"]},
+            headers={"X-API-Key": key, "X-Correlation-ID": "dev-run-1"},
+        )
+        assert created.status_code == 201
+    finally:
+        output = _stop(process)
+    assert key in output  # the banner shows the development key
+    log_lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    request_line = next(line for line in log_lines if line.get("correlation_id") == "dev-run-1")
+    assert request_line["event"] == "request"
+    assert request_line["level"] == "info"
+    assert request_line["timestamp"].endswith("Z")
+    assert len(request_line["trace_id"]) == 32
+
+    # A second run on the same state directory keeps the data.
+    process, started = _run_dev(state_dir, port)
+    try:
+        _wait_healthy(process, port, started)
+        listed = httpx.get(f"http://127.0.0.1:{port}/admin/api-keys", headers={"X-API-Key": key}).json()
+        assert "survives-restart" in {k["name"] for k in listed}
+    finally:
+        _stop(process)
