@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from pathlib import Path
 
 import structlog
 from faststream.kafka import KafkaBroker
@@ -33,6 +34,7 @@ from omninode_bridge import __version__, platform
 from omninode_bridge.core.breaker import BreakerState
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import exception_handlers, problem_details_plugin
+from omninode_bridge.core.events import DlqMonitor, EventPublisher, OutboxRelay, ensure_topics, load_catalog
 from omninode_bridge.core.module import Module, Runtime
 from omninode_bridge.core.observability import (
     REQUEST_BUCKETS,
@@ -99,9 +101,12 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         logger=structlog.get_logger("omninode_bridge.kafka"),
     )
+    catalog = load_catalog(Path(settings.server.contracts_dir) if settings.server.contracts_dir else None)
     for module in all_modules:
-        for router in module.kafka_routers:
-            broker.include_router(router)
+        catalog.require(*module.publishes)  # a topic missing from the catalog stops start-up here
+        for make_router in module.kafka_routers:
+            broker.include_router(make_router(catalog))
+    publisher = EventPublisher(catalog, database)
 
     register_gauges(
         "omninode_db_pool_connections",
@@ -118,16 +123,35 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
             health_check_interval=30,
         )
         runtime = Runtime(
-            settings=settings, database=database, redis=redis, broker=broker, started_at=time.time()
+            settings=settings,
+            database=database,
+            redis=redis,
+            broker=broker,
+            catalog=catalog,
+            publisher=publisher,
+            started_at=time.time(),
         )
         app.state.runtime = runtime
+        broker.context.set_global("runtime", runtime)
         app.state.auth_cache = platform.AuthCache(settings.security.auth_cache_seconds)
         app.state.rate_limiter = platform.SlidingWindowLimiter(
             redis,
             limit=settings.security.rate_limit_requests,
             window_seconds=settings.security.rate_limit_window_seconds,
         )
-        broker_task = asyncio.create_task(_start_broker(broker), name="kafka-connect")
+        relay = OutboxRelay(
+            database,
+            catalog,
+            settings.kafka.bootstrap_servers or "",
+            request_timeout_ms=settings.kafka.request_timeout_ms,
+        )
+        dlq_monitor = DlqMonitor(runtime)
+        runtime.extras.update(relay=relay, dlq_monitor=dlq_monitor)
+        background = [
+            asyncio.create_task(_start_broker(broker, runtime), name="kafka-connect"),
+            asyncio.create_task(relay.run(), name="outbox-relay"),
+            asyncio.create_task(dlq_monitor.run(), name="dlq-monitor"),
+        ]
         try:
             await _seed_keys(database, settings)
             async with contextlib.AsyncExitStack() as stack:
@@ -139,9 +163,9 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
                 )
                 yield
         finally:
-            broker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await broker_task
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await broker.stop()
             await redis.aclose()
@@ -204,11 +228,13 @@ def _on_breaker_change(name: str, state: BreakerState) -> None:
     log.warning("circuit breaker changed state", dependency=name, state=state.name)
 
 
-async def _start_broker(broker: KafkaBroker) -> None:
-    """Connect to Kafka, retrying with backoff so an unreachable broker does not block start-up."""
+async def _start_broker(broker: KafkaBroker, runtime: Runtime) -> None:
+    """Create the catalog's topics and start the consumers, retrying so an unreachable broker does not
+    block start-up."""
     delay = 0.5
     while True:
         try:
+            await ensure_topics(runtime.settings.kafka.bootstrap_servers or "", runtime.catalog)
             await broker.start()
         except asyncio.CancelledError:
             raise

@@ -56,6 +56,9 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True):
     state_dir: Annotated[
         str, msgspec.Meta(description="Directory of the embedded stack's data (dev only).")
     ] = ".omninode"
+    contracts_dir: Annotated[
+        str | None, msgspec.Meta(description="Directory of the YAML contracts (default: the repository's).")
+    ] = None
     max_body_bytes: Annotated[
         int, msgspec.Meta(ge=1024, description="Largest request body accepted, in bytes (else 413).")
     ] = 10 * 1024 * 1024

@@ -11,8 +11,9 @@ repositories do come from advanced-alchemy.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,16 +63,25 @@ class UnitOfWork:
         session: The session of this unit; its transaction begins on first use.
     """
 
-    __slots__ = ("_committed", "session")
+    __slots__ = ("_after_commit", "_committed", "session")
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self._committed = False
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current transaction has committed (e.g. wake the outbox relay)."""
+        if callback not in self._after_commit:
+            self._after_commit.append(callback)
 
     async def commit(self) -> None:
         """Commit the transaction; later work on the session starts a new one."""
         await self.session.commit()
         self._committed = True
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
     async def rollback(self) -> None:
         """Roll the transaction back."""
@@ -118,7 +128,15 @@ class Database:
         )
         self.session_maker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self._warned_exhaustion = False
+        self._signals: dict[str, asyncio.Event] = {}
         event.listen(self.engine.sync_engine.pool, "checkout", self._on_checkout)
+
+    def signal(self, name: str) -> asyncio.Event:
+        """A named in-process event that ``after_commit`` callbacks set to wake background workers."""
+        event = self._signals.get(name)
+        if event is None:
+            event = self._signals[name] = asyncio.Event()
+        return event
 
     def _on_checkout(self, *_: Any) -> None:
         in_use, capacity = self.pool_usage()

@@ -13,6 +13,7 @@ from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 from omninode_bridge.core.db import Database
+from omninode_bridge.core.events import EventPublisher, TopicCatalog
 from omninode_bridge.settings import Settings
 
 __all__ = ["Module", "Runtime"]
@@ -27,6 +28,8 @@ class Runtime:
         database: Engine, unit of work and breaker.
         redis: The Redis client.
         broker: The FastStream Kafka broker (consumers run in this process).
+        catalog: The topic catalog from ``contracts/``.
+        publisher: Writes events to the outbox.
         started_at: ``time.time()`` when the app started, for uptime.
     """
 
@@ -34,6 +37,8 @@ class Runtime:
     database: Database
     redis: Redis
     broker: KafkaBroker
+    catalog: TopicCatalog
+    publisher: EventPublisher
     started_at: float
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -45,13 +50,16 @@ class Module:
     Attributes:
         name: Module name; also the API-key scope that grants access to its endpoints.
         route_handlers: Litestar controllers and routers.
-        kafka_routers: FastStream routers with the module's subscribers.
+        kafka_routers: Factories of FastStream routers; each gets the catalog, which binds its subscribers
+            to topics, consumer groups and retry budgets.
+        publishes: Topics the module publishes to; checked against the catalog at start-up.
         dependencies: Litestar dependency providers the module adds.
         lifespans: Context managers entered after the platform resources are up (background tasks).
     """
 
     name: str
     route_handlers: Sequence[ControllerRouterHandler] = ()
-    kafka_routers: Sequence[KafkaRouter] = ()
+    kafka_routers: Sequence[Callable[[TopicCatalog], KafkaRouter]] = ()
+    publishes: Sequence[str] = ()
     dependencies: Mapping[str, Provide] = field(default_factory=dict)
     lifespans: Sequence[Callable[[Runtime], AbstractAsyncContextManager[None]]] = ()

@@ -1,0 +1,191 @@
+"""Idempotent FastStream consumers with retries and a dead-letter queue.
+
+``subscribe`` registers a handler on a module's FastStream router, bound by name to its catalog entry
+(topic, consumer group, retry budget). Each delivery runs in its own unit of work that first records
+``(consumer, event_id)`` in ``event_processed``: a redelivered event finds the row and has no second
+effect. The Kafka offset is committed only after the transaction commits (FastStream's
+``NACK_ON_ERROR`` policy with auto-commit off). A handler that keeps failing is retried with backoff
+``max_attempts`` times, then the original record goes to the paired DLQ topic (through the outbox, with
+the error, topic, partition and offset in headers) and the consumer moves on. A message that is not a
+valid envelope is dead-lettered at once. Database outages are not the message's fault: the delivery
+is retried later instead of being dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import structlog
+from faststream import AckPolicy, Context
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Counter
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from omninode_bridge.core.breaker import CircuitOpenError
+from omninode_bridge.core.db import UnitOfWork, is_database_unavailable
+from omninode_bridge.core.events.catalog import TopicCatalog
+from omninode_bridge.core.events.envelope import InvalidEnvelopeError, OnexEnvelopeV1, decode_envelope
+from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
+
+__all__ = ["EventHandler", "consume", "subscribe"]
+
+log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[OnexEnvelopeV1, UnitOfWork, Any], Awaitable[None]]
+"""``async def handler(envelope, uow, runtime)``: apply the event inside ``uow``; do not commit."""
+
+consumed_total = Counter(
+    "omninode_events_consumed_total", "Events consumed, by outcome.", ["consumer", "outcome"]
+)
+
+#: Base of the exponential backoff between attempts, in seconds (tests shorten it).
+RETRY_BACKOFF_SECONDS = 0.1
+
+
+def subscribe(router: KafkaRouter, catalog: TopicCatalog, consumer: str, handler: EventHandler) -> None:
+    """Register ``handler`` as the catalog consumer ``consumer`` on ``router``."""
+    spec = catalog.consumer(consumer)
+
+    @router.subscriber(
+        spec.topic,
+        group_id=spec.group,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        title=f"{consumer}:{spec.topic}",
+        description=handler.__doc__,
+    )
+    async def _on_message(msg: KafkaMessage, runtime: Annotated[Any, Context("runtime")]) -> None:
+        await consume(runtime, consumer, handler, msg.body, _record_info(msg))
+
+
+def _record_info(msg: Any) -> dict[str, Any]:
+    record = msg.raw_message
+    key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else record.key
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset, "key": key}
+
+
+async def consume(
+    runtime: Any, consumer: str, handler: EventHandler, value: bytes, record: dict[str, Any]
+) -> str:
+    """Process one record exactly once in effect; returns the outcome (processed, duplicate, dead_lettered).
+
+    Raises:
+        Exception: Only when the database is unavailable, so the broker redelivers the record later.
+    """
+    catalog: TopicCatalog = runtime.catalog
+    database = runtime.database
+    try:
+        envelope = decode_envelope(value)
+    except InvalidEnvelopeError as exc:
+        await _dead_letter(runtime, consumer, value, record, None, str(exc), attempts=0)
+        consumed_total.labels(consumer=consumer, outcome="poison").inc()
+        return "dead_lettered"
+
+    max_attempts = catalog.max_attempts(consumer)
+    error = ""
+    for attempt in range(1, max_attempts + 1):
+        started = time.perf_counter()
+        try:
+            async with database.unit_of_work() as uow:
+                claimed = await uow.session.scalar(
+                    pg_insert(ProcessedEvent)
+                    .values(consumer=consumer, event_id=envelope.event_id)
+                    .on_conflict_do_nothing()
+                    .returning(ProcessedEvent.event_id)
+                )
+                if claimed is None:
+                    consumed_total.labels(consumer=consumer, outcome="duplicate").inc()
+                    return "duplicate"
+                await handler(envelope, uow, runtime)
+                await uow.session.execute(
+                    insert(EventLog).values(
+                        event_id=envelope.event_id, event_type=envelope.event_type, topic=record["topic"],
+                        correlation_id=envelope.correlation_id, direction="consumed", status="processed",
+                        consumer=consumer, duration_ms=(time.perf_counter() - started) * 1000,
+                    )
+                )  # fmt: skip
+                await uow.commit()
+            consumed_total.labels(consumer=consumer, outcome="processed").inc()
+            return "processed"
+        except Exception as exc:
+            if isinstance(exc, CircuitOpenError) or is_database_unavailable(exc):
+                await asyncio.sleep(1.0)  # let the broker redeliver once the database is back
+                raise
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("event handler failed", consumer=consumer, attempt=attempt, max_attempts=max_attempts,
+                        event_id=str(envelope.event_id), error=error)  # fmt: skip
+            if attempt < max_attempts:
+                await asyncio.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    await _dead_letter(runtime, consumer, value, record, envelope, error, attempts=max_attempts)
+    consumed_total.labels(consumer=consumer, outcome="dead_lettered").inc()
+    return "dead_lettered"
+
+
+async def _dead_letter(
+    runtime: Any,
+    consumer: str,
+    value: bytes,
+    record: dict[str, Any],
+    envelope: OnexEnvelopeV1 | None,
+    error: str,
+    *,
+    attempts: int,
+) -> None:
+    catalog: TopicCatalog = runtime.catalog
+    dlq_topic = catalog.dlq_for(record["topic"]) or "omninode_bridge_dlq_v1"
+    headers = {
+        "error": error[:1000],
+        "original_topic": record["topic"],
+        "original_partition": str(record["partition"]),
+        "original_offset": str(record["offset"]),
+        "consumer": consumer,
+        "attempts": str(attempts),
+    }
+    if envelope is not None:
+        headers["event_id"] = str(envelope.event_id)
+        headers["event_type"] = envelope.event_type
+    async with runtime.database.unit_of_work() as uow:
+        if envelope is not None:
+            # Mark it handled so a redelivery of the same record is not dead-lettered twice.
+            await uow.session.execute(
+                pg_insert(ProcessedEvent)
+                .values(consumer=consumer, event_id=envelope.event_id)
+                .on_conflict_do_nothing()
+            )
+        uow.session.add(
+            DeadLetter(
+                consumer=consumer, topic=record["topic"], dlq_topic=dlq_topic, partition=record["partition"],
+                offset=record["offset"], key=record["key"], event_id=envelope.event_id if envelope else None,
+                event_type=envelope.event_type if envelope else None, value=value, error=error,
+                attempts=attempts,
+            )
+        )  # fmt: skip
+        if envelope is not None:
+            uow.session.add(
+                EventLog(
+                    event_id=envelope.event_id, event_type=envelope.event_type, topic=record["topic"],
+                    correlation_id=envelope.correlation_id, direction="consumed", status="dead_lettered",
+                    consumer=consumer, error=error[:2000],
+                )
+            )  # fmt: skip
+        await runtime.publisher.publish_raw(
+            uow, dlq_topic, key=record["key"], value=value, headers=headers,
+            event_type=envelope.event_type if envelope else "PoisonMessage",
+        )  # fmt: skip
+        await uow.commit()
+    log.error("message dead-lettered", consumer=consumer, dlq_topic=dlq_topic, error=error, **record)
+
+
+async def already_processed(uow: UnitOfWork, consumer: str, event_id: Any) -> bool:
+    """Whether ``consumer`` has applied ``event_id`` (for tests and diagnostics)."""
+    found = await uow.session.scalar(
+        select(ProcessedEvent.event_id).where(
+            ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id
+        )
+    )
+    return found is not None

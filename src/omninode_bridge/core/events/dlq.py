@@ -1,0 +1,119 @@
+"""DLQ monitor: counts messages per DLQ topic and consumer lag, alerts past the catalog's threshold."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import Gauge
+
+from omninode_bridge.core.events.catalog import TopicCatalog
+from omninode_bridge.core.events.envelope import new_envelope
+
+__all__ = ["DlqMonitor"]
+
+log = structlog.get_logger(__name__)
+
+dlq_messages_gauge = Gauge("omninode_dlq_messages", "Messages held in each DLQ topic.", ["topic"])
+dlq_alert_gauge = Gauge("omninode_dlq_alert", "1 while a DLQ topic is above the alert threshold.", ["topic"])
+consumer_lag_gauge = Gauge(
+    "omninode_consumer_lag", "Messages not yet consumed, per group and topic.", ["group", "topic"]
+)
+
+
+class DlqMonitor:
+    """Periodic check of DLQ sizes (end minus beginning offsets) and consumer-group lag."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.catalog: TopicCatalog = runtime.catalog
+        self.bootstrap = runtime.settings.kafka.bootstrap_servers
+        self.threshold = self.catalog.dlq_monitor.alert_threshold
+        self.interval = self.catalog.dlq_monitor.check_interval_ms / 1000
+        self._alerted: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+
+    async def run(self) -> None:
+        """Check every interval until cancelled; a failed check is logged and retried next time."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self.check()
+            await asyncio.sleep(self.interval)
+
+    async def _end_minus_begin(self, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
+            if not partitions:
+                await consumer._client.force_metadata_update()  # first use: metadata not fetched yet
+                partitions = [
+                    TopicPartition(topic, p)
+                    for topic in topics
+                    for p in sorted(consumer.partitions_for_topic(topic) or [])
+                ]
+            begin = await consumer.beginning_offsets(partitions) if partitions else {}
+            end = await consumer.end_offsets(partitions) if partitions else {}
+        finally:
+            await consumer.stop()
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for tp in partitions:
+            out.setdefault(tp.topic, {})[tp.partition] = (begin[tp], end[tp])
+        return out
+
+    async def check(self) -> dict[str, int]:
+        """Count DLQ messages, refresh the gauges, alert where over the threshold; returns the counts."""
+        offsets = await self._end_minus_begin(self.catalog.dlq_topics())
+        counts = {topic: sum(e - b for b, e in parts.values()) for topic, parts in offsets.items()}
+        for topic in self.catalog.dlq_topics():
+            count = counts.setdefault(topic, 0)
+            dlq_messages_gauge.labels(topic=topic).set(count)
+            over = count > self.threshold
+            dlq_alert_gauge.labels(topic=topic).set(1 if over else 0)
+            if over and count != self._alerted.get(topic):
+                await self._alert(topic, count)
+                self._alerted[topic] = count
+        self.counts = counts
+        with contextlib.suppress(Exception):
+            await self._lag()
+        return counts
+
+    async def _alert(self, topic: str, count: int) -> None:
+        log.error("DLQ threshold exceeded", dlq_topic=topic, count=count, threshold=self.threshold)
+        envelope = new_envelope(
+            event_type="DLQAlertEvent",
+            payload={
+                "dlq_topic": topic,
+                "failure_count": count,
+                "threshold": self.threshold,
+                "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+            },
+        )
+        async with self.runtime.database.unit_of_work() as uow:
+            await self.runtime.publisher.publish(uow, self.catalog.dlq_monitor.alert_topic, envelope)
+            await uow.commit()
+
+    async def _lag(self) -> None:
+        groups = {spec.group: spec.topic for spec in self.catalog.consumers.values()}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            ends = await self._end_minus_begin(sorted(set(groups.values())))
+            for group, topic in groups.items():
+                committed = await admin.list_consumer_group_offsets(group)
+                lag = 0
+                for partition, (_, end) in ends.get(topic, {}).items():
+                    meta = committed.get(TopicPartition(topic, partition))
+                    lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+                consumer_lag_gauge.labels(group=group, topic=topic).set(lag)
+        finally:
+            await admin.close()

@@ -1,0 +1,119 @@
+"""``OnexEnvelopeV1``: the one format of every Kafka message the bridge writes or reads.
+
+``payload_hash`` is the BLAKE3 hex digest of the payload in canonical JSON: keys sorted, no
+whitespace, UTF-8 (what ``json.dumps(payload, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)`` produces), so any consumer in any language can check it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import blake3
+import msgspec
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "InvalidEnvelopeError",
+    "OnexEnvelopeV1",
+    "canonical_payload",
+    "decode_envelope",
+    "encode_envelope",
+    "kafka_headers",
+    "new_envelope",
+    "payload_hash",
+]
+
+ENVELOPE_VERSION = "1.0"
+
+_canonical = msgspec.json.Encoder(order="sorted")
+_encoder = msgspec.json.Encoder()
+
+
+class OnexEnvelopeV1(msgspec.Struct, kw_only=True, frozen=True):
+    """The standard event envelope (seed 001) plus ``event_id``, ``source`` and ``payload_hash``."""
+
+    envelope_version: str = ENVELOPE_VERSION
+    event_id: uuid.UUID
+    correlation_id: str
+    session_id: str | None = None
+    event_type: str
+    source: str
+    timestamp: dt.datetime
+    payload: dict[str, Any]
+    payload_hash: str
+
+
+class InvalidEnvelopeError(ValueError):
+    """The bytes are not a valid envelope, or its payload does not match ``payload_hash``."""
+
+
+def canonical_payload(payload: Any) -> bytes:
+    """The payload as canonical JSON bytes (sorted keys, compact, UTF-8)."""
+    return _canonical.encode(payload)
+
+
+def payload_hash(payload: Any) -> str:
+    """BLAKE3 hex digest of the canonical payload."""
+    return blake3.blake3(canonical_payload(payload)).hexdigest()
+
+
+def new_envelope(
+    *,
+    event_type: str,
+    payload: Any,
+    correlation_id: str | uuid.UUID | None = None,
+    session_id: str | uuid.UUID | None = None,
+    source: str = "omninode-bridge",
+    event_id: uuid.UUID | None = None,
+    timestamp: dt.datetime | None = None,
+) -> OnexEnvelopeV1:
+    """Build an envelope; ``payload`` may be a dict or a msgspec Struct."""
+    body = payload if isinstance(payload, dict) else msgspec.to_builtins(payload)
+    return OnexEnvelopeV1(
+        event_id=event_id or uuid.uuid4(),
+        correlation_id=str(correlation_id or uuid.uuid4()),
+        session_id=str(session_id) if session_id is not None else None,
+        event_type=event_type,
+        source=source,
+        timestamp=timestamp or dt.datetime.now(dt.UTC),
+        payload=body,
+        payload_hash=payload_hash(body),
+    )
+
+
+def encode_envelope(envelope: OnexEnvelopeV1) -> bytes:
+    """JSON bytes of an envelope (timestamps RFC 3339 in UTC)."""
+    return _encoder.encode(envelope)
+
+
+_decoder = msgspec.json.Decoder(OnexEnvelopeV1)
+
+
+def decode_envelope(data: bytes) -> OnexEnvelopeV1:
+    """Parse and verify an envelope.
+
+    Raises:
+        InvalidEnvelopeError: Malformed JSON, a missing or mistyped field, an unknown version, or a
+            payload that does not match its hash.
+    """
+    try:
+        envelope = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise InvalidEnvelopeError(f"malformed envelope: {exc}") from exc
+    if envelope.envelope_version != ENVELOPE_VERSION:
+        raise InvalidEnvelopeError(f"unsupported envelope_version {envelope.envelope_version!r}")
+    if payload_hash(envelope.payload) != envelope.payload_hash:
+        raise InvalidEnvelopeError("payload_hash does not match the payload")
+    return envelope
+
+
+def kafka_headers(envelope: OnexEnvelopeV1) -> list[tuple[str, bytes]]:
+    """Headers every published record carries."""
+    return [
+        ("event_type", envelope.event_type.encode()),
+        ("event_id", str(envelope.event_id).encode()),
+        ("envelope_version", envelope.envelope_version.encode()),
+    ]

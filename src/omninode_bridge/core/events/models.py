@@ -1,0 +1,92 @@
+"""Tables of the event backbone: the outbox, the event log, processed events and dead letters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from advanced_alchemy.base import DefaultBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import BigInteger, Identity, Index, Integer, LargeBinary, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+__all__ = ["DeadLetter", "EventLog", "OutboxEntry", "ProcessedEvent"]
+
+
+class OutboxEntry(DefaultBase):
+    """An envelope waiting to be sent to Kafka, written in the same transaction as its change."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (
+        # The relay's claim query: pending rows in id order; stays small because sent rows leave it.
+        Index("ix_event_outbox_pending", "id", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_event_outbox_sent_at", "sent_at", postgresql_where=text("sent_at IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    topic: Mapped[str] = mapped_column(String(249))
+    key: Mapped[str] = mapped_column(String(255), comment="Kafka key: the correlation id")
+    event_type: Mapped[str] = mapped_column(String(128))
+    envelope: Mapped[bytes] = mapped_column(LargeBinary, comment="The encoded OnexEnvelopeV1")
+    headers: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class EventLog(DefaultBase):
+    """One published or consumed event, to follow a request end to end (seed 001's ``event_logs``)."""
+
+    __tablename__ = "event_logs"
+    __table_args__ = (
+        Index("ix_event_logs_correlation_id", "correlation_id", "id"),
+        Index("ix_event_logs_event_type", "event_type", "id"),
+        Index("ix_event_logs_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(128))
+    topic: Mapped[str] = mapped_column(String(249))
+    correlation_id: Mapped[str] = mapped_column(String(255))
+    direction: Mapped[str] = mapped_column(String(16), comment="published or consumed")
+    status: Mapped[str] = mapped_column(String(16), comment="queued, processed, duplicate, dead_lettered")
+    consumer: Mapped[str | None] = mapped_column(String(128), default=None)
+    duration_ms: Mapped[float | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
+
+
+class ProcessedEvent(DefaultBase):
+    """Which consumer has applied which event: the idempotency record, in the handler's transaction."""
+
+    __tablename__ = "event_processed"
+
+    consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    processed_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
+
+
+class DeadLetter(DefaultBase):
+    """A message a consumer gave up on; also sent to the DLQ topic. Admins can re-drive it."""
+
+    __tablename__ = "event_dead_letters"
+    __table_args__ = (Index("ix_event_dead_letters_dlq_topic", "dlq_topic", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(128))
+    topic: Mapped[str] = mapped_column(String(249))
+    dlq_topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int]
+    offset: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str | None] = mapped_column(String(255), default=None)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    event_type: Mapped[str | None] = mapped_column(String(128), default=None)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
+    redriven_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
