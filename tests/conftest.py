@@ -58,9 +58,7 @@ def make_settings(stack: EmbeddedStack, **overrides: dict[str, Any]) -> Settings
         env_file=None,
     ).with_services(database_url=urls["database_url"], redis_url=urls["redis_url"], kafka=urls["kafka"])
     for group, fields in overrides.items():
-        base = msgspec.structs.replace(
-            base, **{group: msgspec.structs.replace(getattr(base, group), **fields)}
-        )
+        base = msgspec.structs.replace(base, **{group: msgspec.structs.replace(getattr(base, group), **fields)})
     return base
 
 

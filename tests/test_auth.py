@@ -16,9 +16,7 @@ Client = AsyncTestClient[Litestar]
 
 
 async def _create_key(client: Client, headers: dict[str, str], **body: object) -> dict[str, object]:
-    response = await client.post(
-        "/admin/api-keys", json={"name": "k", "scopes": ["admin"], **body}, headers=headers
-    )
+    response = await client.post("/admin/api-keys", json={"name": "k", "scopes": ["admin"], **body}, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -60,13 +58,9 @@ async def test_created_key_shown_once_and_stored_hashed(
     engine = create_async_engine(settings.database.url or "")
     async with engine.connect() as conn:
         rows = (
-            await conn.execute(
-                text("SELECT key_hash FROM platform_api_keys WHERE id = :id"), {"id": created["id"]}
-            )
+            await conn.execute(text("SELECT key_hash FROM platform_api_keys WHERE id = :id"), {"id": created["id"]})
         ).all()
-        dump = (
-            await conn.execute(text("SELECT string_agg(t::text, '') FROM platform_api_keys t"))
-        ).scalar_one()
+        dump = (await conn.execute(text("SELECT string_agg(t::text, '') FROM platform_api_keys t"))).scalar_one()
     await engine.dispose()
     assert rows[0][0] == hashlib.sha256(key.encode()).hexdigest()
     assert key not in dump
@@ -86,18 +80,14 @@ async def test_rotation_both_keys_work_during_overlap(client: Client, admin_head
     old = await _create_key(client, admin_headers, name="svc-v1")
     new = await _create_key(client, admin_headers, name="svc-v2")
     for key in (old, new):
-        assert (
-            await client.get("/admin/api-keys", headers={"X-API-Key": str(key["key"])})
-        ).status_code == 200
+        assert (await client.get("/admin/api-keys", headers={"X-API-Key": str(key["key"])})).status_code == 200
     await client.delete(f"/admin/api-keys/{old['id']}", headers=admin_headers)
     assert (await client.get("/admin/api-keys", headers={"X-API-Key": str(old["key"])})).status_code == 401
     assert (await client.get("/admin/api-keys", headers={"X-API-Key": str(new["key"])})).status_code == 200
 
 
 async def test_scope_without_admin_is_403_and_audited(client: Client, admin_headers: dict[str, str]) -> None:
-    created = await _create_key(
-        client, admin_headers, name="hooks-only", scopes=["hooks"], namespaces=["team-a"]
-    )
+    created = await _create_key(client, admin_headers, name="hooks-only", scopes=["hooks"], namespaces=["team-a"])
     assert created["namespaces"] == ["team-a"]
     response = await client.get("/admin/api-keys", headers={"X-API-Key": str(created["key"])})
     assert response.status_code == 403
@@ -106,22 +96,16 @@ async def test_scope_without_admin_is_403_and_audited(client: Client, admin_head
     assert any(e["key_id"] == created["id"] for e in audit.json()["items"])
 
 
-async def test_auth_failures_and_admin_actions_are_audited(
-    client: Client, admin_headers: dict[str, str]
-) -> None:
+async def test_auth_failures_and_admin_actions_are_audited(client: Client, admin_headers: dict[str, str]) -> None:
     await client.get(
         "/admin/audit", headers={"X-API-Key": "onb_wrong_wrong_wrong_wrong", "X-Correlation-ID": "audit-me"}
     )
     created = await _create_key(client, admin_headers, name="audited")
     await client.delete(f"/admin/api-keys/{created['id']}", headers=admin_headers)
-    failed = (
-        await client.get("/admin/audit", params={"action": "auth.failed"}, headers=admin_headers)
-    ).json()
+    failed = (await client.get("/admin/audit", params={"action": "auth.failed"}, headers=admin_headers)).json()
     assert any(e["correlation_id"] == "audit-me" and e["outcome"] == "denied" for e in failed["items"])
     for action in ("api_key.created", "api_key.revoked"):
-        items = (await client.get("/admin/audit", params={"action": action}, headers=admin_headers)).json()[
-            "items"
-        ]
+        items = (await client.get("/admin/audit", params={"action": action}, headers=admin_headers)).json()["items"]
         assert any(e["detail"].get("api_key_id") == created["id"] for e in items), action
 
 
@@ -132,9 +116,7 @@ async def test_audit_is_cursor_paginated(client: Client, admin_headers: dict[str
     assert len(first["items"]) == 2
     assert first["next_cursor"]
     second = (
-        await client.get(
-            "/admin/audit", params={"limit": 2, "cursor": first["next_cursor"]}, headers=admin_headers
-        )
+        await client.get("/admin/audit", params={"limit": 2, "cursor": first["next_cursor"]}, headers=admin_headers)
     ).json()
     assert second["items"][0]["id"] < first["items"][-1]["id"]
     bad = await client.get("/admin/audit", params={"cursor": "x"}, headers=admin_headers)

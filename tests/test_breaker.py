@@ -65,9 +65,7 @@ def test_half_open_admits_three_trials_and_closes_after_they_succeed() -> None:
 def test_half_open_failure_reopens() -> None:
     clock = Clock()
     changes: list[BreakerState] = []
-    breaker = CircuitBreaker(
-        "db", failure_threshold=1, reset_seconds=10, clock=clock, on_change=changes.append
-    )
+    breaker = CircuitBreaker("db", failure_threshold=1, reset_seconds=10, clock=clock, on_change=changes.append)
     breaker.record_failure()
     clock.now = 10
     breaker.before_call()
@@ -90,9 +88,7 @@ def test_released_trial_slot_can_be_reused() -> None:
 
 def test_api_key_seed_format() -> None:
     specs = parse_key_specs(
-        "ops:onb_0123456789abcdef:admin, "
-        "ci:onb_abcdefabcdefabcdef:hooks+stamping:ns1+ns2, "
-        "x:onb_1111111111111111"
+        "ops:onb_0123456789abcdef:admin, ci:onb_abcdefabcdefabcdef:hooks+stamping:ns1+ns2, x:onb_1111111111111111"
     )
     assert [s.name for s in specs] == ["ops", "ci", "x"]
     assert specs[1].scopes == ("hooks", "stamping")

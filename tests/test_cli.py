@@ -38,9 +38,7 @@ def test_serve_names_the_missing_settings(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "OMNINODE_REDIS_URL" not in result.output
 
 
-def test_production_with_default_secret_refuses_to_start(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_production_with_default_secret_refuses_to_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMNINODE_ENV", "production")
     monkeypatch.delenv("OMNINODE_STAMP_SECRET", raising=False)
@@ -49,14 +47,10 @@ def test_production_with_default_secret_refuses_to_start(
     assert "OMNINODE_STAMP_SECRET" in result.output
 
 
-def test_api_keys_create_list_revoke(
-    stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_api_keys_create_list_revoke(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMNINODE_DATABASE_URL", stack.urls["database_url"])
-    created = runner.invoke(
-        app, ["api-keys", "create", "--name", "cli-key", "--scope", "hooks", "--namespace", "ns1"]
-    )
+    created = runner.invoke(app, ["api-keys", "create", "--name", "cli-key", "--scope", "hooks", "--namespace", "ns1"])
     assert created.exit_code == 0, created.output
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("onb_")

@@ -41,9 +41,7 @@ async def test_metrics_is_valid_prometheus_text_with_request_histogram(
     histogram = families["omninode_request_duration_seconds"]
     assert histogram.type == "histogram"
     buckets = {
-        float(s.labels["le"])
-        for s in histogram.samples
-        if s.name.endswith("_bucket") and s.labels["le"] != "+Inf"
+        float(s.labels["le"]) for s in histogram.samples if s.name.endswith("_bucket") and s.labels["le"] != "+Inf"
     }
     assert {0.005, 1.0} <= buckets
     assert any(s.labels.get("path") == "/admin/api-keys" for s in histogram.samples)

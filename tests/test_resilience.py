@@ -40,9 +40,7 @@ async def test_database_outage_fails_fast_and_recovers(stack: EmbeddedStack) -> 
         async def recovered() -> bool:
             return (await client.get("/admin/api-keys", headers=headers)).status_code == 200
 
-        await wait_until(
-            recovered, timeout=15, interval=0.2, message="API did not recover after PostgreSQL came back"
-        )
+        await wait_until(recovered, timeout=15, interval=0.2, message="API did not recover after PostgreSQL came back")
 
         async def healthy() -> bool:
             # The breaker closes after its trial calls succeed; until then /health says "degraded".

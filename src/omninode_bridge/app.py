@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         settings.kafka.bootstrap_servers or "",
         client_id=settings.kafka.client_id,
         request_timeout_ms=settings.kafka.request_timeout_ms,
+        # Topics come from the catalog (ensure_topics), with its partition counts, never from subscribers.
+        allow_auto_create_topics=False,
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         logger=structlog.get_logger("omninode_bridge.kafka"),
     )
@@ -158,9 +160,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
                 for module in all_modules:
                     for module_lifespan in module.lifespans:
                         await stack.enter_async_context(module_lifespan(runtime))
-                log.info(
-                    "omninode-bridge started", version=__version__, modules=[m.name for m in all_modules]
-                )
+                log.info("omninode-bridge started", version=__version__, modules=[m.name for m in all_modules])
                 yield
         finally:
             for task in background:

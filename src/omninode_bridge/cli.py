@@ -64,9 +64,7 @@ def _require(settings: Settings, *names: str) -> None:
 
 @app.command()
 def dev(
-    ephemeral: Annotated[
-        bool, typer.Option(help="Keep data in a temporary directory, deleted on exit.")
-    ] = False,
+    ephemeral: Annotated[bool, typer.Option(help="Keep data in a temporary directory, deleted on exit.")] = False,
     state_dir: Annotated[
         Path | None, typer.Option(help="Where the embedded servers keep data (default OMNINODE_STATE_DIR).")
     ] = None,
@@ -84,9 +82,7 @@ def dev(
 
     settings = _settings()
     directory = (
-        Path(tempfile.mkdtemp(prefix="omninode-"))
-        if ephemeral
-        else (state_dir or Path(settings.server.state_dir))
+        Path(tempfile.mkdtemp(prefix="omninode-")) if ephemeral else (state_dir or Path(settings.server.state_dir))
     )
     stack = EmbeddedStack(
         directory,
@@ -200,9 +196,7 @@ def _run_with_keys(coro_factory: object) -> object:
 def keys_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
     scope: Annotated[list[str], typer.Option(help="Scope to grant (repeatable): admin or a module name.")],
-    namespace: Annotated[
-        list[str] | None, typer.Option(help="Restrict to this namespace (repeatable).")
-    ] = None,
+    namespace: Annotated[list[str] | None, typer.Option(help="Restrict to this namespace (repeatable).")] = None,
 ) -> None:
     """Create a key and print it once."""
     from omninode_bridge.platform.schemas import ApiKeyCreate

@@ -127,9 +127,7 @@ class _Server(abc.ABC):
                 return
             time.sleep(0.05)
         self.stop()
-        raise StackError(
-            f"{self.name} did not become ready in {self.startup_timeout:.0f}s; see {self.log_path}"
-        )
+        raise StackError(f"{self.name} did not become ready in {self.startup_timeout:.0f}s; see {self.log_path}")
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server cleanly, killing it if it does not exit within ``timeout``."""
@@ -228,9 +226,7 @@ class EmbeddedPostgres(_Server):
         ]  # fmt: skip
 
     def ready(self) -> bool:
-        result = subprocess.run(
-            [self._bin("pg_isready"), "-h", self.host, "-p", str(self.port), "-q"], check=False
-        )
+        result = subprocess.run([self._bin("pg_isready"), "-h", self.host, "-p", str(self.port), "-q"], check=False)
         return result.returncode == 0
 
     def start(self) -> None:
@@ -305,9 +301,7 @@ class EmbeddedStack:
         kafka: Start the broker.
     """
 
-    def __init__(
-        self, state_dir: Path, *, postgres: bool = True, redis: bool = True, kafka: bool = True
-    ) -> None:
+    def __init__(self, state_dir: Path, *, postgres: bool = True, redis: bool = True, kafka: bool = True) -> None:
         self.state_dir = state_dir.resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o755)
@@ -317,9 +311,7 @@ class EmbeddedStack:
             if postgres
             else None
         )
-        self.redis = (
-            EmbeddedRedis(data_dir=self.state_dir / "redis", password=creds["redis"]) if redis else None
-        )
+        self.redis = EmbeddedRedis(data_dir=self.state_dir / "redis", password=creds["redis"]) if redis else None
         self.kafka = EmbeddedKafka(data_dir=self.state_dir / "kafka") if kafka else None
 
     def _credentials(self) -> dict[str, str]:

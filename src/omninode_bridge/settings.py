@@ -53,9 +53,9 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True):
     host: Annotated[str, msgspec.Meta(description="Interface the API listens on.")] = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535, description="TCP port of the API.")] = 8000
     workers: Annotated[int, msgspec.Meta(ge=1, description="Uvicorn worker processes (serve).")] = 1
-    state_dir: Annotated[
-        str, msgspec.Meta(description="Directory of the embedded stack's data (dev only).")
-    ] = ".omninode"
+    state_dir: Annotated[str, msgspec.Meta(description="Directory of the embedded stack's data (dev only).")] = (
+        ".omninode"
+    )
     contracts_dir: Annotated[
         str | None, msgspec.Meta(description="Directory of the YAML contracts (default: the repository's).")
     ] = None
@@ -71,18 +71,16 @@ class DatabaseSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     url: Annotated[
         str | None,
-        msgspec.Meta(
-            description="SQLAlchemy URL, postgresql+asyncpg://user:pw@host:port/db. Unset: embedded."
-        ),
+        msgspec.Meta(description="SQLAlchemy URL, postgresql+asyncpg://user:pw@host:port/db. Unset: embedded."),
     ] = None
     pool_size: Annotated[int, msgspec.Meta(ge=1, description="Connections kept in the pool.")] = 10
     max_overflow: Annotated[int, msgspec.Meta(ge=0, description="Extra connections under load.")] = 10
     pool_timeout_seconds: Annotated[
         float, msgspec.Meta(gt=0, description="Wait for a free pooled connection before failing.")
     ] = 5.0
-    connect_timeout_seconds: Annotated[
-        float, msgspec.Meta(gt=0, description="Timeout of one connection attempt.")
-    ] = 2.0
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, description="Timeout of one connection attempt.")] = (
+        2.0
+    )
     statement_timeout_ms: Annotated[
         int, msgspec.Meta(ge=0, description="Server-side statement timeout (0 = none).")
     ] = 30_000
@@ -104,9 +102,7 @@ class RedisSettings(msgspec.Struct, kw_only=True, frozen=True):
     env_prefix: ClassVar[str] = "OMNINODE_REDIS_"
 
     url: Annotated[str | None, msgspec.Meta(description="redis://host:port/db. Unset: embedded.")] = None
-    socket_timeout_seconds: Annotated[
-        float, msgspec.Meta(gt=0, description="Timeout of one Redis command.")
-    ] = 1.0
+    socket_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, description="Timeout of one Redis command.")] = 1.0
 
 
 class KafkaSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -117,12 +113,8 @@ class KafkaSettings(msgspec.Struct, kw_only=True, frozen=True):
     bootstrap_servers: Annotated[
         str | None, msgspec.Meta(description="Comma-separated host:port list. Unset: embedded Tansu.")
     ] = None
-    client_id: Annotated[str, msgspec.Meta(description="Kafka client id of this process.")] = (
-        "omninode-bridge"
-    )
-    request_timeout_ms: Annotated[
-        int, msgspec.Meta(ge=1000, description="Timeout of one broker request.")
-    ] = 10_000
+    client_id: Annotated[str, msgspec.Meta(description="Kafka client id of this process.")] = "omninode-bridge"
+    request_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, description="Timeout of one broker request.")] = 10_000
 
 
 class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -140,9 +132,7 @@ class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
     ] = ""
     stamp_secret: Annotated[
         str,
-        _env(
-            "OMNINODE_STAMP_SECRET", "Secret of the stamp signatures; refused at its default in production."
-        ),
+        _env("OMNINODE_STAMP_SECRET", "Secret of the stamp signatures; refused at its default in production."),
     ] = "dev-stamp-secret-change-me"  # noqa: S105 - development default, refused in production
     rate_limit_requests: Annotated[
         int, _env("OMNINODE_RATE_LIMIT_REQUESTS", "Requests allowed per key (or client IP) per window.")
@@ -150,9 +140,7 @@ class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
     rate_limit_window_seconds: Annotated[
         float, _env("OMNINODE_RATE_LIMIT_WINDOW_SECONDS", "Length of the sliding rate-limit window.")
     ] = 60.0
-    rate_limit_enabled: Annotated[
-        bool, _env("OMNINODE_RATE_LIMIT_ENABLED", "Turn rate limiting on or off.")
-    ] = True
+    rate_limit_enabled: Annotated[bool, _env("OMNINODE_RATE_LIMIT_ENABLED", "Turn rate limiting on or off.")] = True
     auth_cache_seconds: Annotated[
         float,
         _env(
@@ -172,12 +160,8 @@ class ObservabilitySettings(msgspec.Struct, kw_only=True, frozen=True):
     env_prefix: ClassVar[str] = "OMNINODE_"
 
     log_level: Annotated[str, _env("OMNINODE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.")] = "INFO"
-    log_json: Annotated[bool, _env("OMNINODE_LOG_JSON", "JSON log lines (else coloured console output).")] = (
-        True
-    )
-    service_name: Annotated[str, _env("OTEL_SERVICE_NAME", "Service name in traces and metrics.")] = (
-        "omninode-bridge"
-    )
+    log_json: Annotated[bool, _env("OMNINODE_LOG_JSON", "JSON log lines (else coloured console output).")] = True
+    service_name: Annotated[str, _env("OTEL_SERVICE_NAME", "Service name in traces and metrics.")] = "omninode-bridge"
     otlp_endpoint: Annotated[
         str | None,
         _env("OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP collector; traces are exported only if set."),
@@ -207,9 +191,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             self,
             database=msgspec.structs.replace(self.database, url=database_url or self.database.url),
             redis=msgspec.structs.replace(self.redis, url=redis_url or self.redis.url),
-            kafka=msgspec.structs.replace(
-                self.kafka, bootstrap_servers=kafka or self.kafka.bootstrap_servers
-            ),
+            kafka=msgspec.structs.replace(self.kafka, bootstrap_servers=kafka or self.kafka.bootstrap_servers),
         )
 
     def missing_services(self) -> list[str]:

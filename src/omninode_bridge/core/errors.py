@@ -119,9 +119,7 @@ def _converting(convert: Any) -> Any:
 
 def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
     status = exc.status_code
-    detail = (
-        exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else HTTPStatus(status).phrase
-    )
+    detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else HTTPStatus(status).phrase
     extra = exc.extra if isinstance(exc.extra, dict) else None
     if status == 500:  # an HTTPException(500) raised by framework code: never leak its text
         detail, extra = "An unexpected error occurred.", None
@@ -139,9 +137,7 @@ def _from_validation(exc: ValidationException) -> ProblemDetailsException:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            errors.append(
-                {"field": item.get("key"), "source": item.get("source"), "message": item.get("message")}
-            )
+            errors.append({"field": item.get("key"), "source": item.get("source"), "message": item.get("message")})
     fields = ", ".join(str(e["field"]) for e in errors if e["field"])
     detail = f"Invalid request: {fields}." if fields else (exc.detail or "The request is not valid.")
     if len(errors) == 1 and errors[0]["message"]:

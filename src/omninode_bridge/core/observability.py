@@ -73,9 +73,7 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace_ids,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if settings.log_json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if settings.log_json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -207,8 +205,6 @@ _gauges = GaugeCollector()
 REGISTRY.register(_gauges)
 
 
-def register_gauges(
-    name: str, help_text: str, source: Callable[[], Iterable[tuple[dict[str, str], float]]]
-) -> None:
+def register_gauges(name: str, help_text: str, source: Callable[[], Iterable[tuple[dict[str, str], float]]]) -> None:
     """Expose a scrape-time gauge family; calling again with the same name replaces the source."""
     _gauges.sources[name] = (help_text, source)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from omninode_bridge.core.module import Module
+from omninode_bridge.modules import codegen
 
 __all__ = ["MODULES"]
 
 #: Feature modules in registration order; each issue that adds a module appends it here.
-MODULES: list[Module] = []
+MODULES: list[Module] = [codegen.MODULE]

@@ -21,7 +21,7 @@ from omninode_bridge.platform.security import (
     principal_of,
     require_scope,
 )
-from omninode_bridge.platform.services import ApiKeyService, parse_key_specs, record_audit
+from omninode_bridge.platform.services import ApiKeyService, AuditService, parse_key_specs, record_audit
 
 __all__ = [
     "API_KEY_SECURITY",
@@ -29,6 +29,7 @@ __all__ = [
     "MODULE",
     "PUBLIC_PATH_PREFIXES",
     "ApiKeyService",
+    "AuditService",
     "AuthCache",
     "Principal",
     "SecurityMiddleware",

@@ -26,9 +26,7 @@ __all__ = ["API_KEY_SECURITY", "AUTH_RESPONSES", "AdminController", "HealthContr
 
 
 def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=dict[str, Any], description=description, media_type="application/problem+json"
-    )
+    return ResponseSpec(data_container=dict[str, Any], description=description, media_type="application/problem+json")
 
 
 #: OpenAPI security requirement of every protected controller (either header works).
@@ -73,9 +71,7 @@ class HealthController(Controller):
         """Always 200 while the process serves requests."""
         return {"status": "alive"}
 
-    @get(
-        "/ready", operation_id="getReadiness", summary="The service can serve: database and broker reachable"
-    )
+    @get("/ready", operation_id="getReadiness", summary="The service can serve: database and broker reachable")
     async def ready(self, state: State) -> Response[dict[str, Any]]:
         """200 when the database and the broker answer, else 503."""
         checks = await _check_components(state, include_redis=False)
@@ -90,15 +86,11 @@ async def _timed(probe: Any, limit_seconds: float = 2.0) -> schemas.ComponentHea
         async with asyncio.timeout(limit_seconds):
             await probe()
     except Exception as exc:
-        return schemas.ComponentHealth(
-            status="down", detail=(str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        )
+        return schemas.ComponentHealth(status="down", detail=(str(exc).splitlines() or [type(exc).__name__])[0][:200])
     return schemas.ComponentHealth(status="up", latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
-async def _check_components(
-    state: State, *, include_redis: bool = True
-) -> dict[str, schemas.ComponentHealth]:
+async def _check_components(state: State, *, include_redis: bool = True) -> dict[str, schemas.ComponentHealth]:
     runtime = state.runtime
 
     async def kafka() -> None:
@@ -147,9 +139,7 @@ class AdminController(Controller):
     ) -> schemas.ApiKeyCreated:
         """Create a key. The response holds the plain key; it is never shown again."""
         if data.expires_at is not None and data.expires_at.tzinfo is None:
-            raise ProblemError(
-                422, "expires_at must carry a timezone", extra={"errors": [{"field": "expires_at"}]}
-            )
+            raise ProblemError(422, "expires_at must carry a timezone", extra={"errors": [{"field": "expires_at"}]})
         return await ApiKeyService(uow).create(data, actor=principal_of(request).key_id)
 
     @delete(

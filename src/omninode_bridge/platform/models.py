@@ -40,9 +40,7 @@ class AuditEntry(DefaultBase):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     occurred_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
-    action: Mapped[str] = mapped_column(
-        String(64), comment="e.g. auth.failed, rate_limit.hit, api_key.created"
-    )
+    action: Mapped[str] = mapped_column(String(64), comment="e.g. auth.failed, rate_limit.hit, api_key.created")
     outcome: Mapped[str] = mapped_column(String(16), comment="allowed or denied")
     key_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     client_ip: Mapped[str | None] = mapped_column(String(64), default=None)

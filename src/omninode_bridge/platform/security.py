@@ -42,8 +42,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Paths served without a key: health probes, metrics scraping and the API docs.
-PUBLIC_PATH_PREFIXES = ("/health", "/metrics", "/schema")
+#: Paths served without a key: health probes, metrics scraping and the API docs (OpenAPI and AsyncAPI).
+PUBLIC_PATH_PREFIXES = ("/health", "/metrics", "/schema", "/asyncapi.json", "/asyncapi")
 
 
 class AuthCache:

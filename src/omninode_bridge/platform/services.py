@@ -222,9 +222,7 @@ class ApiKeyService:
 
     async def verify(self, key: str) -> schemas.Principal | None:
         """The principal of an active key, or None."""
-        row = await self.uow.session.scalar(
-            select(models.ApiKey).where(models.ApiKey.key_hash == hash_key(key))
-        )
+        row = await self.uow.session.scalar(select(models.ApiKey).where(models.ApiKey.key_hash == hash_key(key)))
         if row is None or row.revoked_at is not None:
             return None
         if row.expires_at is not None and row.expires_at <= _now():
@@ -244,9 +242,7 @@ class ApiKeyService:
         created = 0
         for spec in specs:
             digest = hash_key(spec.key)
-            existing = await self.uow.session.scalar(
-                select(models.ApiKey).where(models.ApiKey.key_hash == digest)
-            )
+            existing = await self.uow.session.scalar(select(models.ApiKey).where(models.ApiKey.key_hash == digest))
             if existing is not None:
                 if existing.revoked_at is not None:
                     log.warning("seeded API key is revoked; leaving it revoked", name=spec.name)

@@ -100,9 +100,7 @@ class TopicCatalog:
             if topic.dlq is not None:
                 target = self.topics.get(topic.dlq)
                 if target is None or target.kind != "dlq":
-                    raise CatalogError(
-                        f"topic {topic.name}: dlq {topic.dlq} is not a dlq topic of the catalog"
-                    )
+                    raise CatalogError(f"topic {topic.name}: dlq {topic.dlq} is not a dlq topic of the catalog")
         for name, consumer in self.consumers.items():
             if consumer.topic not in self.topics:
                 raise CatalogError(f"consumer {name}: topic {consumer.topic} is not in the catalog")
@@ -113,9 +111,7 @@ class TopicCatalog:
         missing = sorted(n for n in names if n not in self.topics)
         if missing:
             where = f" ({self.source})" if self.source else ""
-            raise CatalogError(
-                f"topics used in code but missing from the catalog{where}: {', '.join(missing)}"
-            )
+            raise CatalogError(f"topics used in code but missing from the catalog{where}: {', '.join(missing)}")
 
     def topic(self, name: str) -> Topic:
         """The topic called ``name``."""

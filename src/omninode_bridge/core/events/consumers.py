@@ -39,9 +39,7 @@ log = structlog.get_logger(__name__)
 EventHandler = Callable[[OnexEnvelopeV1, UnitOfWork, Any], Awaitable[None]]
 """``async def handler(envelope, uow, runtime)``: apply the event inside ``uow``; do not commit."""
 
-consumed_total = Counter(
-    "omninode_events_consumed_total", "Events consumed, by outcome.", ["consumer", "outcome"]
-)
+consumed_total = Counter("omninode_events_consumed_total", "Events consumed, by outcome.", ["consumer", "outcome"])
 
 #: Base of the exponential backoff between attempts, in seconds (tests shorten it).
 RETRY_BACKOFF_SECONDS = 0.1
@@ -69,9 +67,7 @@ def _record_info(msg: Any) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset, "key": key}
 
 
-async def consume(
-    runtime: Any, consumer: str, handler: EventHandler, value: bytes, record: dict[str, Any]
-) -> str:
+async def consume(runtime: Any, consumer: str, handler: EventHandler, value: bytes, record: dict[str, Any]) -> str:
     """Process one record exactly once in effect; returns the outcome (processed, duplicate, dead_lettered).
 
     Raises:
@@ -153,9 +149,7 @@ async def _dead_letter(
         if envelope is not None:
             # Mark it handled so a redelivery of the same record is not dead-lettered twice.
             await uow.session.execute(
-                pg_insert(ProcessedEvent)
-                .values(consumer=consumer, event_id=envelope.event_id)
-                .on_conflict_do_nothing()
+                pg_insert(ProcessedEvent).values(consumer=consumer, event_id=envelope.event_id).on_conflict_do_nothing()
             )
         uow.session.add(
             DeadLetter(
@@ -184,8 +178,6 @@ async def _dead_letter(
 async def already_processed(uow: UnitOfWork, consumer: str, event_id: Any) -> bool:
     """Whether ``consumer`` has applied ``event_id`` (for tests and diagnostics)."""
     found = await uow.session.scalar(
-        select(ProcessedEvent.event_id).where(
-            ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id
-        )
+        select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id)
     )
     return found is not None

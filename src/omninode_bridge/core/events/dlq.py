@@ -50,9 +50,7 @@ class DlqMonitor:
         await consumer.start()
         try:
             partitions = [
-                TopicPartition(topic, p)
-                for topic in topics
-                for p in sorted(consumer.partitions_for_topic(topic) or [])
+                TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or [])
             ]
             if not partitions:
                 await consumer._client.force_metadata_update()  # first use: metadata not fetched yet

@@ -4,7 +4,7 @@
 transaction, so rolled-back work publishes nothing and committed work is never lost, whatever Kafka
 is doing. :class:`OutboxRelay` claims pending rows in id order (``FOR UPDATE SKIP LOCKED`` under a
 transaction-level advisory lock, so several app processes never double-send or interleave a key),
-sends them with an idempotent producer, waits for the acks, then marks them sent and logs them in
+sends them (``acks=all``), waits for the acks, then marks them sent and logs them in
 ``event_logs`` in the same transaction. While Kafka is down it backs off and retries; when the broker
 comes back empty (the embedded one keeps messages in memory) it recreates the catalog's topics first.
 A crash between the acks and the commit re-sends that batch: delivery is at-least-once and consumers
@@ -189,8 +189,14 @@ class OutboxRelay:
                 )
                 for row in rows
             ]
-            await asyncio.gather(*futures)
-            ids = [row.id for row in rows]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            # Rows the broker acknowledged are marked sent even if others failed, so a retry does not
+            # send them twice. A partition's records travel in one request, so they share their fate and
+            # the order within a key holds.
+            ids = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
+            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            if not ids:
+                raise failure or RuntimeError("no record was acknowledged")
             await session.execute(
                 insert(EventLog).from_select(
                     ["event_id", "event_type", "topic", "correlation_id", "direction", "status",
@@ -209,9 +215,12 @@ class OutboxRelay:
                 .values(sent_at=func.now(), attempts=OutboxEntry.attempts + 1)
             )
             await uow.commit()
-        for row in rows:
-            sent_total.labels(topic=row.topic).inc()
-        return len(rows)
+        for row, result in zip(rows, results, strict=True):
+            if not isinstance(result, BaseException):
+                sent_total.labels(topic=row.topic).inc()
+        if failure is not None:
+            raise failure
+        return len(ids)
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         if not self._topics_ready:
@@ -223,7 +232,10 @@ class OutboxRelay:
                 bootstrap_servers=self.bootstrap_servers,
                 client_id=self.client_id,
                 acks="all",
-                enable_idempotence=True,
+                # Tansu rejects InitProducerId, so no idempotent producer; aiokafka keeps one batch in
+                # flight per partition, so retries cannot reorder a key, and a retry's duplicate is
+                # dropped by the consumers' event_id check.
+                enable_idempotence=False,
                 linger_ms=2,
                 max_batch_size=1024 * 1024,
                 request_timeout_ms=self.request_timeout_ms,
@@ -257,9 +269,7 @@ class OutboxRelay:
         async with self.database.unit_of_work() as uow:
             count, oldest = (
                 await uow.session.execute(
-                    select(func.count(), func.min(OutboxEntry.created_at)).where(
-                        OutboxEntry.sent_at.is_(None)
-                    )
+                    select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.sent_at.is_(None))
                 )
             ).one()
         age = (dt.datetime.now(dt.UTC) - oldest).total_seconds() if oldest else 0.0

@@ -21,9 +21,7 @@ async def ensure_topics(
     Existing topics are left alone (a partition count that differs is logged, never changed: shrinking
     is impossible and growing would remap keys).
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, client_id=client_id, request_timeout_ms=10_000
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -1,0 +1,151 @@
+"""The nine codegen payload schemas of seed 001 and the codegen API's bodies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "CodegenAnalysisRequest",
+    "CodegenAnalysisResponse",
+    "CodegenMixinRequest",
+    "CodegenMixinResponse",
+    "CodegenPatternRequest",
+    "CodegenPatternResponse",
+    "CodegenReply",
+    "CodegenStatusAccepted",
+    "CodegenStatusEvent",
+    "CodegenStatusUpdate",
+    "CodegenValidationRequest",
+    "CodegenValidationResponse",
+    "SessionStatus",
+    "SessionTimeline",
+]
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class CodegenAnalysisRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """PRD analysis request."""
+
+    prd_content: Annotated[str, msgspec.Meta(min_length=1, max_length=1_000_000)]
+    target_language: NonEmpty
+    analysis_depth: Literal["basic", "comprehensive"] = "basic"
+
+
+class CodegenValidationRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Code validation request."""
+
+    code_content: Annotated[str, msgspec.Meta(min_length=1, max_length=1_000_000)]
+    language: NonEmpty
+    validation_rules: list[str] = msgspec.field(default_factory=list)
+
+
+class CodegenPatternRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Pattern matching request."""
+
+    node_type: NonEmpty
+    functionality_description: NonEmpty
+    language: NonEmpty
+
+
+class CodegenMixinRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Mixin recommendation request."""
+
+    node_name: NonEmpty
+    required_capabilities: list[str]
+    language: NonEmpty
+
+
+class CodegenAnalysisResponse(msgspec.Struct):
+    """Analysis result."""
+
+    analysis_result: dict[str, Any]
+    confidence_score: float
+    recommendations: list[str]
+
+
+class CodegenValidationResponse(msgspec.Struct):
+    """Validation result."""
+
+    is_valid: bool
+    issues: list[dict[str, Any]]
+    suggestions: list[str]
+
+
+class CodegenPatternResponse(msgspec.Struct):
+    """Pattern matches."""
+
+    similar_patterns: list[dict[str, Any]]
+    recommended_approach: str
+    code_snippets: list[str]
+
+
+class CodegenMixinResponse(msgspec.Struct):
+    """Mixin recommendations."""
+
+    recommended_mixins: list[str]
+    implementation_notes: str
+    dependencies: list[str]
+
+
+SessionStatus = Literal["started", "in_progress", "completed", "failed"]
+
+
+class CodegenStatusEvent(msgspec.Struct):
+    """Session status, on the status topic (6 partitions, keyed by correlation id)."""
+
+    session_id: uuid.UUID
+    status: SessionStatus
+    progress_percent: Annotated[float, msgspec.Meta(ge=0, le=100)]
+    current_step: str
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CodegenStatusUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """A status update posted over HTTP for a session."""
+
+    status: SessionStatus
+    progress_percent: Annotated[float, msgspec.Meta(ge=0, le=100)]
+    current_step: Annotated[str, msgspec.Meta(max_length=500)]
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CodegenStatusAccepted(msgspec.Struct):
+    """The status event was accepted and will be published."""
+
+    event_id: uuid.UUID
+    correlation_id: str
+    status: str = "accepted"
+
+
+class CodegenReply(msgspec.Struct):
+    """The correlated response of a request-reply call."""
+
+    correlation_id: str
+    event_type: str
+    source: str
+    payload: dict[str, Any]
+
+
+class SessionTimeline(msgspec.Struct):
+    """Every status event of a session, oldest first."""
+
+    session_id: uuid.UUID
+    latest_status: SessionStatus | None
+    events: list[SessionStatusEntry]
+
+
+class SessionStatusEntry(msgspec.Struct):
+    """One recorded status event."""
+
+    event_id: uuid.UUID
+    status: str
+    progress_percent: float
+    current_step: str
+    metadata: dict[str, Any]
+    correlation_id: str
+    occurred_at: dt.datetime

@@ -1,0 +1,129 @@
+"""Request-reply over the codegen topics, and the session status record."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.events import OnexEnvelopeV1, new_envelope
+from omninode_bridge.core.module import Runtime
+from omninode_bridge.modules.codegen import schemas
+from omninode_bridge.modules.codegen.models import SessionEvent
+
+__all__ = ["KINDS", "STATUS_TOPIC", "PendingReplies", "SessionService", "request_reply"]
+
+STATUS_TOPIC = "omninode_codegen_status_session_v1"
+
+#: kind -> (request topic, response topic, request event type, request schema)
+KINDS: dict[str, tuple[str, str, str, type[msgspec.Struct]]] = {
+    "analyze": ("omninode_codegen_request_analyze_v1", "omninode_codegen_response_analyze_v1",
+                "CodegenAnalysisRequest", schemas.CodegenAnalysisRequest),
+    "validate": ("omninode_codegen_request_validate_v1", "omninode_codegen_response_validate_v1",
+                 "CodegenValidationRequest", schemas.CodegenValidationRequest),
+    "pattern": ("omninode_codegen_request_pattern_v1", "omninode_codegen_response_pattern_v1",
+                "CodegenPatternRequest", schemas.CodegenPatternRequest),
+    "mixin": ("omninode_codegen_request_mixin_v1", "omninode_codegen_response_mixin_v1",
+              "CodegenMixinRequest", schemas.CodegenMixinRequest),
+}  # fmt: skip
+
+
+class PendingReplies:
+    """Requests of this process waiting for their response, by correlation id."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[OnexEnvelopeV1]] = {}
+
+    def expect(self, correlation_id: str) -> asyncio.Future[OnexEnvelopeV1]:
+        future: asyncio.Future[OnexEnvelopeV1] = asyncio.get_running_loop().create_future()
+        self._waiting[correlation_id] = future
+        return future
+
+    def forget(self, correlation_id: str) -> None:
+        self._waiting.pop(correlation_id, None)
+
+    def resolve(self, envelope: OnexEnvelopeV1) -> bool:
+        """Hand a response to its waiting request; False if no request here waits for it."""
+        future = self._waiting.get(envelope.correlation_id)
+        if future is None or future.done():
+            return False
+        future.set_result(envelope)
+        return True
+
+
+async def request_reply(
+    runtime: Runtime, uow: UnitOfWork, kind: str, request: msgspec.Struct, *, session_id: uuid.UUID | None
+) -> OnexEnvelopeV1 | None:
+    """Publish a request and wait for its correlated response; None on timeout (the contract's value)."""
+    request_topic, _, event_type, _ = KINDS[kind]
+    replies: PendingReplies = runtime.extras["codegen_replies"]
+    envelope = new_envelope(event_type=event_type, payload=request, session_id=session_id)
+    future = replies.expect(envelope.correlation_id)
+    try:
+        await runtime.publisher.publish(uow, request_topic, envelope)
+        await uow.commit()
+        timeout = runtime.catalog.request_reply.timeout_ms / 1000
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+    finally:
+        replies.forget(envelope.correlation_id)
+
+
+class SessionService:
+    """Status events of codegen sessions."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    async def record(self, envelope: OnexEnvelopeV1) -> None:
+        """Store a status event (validated against ``CodegenStatusEvent``; invalid ones raise)."""
+        status = msgspec.convert(envelope.payload, schemas.CodegenStatusEvent)
+        await self.uow.session.execute(
+            pg_insert(SessionEvent)
+            .values(
+                event_id=envelope.event_id, session_id=status.session_id, status=status.status,
+                progress_percent=status.progress_percent, current_step=status.current_step,
+                details=status.metadata, correlation_id=envelope.correlation_id, occurred_at=envelope.timestamp,
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )  # fmt: skip
+
+    async def timeline(self, session_id: uuid.UUID) -> schemas.SessionTimeline | None:
+        """Every status event of a session, oldest first; None if there is none."""
+        rows = (
+            await self.uow.session.scalars(
+                select(SessionEvent)
+                .where(SessionEvent.session_id == session_id)
+                .order_by(SessionEvent.occurred_at, SessionEvent.id)
+            )
+        ).all()
+        if not rows:
+            return None
+        events = [
+            schemas.SessionStatusEntry(
+                event_id=r.event_id, status=r.status, progress_percent=r.progress_percent,
+                current_step=r.current_step, metadata=dict(r.details or {}), correlation_id=r.correlation_id,
+                occurred_at=r.occurred_at,
+            )
+            for r in rows
+        ]  # fmt: skip
+        return schemas.SessionTimeline(session_id=session_id, latest_status=events[-1].status, events=events)  # type: ignore[arg-type]
+
+
+def status_envelope(
+    session_id: uuid.UUID, update: schemas.CodegenStatusUpdate, correlation_id: str | None
+) -> OnexEnvelopeV1:
+    """The envelope of a status update posted over HTTP, keyed by the request's correlation id."""
+    payload: dict[str, Any] = msgspec.to_builtins(
+        schemas.CodegenStatusEvent(session_id=session_id, **msgspec.structs.asdict(update))
+    )
+    return new_envelope(
+        event_type="CodegenStatusEvent", payload=payload, session_id=session_id, correlation_id=correlation_id
+    )

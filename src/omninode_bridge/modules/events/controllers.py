@@ -1,0 +1,190 @@
+"""Events endpoints: the event log, the DLQs and their re-drive, and the public AsyncAPI document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.errors import ProblemError, correlation_id_of
+from omninode_bridge.modules.events import schemas
+from omninode_bridge.modules.events.services import Actor, DeadLetterService, EventLogService, asyncapi_document
+from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, principal_of, require_scope
+
+__all__ = ["ASYNCAPI_PATH", "AsyncApiController", "EventsController"]
+
+#: Where the AsyncAPI page is served (its JSON is at ``ASYNCAPI_PATH + ".json"``).
+ASYNCAPI_PATH = "/asyncapi"
+
+# The largest value a BIGINT id can hold: a longer digit string is not a cursor we handed out and would
+# overflow in PostgreSQL (a 500) instead of being a 422.
+_MAX_ID = 2**63 - 1
+
+_NOT_FOUND = ResponseSpec(
+    data_container=dict[str, Any], description="No such dead letter", media_type="application/problem+json"
+)
+_CONFLICT = ResponseSpec(
+    data_container=dict[str, Any],
+    description="Already re-driven, or its original topic left the catalog",
+    media_type="application/problem+json",
+)
+_REDRIVE_RESPONSES: dict[int, ResponseSpec] = {**AUTH_RESPONSES, 404: _NOT_FOUND, 409: _CONFLICT}
+# Public endpoints are still rate limited (per client IP), but no key is ever asked for.
+_PUBLIC_RESPONSES: dict[int, ResponseSpec] = {429: AUTH_RESPONSES[429]}
+
+
+def _require_timezone(**values: dt.datetime | None) -> None:
+    # Stored times are timezone-aware; a naive bound is ambiguous (and the column type rejects it).
+    for name, value in values.items():
+        if value is not None and value.tzinfo is None:
+            raise ProblemError(
+                422, f"{name} must carry a timezone (e.g. 2025-01-01T00:00:00Z)", extra={"errors": [{"field": name}]}
+            )
+
+
+def _actor(request: Request[Any, Any, Any]) -> Actor:
+    return Actor(
+        key_id=principal_of(request).key_id,
+        client_ip=request.client.host if request.client else None,
+        method=request.method,
+        path=request.url.path,
+        correlation_id=correlation_id_of(request),
+    )
+
+
+class EventsController(Controller):
+    """The event log and the dead-letter queues. Requires the ``events`` scope; re-drive needs ``admin``."""
+
+    path = "/events"
+    tags = ["events"]
+    security = API_KEY_SECURITY
+    guards = [require_scope("events")]
+
+    @get("/", operation_id="listEvents", summary="Page through the event log", responses=AUTH_RESPONSES)
+    async def list_events(
+        self,
+        uow: NamedDependency[UnitOfWork],
+        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        correlation_id: Annotated[str | None, QueryParameter(description="Follow one request end to end")] = None,
+        event_type: FromQuery[str | None] = None,
+        topic: FromQuery[str | None] = None,
+        direction: FromQuery[schemas.EventDirection | None] = None,
+        status: Annotated[str | None, QueryParameter(description="e.g. sent, processed, dead_lettered")] = None,
+        since: FromQuery[dt.datetime | None] = None,
+        until: FromQuery[dt.datetime | None] = None,
+    ) -> schemas.EventLogPage:
+        """Published and consumed events, newest first, filtered by correlation id, type, topic, direction,
+        status and time."""
+        if cursor is not None and (not cursor.isdigit() or int(cursor) > _MAX_ID):
+            raise ProblemError(
+                422,
+                "cursor must be the next_cursor of a previous page",
+                extra={"errors": [{"field": "cursor"}]},
+            )
+        _require_timezone(since=since, until=until)
+        return await EventLogService(uow).page(
+            limit=limit,
+            cursor=int(cursor) if cursor else None,
+            correlation_id=correlation_id,
+            event_type=event_type,
+            topic=topic,
+            direction=direction,
+            status=status,
+            since=since,
+            until=until,
+        )
+
+    @get(
+        "/dlq",
+        operation_id="getDeadLetterQueues",
+        summary="DLQ sizes, thresholds and the newest dead letters",
+        responses=AUTH_RESPONSES,
+    )
+    async def dlq(
+        self,
+        state: State,
+        uow: NamedDependency[UnitOfWork],
+        dlq_topic: Annotated[str | None, QueryParameter(description="Only this DLQ topic")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="How many dead letters to list")] = 20,
+    ) -> schemas.DlqOverview:
+        """Per DLQ topic of the catalog: messages in Kafka, the alert threshold, whether it is exceeded and
+        the stored dead letters not yet re-driven; plus the newest dead letters. When Kafka cannot be
+        reached the counts are the last known ones and `kafka_available` is false."""
+        return await DeadLetterService(uow, state.runtime).overview(dlq_topic=dlq_topic, limit=limit)
+
+    @post(
+        "/dlq/{dead_letter_id:int}/redrive",
+        operation_id="redriveDeadLetter",
+        summary="Re-drive one dead letter to its original topic",
+        status_code=200,
+        guards=[require_scope("admin")],
+        responses=_REDRIVE_RESPONSES,
+    )
+    async def redrive_one(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        uow: NamedDependency[UnitOfWork],
+        dead_letter_id: FromPath[int],
+    ) -> schemas.DeadLetter:
+        """Publish the original record again to its original topic (through the outbox) and forget that its
+        consumer processed it, so the consumer handles it anew. Audited. 409 when already re-driven."""
+        return await DeadLetterService(uow, state.runtime).redrive_one(dead_letter_id, actor=_actor(request))
+
+    @post(
+        "/dlq/redrive",
+        operation_id="redriveDeadLetters",
+        summary="Re-drive every pending dead letter, oldest first",
+        status_code=200,
+        guards=[require_scope("admin")],
+        responses=AUTH_RESPONSES,
+    )
+    async def redrive_many(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.RedriveRequest],
+    ) -> schemas.RedriveResult:
+        """Re-drive up to `limit` dead letters not yet re-driven (optionally of one DLQ topic), oldest first,
+        in one transaction. Audited."""
+        return await DeadLetterService(uow, state.runtime).redrive_many(
+            dlq_topic=data.dlq_topic, limit=data.limit, actor=_actor(request)
+        )
+
+
+class AsyncApiController(Controller):
+    """The AsyncAPI description of the Kafka topics. Public, like the OpenAPI docs."""
+
+    # Root-relative handler paths: "/asyncapi" and "/asyncapi.json" are siblings, not parent and child.
+    path = "/"
+    tags = ["events"]
+
+    @get(
+        ASYNCAPI_PATH,
+        operation_id="getAsyncApiPage",
+        summary="AsyncAPI documentation of the Kafka topics (HTML)",
+        media_type=MediaType.HTML,
+        responses=_PUBLIC_RESPONSES,
+    )
+    async def page(self, state: State) -> Response[str]:
+        """The AsyncAPI web component rendering the document at /asyncapi.json."""
+        return Response(asyncapi_document(state.runtime).html, media_type=MediaType.HTML)
+
+    @get(
+        ASYNCAPI_PATH + ".json",
+        operation_id="getAsyncApiDocument",
+        summary="AsyncAPI 3.0 document of the Kafka topics",
+        responses=_PUBLIC_RESPONSES,
+    )
+    async def document(self, state: State) -> Response[bytes]:
+        """Every catalog topic with its description, event types and envelope schema, and the consumers of
+        this process."""
+        return Response(asyncapi_document(state.runtime).json.encode(), media_type=MediaType.JSON)
