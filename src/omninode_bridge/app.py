@@ -209,7 +209,9 @@ def _openapi() -> OpenAPIConfig:
         version=__version__,
         description=(
             "Event, stamping and workflow hub. Every endpoint except /health* and /metrics needs an API key "
-            "in `X-API-Key` or `Authorization: Bearer`. Errors are RFC 9457 problem details."
+            "in `X-API-Key` or `Authorization: Bearer`. Errors are RFC 9457 problem details. "
+            "The Kafka topics and OnexEnvelopeV1 events are documented in AsyncAPI at [/asyncapi](/asyncapi) "
+            "([/asyncapi.json](/asyncapi.json))."
         ),
         path="/schema",
         render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],

@@ -1,0 +1,137 @@
+"""Outbox relay throughput vs a raw aiokafka producer, on the embedded stack.
+
+The transactional outbox makes publishing atomic with the database write, but every event then takes a
+detour: it is written to ``outbox`` and the relay later reads it back, sends it, writes ``event_log`` and
+marks the row sent. This benchmark measures what that detour costs by sending the same N envelopes
+(same topic, key, value and headers) twice in one run:
+
+* **raw** - an ``AIOKafkaProducer`` configured like the relay's (acks=all, linger 2 ms, 1 MiB batches)
+  sends all envelopes, awaiting acknowledgements in chunks of 500 (the relay's batch size);
+* **relay** - the envelopes are staged in the outbox first (not timed), then ``OutboxRelay.relay_once``
+  is called until the outbox is drained; the time includes the relay's own producer start-up.
+
+It prints events/s for both and the ratio relay/raw; the target is at least 0.5, i.e. the outbox should
+cost no more than half of the raw producer's throughput.
+
+Run: ``.venv/bin/python -m bench.outbox_relay [--events N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from omninode_bridge.core.db import Database
+from omninode_bridge.core.events import (
+    EventPublisher,
+    OnexEnvelopeV1,
+    OutboxRelay,
+    TopicCatalog,
+    encode_envelope,
+    ensure_topics,
+    load_catalog,
+    new_envelope,
+)
+from omninode_bridge.core.events.envelope import kafka_headers
+from omninode_bridge.embedded import EmbeddedStack
+from omninode_bridge.migrations import upgrade
+from omninode_bridge.settings import load_settings
+
+TOPIC = "omninode_bridge_metrics_v1"
+SEND_CHUNK = 500
+INSERT_CHUNK = 1000
+TARGET_RATIO = 0.5
+
+
+def build_envelopes(count: int) -> list[OnexEnvelopeV1]:
+    """``count`` envelopes with ~200-byte payloads spread over 100 keys."""
+    return [
+        new_envelope(event_type="Bench", payload={"i": i, "pad": "x" * 200}, correlation_id=f"k{i % 100}")
+        for i in range(count)
+    ]
+
+
+async def bench_raw(kafka: str, envelopes: list[OnexEnvelopeV1]) -> float:
+    """Seconds a plain producer needs to send and get acknowledgements for every envelope."""
+    records = [(e.correlation_id.encode(), encode_envelope(e), kafka_headers(e)) for e in envelopes]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=2, max_batch_size=1024 * 1024)
+    await producer.start()
+    try:
+        await producer.client.force_metadata_update()
+        start = time.perf_counter()
+        for offset in range(0, len(records), SEND_CHUNK):
+            futures = [
+                await producer.send(TOPIC, value=value, key=key, headers=headers)
+                for key, value, headers in records[offset : offset + SEND_CHUNK]
+            ]
+            await asyncio.gather(*futures)
+        return time.perf_counter() - start
+    finally:
+        await producer.stop()
+
+
+async def bench_relay(urls: dict[str, str], catalog: TopicCatalog, envelopes: list[OnexEnvelopeV1]) -> float:
+    """Seconds the outbox relay needs to drain ``envelopes`` (staged beforehand, untimed)."""
+    settings = load_settings({}, env_file=None).with_services(
+        database_url=urls["database_url"], redis_url=urls["redis_url"], kafka=urls["kafka"]
+    )
+    database = Database(settings.database)
+    try:
+        publisher = EventPublisher(catalog, database)
+        for offset in range(0, len(envelopes), INSERT_CHUNK):
+            async with database.unit_of_work() as uow:
+                await publisher.publish_many(uow, TOPIC, envelopes[offset : offset + INSERT_CHUNK])
+                await uow.commit()
+        relay = OutboxRelay(database, catalog, urls["kafka"])
+        sent = 0
+        start = time.perf_counter()
+        try:
+            while (n := await relay.relay_once()) > 0:
+                sent += n
+            elapsed = time.perf_counter() - start
+        finally:
+            await relay._reset_producer()
+        if sent != len(envelopes):
+            raise RuntimeError(f"relay sent {sent} events, expected {len(envelopes)}")
+        return elapsed
+    finally:
+        await database.dispose()
+
+
+async def run(urls: dict[str, str], count: int) -> None:
+    catalog = load_catalog()
+    catalog.require(TOPIC)
+    await ensure_topics(urls["kafka"], catalog)
+    envelopes = build_envelopes(count)
+    raw_s = await bench_raw(urls["kafka"], envelopes)
+    relay_s = await bench_relay(urls, catalog, envelopes)
+
+    raw_rate, relay_rate = count / raw_s, count / relay_s
+    print(f"cpus: {os.cpu_count()}")
+    print(f"{'method':<8} {'events':>8} {'seconds':>9} {'events/s':>10}")
+    print(f"{'raw':<8} {count:>8} {raw_s:>9.3f} {raw_rate:>10.0f}")
+    print(f"{'relay':<8} {count:>8} {relay_s:>9.3f} {relay_rate:>10.0f}")
+    print(f"ratio relay/raw = {relay_rate / raw_rate:.2f} (target >= {TARGET_RATIO:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=20_000, help="envelopes to send (default 20000)")
+    args = parser.parse_args()
+    stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="bench-outbox-")))
+    stack.start()
+    try:
+        upgrade(stack.postgres.url)
+        asyncio.run(run(stack.urls, args.events))
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
