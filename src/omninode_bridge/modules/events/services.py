@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import yaml
 import structlog
 from faststream.specification import AsyncAPI, get_asyncapi_html
 from sqlalchemy import delete, func, select, tuple_
@@ -389,8 +390,8 @@ class AsyncApiDocument:
         return msgspec.json.decode(self.json)
 
     def to_yaml(self) -> str:
-        """Not offered: the JSON form is the published one."""
-        raise NotImplementedError("the AsyncAPI document is served as JSON")
+        """The document as YAML text."""
+        return yaml.safe_dump(self.to_jsonable(), sort_keys=False)
 
 
 def asyncapi_document(runtime: Runtime) -> AsyncApiDocument:
