@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import yaml
 import structlog
+import yaml
 from faststream.specification import AsyncAPI, get_asyncapi_html
 from sqlalchemy import delete, func, select, tuple_
 
