@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ from omninode_bridge.core.events import (
 from omninode_bridge.core.events import consumers as consumers_module
 from omninode_bridge.core.module import Module
 from omninode_bridge.embedded import EmbeddedStack
-from omninode_bridge.migrations import upgrade
 from omninode_bridge.settings import Settings
 from tests.conftest import ADMIN_KEY, app_client, live_server, make_settings, wait_until
 from tests.contracts_helper import contracts_copy
@@ -136,20 +134,6 @@ async def test_topics_are_created_with_catalog_partitions(client: Any, stack: Em
 
 
 # --- Kafka outage: nothing acknowledged is lost ---------------------------------------------------
-
-
-@pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
-    """A stack no other app uses. With the session's app also relaying, a restart of the in-memory
-    broker can lose a record (see the relay's notes); this test checks one process's guarantees."""
-    stack = EmbeddedStack(tmp_path / "stack")
-    stack.start()
-    assert stack.postgres is not None
-    upgrade(stack.postgres.url)
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 async def test_kafka_down_requests_accepted_then_delivered_once_in_order(own_stack: EmbeddedStack) -> None:

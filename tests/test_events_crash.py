@@ -8,31 +8,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from omninode_bridge.embedded import EmbeddedStack, free_port
-from omninode_bridge.migrations import upgrade
 from tests.conftest import ADMIN_KEY
 from tests.kafka_helpers import read_topic, verify_envelope
 
 STATUS_TOPIC = "omninode_codegen_status_session_v1"
-
-
-@pytest.fixture
-def crash_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
-    """A stack of its own: this test stops the broker and kills app processes."""
-    stack = EmbeddedStack(tmp_path / "stack")
-    stack.start()
-    assert stack.postgres is not None
-    upgrade(stack.postgres.url)
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def _serve(stack: EmbeddedStack, port: int) -> subprocess.Popen[bytes]:
@@ -65,11 +49,11 @@ def _serve(stack: EmbeddedStack, port: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
-async def test_sigkill_with_pending_outbox_rows_then_restart_sends_them(crash_stack: EmbeddedStack) -> None:
-    assert crash_stack.kafka is not None
+async def test_sigkill_with_pending_outbox_rows_then_restart_sends_them(own_stack: EmbeddedStack) -> None:
+    assert own_stack.kafka is not None
     port = free_port()
-    crash_stack.kafka.stop()  # the relay cannot send: rows stay pending
-    process = _serve(crash_stack, port)
+    own_stack.kafka.stop()  # the relay cannot send: rows stay pending
+    process = _serve(own_stack, port)
     session = uuid.uuid4()
     keys: list[str] = []
     try:
@@ -86,11 +70,11 @@ async def test_sigkill_with_pending_outbox_rows_then_restart_sends_them(crash_st
     finally:
         process.send_signal(signal.SIGKILL)  # no shutdown hooks, no flush
         process.wait()
-    crash_stack.kafka.start()
-    restarted = _serve(crash_stack, port)
+    own_stack.kafka.start()
+    restarted = _serve(own_stack, port)
     try:
         records = await read_topic(
-            crash_stack.urls["kafka"], STATUS_TOPIC, expect=20, timeout=90,
+            own_stack.urls["kafka"], STATUS_TOPIC, expect=20, timeout=90,
             match=lambda r: r.key is not None and r.key.decode() in keys,
         )  # fmt: skip
     finally:
