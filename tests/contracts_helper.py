@@ -12,11 +12,15 @@ import yaml
 from omninode_bridge.core.events.catalog import default_contracts_dir
 
 
-def contracts_copy(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    """Copy ``contracts/`` to ``tmp_path`` and apply ``edit`` to the parsed topic catalog."""
+def contracts_copy(tmp_path: Path, edit: Callable[[dict[str, Any]], None], file: str = "topics.yaml") -> Path:
+    """Copy ``contracts/`` to ``tmp_path`` and apply ``edit`` to one parsed file (the topic catalog by default).
+
+    Calling it again with the same ``tmp_path`` edits the existing copy, so several files can be changed.
+    """
     target = tmp_path / "contracts"
-    shutil.copytree(default_contracts_dir(), target)
-    catalog = yaml.safe_load((target / "topics.yaml").read_text())
-    edit(catalog)
-    (target / "topics.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False))
+    if not target.exists():
+        shutil.copytree(default_contracts_dir(), target)
+    document = yaml.safe_load((target / file).read_text())
+    edit(document)
+    (target / file).write_text(yaml.safe_dump(document, sort_keys=False))
     return target

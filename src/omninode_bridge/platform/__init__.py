@@ -19,6 +19,7 @@ from omninode_bridge.platform.security import (
     SecurityMiddleware,
     SlidingWindowLimiter,
     principal_of,
+    require_namespace,
     require_scope,
 )
 from omninode_bridge.platform.services import ApiKeyService, AuditService, parse_key_specs, record_audit
@@ -37,6 +38,7 @@ __all__ = [
     "parse_key_specs",
     "principal_of",
     "record_audit",
+    "require_namespace",
     "require_scope",
 ]
 

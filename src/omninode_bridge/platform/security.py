@@ -37,6 +37,7 @@ __all__ = [
     "SecurityMiddleware",
     "SlidingWindowLimiter",
     "principal_of",
+    "require_namespace",
     "require_scope",
 ]
 
@@ -299,3 +300,19 @@ def require_scope(
         raise PermissionDeniedException(f"This API key lacks the '{scope_name}' scope.")
 
     return guard
+
+
+async def require_namespace(connection: ASGIConnection[Any, Any, Any, Any], namespace: str) -> None:
+    """Admit the caller to ``namespace`` or raise an audited 403 (keys may be restricted to namespaces).
+
+    Raises:
+        PermissionDeniedException: The key is restricted to other namespaces.
+    """
+    principal = principal_of(connection)
+    if principal.may_use_namespace(namespace):
+        return
+    runtime = connection.app.state.runtime
+    await _Auditor(runtime.database, connection.scope, _client_ip(connection.scope, False))(
+        "auth.forbidden", "denied", key_id=principal.key_id, detail={"namespace": namespace}
+    )
+    raise PermissionDeniedException(f"This API key may not use the namespace '{namespace}'.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from omninode_bridge.core.events.catalog import CatalogError, TopicCatalog, load_catalog
-from omninode_bridge.core.events.consumers import EventHandler, consume, subscribe
+from omninode_bridge.core.events.consumers import EventHandler, consume, dead_letter, subscribe
 from omninode_bridge.core.events.dlq import DlqMonitor
 from omninode_bridge.core.events.envelope import (
     InvalidEnvelopeError,
@@ -26,6 +26,7 @@ __all__ = [
     "OutboxRelay",
     "TopicCatalog",
     "consume",
+    "dead_letter",
     "decode_envelope",
     "encode_envelope",
     "ensure_topics",

@@ -32,7 +32,7 @@ from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import InvalidEnvelopeError, OnexEnvelopeV1, decode_envelope
 from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
 
-__all__ = ["EventHandler", "consume", "subscribe"]
+__all__ = ["EventHandler", "consume", "dead_letter", "subscribe"]
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,7 @@ async def consume(runtime: Any, consumer: str, handler: EventHandler, value: byt
     try:
         envelope = decode_envelope(value)
     except InvalidEnvelopeError as exc:
-        await _dead_letter(runtime, consumer, value, record, None, str(exc), attempts=0)
+        await dead_letter(runtime, consumer, value, record, None, str(exc), attempts=0)
         consumed_total.labels(consumer=consumer, outcome="poison").inc()
         return "dead_lettered"
 
@@ -117,12 +117,12 @@ async def consume(runtime: Any, consumer: str, handler: EventHandler, value: byt
                         event_id=str(envelope.event_id), error=error)  # fmt: skip
             if attempt < max_attempts:
                 await asyncio.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
-    await _dead_letter(runtime, consumer, value, record, envelope, error, attempts=max_attempts)
+    await dead_letter(runtime, consumer, value, record, envelope, error, attempts=max_attempts)
     consumed_total.labels(consumer=consumer, outcome="dead_lettered").inc()
     return "dead_lettered"
 
 
-async def _dead_letter(
+async def dead_letter(
     runtime: Any,
     consumer: str,
     value: bytes,
@@ -132,6 +132,7 @@ async def _dead_letter(
     *,
     attempts: int,
 ) -> None:
+    """Send a record a consumer gave up on to its DLQ topic (through the outbox) and record it."""
     catalog: TopicCatalog = runtime.catalog
     dlq_topic = catalog.dlq_for(record["topic"]) or "omninode_bridge_dlq_v1"
     headers = {

@@ -1,0 +1,402 @@
+"""The contract-driven workflow runner (NodeBridgeOrchestrator).
+
+A module hands the orchestrator one handler per non-routing step; the contract decides their order,
+timeouts and which are optional, the FSM decides which state changes are legal, and the event subcontract
+decides which events are published. Everything a run records (the execution, its steps and transitions,
+and its events through the outbox) is written in the caller's unit of work, in a few bulk statements at the
+end, so the request commits it together with the step handlers' own writes.
+
+On failure the caller's transaction is rolled back (the handlers' writes, e.g. a stamp row, disappear) and
+the failed execution with its events is written in a fresh transaction, so a failure is still on record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select
+from uuid_utils.compat import uuid7
+
+from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.events import EventPublisher, OnexEnvelopeV1, new_envelope
+from omninode_bridge.core.fsm import StateMachine
+from omninode_bridge.modules.orchestrator import events
+from omninode_bridge.modules.orchestrator.models import FsmTransitionRow, WorkflowExecutionRow, WorkflowStepRow
+from omninode_bridge.modules.orchestrator.routing import RoutedService
+from omninode_bridge.modules.orchestrator.schemas import (
+    FsmTransition,
+    OrchestratorContract,
+    StepSpec,
+    WorkflowExecution,
+    WorkflowStep,
+)
+
+__all__ = [
+    "StepHandler",
+    "WorkflowFailedError",
+    "WorkflowOrchestrator",
+    "WorkflowResult",
+    "WorkflowRun",
+    "load_execution",
+]
+
+log = structlog.get_logger(__name__)
+
+SOURCE = "omninode-bridge.orchestrator"
+
+
+@dataclass(slots=True)
+class WorkflowRun:
+    """What a step handler sees: the run's identity, its input, and the results of earlier steps.
+
+    Attributes:
+        workflow_id: Id of this run (also in every event it publishes).
+        correlation_id: The request's correlation id (the Kafka key of the events).
+        namespace: The namespace the work belongs to, if any.
+        uow: The request's unit of work; handlers write through it and never commit.
+        data: Input plus what earlier steps put there (by convention, under their own keys).
+        degraded: True once an optional step was skipped.
+    """
+
+    workflow_id: uuid.UUID
+    correlation_id: str
+    namespace: str | None
+    uow: UnitOfWork
+    data: dict[str, Any]
+    degraded: bool = False
+    state: str = ""
+    _events: list[tuple[str, Any]] = field(default_factory=list)
+    _flush: Callable[[WorkflowRun], Awaitable[int]] | None = None
+
+    def emit(self, event_type: str, payload: Any) -> None:
+        """Publish ``event_type`` with the run's events, if the contract lists it.
+
+        Events emitted by step handlers are dropped when the workflow fails, like their other writes.
+        """
+        self._events.append((event_type, payload))
+
+    async def publish_emitted(self) -> int:
+        """Write the events emitted so far to the outbox now (an event-publishing step); returns how many."""
+        return await self._flush(self) if self._flush is not None else 0
+
+
+StepHandler = Callable[[WorkflowRun], Awaitable[Mapping[str, Any] | None]]
+"""``async def handler(run) -> output``: do the step's work; the output is recorded with the step."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowResult:
+    """A completed run."""
+
+    workflow_id: uuid.UUID
+    state: str
+    degraded: bool
+    processing_time_ms: float
+    data: dict[str, Any]
+    steps: list[WorkflowStep]
+
+
+class WorkflowFailedError(RuntimeError):
+    """A required step failed or exceeded its timeout; the failure is already recorded.
+
+    Attributes:
+        workflow_id: The failed run.
+        step: The step that failed (None if the FSM refused a transition).
+        cause: The original exception (a client error a step raised is re-raised by the caller).
+    """
+
+    def __init__(self, workflow_id: uuid.UUID, step: str | None, cause: BaseException) -> None:
+        super().__init__(f"workflow {workflow_id} failed at {step or 'a state transition'}: {cause}")
+        self.workflow_id = workflow_id
+        self.step = step
+        self.cause = cause
+
+
+class StepTimeoutError(TimeoutError):
+    """A step ran past its contract timeout."""
+
+
+class WorkflowOrchestrator:
+    """Runs workflows as the orchestrator contract describes.
+
+    Args:
+        contract: The validated orchestrator contract.
+        publisher: Writes the run's events to the outbox.
+        services: Routed services by name (for ``routing`` steps).
+
+    Raises:
+        ValueError: The contract's FSM or lifecycle is inconsistent, or a routing step names no service.
+    """
+
+    def __init__(
+        self, contract: OrchestratorContract, publisher: EventPublisher, services: Mapping[str, RoutedService]
+    ) -> None:
+        self.contract = contract
+        self.publisher = publisher
+        self.services = dict(services)
+        self.fsm = StateMachine(contract.name, contract.fsm)
+        lifecycle = contract.fsm.lifecycle
+        for state in (lifecycle.running, lifecycle.succeeded, lifecycle.failed):
+            if not self.fsm.has_state(state):
+                raise ValueError(f"{contract.name}: lifecycle state {state!r} is not a declared FSM state")
+        for step in contract.workflow_coordination.steps:
+            if step.type == "routing" and (step.service is None or step.service not in self.services):
+                raise ValueError(f"{contract.name}: routing step {step.name!r} names no routing service")
+        publisher.catalog.require(contract.event_type.topic)
+        self._published = frozenset(contract.event_type.events)
+        self._version = (
+            f"{contract.contract_version.major}.{contract.contract_version.minor}.{contract.contract_version.patch}"
+        )
+
+    @property
+    def steps(self) -> list[StepSpec]:
+        """The contract's steps, in order."""
+        return list(self.contract.workflow_coordination.steps)
+
+    def check_handlers(self, handlers: Mapping[str, StepHandler]) -> None:
+        """Fail at start-up if a non-routing step of the contract has no handler.
+
+        Raises:
+            ValueError: Naming the steps without a handler.
+        """
+        missing = [s.name for s in self.steps if s.type != "routing" and s.name not in handlers]
+        if missing:
+            raise ValueError(f"{self.contract.name}: no handler for contract steps {missing}")
+
+    async def run(
+        self,
+        uow: UnitOfWork,
+        handlers: Mapping[str, StepHandler],
+        *,
+        workflow_type: str,
+        correlation_id: str,
+        namespace: str | None,
+        data: dict[str, Any],
+    ) -> WorkflowResult:
+        """Run the contract's steps in ``uow``; the caller commits on success.
+
+        Raises:
+            WorkflowFailedError: A required step failed or timed out, or a transition was illegal. The
+                caller's transaction has been rolled back and the failed run committed.
+        """
+        started_at = dt.datetime.now(dt.UTC)
+        clock = time.perf_counter()
+        run = WorkflowRun(uuid7(), correlation_id, namespace, uow, data, state=self.fsm.initial, _flush=self._flush)
+        recorded_steps: list[tuple[StepSpec, WorkflowStep, dt.datetime]] = []
+        transitions: list[FsmTransition] = []
+        lifecycle_events: list[tuple[str, Any]] = [
+            (events.WORKFLOW_STARTED, events.WorkflowStarted(run.workflow_id, workflow_type, namespace))
+        ]
+        failed_step: str | None = None
+        try:
+            self._transition(run, lifecycle_events, transitions, self.contract.fsm.lifecycle.running)
+            for step in self.steps:
+                failed_step = step.name
+                step_started = dt.datetime.now(dt.UTC)
+                outcome, error = await self._run_step(run, step, handlers)
+                recorded_steps.append((step, outcome, step_started))
+                lifecycle_events.append(
+                    (events.STEP_COMPLETED,
+                     events.StepCompleted(run.workflow_id, step.name, outcome.status, outcome.duration_ms,
+                                          outcome.error))
+                )  # fmt: skip
+                if error is not None:
+                    raise error
+            failed_step = None
+            self._transition(run, lifecycle_events, transitions, self.contract.fsm.lifecycle.succeeded)
+        except Exception as exc:
+            try:
+                await self._record_failure(
+                    run, workflow_type, started_at, clock, failed_step, exc, recorded_steps, transitions,
+                    lifecycle_events,
+                )  # fmt: skip
+            except Exception:
+                # Typically the database itself failed; the original error is what the caller needs.
+                log.exception("could not record a failed workflow", workflow_id=str(run.workflow_id))
+            raise WorkflowFailedError(run.workflow_id, failed_step, exc) from exc
+
+        elapsed_ms = (time.perf_counter() - clock) * 1000
+        result = {key: value for key, value in data.items() if key in ("stamp_id", "file_hash", "existing")}
+        lifecycle_events.append(
+            (events.WORKFLOW_COMPLETED,
+             events.WorkflowCompleted(run.workflow_id, run.state, run.degraded, round(elapsed_ms, 3), result))
+        )  # fmt: skip
+        await self._write(
+            run, workflow_type, started_at, elapsed_ms, None, result, recorded_steps, transitions,
+            [*lifecycle_events, *run._events],
+        )  # fmt: skip
+        return WorkflowResult(
+            run.workflow_id, run.state, run.degraded, elapsed_ms, data, [s for _, s, _ in recorded_steps]
+        )
+
+    async def _run_step(
+        self, run: WorkflowRun, step: StepSpec, handlers: Mapping[str, StepHandler]
+    ) -> tuple[WorkflowStep, Exception | None]:
+        """Run one step under its timeout; returns its record and, if it failed the workflow, the error."""
+        timeout = step.timeout_ms / 1000
+        began = time.perf_counter()
+        status, error, output = "completed", None, {}
+        failure: Exception | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                produced = await self._invoke(run, step, handlers)
+            output = dict(produced or {})
+            # CPU-bound work never yields to the timeout; check the clock as well.
+            if time.perf_counter() - began > timeout:
+                raise StepTimeoutError(f"step {step.name} took longer than its {step.timeout_ms} ms timeout")
+        except TimeoutError as exc:
+            status = "failed"
+            error = str(exc) or f"step {step.name} exceeded its {step.timeout_ms} ms timeout"
+            failure = StepTimeoutError(error)
+        except Exception as exc:
+            status = "failed"
+            error = f"{type(exc).__name__}: {exc}"
+            failure = exc
+        duration_ms = (time.perf_counter() - began) * 1000
+        if status == "failed" and step.optional:
+            # An optional step never fails the workflow; its absence is reported as degraded.
+            run.degraded = True
+            status = "skipped"
+            failure = None
+            log.info("optional step skipped", step=step.name, workflow_id=str(run.workflow_id), error=error)
+        record = WorkflowStep(step.name, step.type, status, step.optional, round(duration_ms, 3),  # type: ignore[arg-type]
+                              step.timeout_ms, error, output)  # fmt: skip
+        return record, failure
+
+    async def _invoke(
+        self, run: WorkflowRun, step: StepSpec, handlers: Mapping[str, StepHandler]
+    ) -> Mapping[str, Any] | None:
+        if step.type == "routing":
+            service = self.services[step.service or ""]
+            if not service.configured:
+                raise RuntimeError(f"{service.spec.name} is not configured")
+            run.emit("INTELLIGENCE_REQUESTED", {"workflow_id": str(run.workflow_id), "service": service.spec.name})
+            answer = await service.call(
+                {"workflow_id": str(run.workflow_id), "namespace": run.namespace,
+                 **{k: v for k, v in run.data.items() if isinstance(v, str | int | float | bool) and k[0] != "_"}}
+            )  # fmt: skip
+            run.data[step.name] = answer
+            run.emit("INTELLIGENCE_RECEIVED", {"workflow_id": str(run.workflow_id), "service": service.spec.name})
+            return {"service": service.spec.name, "keys": sorted(answer)}
+        return await handlers[step.name](run)
+
+    def _transition(
+        self, run: WorkflowRun, queue: list[tuple[str, Any]], transitions: list[FsmTransition], target: str,
+        reason: str | None = None,
+    ) -> None:  # fmt: skip
+        self.fsm.check(run.state, target)
+        transitions.append(FsmTransition(run.state, target, dt.datetime.now(dt.UTC), reason))
+        queue.append((events.STATE_TRANSITION,
+                      events.StateTransition(run.workflow_id, run.state, target, reason)))  # fmt: skip
+        run.state = target
+
+    async def _record_failure(
+        self,
+        run: WorkflowRun,
+        workflow_type: str,
+        started_at: dt.datetime,
+        clock: float,
+        failed_step: str | None,
+        exc: Exception,
+        recorded_steps: list[tuple[StepSpec, WorkflowStep, dt.datetime]],
+        transitions: list[FsmTransition],
+        queue: list[tuple[str, Any]],
+    ) -> None:
+        error = str(exc) or type(exc).__name__
+        failed_state = self.contract.fsm.lifecycle.failed
+        try:
+            self._transition(run, queue, transitions, failed_state, reason=error[:500])
+        except Exception as fsm_error:
+            # The FSM refuses even FAILED from here: record the attempt, keep the run's last legal state.
+            log.error("workflow cannot reach its failed state", workflow_id=str(run.workflow_id), error=str(fsm_error))
+        queue.append(
+            (events.WORKFLOW_FAILED, events.WorkflowFailed(run.workflow_id, run.state, failed_step, error[:2000]))
+        )
+        await run.uow.rollback()
+        elapsed_ms = (time.perf_counter() - clock) * 1000
+        await self._write(run, workflow_type, started_at, elapsed_ms, error[:4000], {}, recorded_steps, transitions,
+                          queue)  # fmt: skip
+        await run.uow.commit()
+        log.warning("workflow failed", workflow_id=str(run.workflow_id), step=failed_step, error=error)
+
+    async def _write(
+        self,
+        run: WorkflowRun,
+        workflow_type: str,
+        started_at: dt.datetime,
+        elapsed_ms: float,
+        error: str | None,
+        result: dict[str, Any],
+        recorded_steps: list[tuple[StepSpec, WorkflowStep, dt.datetime]],
+        transitions: list[FsmTransition],
+        queue: list[tuple[str, Any]],
+    ) -> None:
+        session = run.uow.session
+        await session.execute(
+            insert(WorkflowExecutionRow).values(
+                id=run.workflow_id, workflow_type=workflow_type, contract_version=self._version,
+                correlation_id=run.correlation_id, namespace=run.namespace, state=run.state, degraded=run.degraded,
+                started_at=started_at, completed_at=dt.datetime.now(dt.UTC), duration_ms=round(elapsed_ms, 3),
+                error=error, result=result,
+            )
+        )  # fmt: skip
+        if recorded_steps:
+            await session.execute(
+                insert(WorkflowStepRow),
+                [{"workflow_id": run.workflow_id, "position": position, "name": step.name, "step_type": step.type,
+                  "status": outcome.status, "optional": step.optional, "started_at": started,
+                  "duration_ms": outcome.duration_ms, "timeout_ms": step.timeout_ms, "error": outcome.error,
+                  "output": outcome.output}
+                 for position, (step, outcome, started) in enumerate(recorded_steps)],
+            )  # fmt: skip
+        if transitions:
+            await session.execute(
+                insert(FsmTransitionRow),
+                [{"workflow_id": run.workflow_id, "from_state": t.from_state, "to_state": t.to_state, "at": t.at,
+                  "reason": t.reason} for t in transitions],
+            )  # fmt: skip
+        envelopes = [self._envelope(run, event_type, payload) for event_type, payload in queue
+                     if event_type in self._published]  # fmt: skip
+        await self.publisher.publish_many(run.uow, self.contract.event_type.topic, envelopes)
+
+    async def _flush(self, run: WorkflowRun) -> int:
+        envelopes = [self._envelope(run, event_type, payload) for event_type, payload in run._events
+                     if event_type in self._published]  # fmt: skip
+        run._events.clear()
+        await self.publisher.publish_many(run.uow, self.contract.event_type.topic, envelopes)
+        return len(envelopes)
+
+    def _envelope(self, run: WorkflowRun, event_type: str, payload: Any) -> OnexEnvelopeV1:
+        return new_envelope(event_type=event_type, payload=payload, correlation_id=run.correlation_id, source=SOURCE)
+
+
+async def load_execution(uow: UnitOfWork, workflow_id: uuid.UUID) -> WorkflowExecution | None:
+    """A recorded workflow with its steps and transitions, or None."""
+    row = await uow.session.get(WorkflowExecutionRow, workflow_id)
+    if row is None:
+        return None
+    steps = (
+        await uow.session.scalars(
+            select(WorkflowStepRow).where(WorkflowStepRow.workflow_id == workflow_id).order_by(WorkflowStepRow.position)
+        )
+    ).all()
+    transitions = (
+        await uow.session.scalars(
+            select(FsmTransitionRow).where(FsmTransitionRow.workflow_id == workflow_id).order_by(FsmTransitionRow.id)
+        )
+    ).all()
+    return WorkflowExecution(
+        workflow_id=row.id, workflow_type=row.workflow_type, correlation_id=row.correlation_id,
+        namespace=row.namespace, state=row.state, degraded=row.degraded, started_at=row.started_at,
+        completed_at=row.completed_at, duration_ms=row.duration_ms, error=row.error, result=row.result,
+        steps=[WorkflowStep(s.name, s.step_type, s.status, s.optional, s.duration_ms, s.timeout_ms,  # type: ignore[arg-type]
+                            s.error, s.output) for s in steps],
+        transitions=[FsmTransition(t.from_state, t.to_state, t.at, t.reason) for t in transitions],
+    )  # fmt: skip
