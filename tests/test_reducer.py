@@ -65,7 +65,9 @@ async def _totals_match(http: httpx.AsyncClient, expected: dict) -> bool:
     return True
 
 
-async def test_thousand_stamps_in_five_namespaces_counted_exactly_once(settings: Settings, stack: EmbeddedStack) -> None:
+async def test_thousand_stamps_in_five_namespaces_counted_exactly_once(
+    settings: Settings, stack: EmbeddedStack
+) -> None:
     namespaces = [_ns(f"agg{i}") for i in range(5)]
     async with live_server(settings) as base, httpx.AsyncClient(base_url=base, headers=HEADERS, timeout=60) as http:
         expected = await _stamp_many(http, namespaces, 1000)

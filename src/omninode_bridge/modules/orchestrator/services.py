@@ -72,7 +72,8 @@ class WorkflowRun:
     data: dict[str, Any]
     degraded: bool = False
     state: str = ""
-    _events: list[tuple[str, Any]] = field(default_factory=list)
+    _pending: list[tuple[str, Any]] = field(default_factory=list)
+    _lifecycle: list[tuple[str, Any]] = field(default_factory=list)
     _flush: Callable[[WorkflowRun], Awaitable[int]] | None = None
 
     def emit(self, event_type: str, payload: Any) -> None:
@@ -80,7 +81,12 @@ class WorkflowRun:
 
         Events emitted by step handlers are dropped when the workflow fails, like their other writes.
         """
-        self._events.append((event_type, payload))
+        self._pending.append((event_type, payload))
+
+    def _record(self, event_type: str, payload: Any) -> None:
+        """A lifecycle event of the orchestrator's own: kept even when the workflow fails."""
+        self._pending.append((event_type, payload))
+        self._lifecycle.append((event_type, payload))
 
     async def publish_emitted(self) -> int:
         """Write the events emitted so far to the outbox now (an event-publishing step); returns how many."""
@@ -191,31 +197,29 @@ class WorkflowOrchestrator:
         run = WorkflowRun(uuid7(), correlation_id, namespace, uow, data, state=self.fsm.initial, _flush=self._flush)
         recorded_steps: list[tuple[StepSpec, WorkflowStep, dt.datetime]] = []
         transitions: list[FsmTransition] = []
-        lifecycle_events: list[tuple[str, Any]] = [
-            (events.WORKFLOW_STARTED, events.WorkflowStarted(run.workflow_id, workflow_type, namespace))
-        ]
+        run._record(events.WORKFLOW_STARTED, events.WorkflowStarted(run.workflow_id, workflow_type, namespace))
         failed_step: str | None = None
         try:
-            self._transition(run, lifecycle_events, transitions, self.contract.fsm.lifecycle.running)
+            self._transition(run, transitions, self.contract.fsm.lifecycle.running)
             for step in self.steps:
                 failed_step = step.name
                 step_started = dt.datetime.now(dt.UTC)
                 outcome, error = await self._run_step(run, step, handlers)
                 recorded_steps.append((step, outcome, step_started))
-                lifecycle_events.append(
-                    (events.STEP_COMPLETED,
-                     events.StepCompleted(run.workflow_id, step.name, outcome.status, outcome.duration_ms,
-                                          outcome.error))
-                )  # fmt: skip
+                run._record(
+                    events.STEP_COMPLETED,
+                    events.StepCompleted(
+                        run.workflow_id, step.name, outcome.status, outcome.duration_ms, outcome.error
+                    ),
+                )
                 if error is not None:
                     raise error
             failed_step = None
-            self._transition(run, lifecycle_events, transitions, self.contract.fsm.lifecycle.succeeded)
+            self._transition(run, transitions, self.contract.fsm.lifecycle.succeeded)
         except Exception as exc:
             try:
                 await self._record_failure(
-                    run, workflow_type, started_at, clock, failed_step, exc, recorded_steps, transitions,
-                    lifecycle_events,
+                    run, workflow_type, started_at, clock, failed_step, exc, recorded_steps, transitions
                 )  # fmt: skip
             except Exception:
                 # Typically the database itself failed; the original error is what the caller needs.
@@ -224,14 +228,12 @@ class WorkflowOrchestrator:
 
         elapsed_ms = (time.perf_counter() - clock) * 1000
         result = {key: value for key, value in data.items() if key in ("stamp_id", "file_hash", "existing")}
-        lifecycle_events.append(
-            (events.WORKFLOW_COMPLETED,
-             events.WorkflowCompleted(run.workflow_id, run.state, run.degraded, round(elapsed_ms, 3), result))
-        )  # fmt: skip
-        await self._write(
-            run, workflow_type, started_at, elapsed_ms, None, result, recorded_steps, transitions,
-            [*lifecycle_events, *run._events],
-        )  # fmt: skip
+        run._record(
+            events.WORKFLOW_COMPLETED,
+            events.WorkflowCompleted(run.workflow_id, run.state, run.degraded, round(elapsed_ms, 3), result),
+        )
+        await self._write(run, workflow_type, started_at, elapsed_ms, None, result, recorded_steps, transitions)
+        await self._flush(run)
         return WorkflowResult(
             run.workflow_id, run.state, run.degraded, elapsed_ms, data, [s for _, s, _ in recorded_steps]
         )
@@ -288,13 +290,11 @@ class WorkflowOrchestrator:
         return await handlers[step.name](run)
 
     def _transition(
-        self, run: WorkflowRun, queue: list[tuple[str, Any]], transitions: list[FsmTransition], target: str,
-        reason: str | None = None,
-    ) -> None:  # fmt: skip
+        self, run: WorkflowRun, transitions: list[FsmTransition], target: str, reason: str | None = None
+    ) -> None:
         self.fsm.check(run.state, target)
         transitions.append(FsmTransition(run.state, target, dt.datetime.now(dt.UTC), reason))
-        queue.append((events.STATE_TRANSITION,
-                      events.StateTransition(run.workflow_id, run.state, target, reason)))  # fmt: skip
+        run._record(events.STATE_TRANSITION, events.StateTransition(run.workflow_id, run.state, target, reason))
         run.state = target
 
     async def _record_failure(
@@ -307,22 +307,23 @@ class WorkflowOrchestrator:
         exc: Exception,
         recorded_steps: list[tuple[StepSpec, WorkflowStep, dt.datetime]],
         transitions: list[FsmTransition],
-        queue: list[tuple[str, Any]],
     ) -> None:
+        """Roll back the run's work, then commit the failed run and its lifecycle events on their own."""
         error = str(exc) or type(exc).__name__
-        failed_state = self.contract.fsm.lifecycle.failed
         try:
-            self._transition(run, queue, transitions, failed_state, reason=error[:500])
+            self._transition(run, transitions, self.contract.fsm.lifecycle.failed, reason=error[:500])
         except Exception as fsm_error:
-            # The FSM refuses even FAILED from here: record the attempt, keep the run's last legal state.
+            # The FSM refuses even FAILED from here: keep the run's last legal state on record.
             log.error("workflow cannot reach its failed state", workflow_id=str(run.workflow_id), error=str(fsm_error))
-        queue.append(
-            (events.WORKFLOW_FAILED, events.WorkflowFailed(run.workflow_id, run.state, failed_step, error[:2000]))
+        run._record(
+            events.WORKFLOW_FAILED, events.WorkflowFailed(run.workflow_id, run.state, failed_step, error[:2000])
         )
         await run.uow.rollback()
+        # Handler events (a stamp that no longer exists) are dropped; the lifecycle is republished whole.
+        run._pending = list(run._lifecycle)
         elapsed_ms = (time.perf_counter() - clock) * 1000
-        await self._write(run, workflow_type, started_at, elapsed_ms, error[:4000], {}, recorded_steps, transitions,
-                          queue)  # fmt: skip
+        await self._write(run, workflow_type, started_at, elapsed_ms, error[:4000], {}, recorded_steps, transitions)
+        await self._flush(run)
         await run.uow.commit()
         log.warning("workflow failed", workflow_id=str(run.workflow_id), step=failed_step, error=error)
 
@@ -336,8 +337,8 @@ class WorkflowOrchestrator:
         result: dict[str, Any],
         recorded_steps: list[tuple[StepSpec, WorkflowStep, dt.datetime]],
         transitions: list[FsmTransition],
-        queue: list[tuple[str, Any]],
     ) -> None:
+        """The execution, its steps and its transitions, in three statements."""
         session = run.uow.session
         await session.execute(
             insert(WorkflowExecutionRow).values(
@@ -362,14 +363,12 @@ class WorkflowOrchestrator:
                 [{"workflow_id": run.workflow_id, "from_state": t.from_state, "to_state": t.to_state, "at": t.at,
                   "reason": t.reason} for t in transitions],
             )  # fmt: skip
-        envelopes = [self._envelope(run, event_type, payload) for event_type, payload in queue
-                     if event_type in self._published]  # fmt: skip
-        await self.publisher.publish_many(run.uow, self.contract.event_type.topic, envelopes)
 
     async def _flush(self, run: WorkflowRun) -> int:
-        envelopes = [self._envelope(run, event_type, payload) for event_type, payload in run._events
+        """Write the run's pending events, in the order they happened, to the outbox."""
+        envelopes = [self._envelope(run, event_type, payload) for event_type, payload in run._pending
                      if event_type in self._published]  # fmt: skip
-        run._events.clear()
+        run._pending = []
         await self.publisher.publish_many(run.uow, self.contract.event_type.topic, envelopes)
         return len(envelopes)
 
