@@ -87,7 +87,8 @@ async def test_thousand_stamps_in_five_namespaces_counted_exactly_once(
             async with engine.connect() as connection:
                 rows = (
                     await connection.execute(
-                        text("SELECT key, envelope FROM event_outbox WHERE topic = :topic AND event_type = 'STAMP_CREATED'"
+                        text("SELECT key, envelope FROM event_outbox WHERE topic = :topic"
+                             " AND event_type = 'STAMP_CREATED'"
                              " AND convert_from(envelope, 'UTF8')::jsonb -> 'payload' ->> 'namespace' = ANY(:ns)"),
                         {"topic": STAMPS_TOPIC, "ns": namespaces},
                     )
