@@ -230,6 +230,15 @@ def keys_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="Id of the key 
     console.print(f"Revoked {key_id}.")
 
 
+def _register_stamp() -> None:
+    from omninode_bridge.cli._stamp import stamp_command
+
+    app.command("stamp")(stamp_command)
+
+
+_register_stamp()
+
+
 def main() -> None:
     """Entry point of the ``omninode-bridge`` script."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
