@@ -61,6 +61,27 @@ async def bench_hash(app: str, bare: str, seconds: float, concurrency: int) -> N
              ">= 0.80" if size == 1024 else "(no target)")  # fmt: skip
 
 
+async def bench_inline_vs_thread() -> None:
+    """Why small inputs are hashed inline and why there is no hasher pool (seed 001 had both)."""
+    rounds = 2000
+    for size in (1024, 64 * 1024, 128 * 1024, MIB):
+        data = os.urandom(size)
+        began = time.perf_counter()
+        for _ in range(rounds):
+            blake3(data).hexdigest()
+        inline_us = (time.perf_counter() - began) / rounds * 1e6
+        began = time.perf_counter()
+        for _ in range(rounds // 4):
+            await asyncio.to_thread(lambda data=data: blake3(data).hexdigest())
+        thread_us = (time.perf_counter() - began) / (rounds // 4) * 1e6
+        _row(f"hash {size // 1024} KiB: inline vs thread", f"{inline_us:,.1f} us inline", f"{thread_us:,.1f} us thread",
+             thread_us / inline_us, "(thread/inline)")  # fmt: skip
+    began = time.perf_counter()
+    for _ in range(100_000):
+        blake3()
+    print(f"{'':<34} a new blake3 hasher costs {(time.perf_counter() - began) * 10:.2f} us (so no pool)")
+
+
 async def bench_gib(app: str, app_pid: int) -> None:
     block = os.urandom(MIB)
     began = time.perf_counter()
@@ -189,6 +210,7 @@ async def run(stack: EmbeddedStack, seconds: float, concurrency: int, reducer_it
     }  # fmt: skip
     settings = load_settings(env, env_file=None)
     print(f"{'benchmark':<34} {'figure':>22} {'baseline':>22} {'ratio':>7}  target")
+    await bench_inline_vs_thread()
     with (
         serve("bench._bare:app", {}) as (bare, _),
         serve("omninode_bridge.app:create_app", env, factory=True) as (
