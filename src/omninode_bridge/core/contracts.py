@@ -15,11 +15,22 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-__all__ = ["ContractError", "contracts_dir", "load_contract"]
+__all__ = ["ContractError", "ContractVersion", "contracts_dir", "load_contract"]
 
 T = TypeVar("T")
 
 _VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+class ContractVersion(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``contract_version: {major, minor, patch}`` of a node contract."""
+
+    major: int
+    minor: int
+    patch: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
 
 
 class ContractError(ValueError):

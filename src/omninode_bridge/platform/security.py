@@ -290,14 +290,8 @@ def require_scope(
     """A Litestar guard admitting keys with ``scope_name`` (or ``admin``); others get an audited 403."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        principal = principal_of(connection)
-        if principal.has_scope(scope_name):
-            return
-        runtime = connection.app.state.runtime
-        await _Auditor(runtime.database, connection.scope, _client_ip(connection.scope, False))(
-            "auth.forbidden", "denied", key_id=principal.key_id, detail={"required_scope": scope_name}
-        )
-        raise PermissionDeniedException(f"This API key lacks the '{scope_name}' scope.")
+        if not principal_of(connection).has_scope(scope_name):
+            await _forbid(connection, {"required_scope": scope_name}, f"This API key lacks the '{scope_name}' scope.")
 
     return guard
 
@@ -308,11 +302,14 @@ async def require_namespace(connection: ASGIConnection[Any, Any, Any, Any], name
     Raises:
         PermissionDeniedException: The key is restricted to other namespaces.
     """
-    principal = principal_of(connection)
-    if principal.may_use_namespace(namespace):
-        return
+    if not principal_of(connection).may_use_namespace(namespace):
+        await _forbid(connection, {"namespace": namespace}, f"This API key may not use the namespace '{namespace}'.")
+
+
+async def _forbid(connection: ASGIConnection[Any, Any, Any, Any], detail: dict[str, str], message: str) -> None:
+    """Audit a denied access decision, then raise the 403."""
     runtime = connection.app.state.runtime
     await _Auditor(runtime.database, connection.scope, _client_ip(connection.scope, False))(
-        "auth.forbidden", "denied", key_id=principal.key_id, detail={"namespace": namespace}
+        "auth.forbidden", "denied", key_id=principal_of(connection).key_id, detail=detail
     )
-    raise PermissionDeniedException(f"This API key may not use the namespace '{namespace}'.")
+    raise PermissionDeniedException(message)

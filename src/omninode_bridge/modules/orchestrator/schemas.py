@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from omninode_bridge.core.contracts import ContractVersion
 from omninode_bridge.core.fsm import FsmSpec
 
 __all__ = [
     "BreakerSpec",
-    "ContractVersion",
     "EventTypeSpec",
     "FsmTransition",
     "Lifecycle",
@@ -27,12 +27,6 @@ __all__ = [
 ]
 
 StepType = Literal["validation", "routing", "compute", "effect"]
-
-
-class ContractVersion(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    major: int
-    minor: int
-    patch: int
 
 
 class StepSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -8,15 +8,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from omninode_bridge.core.contracts import ContractVersion
 from omninode_bridge.core.fsm import FsmSpec
 
 __all__ = ["AggregationSpec", "NamespaceStats", "ReducerContract"]
-
-
-class _Version(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    major: int
-    minor: int
-    patch: int
 
 
 class InputSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -62,7 +57,7 @@ class StateManagementSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=Tru
 class ReducerContract(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """``contracts/reducer/contract.yaml`` with its subcontracts inlined."""
 
-    contract_version: _Version
+    contract_version: ContractVersion
     node_type: Literal["REDUCER"]
     name: str
     version: str
