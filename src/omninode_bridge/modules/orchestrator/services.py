@@ -180,9 +180,7 @@ class WorkflowOrchestrator:
                 raise ValueError(f"{contract.name}: routing step {step.name!r} names no routing service")
         publisher.catalog.require(contract.event_type.topic)
         self._published = frozenset(contract.event_type.events)
-        self._version = (
-            f"{contract.contract_version.major}.{contract.contract_version.minor}.{contract.contract_version.patch}"
-        )
+        self._version = str(contract.contract_version)
 
     @property
     def steps(self) -> list[StepSpec]:
