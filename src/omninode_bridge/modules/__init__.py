@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from omninode_bridge.core.module import Module
-from omninode_bridge.modules import codegen, events
+from omninode_bridge.modules import codegen, events, hooks
 
 __all__ = ["MODULES"]
 
 #: Feature modules in registration order; each issue that adds a module appends it here.
-MODULES: list[Module] = [events.MODULE, codegen.MODULE]
+MODULES: list[Module] = [events.MODULE, codegen.MODULE, hooks.MODULE]
