@@ -208,7 +208,7 @@ async def sse_events(
         wanted: The viewer's filter.
         last_event_id: The ``Last-Event-ID`` the browser sent, if any.
     """
-    yield ServerSentEventMessage(comment="connected", retry=1000)
+    yield ServerSentEventMessage(data=None, comment="connected", retry=1000)
     cursor = valid_stream_id(last_event_id)
     if cursor is None:
         cursor = await feed.last_id()
@@ -225,7 +225,7 @@ async def sse_events(
     while True:
         entries = await feed.read(cursor, block_ms=block_ms)
         if not entries:
-            yield ServerSentEventMessage(comment="keep-alive")
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
             continue
         for entry_id, entry in entries:
             cursor = entry_id
