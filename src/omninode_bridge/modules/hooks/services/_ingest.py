@@ -9,11 +9,12 @@ from typing import Any
 
 import blake3
 import msgspec
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.events.models import OutboxEntry
 from omninode_bridge.core.module import Runtime
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.events import HOOK_TOPIC, MAX_EVENT_DATA_BYTES, AcceptedHook, envelope_of
@@ -26,8 +27,42 @@ __all__ = ["HookIngestService", "body_hash", "decode_batch", "decode_hook", "eve
 _hook_decoder = msgspec.json.Decoder(schemas.HookEventIn)
 _batch_decoder = msgspec.json.Decoder(schemas.HookBatch)
 _size_encoder = msgspec.json.Encoder()
-# A Core insert of the table: no ORM bulk-persistence bookkeeping and no RETURNING.
+_json = msgspec.json.Encoder()
+# Core inserts of the tables: no ORM bulk-persistence bookkeeping and no RETURNING.
 _INSERT_EVENTS = insert(HookEvent.__table__)
+_INSERT_OUTBOX = insert(OutboxEntry.__table__)
+# Claim, event row and outbox row in one round trip; the SELECT reports whether the rows were written and,
+# for a duplicate, which event holds the key (visible when it committed before this statement began).
+_ACCEPT_ONE = text(
+    """
+    WITH claim AS (
+        INSERT INTO hooks_idempotency (scope, key, event_id, expires_at)
+        VALUES (:scope, :key, CAST(:event_id AS uuid), CAST(:expires_at AS timestamptz))
+        ON CONFLICT (scope, key) DO UPDATE SET event_id = EXCLUDED.event_id, expires_at = EXCLUDED.expires_at
+            WHERE hooks_idempotency.expires_at < CAST(:now AS timestamptz)
+        RETURNING event_id
+    ), stored AS (
+        INSERT INTO hook_events (event_id, kind, source, event_type, session_id, correlation_id, tool_name,
+            tool_call_id, occurred_at, received_at, data, body_hash, raw_body, content_type, redacted, batch_id, key_id)
+        SELECT event_id, CAST(:kind AS varchar), CAST(:source AS varchar), CAST(:event_type AS varchar),
+            CAST(:session_id AS varchar), CAST(:correlation_id AS varchar), CAST(:tool_name AS varchar),
+            CAST(:tool_call_id AS varchar), CAST(:occurred_at AS timestamptz), CAST(:received_at AS timestamptz),
+            CAST(:data AS jsonb), CAST(:body_hash AS varchar), CAST(:raw_body AS bytea),
+            CAST(:content_type AS varchar), CAST(:redacted AS boolean), CAST(:batch_id AS uuid),
+            CAST(:key_id AS uuid)
+        FROM claim
+        RETURNING event_id
+    ), staged AS (
+        INSERT INTO event_outbox (event_id, topic, key, event_type, envelope, headers)
+        SELECT event_id, CAST(:topic AS varchar), CAST(:outbox_key AS varchar), CAST(:outbox_event_type AS varchar),
+            CAST(:envelope AS bytea), CAST(:headers AS jsonb)
+        FROM stored
+        RETURNING event_id
+    )
+    SELECT (SELECT count(*) FROM staged) AS staged,
+        (SELECT i.event_id FROM hooks_idempotency AS i WHERE i.scope = :scope AND i.key = :key) AS holder
+    """
+)
 
 
 def _invalid(exc: msgspec.DecodeError) -> ProblemError:
@@ -180,19 +215,44 @@ class HookIngestService:
     async def accept(self, hook: AcceptedHook, *, idempotency_key: str | None) -> schemas.HookAccepted:
         """Store and publish one hook and commit; a duplicate returns the original event instead.
 
+        With a key, the idempotency claim, the ``hook_events`` row and the outbox row are written by one
+        statement (one round trip): the event row and the outbox row exist only if the claim succeeded.
+
         Args:
             hook: The prepared hook.
             idempotency_key: The sender's key (``webhook-id``, ``Idempotency-Key``); without one the body
                 hash identifies duplicates.
         """
         key = idempotency_key or (f"blake3:{hook.body_hash}" if hook.body_hash else None)
-        scope = f"{hook.kind}:{hook.source}"
-        if key is not None and self.window > 0:
-            original = await self._claim(scope, key, hook.event_id)
-            if original is not None:
-                return await self._duplicate(original)
-        await self.uow.session.execute(_INSERT_EVENTS, [hook.row()])
-        await self.runtime.publisher.publish(self.uow, HOOK_TOPIC, envelope_of(hook))
+        (outbox_row,) = self.runtime.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(hook)])
+        if key is None or self.window <= 0:
+            await self.uow.session.execute(_INSERT_EVENTS, [hook.row()])
+            await self.uow.session.execute(_INSERT_OUTBOX, [outbox_row])
+        else:
+            scope, key = f"{hook.kind}:{hook.source}"[:120], key[:300]
+            now = dt.datetime.now(dt.UTC)
+            params = {
+                **hook.row(),
+                "data": _json.encode(hook.data).decode(),
+                "scope": scope,
+                "key": key,
+                "now": now,
+                "expires_at": now + dt.timedelta(seconds=self.window),
+                "topic": outbox_row["topic"],
+                "outbox_key": outbox_row["key"],
+                "outbox_event_type": outbox_row["event_type"],
+                "envelope": outbox_row["envelope"],
+                "headers": _json.encode(outbox_row["headers"]).decode(),
+            }
+            staged, holder = (await self.uow.session.execute(_ACCEPT_ONE, params)).one()
+            if not staged:
+                if holder is None:  # the claim was committed after this statement's snapshot
+                    holder = await self.uow.session.scalar(
+                        select(IdempotencyClaim.event_id).where(
+                            IdempotencyClaim.scope == scope, IdempotencyClaim.key == key
+                        )
+                    )
+                return await self._duplicate(holder)
         self.uow.after_commit(lambda: self.live.push([hook.live()]))
         await self.uow.commit()
         return schemas.HookAccepted(event_id=hook.event_id, correlation_id=hook.correlation_id)
