@@ -121,7 +121,7 @@ async def test_live_page_shows_a_new_hook_within_two_seconds(settings: Settings)
         try:
             page = await browser.new_page()
             await page.goto(f"{base}/hooks/live?source={source}#key={ADMIN_KEY}")
-            await page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=15_000)
+            await page.wait_for_selector("#status.live", timeout=15_000)  # the EventSource is open
             assert ADMIN_KEY not in page.url, "the key must leave the address bar"
             event_id = await _post(http, source, 1, event_type="pre_tool_use", tool_name="Bash",
                                    data={"marker": marker})  # fmt: skip

@@ -200,7 +200,9 @@ class HooksSettings(msgspec.Struct, kw_only=True, frozen=True):
     ] = 60
     live_buffer_events: Annotated[
         int,
-        msgspec.Meta(ge=100, description="Recent events kept in Redis for live viewers resuming with Last-Event-ID."),
+        msgspec.Meta(
+            ge=100, description="Live-stream entries (one or more hooks each) kept in Redis for viewers that resume."
+        ),
     ] = 10_000
 
     def redact_key_set(self) -> frozenset[str]:

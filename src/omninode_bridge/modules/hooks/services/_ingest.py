@@ -28,6 +28,22 @@ _hook_decoder = msgspec.json.Decoder(schemas.HookEventIn)
 _batch_decoder = msgspec.json.Decoder(schemas.HookBatch)
 _size_encoder = msgspec.json.Encoder()
 _json = msgspec.json.Encoder()
+_EVENT_COLUMNS = [
+    "event_id", "kind", "source", "event_type", "session_id", "correlation_id", "tool_name", "tool_call_id",
+    "occurred_at", "received_at", "data", "body_hash", "raw_body", "content_type", "redacted", "batch_id", "key_id",
+]  # fmt: skip
+_OUTBOX_COLUMNS = ["event_id", "topic", "key", "event_type", "envelope", "headers"]
+
+
+def _event_record(hook: AcceptedHook) -> tuple[Any, ...]:
+    """A ``hook_events`` row in ``_EVENT_COLUMNS`` order, for COPY (jsonb as JSON text)."""
+    return (
+        hook.event_id, hook.kind, hook.source, hook.event_type, hook.session_id, hook.correlation_id, hook.tool_name,
+        hook.tool_call_id, hook.occurred_at, hook.received_at, _json.encode(hook.data).decode(), hook.body_hash,
+        hook.raw_body, hook.content_type, hook.redacted, hook.batch_id, hook.key_id,
+    )  # fmt: skip
+
+
 # Core inserts of the tables: no ORM bulk-persistence bookkeeping and no RETURNING.
 _INSERT_EVENTS = insert(HookEvent.__table__)
 _INSERT_OUTBOX = insert(OutboxEntry.__table__)
@@ -272,8 +288,29 @@ class HookIngestService:
             original = await self._claim(f"batch:{source}", idempotency_key, batch_id)
             if original is not None:
                 return await self._duplicate_batch(original)
-        await self.uow.session.execute(_INSERT_EVENTS, [h.row() for h in hooks])
-        await self.runtime.publisher.publish_many(self.uow, HOOK_TOPIC, [envelope_of(h) for h in hooks])
+        outbox = self.runtime.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(h) for h in hooks])
+        # COPY on the unit of work's own connection (same transaction): per-row parameter binding through
+        # SQLAlchemy costs more than everything else a batch does.
+        connection = await self.uow.session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.copy_records_to_table(
+            "hook_events", columns=_EVENT_COLUMNS, records=[_event_record(h) for h in hooks]
+        )
+        await driver.copy_records_to_table(
+            "event_outbox",
+            columns=_OUTBOX_COLUMNS,
+            records=[
+                (
+                    r["event_id"],
+                    r["topic"],
+                    r["key"],
+                    r["event_type"],
+                    r["envelope"],
+                    _json.encode(r["headers"]).decode(),
+                )
+                for r in outbox
+            ],
+        )
         self.uow.after_commit(lambda: self.live.push([h.live() for h in hooks]))
         await self.uow.commit()
         return schemas.HookBatchAccepted(

@@ -1,10 +1,11 @@
 """The live view's plumbing: committed hooks go to a Redis stream that every process's SSE clients read.
 
-A Redis stream rather than pub/sub because viewers resume: the SSE event id is the stream entry id, so a
-reconnecting ``EventSource`` (``Last-Event-ID``) continues right after the last entry it saw, whichever
-process serves it. The stream keeps the newest ``live_buffer_events`` entries; a viewer that was away
-longer gets the gap from ``hook_events`` first. Request handlers never wait for Redis: they queue
-entries and one task per process appends them in pipelined batches.
+A Redis stream rather than pub/sub because viewers resume: the SSE event id is the stream entry id plus
+the hook's index in that entry, so a reconnecting ``EventSource`` (``Last-Event-ID``) continues right
+after the last hook it saw, whichever process serves it. Request handlers never wait for Redis: they
+queue hooks and one task per process appends whatever is queued as one entry (a JSON array; a batch of
+1,000 hooks costs one XADD). The stream keeps the newest ``live_buffer_events`` entries (at least that
+many hooks); a viewer that was away longer gets the gap from ``hook_events`` first.
 """
 
 from __future__ import annotations
@@ -37,13 +38,25 @@ log = structlog.get_logger(__name__)
 
 LIVE_STREAM = "hooks:live"
 _TICKETS = "hooks:ticket:"
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+#: An SSE id: the stream entry id, then ``/`` and the hook's index in the entry.
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}(/\d{1,5})?$")
 #: Most rows a resuming viewer gets from the database for a gap the stream no longer covers.
 MAX_BACKLOG_ROWS = 5000
 KEEPALIVE_SECONDS = 15.0
 
 live_dropped_total = Counter("omninode_hooks_live_dropped_total", "Hooks not shown live (queue full or Redis down).")
-_decoder = msgspec.json.Decoder()
+
+
+class _Head(msgspec.Struct):
+    """The fields of a live entry a filter looks at (the rest is skipped by the decoder)."""
+
+    source: str | None = None
+    session_id: str | None = None
+    event_type: str | None = None
+
+
+_entries = msgspec.json.Decoder(list[msgspec.Raw])
+_head = msgspec.json.Decoder(_Head)
 
 
 def _id_key(stream_id: str) -> tuple[int, int]:
@@ -88,10 +101,9 @@ class LiveFeed:
             while not self._queue.empty():
                 batch = [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), 1000))]
                 try:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        for entry in batch:
-                            pipe.xadd(LIVE_STREAM, {"d": entry}, maxlen=self.maxlen, approximate=True)
-                        await pipe.execute()
+                    # One stream entry per chunk: a JSON array of the hooks (a batch of 1,000 is one XADD).
+                    packed = b"[" + b",".join(batch) + b"]"
+                    await self.redis.xadd(LIVE_STREAM, {"d": packed}, maxlen=self.maxlen, approximate=True)
                 except (RedisError, OSError) as exc:
                     live_dropped_total.inc(len(batch))
                     log.warning("live stream unavailable; hooks not shown live", error=str(exc), dropped=len(batch))
@@ -110,6 +122,11 @@ class LiveFeed:
         """Id of the oldest entry kept."""
         oldest = await self.reader.xrange(LIVE_STREAM, count=1)
         return oldest[0][0].decode() if oldest else None
+
+    async def entry(self, entry_id: str) -> bytes | None:
+        """The packed hooks of one entry, if it is still kept."""
+        found = await self.reader.xrange(LIVE_STREAM, min=entry_id, max=entry_id, count=1)
+        return found[0][1][b"d"] if found else None
 
     async def read(self, after: str, *, block_ms: int) -> list[tuple[str, bytes]]:
         """Entries after ``after``, waiting up to ``block_ms`` for the first."""
@@ -148,12 +165,12 @@ class StreamFilter:
     session_id: str | None = None
     event_type: str | None = None
 
-    def matches(self, event: dict[str, Any]) -> bool:
-        """Whether ``event`` (a live entry) passes."""
+    def matches(self, event: Any) -> bool:
+        """Whether ``event`` (anything with source, session_id and event_type attributes) passes."""
         return (
-            (self.source is None or event.get("source") == self.source)
-            and (self.session_id is None or event.get("session_id") == self.session_id)
-            and (self.event_type is None or event.get("event_type") == self.event_type)
+            (self.source is None or event.source == self.source)
+            and (self.session_id is None or event.session_id == self.session_id)
+            and (self.event_type is None or event.event_type == self.event_type)
         )
 
     @property
@@ -209,28 +226,46 @@ async def sse_events(
         last_event_id: The ``Last-Event-ID`` the browser sent, if any.
     """
     yield ServerSentEventMessage(data=None, comment="connected", retry=1000)
-    cursor = valid_stream_id(last_event_id)
-    if cursor is None:
+    resume = valid_stream_id(last_event_id)
+    if resume is None:
         cursor = await feed.last_id()
     else:
+        cursor, _, index = resume.partition("/")
         first = await feed.first_id()
-        # The stream was trimmed past the viewer's position (or emptied): fill the gap from the database.
         if first is None or _id_key(first) > _id_key(cursor):
+            # The stream was trimmed past the viewer's position (or emptied): fill the gap from the database.
             until_ms = _id_key(first)[0] if first else int(dt.datetime.now(dt.UTC).timestamp() * 1000) + 1
             for entry_id, entry in await _backlog(database, _id_key(cursor)[0], until_ms, wanted):
                 yield ServerSentEventMessage(id=entry_id, event="hook", data=entry.decode())
             if first is None:
                 cursor = await feed.last_id()
+        elif index:
+            # The rest of the entry the viewer was in the middle of.
+            for message in _messages(cursor, await feed.entry(cursor), wanted, after=int(index)):
+                yield message
     block_ms = int(KEEPALIVE_SECONDS * 1000)
     while True:
         entries = await feed.read(cursor, block_ms=block_ms)
         if not entries:
             yield ServerSentEventMessage(data=None, comment="keep-alive")
             continue
-        for entry_id, entry in entries:
+        for entry_id, packed in entries:
             cursor = entry_id
-            if wanted.empty or wanted.matches(_decoder.decode(entry)):
-                yield ServerSentEventMessage(id=entry_id, event="hook", data=entry.decode())
+            for message in _messages(entry_id, packed, wanted):
+                yield message
+
+
+def _messages(
+    entry_id: str, packed: bytes | None, wanted: StreamFilter, after: int = -1
+) -> list[ServerSentEventMessage]:
+    """The SSE messages of one stream entry (a JSON array of hooks) that pass the filter."""
+    if not packed:
+        return []
+    out = []
+    for index, raw in enumerate(_entries.decode(packed)):
+        if index > after and (wanted.empty or wanted.matches(_head.decode(raw))):
+            out.append(ServerSentEventMessage(id=f"{entry_id}/{index}", event="hook", data=bytes(raw).decode()))
+    return out
 
 
 @contextlib.asynccontextmanager
