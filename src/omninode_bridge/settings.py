@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 __all__ = [
     "DEFAULT_SECRETS",
     "DatabaseSettings",
+    "HooksSettings",
     "KafkaSettings",
     "ObservabilitySettings",
     "RedisSettings",
@@ -189,6 +190,61 @@ class StampingSettings(msgspec.Struct, kw_only=True, frozen=True):
     ] = None
 
 
+#: Keys whose values are replaced before a hook is stored, published or logged (OMNINODE_HOOKS_REDACT_KEYS).
+DEFAULT_REDACT_KEYS = (
+    "password,passwd,secret,client_secret,token,access_token,refresh_token,id_token,api_key,apikey,"
+    "x_api_key,authorization,proxy_authorization,cookie,set_cookie,private_key,secret_key,access_key,"
+    "credentials,session_token"
+)
+
+
+class HooksSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """The hooks module: body limit, secret redaction, idempotency, retention and the live stream."""
+
+    env_prefix: ClassVar[str] = "OMNINODE_HOOKS_"
+
+    max_body_bytes: Annotated[
+        int, msgspec.Meta(ge=1024, description="Largest body of one hook or webhook, in bytes (else 413).")
+    ] = 1024 * 1024
+    redact_keys: Annotated[
+        str,
+        msgspec.Meta(
+            description="Comma-separated keys whose values are redacted in hook data at any depth; a key also "
+            "matches when it ends in _<key> (camelCase and dashes are normalised: accessToken, X-Api-Key)."
+        ),
+    ] = DEFAULT_REDACT_KEYS
+    idempotency_window_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            description="How long a webhook-id, Idempotency-Key or (without either) source + body hash "
+            "identifies a duplicate (0 turns duplicate detection off).",
+        ),
+    ] = 86_400.0
+    retention_days: Annotated[
+        float, msgspec.Meta(gt=0, description="Hook events, sessions and tool calls older than this are purged.")
+    ] = 30.0
+    purge_batch_size: Annotated[
+        int, msgspec.Meta(ge=1, le=100_000, description="Rows deleted per transaction by the retention purge.")
+    ] = 5000
+    purge_interval_seconds: Annotated[
+        float, msgspec.Meta(gt=0, description="Time between two runs of the background retention purge.")
+    ] = 3600.0
+    stream_ticket_seconds: Annotated[
+        int, msgspec.Meta(ge=5, description="Lifetime of a /hooks/stream ticket (for browsers' EventSource).")
+    ] = 60
+    live_buffer_events: Annotated[
+        int,
+        msgspec.Meta(
+            ge=100, description="Live-stream entries (one or more hooks each) kept in Redis for viewers that resume."
+        ),
+    ] = 10_000
+
+    def redact_key_set(self) -> frozenset[str]:
+        """The normalised redaction keys."""
+        return frozenset(k.strip().lower().replace("-", "_") for k in self.redact_keys.split(",") if k.strip())
+
+
 class ObservabilitySettings(msgspec.Struct, kw_only=True, frozen=True):
     """Logging, tracing and metrics."""
 
@@ -213,6 +269,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     stamping: StampingSettings = msgspec.field(default_factory=StampingSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
+    hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)
 
     @property
     def is_production(self) -> bool:
@@ -250,6 +307,7 @@ _GROUPS: dict[str, type[msgspec.Struct]] = {
     "security": SecuritySettings,
     "stamping": StampingSettings,
     "observability": ObservabilitySettings,
+    "hooks": HooksSettings,
 }
 
 

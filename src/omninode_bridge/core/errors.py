@@ -9,6 +9,7 @@ logged with their traceback and answered with a generic 500.
 from __future__ import annotations
 
 import math
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 PROBLEM_BASE = "https://omninode.dev/problems/"
+_MISSING_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]+)`")
 
 _SLUGS = {
     400: "bad-request",
@@ -137,7 +139,12 @@ def _from_validation(exc: ValidationException) -> ProblemDetailsException:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            errors.append({"field": item.get("key"), "source": item.get("source"), "message": item.get("message")})
+            field, message = item.get("key"), item.get("message")
+            # msgspec reports a missing or unknown field at its parent ("data" for the body itself): name it.
+            missing = _MISSING_FIELD.match(str(message or ""))
+            if missing:
+                field = missing.group(1) if field in (None, "data") else f"{field}.{missing.group(1)}"
+            errors.append({"field": field, "source": item.get("source"), "message": message})
     fields = ", ".join(str(e["field"]) for e in errors if e["field"])
     detail = f"Invalid request: {fields}." if fields else (exc.detail or "The request is not valid.")
     if len(errors) == 1 and errors[0]["message"]:

@@ -14,11 +14,13 @@ from omninode_bridge.platform.controllers import (
 )
 from omninode_bridge.platform.schemas import Principal
 from omninode_bridge.platform.security import (
+    OPTIONAL_AUTH,
     PUBLIC_PATH_PREFIXES,
     AuthCache,
     SecurityMiddleware,
     SlidingWindowLimiter,
     principal_of,
+    principal_or_none,
     require_namespace,
     require_scope,
 )
@@ -28,6 +30,7 @@ __all__ = [
     "API_KEY_SECURITY",
     "AUTH_RESPONSES",
     "MODULE",
+    "OPTIONAL_AUTH",
     "PUBLIC_PATH_PREFIXES",
     "ApiKeyService",
     "AuditService",
@@ -37,6 +40,7 @@ __all__ = [
     "SlidingWindowLimiter",
     "parse_key_specs",
     "principal_of",
+    "principal_or_none",
     "record_audit",
     "require_namespace",
     "require_scope",

@@ -31,12 +31,14 @@ from omninode_bridge.platform.services import ApiKeyService, hash_key, record_au
 from omninode_bridge.settings import SecuritySettings
 
 __all__ = [
+    "OPTIONAL_AUTH",
     "PUBLIC_PATH_PREFIXES",
     "AuthCache",
     "RateLimitDecision",
     "SecurityMiddleware",
     "SlidingWindowLimiter",
     "principal_of",
+    "principal_or_none",
     "require_namespace",
     "require_scope",
 ]
@@ -45,6 +47,11 @@ log = structlog.get_logger(__name__)
 
 #: Paths served without a key: health probes, metrics scraping and the API docs (OpenAPI and AsyncAPI).
 PUBLIC_PATH_PREFIXES = ("/health", "/metrics", "/schema", "/asyncapi.json", "/asyncapi")
+
+#: Route handler ``opt`` for endpoints that authorise requests themselves (signed webhooks, a static page,
+#: a stream opened with a ticket): a presented key is still verified (401 if invalid) and sets the
+#: principal, but a request without a key goes on anonymously, rate limited per client IP.
+OPTIONAL_AUTH: dict[str, Any] = {"auth": "optional"}
 
 
 class AuthCache:
@@ -152,6 +159,11 @@ def _client_ip(scope: Scope, trust_forwarded: bool) -> str:
     return client[0] if client else "unknown"
 
 
+def _auth_is_optional(scope: Scope) -> bool:
+    handler = scope.get("route_handler")
+    return handler is not None and handler.opt.get("auth") == OPTIONAL_AUTH["auth"]
+
+
 def _presented_key(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-api-key":
@@ -187,6 +199,10 @@ class SecurityMiddleware:
             return
 
         key = _presented_key(scope)
+        if key is None and _auth_is_optional(scope):
+            decision = await self._limit(limiter, f"ip:{client_ip}", audit, None)
+            await self.app(scope, receive, _with_headers(send, decision))
+            return
         principal = await self._authenticate(key, state.auth_cache, database) if key else None
         if principal is None:
             # Failed attempts count against the client IP, so guessing keys is rate limited too.
@@ -282,6 +298,12 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> schemas.Prin
     if not isinstance(user, schemas.Principal):
         raise NotAuthorizedException("A valid API key is required.")
     return user
+
+
+def principal_or_none(connection: ASGIConnection[Any, Any, Any, Any]) -> schemas.Principal | None:
+    """The principal of a request to an :data:`OPTIONAL_AUTH` endpoint, or None when no key was presented."""
+    user = connection.scope.get("user")
+    return user if isinstance(user, schemas.Principal) else None
 
 
 def require_scope(

@@ -65,8 +65,19 @@ class EventPublisher:
         """Stage several envelopes in one statement (batch endpoints)."""
         if not envelopes:
             return
+        # A Core insert of the table: no ORM bulk-persistence bookkeeping, no RETURNING.
+        await uow.session.execute(insert(OutboxEntry.__table__), self.outbox_rows(uow, topic, envelopes))
+
+    def outbox_rows(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> list[dict[str, Any]]:
+        """The ``event_outbox`` rows of ``envelopes``, for a caller that inserts them in a statement of its own
+        (together with its change, in one round trip); the relay is woken when ``uow`` commits.
+
+        Raises:
+            CatalogError: ``topic`` is not in the catalog.
+        """
         self.catalog.require(topic)
-        rows = [
+        uow.after_commit(self.database.signal(OUTBOX_SIGNAL).set)
+        return [
             {
                 "event_id": e.event_id,
                 "topic": topic,
@@ -77,8 +88,6 @@ class EventPublisher:
             }
             for e in envelopes
         ]
-        await uow.session.execute(insert(OutboxEntry), rows)
-        uow.after_commit(self.database.signal(OUTBOX_SIGNAL).set)
 
     async def publish_raw(
         self,

@@ -1,0 +1,36 @@
+"""The hooks module: the HookReceiver for agent and service hooks and third-party webhooks.
+
+Endpoints (scope ``hooks`` unless noted): ``POST /hooks``, ``POST /hooks/batch``, signed webhooks at
+``POST /hooks/{source}`` (sources managed at ``/hooks/sources`` with scope ``admin``), ``GET /hooks/events``,
+``GET /hooks/events/{id}``, ``POST /hooks/events/{id}/replay``, ``GET /hooks/sessions``,
+``GET /hooks/sessions/{id}``, ``GET /hooks/stats``, the SSE stream ``GET /hooks/stream`` and the page
+``GET /hooks/live``. Accepted hooks are published as ``HookEventReceived`` on
+``omninode_bridge_hook_events_v1``; the in-process consumer ``hooks.processor`` maintains sessions, tool
+call pairs and statistics.
+"""
+
+from __future__ import annotations
+
+from omninode_bridge.core.module import Module
+from omninode_bridge.modules.hooks import schemas
+from omninode_bridge.modules.hooks.consumers import PROCESSOR, build_router
+from omninode_bridge.modules.hooks.controllers import (
+    HookIngestController,
+    HookLiveController,
+    HookQueryController,
+    WebhookSourceController,
+)
+from omninode_bridge.modules.hooks.deps import hooks_lifespan
+from omninode_bridge.modules.hooks.events import EVENT_TYPE, HOOK_TOPIC
+from omninode_bridge.modules.hooks.redaction import REDACTED, Redactor
+
+__all__ = ["EVENT_TYPE", "HOOK_TOPIC", "MODULE", "PROCESSOR", "REDACTED", "Redactor", "schemas"]
+
+MODULE = Module(
+    name="hooks",
+    # The sources controller first: its static /hooks/sources paths must win over POST /hooks/{source}.
+    route_handlers=[WebhookSourceController, HookQueryController, HookLiveController, HookIngestController],
+    kafka_routers=[build_router],
+    publishes=[HOOK_TOPIC],
+    lifespans=[hooks_lifespan],
+)

@@ -1,0 +1,91 @@
+"""The live view: ``GET /hooks/stream`` (Server-Sent Events), its tickets, and the ``/hooks/live`` page."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import FromQuery, QueryParameter
+from litestar.response import ServerSentEvent
+
+from omninode_bridge import platform
+from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.modules.hooks import schemas
+from omninode_bridge.modules.hooks.deps import hooks_state
+from omninode_bridge.modules.hooks.services import StreamFilter, sse_events
+
+__all__ = ["HookLiveController"]
+
+_PAGE = Path(__file__).resolve().parent.parent / "static" / "live.html"
+# The page holds no data; its script reads the key from the URL fragment or a form, never from the server.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@cache
+def _page() -> str:
+    return _PAGE.read_text(encoding="utf-8")
+
+
+class HookLiveController(Controller):
+    """Hooks as they arrive, for programs (SSE) and people (the live page)."""
+
+    path = "/hooks"
+    tags = ["hooks"]
+
+    @post("/stream/tickets", operation_id="createHookStreamTicket", summary="A ticket to open the stream",
+          status_code=201, guards=[platform.require_scope("hooks")], security=platform.API_KEY_SECURITY,
+          responses=platform.AUTH_RESPONSES)  # fmt: skip
+    async def ticket(self, request: Request[Any, Any, Any], state: State) -> schemas.StreamTicket:
+        """Browsers' EventSource cannot send headers: it opens `/hooks/stream?ticket=...` with a ticket bound
+        to this key instead. Tickets can be reused until they expire (so the browser can reconnect)."""
+        hooks = hooks_state(state)
+        ticket = await hooks.tickets.issue(platform.principal_of(request).key_id)
+        return schemas.StreamTicket(ticket=ticket, expires_in=hooks.tickets.ttl)
+
+    @get("/stream", operation_id="streamHooks", summary="Hooks as Server-Sent Events",
+         opt=platform.OPTIONAL_AUTH, security=platform.API_KEY_SECURITY, responses=platform.AUTH_RESPONSES,
+         media_type="text/event-stream")  # fmt: skip
+    async def stream(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        source: FromQuery[str | None] = None,
+        session_id: FromQuery[str | None] = None,
+        event_type: FromQuery[str | None] = None,
+        ticket: Annotated[str | None, QueryParameter(description="From POST /hooks/stream/tickets")] = None,
+        last_event_id: Annotated[
+            str | None, QueryParameter(description="Resume after this event id (else the Last-Event-ID header)")
+        ] = None,
+    ) -> ServerSentEvent:
+        """Each accepted hook as an SSE `hook` event whose data is the hook (with redacted data) and whose id is
+        its position in the live stream. Filter by source, session and event type. Resumes after
+        `Last-Event-ID` (header or parameter), from the database when the gap is older than the live buffer.
+        Authenticate with an API key (scope `hooks`) or a ticket."""
+        principal = platform.principal_or_none(request)
+        hooks = hooks_state(state)
+        if principal is None:
+            if ticket is None or await hooks.tickets.redeem(ticket) is None:
+                raise ProblemError(
+                    401, "An API key with scope 'hooks' or a valid ticket is required.",
+                    headers={"WWW-Authenticate": 'Bearer realm="omninode-bridge"'},
+                )  # fmt: skip
+        elif not principal.has_scope("hooks"):
+            raise ProblemError(403, "This API key lacks the 'hooks' scope.")
+        wanted = StreamFilter(source=source, session_id=session_id, event_type=event_type)
+        resume = request.headers.get("last-event-id") or last_event_id
+        return ServerSentEvent(sse_events(hooks.live, state.runtime.database, wanted, resume))
+
+    @get("/live", operation_id="getHooksLivePage", summary="A page showing hooks as they arrive",
+         opt=platform.OPTIONAL_AUTH, media_type=MediaType.HTML, include_in_schema=True, security=[])  # fmt: skip
+    async def live(self) -> Response[str]:
+        """A small HTML page: give it a key with scope `hooks` (in the form, or as `#key=...` in the URL, which
+        never reaches the server) and it shows hooks arriving, with filters."""
+        return Response(_page(), media_type=MediaType.HTML, headers=_PAGE_HEADERS)

@@ -1,0 +1,108 @@
+"""The hook topic, its ``HookEventReceived`` envelope, and the record every accepted hook becomes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from omninode_bridge.core.events import OnexEnvelopeV1, new_envelope
+from omninode_bridge.modules.hooks import schemas
+
+__all__ = [
+    "ENVELOPE_SOURCE",
+    "EVENT_TYPE",
+    "HOOK_TOPIC",
+    "MAX_EVENT_DATA_BYTES",
+    "AcceptedHook",
+    "envelope_of",
+]
+
+HOOK_TOPIC = "omninode_bridge_hook_events_v1"
+EVENT_TYPE = "HookEventReceived"
+ENVELOPE_SOURCE = "omninode-bridge.hooks"
+#: Data larger than this (encoded) stays in the database: the event says ``data_truncated`` instead, so a
+#: record never exceeds Kafka's default 1 MB message size and live viewers are not flooded.
+MAX_EVENT_DATA_BYTES = 256 * 1024
+
+
+@dataclass(slots=True)
+class AcceptedHook:
+    """One hook on its way into ``hook_events``, the outbox and the live stream (``data`` is redacted)."""
+
+    event_id: uuid.UUID
+    kind: str
+    source: str
+    event_type: str
+    correlation_id: str
+    occurred_at: dt.datetime
+    data: dict[str, Any]
+    redacted: bool
+    session_id: str | None = None
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    body_hash: str | None = None
+    raw_body: bytes | None = None
+    content_type: str | None = None
+    batch_id: uuid.UUID | None = None
+    key_id: uuid.UUID | None = None
+    data_truncated: bool = False
+    received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def row(self) -> dict[str, Any]:
+        """Column values of its ``hook_events`` row."""
+        return {
+            "event_id": self.event_id, "kind": self.kind, "source": self.source, "event_type": self.event_type,
+            "session_id": self.session_id, "correlation_id": self.correlation_id, "tool_name": self.tool_name,
+            "tool_call_id": self.tool_call_id, "occurred_at": self.occurred_at, "received_at": self.received_at,
+            "data": self.data, "body_hash": self.body_hash, "raw_body": self.raw_body,
+            "content_type": self.content_type, "redacted": self.redacted, "batch_id": self.batch_id,
+            "key_id": self.key_id,
+        }  # fmt: skip
+
+    def payload(self, *, replay: bool = False) -> schemas.HookEventReceived:
+        """The event's payload."""
+        return schemas.HookEventReceived(
+            kind=self.kind,  # type: ignore[arg-type]
+            source=self.source,
+            event_type=self.event_type,
+            session_id=self.session_id,
+            correlation_id=self.correlation_id,
+            tool_name=self.tool_name,
+            tool_call_id=self.tool_call_id,
+            occurred_at=self.occurred_at,
+            data=None if self.data_truncated else self.data,
+            data_truncated=self.data_truncated,
+            body_hash=self.body_hash,
+            replay=replay,
+        )
+
+    def live(self) -> bytes:
+        """The JSON a live viewer receives."""
+        return _live_encoder.encode(
+            {
+                "event_id": self.event_id, "kind": self.kind, "source": self.source, "event_type": self.event_type,
+                "session_id": self.session_id, "correlation_id": self.correlation_id, "tool_name": self.tool_name,
+                "tool_call_id": self.tool_call_id, "occurred_at": self.occurred_at, "received_at": self.received_at,
+                "data": None if self.data_truncated else self.data, "data_truncated": self.data_truncated,
+            }
+        )  # fmt: skip
+
+
+_live_encoder = msgspec.json.Encoder()
+
+
+def envelope_of(hook: AcceptedHook, *, replay: bool = False) -> OnexEnvelopeV1:
+    """The ``HookEventReceived`` envelope of a hook: its event id, keyed by its correlation id."""
+    return new_envelope(
+        event_type=EVENT_TYPE,
+        payload=msgspec.to_builtins(hook.payload(replay=replay)),
+        correlation_id=hook.correlation_id,
+        session_id=hook.session_id,
+        source=ENVELOPE_SOURCE,
+        event_id=hook.event_id,
+        timestamp=hook.received_at,
+    )

@@ -1,0 +1,48 @@
+"""The hooks module's services: ingest, processing, queries, webhook sources, live feed and retention."""
+
+from __future__ import annotations
+
+from omninode_bridge.modules.hooks.services._ingest import (
+    HookIngestService,
+    body_hash,
+    decode_batch,
+    decode_hook,
+    event_type_of,
+    json_path,
+)
+from omninode_bridge.modules.hooks.services._live import (
+    LIVE_STREAM,
+    LiveFeed,
+    StreamFilter,
+    TicketBook,
+    reader_client,
+    sse_events,
+    valid_stream_id,
+)
+from omninode_bridge.modules.hooks.services._processing import process_hook, tool_outcome
+from omninode_bridge.modules.hooks.services._queries import HookQueryService, to_event
+from omninode_bridge.modules.hooks.services._retention import RetentionPurger
+from omninode_bridge.modules.hooks.services._sources import WebhookSourceService, to_source
+
+__all__ = [
+    "LIVE_STREAM",
+    "HookIngestService",
+    "HookQueryService",
+    "LiveFeed",
+    "RetentionPurger",
+    "StreamFilter",
+    "TicketBook",
+    "WebhookSourceService",
+    "body_hash",
+    "decode_batch",
+    "decode_hook",
+    "event_type_of",
+    "json_path",
+    "process_hook",
+    "reader_client",
+    "sse_events",
+    "to_event",
+    "to_source",
+    "tool_outcome",
+    "valid_stream_id",
+]

@@ -1,0 +1,370 @@
+"""Accepting hooks: validation, redaction, idempotency, storage and publication in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import blake3
+import msgspec
+from sqlalchemy import insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.events.models import OutboxEntry
+from omninode_bridge.core.module import Runtime
+from omninode_bridge.modules.hooks import schemas
+from omninode_bridge.modules.hooks.events import HOOK_TOPIC, MAX_EVENT_DATA_BYTES, AcceptedHook, envelope_of
+from omninode_bridge.modules.hooks.models import HookEvent, IdempotencyClaim, WebhookSource
+from omninode_bridge.modules.hooks.redaction import Redactor
+from omninode_bridge.modules.hooks.services._live import LiveFeed
+
+__all__ = ["HookIngestService", "body_hash", "decode_batch", "decode_hook", "event_type_of", "json_path"]
+
+_hook_decoder = msgspec.json.Decoder(schemas.HookEventIn)
+_batch_decoder = msgspec.json.Decoder(schemas.HookBatch)
+_size_encoder = msgspec.json.Encoder()
+_json = msgspec.json.Encoder()
+_EVENT_COLUMNS = [
+    "event_id", "kind", "source", "event_type", "session_id", "correlation_id", "tool_name", "tool_call_id",
+    "occurred_at", "received_at", "data", "body_hash", "raw_body", "content_type", "redacted", "batch_id", "key_id",
+]  # fmt: skip
+_OUTBOX_COLUMNS = ["event_id", "topic", "key", "event_type", "envelope", "headers"]
+
+
+def _event_record(hook: AcceptedHook) -> tuple[Any, ...]:
+    """A ``hook_events`` row in ``_EVENT_COLUMNS`` order, for COPY (jsonb as JSON text)."""
+    return (
+        hook.event_id, hook.kind, hook.source, hook.event_type, hook.session_id, hook.correlation_id, hook.tool_name,
+        hook.tool_call_id, hook.occurred_at, hook.received_at, _json.encode(hook.data).decode(), hook.body_hash,
+        hook.raw_body, hook.content_type, hook.redacted, hook.batch_id, hook.key_id,
+    )  # fmt: skip
+
+
+# Core inserts of the tables: no ORM bulk-persistence bookkeeping and no RETURNING.
+_INSERT_EVENTS = insert(HookEvent.__table__)
+_INSERT_OUTBOX = insert(OutboxEntry.__table__)
+# Claim, event row and outbox row in one round trip; the SELECT reports whether the rows were written and,
+# for a duplicate, which event holds the key (visible when it committed before this statement began).
+_ACCEPT_ONE = text(
+    """
+    WITH claim AS (
+        INSERT INTO hooks_idempotency (scope, key, event_id, expires_at)
+        VALUES (:scope, :key, CAST(:event_id AS uuid), CAST(:expires_at AS timestamptz))
+        ON CONFLICT (scope, key) DO UPDATE SET event_id = EXCLUDED.event_id, expires_at = EXCLUDED.expires_at
+            WHERE hooks_idempotency.expires_at < CAST(:now AS timestamptz)
+        RETURNING event_id
+    ), stored AS (
+        INSERT INTO hook_events (event_id, kind, source, event_type, session_id, correlation_id, tool_name,
+            tool_call_id, occurred_at, received_at, data, body_hash, raw_body, content_type, redacted, batch_id, key_id)
+        SELECT event_id, CAST(:kind AS varchar), CAST(:source AS varchar), CAST(:event_type AS varchar),
+            CAST(:session_id AS varchar), CAST(:correlation_id AS varchar), CAST(:tool_name AS varchar),
+            CAST(:tool_call_id AS varchar), CAST(:occurred_at AS timestamptz), CAST(:received_at AS timestamptz),
+            CAST(:data AS jsonb), CAST(:body_hash AS varchar), CAST(:raw_body AS bytea),
+            CAST(:content_type AS varchar), CAST(:redacted AS boolean), CAST(:batch_id AS uuid),
+            CAST(:key_id AS uuid)
+        FROM claim
+        RETURNING event_id
+    ), staged AS (
+        INSERT INTO event_outbox (event_id, topic, key, event_type, envelope, headers)
+        SELECT event_id, CAST(:topic AS varchar), CAST(:outbox_key AS varchar), CAST(:outbox_event_type AS varchar),
+            CAST(:envelope AS bytea), CAST(:headers AS jsonb)
+        FROM stored
+        RETURNING event_id
+    )
+    SELECT (SELECT count(*) FROM staged) AS staged,
+        (SELECT i.event_id FROM hooks_idempotency AS i WHERE i.scope = :scope AND i.key = :key) AS holder
+    """
+)
+
+
+def _invalid(exc: msgspec.DecodeError) -> ProblemError:
+    message = str(exc)
+    field = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else None
+    if field is not None:
+        field = field.removeprefix("$.").removeprefix("$") or None
+    detail = f"Invalid {field}: {message.partition(' - at ')[0]}" if field else f"Invalid request body: {message}"
+    return ProblemError(422, detail, extra={"errors": [{"field": field, "source": "body", "message": message}]})
+
+
+def decode_hook(body: bytes) -> schemas.HookEventIn:
+    """Parse and validate a ``POST /hooks`` body; a 422 problem names the offending field."""
+    try:
+        return _hook_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _invalid(exc) from None
+
+
+def decode_batch(body: bytes) -> schemas.HookBatch:
+    """Parse and validate a ``POST /hooks/batch`` body (``events.3.source``-style field names)."""
+    try:
+        return _batch_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _invalid(exc) from None
+
+
+def json_path(document: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (``data.object.type``; list indexes as numbers), or None."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def event_type_of(source: WebhookSource, headers: Mapping[str, str], document: Any) -> str:
+    """The event type of a webhook: from the source's header, else its JSON path, else its default."""
+    candidate: Any = None
+    if source.event_type_header:
+        candidate = headers.get(source.event_type_header.lower())
+    if not candidate and source.event_type_path:
+        candidate = json_path(document, source.event_type_path)
+    if isinstance(candidate, str) and 0 < len(candidate) <= 128:
+        return candidate
+    return source.default_event_type
+
+
+class HookIngestService:
+    """Stores accepted hooks, stages their events in the outbox and commits, in the caller's unit of work.
+
+    Args:
+        uow: The request's unit of work.
+        runtime: The app's runtime (publisher and settings).
+        redactor: The configured redactor.
+        live: Where committed hooks go for live viewers.
+    """
+
+    def __init__(self, uow: UnitOfWork, runtime: Runtime, redactor: Redactor, live: LiveFeed) -> None:
+        self.uow = uow
+        self.runtime = runtime
+        self.redactor = redactor
+        self.live = live
+        self.window = runtime.settings.hooks.idempotency_window_seconds
+
+    def prepare(
+        self,
+        hook: schemas.HookEventIn,
+        *,
+        correlation_id: str,
+        key_id: uuid.UUID | None,
+        now: dt.datetime,
+        measure: bool,
+        body_hash: str | None = None,
+        batch_id: uuid.UUID | None = None,
+    ) -> AcceptedHook:
+        """Redact a validated hook and give it its event id.
+
+        Args:
+            hook: The validated hook.
+            correlation_id: Used when the hook names none.
+            key_id: The API key that posted it.
+            now: Time of receipt (the default ``timestamp``).
+            measure: Whether the data may exceed the per-hook limit and must be measured.
+            body_hash: BLAKE3 of the request body (single hooks).
+            batch_id: The batch it came in.
+        """
+        data, redacted = self.redactor.redact(hook.data)
+        truncated = False
+        if measure:
+            size = len(_size_encoder.encode(data))
+            if size > self.runtime.settings.hooks.max_body_bytes:
+                raise ProblemError(
+                    413, f"A hook's data is {size} bytes; the limit is {self.runtime.settings.hooks.max_body_bytes}."
+                )
+            truncated = size > MAX_EVENT_DATA_BYTES
+        return AcceptedHook(
+            event_id=uuid.uuid4(), kind="hook", source=hook.source, event_type=hook.event_type,
+            correlation_id=hook.correlation_id or correlation_id, occurred_at=hook.timestamp or now, data=data,
+            redacted=redacted, session_id=hook.session_id, tool_name=hook.tool_name, tool_call_id=hook.tool_call_id,
+            body_hash=body_hash, batch_id=batch_id, key_id=key_id, data_truncated=truncated, received_at=now,
+        )  # fmt: skip
+
+    def prepare_webhook(
+        self,
+        source: WebhookSource,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        correlation_id: str,
+        key_id: uuid.UUID | None,
+        now: dt.datetime,
+    ) -> AcceptedHook:
+        """Turn a verified webhook body into a hook: JSON bodies become (redacted) data; the raw body is kept
+        with its BLAKE3 hash unless something in it had to be redacted.
+
+        Args:
+            source: The webhook source.
+            body: The raw, verified body.
+            headers: The request headers (lower-case names).
+            correlation_id: The request's correlation id.
+            key_id: The API key, when one was presented.
+            now: Time of receipt.
+        """
+        document: Any = None
+        content_type = headers.get("content-type")
+        if body.lstrip()[:1] in (b"{", b"["):
+            try:
+                document = msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                document = None
+        raw_data: dict[str, Any] = document if isinstance(document, dict) else ({"body": document} if document else {})
+        data, redacted = self.redactor.redact(raw_data)
+        occurred = now
+        stamp = headers.get("webhook-timestamp", "")
+        if source.scheme == "standard_webhooks" and stamp.isdigit():
+            occurred = dt.datetime.fromtimestamp(int(stamp), dt.UTC)
+        return AcceptedHook(
+            event_id=uuid.uuid4(), kind="webhook", source=source.name,
+            event_type=event_type_of(source, headers, document), correlation_id=correlation_id, occurred_at=occurred,
+            data=data, redacted=redacted, body_hash=body_hash(body), raw_body=None if redacted else body,
+            content_type=content_type[:255] if content_type else None, key_id=key_id,
+            data_truncated=len(body) > MAX_EVENT_DATA_BYTES, received_at=now,
+        )  # fmt: skip
+
+    async def accept(self, hook: AcceptedHook, *, idempotency_key: str | None) -> schemas.HookAccepted:
+        """Store and publish one hook and commit; a duplicate returns the original event instead.
+
+        With a key, the idempotency claim, the ``hook_events`` row and the outbox row are written by one
+        statement (one round trip): the event row and the outbox row exist only if the claim succeeded.
+
+        Args:
+            hook: The prepared hook.
+            idempotency_key: The sender's key (``webhook-id``, ``Idempotency-Key``); without one the body
+                hash identifies duplicates.
+        """
+        key = idempotency_key or (f"blake3:{hook.body_hash}" if hook.body_hash else None)
+        (outbox_row,) = self.runtime.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(hook)])
+        if key is None or self.window <= 0:
+            await self.uow.session.execute(_INSERT_EVENTS, [hook.row()])
+            await self.uow.session.execute(_INSERT_OUTBOX, [outbox_row])
+        else:
+            scope, key = f"{hook.kind}:{hook.source}"[:120], key[:300]
+            now = dt.datetime.now(dt.UTC)
+            params = {
+                **hook.row(),
+                "data": _json.encode(hook.data).decode(),
+                "scope": scope,
+                "key": key,
+                "now": now,
+                "expires_at": now + dt.timedelta(seconds=self.window),
+                "topic": outbox_row["topic"],
+                "outbox_key": outbox_row["key"],
+                "outbox_event_type": outbox_row["event_type"],
+                "envelope": outbox_row["envelope"],
+                "headers": _json.encode(outbox_row["headers"]).decode(),
+            }
+            staged, holder = (await self.uow.session.execute(_ACCEPT_ONE, params)).one()
+            if not staged:
+                if holder is None:  # the claim was committed after this statement's snapshot
+                    holder = await self.uow.session.scalar(
+                        select(IdempotencyClaim.event_id).where(
+                            IdempotencyClaim.scope == scope, IdempotencyClaim.key == key
+                        )
+                    )
+                return await self._duplicate(holder)
+        self.uow.after_commit(lambda: self.live.push([hook.live()]))
+        await self.uow.commit()
+        return schemas.HookAccepted(event_id=hook.event_id, correlation_id=hook.correlation_id)
+
+    async def accept_batch(
+        self, hooks: list[AcceptedHook], *, batch_id: uuid.UUID, source: str, idempotency_key: str | None
+    ) -> schemas.HookBatchAccepted:
+        """Store and publish a batch in one transaction and commit; a repeated batch returns the original ids.
+
+        Args:
+            hooks: The prepared hooks.
+            batch_id: The batch's id (stored on every row).
+            source: The idempotency scope: the first event's source.
+            idempotency_key: ``Idempotency-Key`` or the batch body's hash.
+        """
+        if idempotency_key is not None and self.window > 0:
+            original = await self._claim(f"batch:{source}", idempotency_key, batch_id)
+            if original is not None:
+                return await self._duplicate_batch(original)
+        outbox = self.runtime.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(h) for h in hooks])
+        # COPY on the unit of work's own connection (same transaction): per-row parameter binding through
+        # SQLAlchemy costs more than everything else a batch does.
+        connection = await self.uow.session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.copy_records_to_table(
+            "hook_events", columns=_EVENT_COLUMNS, records=[_event_record(h) for h in hooks]
+        )
+        await driver.copy_records_to_table(
+            "event_outbox",
+            columns=_OUTBOX_COLUMNS,
+            records=[
+                (
+                    r["event_id"],
+                    r["topic"],
+                    r["key"],
+                    r["event_type"],
+                    r["envelope"],
+                    _json.encode(r["headers"]).decode(),
+                )
+                for r in outbox
+            ],
+        )
+        self.uow.after_commit(lambda: self.live.push([h.live() for h in hooks]))
+        await self.uow.commit()
+        return schemas.HookBatchAccepted(
+            batch_id=batch_id,
+            accepted=len(hooks),
+            events=[schemas.HookAccepted(event_id=h.event_id, correlation_id=h.correlation_id) for h in hooks],
+        )
+
+    async def _claim(self, scope: str, key: str, event_id: uuid.UUID) -> uuid.UUID | None:
+        """Claim ``key`` for ``event_id``; the event that holds it already when this is a duplicate.
+
+        Under READ COMMITTED a concurrent claim of the same key waits for the first transaction: after its
+        commit the key is taken (a duplicate), after its rollback the claim goes through.
+        """
+        table = IdempotencyClaim.__table__
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.window)
+        statement = pg_insert(IdempotencyClaim).values(
+            scope=scope, key=key[:300], event_id=event_id, expires_at=expires
+        )
+        claimed = await self.uow.session.scalar(
+            statement.on_conflict_do_update(
+                index_elements=[table.c.scope, table.c.key],
+                set_={"event_id": statement.excluded.event_id, "expires_at": statement.excluded.expires_at},
+                where=table.c.expires_at < dt.datetime.now(dt.UTC),
+            ).returning(table.c.event_id)
+        )
+        if claimed is not None:
+            return None
+        return await self.uow.session.scalar(
+            select(IdempotencyClaim.event_id).where(IdempotencyClaim.scope == scope, IdempotencyClaim.key == key[:300])
+        )
+
+    async def _duplicate(self, event_id: uuid.UUID) -> schemas.HookAccepted:
+        correlation_id = await self.uow.session.scalar(
+            select(HookEvent.correlation_id).where(HookEvent.event_id == event_id)
+        )
+        await self.uow.rollback()
+        return schemas.HookAccepted(event_id=event_id, correlation_id=correlation_id or "", status="duplicate")
+
+    async def _duplicate_batch(self, batch_id: uuid.UUID) -> schemas.HookBatchAccepted:
+        rows = (
+            await self.uow.session.execute(
+                select(HookEvent.event_id, HookEvent.correlation_id)
+                .where(HookEvent.batch_id == batch_id)
+                .order_by(HookEvent.id)
+            )
+        ).all()
+        await self.uow.rollback()
+        events = [
+            schemas.HookAccepted(event_id=r.event_id, correlation_id=r.correlation_id, status="duplicate") for r in rows
+        ]
+        return schemas.HookBatchAccepted(batch_id=batch_id, accepted=len(events), events=events, status="duplicate")
+
+
+def body_hash(body: bytes) -> str:
+    """BLAKE3 hex digest of a request body."""
+    return blake3.blake3(body).hexdigest()
