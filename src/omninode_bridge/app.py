@@ -105,6 +105,9 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
     )
     catalog = load_catalog(Path(settings.server.contracts_dir) if settings.server.contracts_dir else None)
     for module in all_modules:
+        for check in module.checks:
+            check(settings)  # contracts are validated before anything connects
+    for module in all_modules:
         catalog.require(*module.publishes)  # a topic missing from the catalog stops start-up here
         for make_router in module.kafka_routers:
             broker.include_router(make_router(catalog))

@@ -55,6 +55,8 @@ class Module:
         publishes: Topics the module publishes to; checked against the catalog at start-up.
         dependencies: Litestar dependency providers the module adds.
         lifespans: Context managers entered after the platform resources are up (background tasks).
+        checks: Run by ``create_app`` before anything connects, with the settings: validate contracts so a
+            bad one stops the app at once, not in the middle of its start-up.
     """
 
     name: str
@@ -63,3 +65,4 @@ class Module:
     publishes: Sequence[str] = ()
     dependencies: Mapping[str, Provide] = field(default_factory=dict)
     lifespans: Sequence[Callable[[Runtime], AbstractAsyncContextManager[None]]] = ()
+    checks: Sequence[Callable[[Settings], None]] = ()

@@ -22,6 +22,8 @@ from omninode_bridge.modules.orchestrator.services import (
     WorkflowOrchestrator,
     WorkflowResult,
     WorkflowRun,
+    check_handlers,
+    validate_contract,
 )
 from omninode_bridge.settings import Settings
 
@@ -35,6 +37,7 @@ __all__ = [
     "WorkflowOrchestrator",
     "WorkflowResult",
     "WorkflowRun",
+    "check_handlers",
     "events",
     "load_orchestrator_contract",
     "orchestrator_of",
@@ -69,8 +72,13 @@ async def _orchestrator(runtime: Runtime) -> AsyncIterator[None]:
         yield
 
 
+def _check(settings: Settings) -> None:
+    validate_contract(load_orchestrator_contract(settings))
+
+
 MODULE = Module(
     name="orchestrator",
     route_handlers=[WorkflowExecutionController],
     lifespans=[_orchestrator],
+    checks=[_check],
 )

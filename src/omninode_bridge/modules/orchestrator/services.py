@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,9 @@ __all__ = [
     "WorkflowOrchestrator",
     "WorkflowResult",
     "WorkflowRun",
+    "check_handlers",
     "load_execution",
+    "validate_contract",
 ]
 
 log = structlog.get_logger(__name__)
@@ -152,6 +154,36 @@ class StepTimeoutError(TimeoutError):
     """A step ran past its contract timeout."""
 
 
+def validate_contract(contract: OrchestratorContract) -> StateMachine:
+    """Check the contract's FSM, lifecycle states and routing references; returns its state machine.
+
+    Raises:
+        ValueError: Naming what is inconsistent.
+    """
+    fsm = StateMachine(contract.name, contract.fsm)
+    lifecycle = contract.fsm.lifecycle
+    for state in (lifecycle.running, lifecycle.succeeded, lifecycle.failed):
+        if not fsm.has_state(state):
+            raise ValueError(f"{contract.name}: lifecycle state {state!r} is not a declared FSM state")
+    services = {service.name for service in contract.routing.services}
+    for step in contract.workflow_coordination.steps:
+        if step.type == "routing" and (step.service is None or step.service not in services):
+            raise ValueError(f"{contract.name}: routing step {step.name!r} names no routing service")
+    return fsm
+
+
+def check_handlers(contract: OrchestratorContract, handlers: Iterable[str]) -> None:
+    """Every non-routing step of the contract must have a handler.
+
+    Raises:
+        ValueError: Naming the steps without one.
+    """
+    known = set(handlers)
+    missing = [s.name for s in contract.workflow_coordination.steps if s.type != "routing" and s.name not in known]
+    if missing:
+        raise ValueError(f"{contract.name}: no handler for contract steps {missing}")
+
+
 class WorkflowOrchestrator:
     """Runs workflows as the orchestrator contract describes.
 
@@ -170,14 +202,7 @@ class WorkflowOrchestrator:
         self.contract = contract
         self.publisher = publisher
         self.services = dict(services)
-        self.fsm = StateMachine(contract.name, contract.fsm)
-        lifecycle = contract.fsm.lifecycle
-        for state in (lifecycle.running, lifecycle.succeeded, lifecycle.failed):
-            if not self.fsm.has_state(state):
-                raise ValueError(f"{contract.name}: lifecycle state {state!r} is not a declared FSM state")
-        for step in contract.workflow_coordination.steps:
-            if step.type == "routing" and (step.service is None or step.service not in self.services):
-                raise ValueError(f"{contract.name}: routing step {step.name!r} names no routing service")
+        self.fsm = validate_contract(contract)
         publisher.catalog.require(contract.event_type.topic)
         self._published = frozenset(contract.event_type.events)
         self._version = str(contract.contract_version)
@@ -193,9 +218,7 @@ class WorkflowOrchestrator:
         Raises:
             ValueError: Naming the steps without a handler.
         """
-        missing = [s.name for s in self.steps if s.type != "routing" and s.name not in handlers]
-        if missing:
-            raise ValueError(f"{self.contract.name}: no handler for contract steps {missing}")
+        check_handlers(self.contract, handlers)
 
     async def run(
         self,

@@ -51,4 +51,9 @@ async def _reducer(runtime: Runtime) -> AsyncIterator[None]:
             await task
 
 
-MODULE = Module(name="reducer", route_handlers=[NamespaceStatsController], lifespans=[_reducer])
+def _check(settings: Settings) -> None:
+    contract = load_reducer_contract(settings)
+    NamespaceReducer(contract)  # validates its FSM
+
+
+MODULE = Module(name="reducer", route_handlers=[NamespaceStatsController], lifespans=[_reducer], checks=[_check])

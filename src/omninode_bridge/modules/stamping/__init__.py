@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from litestar.di import Provide
 
 from omninode_bridge.core.module import Module, Runtime
-from omninode_bridge.modules.orchestrator import orchestrator_of
+from omninode_bridge.modules.orchestrator import check_handlers, load_orchestrator_contract, orchestrator_of
 from omninode_bridge.modules.stamping import events, schemas
 from omninode_bridge.modules.stamping.controllers import StampingController
 from omninode_bridge.modules.stamping.deps import provide_stamping
@@ -24,6 +24,7 @@ from omninode_bridge.modules.stamping.services import (
     render_block,
     without_block,
 )
+from omninode_bridge.settings import Settings
 
 __all__ = ["MODULE", "Keyring", "events", "find_block", "render_block", "schemas", "without_block"]
 
@@ -46,8 +47,14 @@ async def _stamping(runtime: Runtime) -> AsyncIterator[None]:
     yield
 
 
+def _check(settings: Settings) -> None:
+    # A contract step the stamping service has no handler for stops the app before it connects.
+    check_handlers(load_orchestrator_contract(settings), StampingService.STEP_NAMES)
+
+
 MODULE = Module(
     name="stamping",
+    checks=[_check],
     route_handlers=[StampingController],
     dependencies={"stamping": Provide(provide_stamping, sync_to_thread=False)},
     lifespans=[_stamping],

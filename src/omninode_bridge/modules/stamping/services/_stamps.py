@@ -99,19 +99,17 @@ class StampingService:
         policy: Where hashing runs.
     """
 
+    #: The orchestrator contract steps this service handles.
+    STEP_NAMES = ("validate_input", "hash_generation", "stamp_creation", "event_publishing")
+
     def __init__(self, keyring: Keyring, policy: HashPolicy) -> None:
         self.keyring = keyring
         self.policy = policy
 
     @property
     def handlers(self) -> Mapping[str, StepHandler]:
-        """Step handlers by the contract's step names."""
-        return {
-            "validate_input": self.validate_input,
-            "hash_generation": self.hash_generation,
-            "stamp_creation": self.stamp_creation,
-            "event_publishing": self.event_publishing,
-        }
+        """Step handlers by the contract's step names (each is the method of that name)."""
+        return {name: getattr(self, name) for name in self.STEP_NAMES}
 
     async def validate_input(self, run: WorkflowRun) -> dict[str, Any]:
         """Namespace, file path and metadata size; the same checks the controller ran before streaming."""
