@@ -13,7 +13,8 @@ from omninode_bridge.core.events.envelope import (
     new_envelope,
     payload_hash,
 )
-from omninode_bridge.core.events.outbox import EventPublisher, OutboxRelay
+from omninode_bridge.core.events.outbox import EventPublisher
+from omninode_bridge.core.events.relay import OutboxRelay
 from omninode_bridge.core.events.topics import ensure_topics
 
 __all__ = [
