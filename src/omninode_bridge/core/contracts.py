@@ -81,7 +81,7 @@ def load_contract(path: Path, schema: type[T], variables: Mapping[str, str | Non
     Args:
         path: The contract's main file.
         schema: The msgspec Struct type the resolved document must match.
-        variables: Values for ``${NAME}`` placeholders; names not given are read from the environment.
+        variables: Values for ``${NAME}`` references; names not given are read from the environment.
 
     Returns:
         The decoded contract.
