@@ -210,7 +210,7 @@ async def backlog(database_url: str) -> tuple[int, int]:
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
-            pending = (await conn.execute(text("SELECT count(*) FROM event_outbox WHERE sent_at IS NULL"))).scalar()
+            pending = (await conn.execute(text("SELECT count(*) FROM event_outbox_pending"))).scalar()
             unprocessed = (
                 await conn.execute(text("SELECT count(*) FROM hook_events WHERE status <> 'processed'"))
             ).scalar()

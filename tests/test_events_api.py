@@ -122,7 +122,8 @@ async def _outbox_rows(engine: AsyncEngine, dead_letter_id: int) -> list[Any]:
             (
                 await conn.execute(
                     text(
-                        "SELECT topic, key, event_type, envelope, headers, sent_at FROM event_outbox "
+                        "SELECT o.topic, key, event_type, envelope, headers, p.id IS NULL AS sent "
+                        "FROM event_outbox AS o LEFT JOIN event_outbox_pending AS p USING (id) "
                         "WHERE headers->>'dead_letter_id' = :id"
                     ),
                     {"id": str(dead_letter_id)},
@@ -344,7 +345,7 @@ async def test_redrive_republishes_to_the_original_topic_once(events_client: Cli
 
     # The outbox row was staged pending; the relay then ships it like any other.
     async def shipped() -> bool:
-        return all(r.sent_at is not None for r in await _outbox_rows(engine, dead_letter_id))
+        return all(r.sent for r in await _outbox_rows(engine, dead_letter_id))
 
     await wait_until(shipped, timeout=30, interval=0.2, message="the re-driven record was never sent")
 

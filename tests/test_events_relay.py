@@ -65,9 +65,7 @@ async def _scalar(database: Database, sql: str, **params: Any) -> Any:
 
 
 async def _pending(database: Database, topic: str) -> int:
-    return int(
-        await _scalar(database, "SELECT count(*) FROM event_outbox WHERE topic = :t AND sent_at IS NULL", t=topic)
-    )
+    return int(await _scalar(database, "SELECT count(*) FROM event_outbox_pending WHERE topic = :t", t=topic))
 
 
 async def _logged(database: Database, topic: str) -> int:
@@ -188,9 +186,10 @@ async def test_broker_lost_mid_round_marks_a_prefix_per_key_then_drains(
                 database,
                 """
                 SELECT count(*) FROM (
-                    SELECT key, max(id) FILTER (WHERE sent_at IS NOT NULL) AS last_sent,
-                           min(id) FILTER (WHERE sent_at IS NULL) AS first_pending
-                    FROM event_outbox WHERE topic = :t GROUP BY key
+                    SELECT o.key, max(o.id) FILTER (WHERE p.id IS NULL) AS last_sent,
+                           min(o.id) FILTER (WHERE p.id IS NOT NULL) AS first_pending
+                    FROM event_outbox AS o LEFT JOIN event_outbox_pending AS p USING (id)
+                    WHERE o.topic = :t GROUP BY o.key
                 ) k WHERE last_sent > first_pending
                 """,
                 t=topic,
@@ -214,19 +213,31 @@ async def test_prune_removes_only_sent_rows_past_the_retention(stack: EmbeddedSt
     topic = f"omninode_bridge_test_relay_{uuid.uuid4().hex[:8]}"
     catalog = _catalog_with_topic(tmp_path, topic, retention_hours=1)
     database = Database(make_settings(stack).database)
-    ages = {"old_sent": dt.timedelta(hours=2), "recent_sent": dt.timedelta(minutes=10), "old_pending": None}
-    ids = {name: uuid.uuid4() for name in ages}
+    # name: (created how long ago, sent)
+    rows = {
+        "old_sent": (dt.timedelta(hours=2), True),
+        "recent_sent": (dt.timedelta(minutes=10), True),
+        "old_pending": (dt.timedelta(hours=3), False),
+    }
+    ids = {name: uuid.uuid4() for name in rows}
     try:
         async with database.unit_of_work() as uow:
-            for name, age in ages.items():
+            for name, (age, sent) in rows.items():
                 await uow.session.execute(
                     text(
-                        "INSERT INTO event_outbox (event_id, topic, key, event_type, envelope, headers, created_at,"
-                        " sent_at) VALUES (:id, :t, 'k', 'RelayTest', '\\x00', '{}', now() - interval '3 hours',"
-                        " now() - CAST(:age AS interval))"
+                        "INSERT INTO event_outbox (event_id, topic, key, event_type, envelope, headers, created_at)"
+                        " VALUES (:id, :t, 'k', 'RelayTest', '\\x00', '{}', now() - CAST(:age AS interval))"
                     ),
                     {"id": ids[name], "t": topic, "age": age},
                 )
+                if sent:  # what the relay's mark does
+                    await uow.session.execute(
+                        text(
+                            "DELETE FROM event_outbox_pending WHERE id = "
+                            "(SELECT id FROM event_outbox WHERE event_id = :id)"
+                        ),
+                        {"id": ids[name]},
+                    )
             await uow.commit()
         relay = OutboxRelay(database, catalog, stack.urls["kafka"])
         assert await relay.prune() >= 1

@@ -2,9 +2,12 @@
 
 A round (:meth:`OutboxRelay.relay_once`) is one transaction. It takes
 ``pg_try_advisory_xact_lock`` (so of several app processes at most one relays at a time and keys are
-never interleaved) and locks up to ``batch_size`` pending ids ``FOR UPDATE SKIP LOCKED`` in id order.
-The rest of the round is pipelined over the transaction's one connection, so PostgreSQL, the broker
-and this process work at the same time instead of taking turns::
+never interleaved) and locks up to ``batch_size`` ids of ``event_outbox_pending`` ``FOR UPDATE SKIP
+LOCKED`` in id order.
+The rest of the round is pipelined, so PostgreSQL, the broker and this process work at the same time
+instead of taking turns. The claimed rows are read on a second connection (they are committed rows,
+any snapshot sees them), so reading the next chunks overlaps marking the acknowledged ones, which the
+round's transaction does; with one connection for both the marks queued behind the reads::
 
     fetch chunk n+1 (PostgreSQL)  |  batch and send chunk n (Kafka)  |  mark what Kafka acknowledged
 
@@ -13,8 +16,8 @@ and this process work at the same time instead of taking turns::
   previous one was acknowledged, and after a failure the partition (and the round) sends nothing more.
   So the order per key holds even when a batch fails, and no later record of a key can overtake one
   that has to be sent again.
-* Rows are marked only after Kafka acknowledged them (``acks=all``): one statement sets ``sent_at``
-  (``UPDATE ... RETURNING``) and feeds the returned rows into ``event_logs``.
+* Rows are marked only after Kafka acknowledged them (``acks=all``): one statement deletes their
+  ``event_outbox_pending`` rows and logs them in ``event_logs``. The wide outbox row is never updated.
 * Nothing is visible before the commit at the end of the round. A crash or database error rolls the
   round back; records Kafka had acknowledged are then sent again later (delivery is at-least-once and
   consumers deduplicate by ``event_id``).
@@ -40,28 +43,24 @@ __all__ = ["RelayRound"]
 
 # The round's three statements run on the asyncpg connection under the session's transaction: they are
 # fixed, return plain tuples and sit on the relay's critical path, where SQLAlchemy's per-row and
-# per-statement work showed up in profiles. Tables: ``OutboxEntry`` and ``EventLog``.
+# per-statement work showed up in profiles. Tables: ``OutboxPending``, ``OutboxEntry`` and ``EventLog``.
 # Claim the round: only the ids are sorted (a few bytes each, in memory, whatever the planner's row
 # estimate); the wide columns are then read by primary key. Rows for topics this process's catalog
 # lacks (written under another contract) wait for a process that knows them.
 _CLAIM = """
-SELECT id FROM event_outbox
-WHERE sent_at IS NULL AND topic = ANY($1::text[])
+SELECT id FROM event_outbox_pending
+WHERE topic = ANY($1::text[])
 ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
 _FETCH = "SELECT id, topic, key, envelope, headers::text FROM event_outbox WHERE id = ANY($1::bigint[]) ORDER BY id"
-# Mark the acknowledged rows sent and log them as published, in one statement.
+# Mark the acknowledged rows sent (their pending rows go) and log them as published, in one statement.
 _MARK = """
-WITH sent AS (
-    UPDATE event_outbox SET sent_at = now(), attempts = attempts + 1
-    WHERE id = ANY($1::bigint[])
-    RETURNING event_id, event_type, topic, key, created_at
-)
+WITH sent AS (DELETE FROM event_outbox_pending WHERE id = ANY($1::bigint[]) RETURNING id)
 INSERT INTO event_logs (event_id, event_type, topic, correlation_id, direction, status, duration_ms, created_at)
-SELECT event_id, event_type, topic, key, 'published', 'sent', extract(epoch FROM now() - created_at) * 1000,
-       created_at
-FROM sent
+SELECT o.event_id, o.event_type, o.topic, o.key, 'published', 'sent', extract(epoch FROM now() - o.created_at) * 1000,
+       o.created_at
+FROM event_outbox AS o JOIN sent USING (id)
 """
 _decode_headers = msgspec.json.Decoder(dict[str, str | None]).decode
 
@@ -85,10 +84,14 @@ class RelayRound:
         conn: The round's asyncpg connection, inside the transaction that holds the advisory lock.
         topics: Topics this process may send.
         chunk: Rows fetched per step.
+        reader: A second connection for reading the claimed rows; None reads on ``conn``.
     """
 
-    def __init__(self, conn: asyncpg.Connection, topics: list[str], chunk: int) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, topics: list[str], chunk: int, reader: asyncpg.Connection | None = None
+    ) -> None:
         self.conn = conn
+        self.reader = reader
         self.topics = topics
         self.chunk = chunk
         self.sent = Counter[str]()
@@ -96,6 +99,7 @@ class RelayRound:
         # One statement at a time on the connection; asyncio.Lock is FIFO, so fetches and marks run in
         # the order they were asked for.
         self._db = asyncio.Lock()
+        self._reads = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._partitions: dict[str, tuple[list[int], list[int]]] = {}
@@ -114,6 +118,9 @@ class RelayRound:
         return task
 
     async def _fetch(self, ids: list[int]) -> list[asyncpg.Record]:
+        if self.reader is not None:  # own connection: reads overlap the marks
+            async with self._reads:
+                return await self.reader.fetch(_FETCH, ids)
         async with self._db:
             return await self.conn.fetch(_FETCH, ids)
 
@@ -123,8 +130,8 @@ class RelayRound:
             ids = [row[0] for row in await self.conn.fetch(_CLAIM, self.topics, limit)]
         if not ids:
             return
-        # Every chunk is asked for at once: the reads queue ahead of the marks, so the records reach
-        # Kafka as early as possible and the marks that follow cover more rows per statement.
+        # Every chunk is asked for at once, so the records reach Kafka as early as possible (on one
+        # connection the reads queue ahead of the marks, which then cover more rows per statement).
         fetches = [self._spawn(self._fetch(ids[i : i + self.chunk])) for i in range(0, len(ids), self.chunk)]
         self._producer = await producer_factory()  # while the first chunk is being read
         for fetch in fetches:

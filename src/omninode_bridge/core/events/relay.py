@@ -1,5 +1,8 @@
 """The outbox relay: ships pending ``event_outbox`` rows to Kafka, marks them sent and logs them.
 
+A row is pending while its id is in ``event_outbox_pending`` (staged by a trigger on insert); marking
+it sent deletes that narrow row, so the wide outbox row is written once and never updated.
+
 :meth:`OutboxRelay.relay_once` runs one round (``_relay_round.py``): one transaction that holds
 ``pg_try_advisory_xact_lock`` (at most one relaying process at a time), claims up to ``batch_size``
 pending rows ``FOR UPDATE SKIP LOCKED`` in id order, sends them in order per key, and marks sent (and
@@ -25,7 +28,7 @@ from sqlalchemy import delete, func, select
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.events._relay_round import RelayRound
 from omninode_bridge.core.events.catalog import TopicCatalog
-from omninode_bridge.core.events.models import OutboxEntry
+from omninode_bridge.core.events.models import OutboxEntry, OutboxPending
 from omninode_bridge.core.events.outbox import OUTBOX_SIGNAL
 from omninode_bridge.core.events.topics import ensure_topics
 
@@ -120,12 +123,14 @@ class OutboxRelay:
             if not await conn.scalar(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK_ID))):
                 return 0  # another process is relaying right now
             driver = (await conn.get_raw_connection()).driver_connection
-            work = RelayRound(driver, self._topics, self.chunk_size)
-            try:
-                await work.run(self.batch_size, self._round_producer)
-            except BaseException:
-                await work.abandon()
-                raise
+            async with self.database.engine.connect() as read_conn:
+                reader = (await read_conn.get_raw_connection()).driver_connection
+                work = RelayRound(driver, self._topics, self.chunk_size, reader)
+                try:
+                    await work.run(self.batch_size, self._round_producer)
+                except BaseException:
+                    await work.abandon()
+                    raise
             if work.sent:
                 await uow.commit()
         for topic, count in work.sent.items():
@@ -196,25 +201,28 @@ class OutboxRelay:
     async def update_gauges(self) -> dict[str, Any]:
         """Refresh the backlog gauges; returns the figures."""
         async with self.database.unit_of_work() as uow:
-            count, oldest = (
-                await uow.session.execute(
-                    select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.sent_at.is_(None))
-                )
-            ).one()
+            count, oldest_id = (await uow.session.execute(select(func.count(), func.min(OutboxPending.id)))).one()
+            oldest = None
+            if oldest_id is not None:
+                oldest = await uow.session.scalar(select(OutboxEntry.created_at).where(OutboxEntry.id == oldest_id))
         age = (dt.datetime.now(dt.UTC) - oldest).total_seconds() if oldest else 0.0
         backlog_gauge.set(count)
         oldest_gauge.set(age)
         return {"backlog": count, "oldest_pending_seconds": age}
 
     async def prune(self, batch: int = 10_000) -> int:
-        """Delete sent rows older than the retention, in bounded batches; returns how many."""
+        """Delete sent rows created more than the retention ago, in bounded batches; returns how many."""
         removed = 0
         cutoff = dt.datetime.now(dt.UTC) - self.retention
         while True:
             async with self.database.unit_of_work() as uow:
+                # Created before the cutoff and no longer pending: sent at least a retention ago.
                 doomed = (
                     select(OutboxEntry.id)
-                    .where(OutboxEntry.sent_at.is_not(None), OutboxEntry.sent_at < cutoff)
+                    .where(
+                        OutboxEntry.created_at < cutoff,
+                        ~select(OutboxPending.id).where(OutboxPending.id == OutboxEntry.id).exists(),
+                    )
                     .limit(batch)
                     .scalar_subquery()
                 )
