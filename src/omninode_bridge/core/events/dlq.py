@@ -9,7 +9,6 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
 from omninode_bridge.core.events.catalog import TopicCatalog
@@ -81,8 +80,10 @@ class DlqMonitor:
                 await self._alert(topic, count)
                 self._alerted[topic] = count
         self.counts = counts
-        with contextlib.suppress(Exception):
-            await self._lag()
+        try:
+            await self.lag()
+        except Exception as exc:  # the DLQ counts above stand; the lag is refreshed next time
+            log.warning("consumer lag check failed", error=str(exc) or type(exc).__name__)
         return counts
 
     async def _alert(self, topic: str, count: int) -> None:
@@ -100,18 +101,30 @@ class DlqMonitor:
             await self.runtime.publisher.publish(uow, self.catalog.dlq_monitor.alert_topic, envelope)
             await uow.commit()
 
-    async def _lag(self) -> None:
+    async def lag(self) -> dict[tuple[str, str], int]:
+        """Refresh the consumer-lag gauge: per (group, topic), end offsets minus the group's commits.
+
+        The committed offsets are read by a consumer in the group that never subscribes (so it does not
+        join the group or trigger a rebalance); its OffsetFetch goes through the group coordinator.
+        The admin client's ``list_consumer_group_offsets`` is not used: Tansu answers its request in a
+        form aiokafka cannot decode. A partition without a commit counts from its beginning offset.
+
+        Returns:
+            The lag per (group, topic).
+        """
         groups = {spec.group: spec.topic for spec in self.catalog.consumers.values()}
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            ends = await self._end_minus_begin(sorted(set(groups.values())))
-            for group, topic in groups.items():
-                committed = await admin.list_consumer_group_offsets(group)
+        offsets = await self._end_minus_begin(sorted(set(groups.values())))
+        lags: dict[tuple[str, str], int] = {}
+        for group, topic in sorted(groups.items()):
+            reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
+            await reader.start()
+            try:
                 lag = 0
-                for partition, (_, end) in ends.get(topic, {}).items():
-                    meta = committed.get(TopicPartition(topic, partition))
-                    lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-                consumer_lag_gauge.labels(group=group, topic=topic).set(lag)
-        finally:
-            await admin.close()
+                for partition, (begin, end) in offsets.get(topic, {}).items():
+                    committed = await reader.committed(TopicPartition(topic, partition))
+                    lag += max(0, end - (committed if committed is not None else begin))
+            finally:
+                await reader.stop()
+            consumer_lag_gauge.labels(group=group, topic=topic).set(lag)
+            lags[(group, topic)] = lag
+        return lags
