@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import Database, UnitOfWork, is_database_unavailable
+from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.platform import models, schemas
 
 __all__ = [
@@ -127,21 +128,15 @@ class AuditService:
         until: dt.datetime | None = None,
     ) -> schemas.AuditPage:
         """Entries newest first, after ``cursor`` (an entry id), matching every filter given."""
-        query = select(models.AuditEntry).order_by(models.AuditEntry.id.desc()).limit(limit + 1)
         table = models.AuditEntry
-        for condition, clause in (
-            (cursor, lambda: table.id < cursor),
+        filters: list[Filter] = [
             (action, lambda: table.action == action),
             (outcome, lambda: table.outcome == outcome),
             (key_id, lambda: table.key_id == key_id),
             (since, lambda: table.occurred_at >= since),
             (until, lambda: table.occurred_at < until),
-        ):
-            if condition is not None:
-                query = query.where(clause())
-        rows = list((await self.uow.session.scalars(query)).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
+        ]
+        rows, next_cursor = await newest_first(self.uow.session, table, limit=limit, cursor=cursor, filters=filters)
         items = [
             schemas.AuditEntry(
                 id=r.id,
@@ -157,7 +152,7 @@ class AuditService:
             )
             for r in rows
         ]
-        return schemas.AuditPage(items=items, next_cursor=str(rows[-1].id) if more and rows else None)
+        return schemas.AuditPage(items=items, next_cursor=next_cursor)
 
 
 async def record_audit(database: Database, action: str, outcome: str, **fields: Any) -> None:

@@ -26,6 +26,7 @@ from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.events import OnexEnvelopeV1
 from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
 from omninode_bridge.core.module import Runtime
+from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.modules.events import schemas
 
 __all__ = [
@@ -153,10 +154,7 @@ class EventLogService:
             The page and the cursor of the next one (None on the last page).
         """
         table = EventLog
-        # One row more than asked tells whether a next page exists without a count query.
-        query = select(table).order_by(table.id.desc()).limit(limit + 1)
-        for value, clause in (
-            (cursor, lambda: table.id < cursor),
+        filters: list[Filter] = [
             (correlation_id, lambda: table.correlation_id == correlation_id),
             (event_type, lambda: table.event_type == event_type),
             (topic, lambda: table.topic == topic),
@@ -164,15 +162,9 @@ class EventLogService:
             (status, lambda: table.status == status),
             (since, lambda: table.created_at >= since),
             (until, lambda: table.created_at < until),
-        ):
-            if value is not None:
-                query = query.where(clause())
-        rows = list((await self.uow.session.scalars(query)).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return schemas.EventLogPage(
-            items=[_entry(r) for r in rows], next_cursor=str(rows[-1].id) if more and rows else None
-        )
+        ]
+        rows, next_cursor = await newest_first(self.uow.session, table, limit=limit, cursor=cursor, filters=filters)
+        return schemas.EventLogPage(items=[_entry(r) for r in rows], next_cursor=next_cursor)
 
 
 class DeadLetterService:

@@ -14,6 +14,7 @@ from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.events import encode_envelope
 from omninode_bridge.core.events.envelope import kafka_headers
 from omninode_bridge.core.module import Runtime
+from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.events import EVENT_TYPE, HOOK_TOPIC, AcceptedHook, envelope_of
 from omninode_bridge.modules.hooks.models import HookEvent, HookSession, SourceStat, ToolCall
@@ -74,9 +75,7 @@ class HookQueryService:
 
         ``since``/``until`` bound ``occurred_at`` (``since`` inclusive, ``until`` exclusive).
         """
-        query = select(HookEvent).order_by(HookEvent.id.desc()).limit(limit + 1)
-        filters: list[tuple[Any, Any]] = [
-            (cursor, lambda: HookEvent.id < cursor),
+        filters: list[Filter] = [
             (source, lambda: HookEvent.source == source),
             (event_type, lambda: HookEvent.event_type == event_type),
             (session_id, lambda: HookEvent.session_id == session_id),
@@ -85,15 +84,8 @@ class HookQueryService:
             (since, lambda: HookEvent.occurred_at >= since),
             (until, lambda: HookEvent.occurred_at < until),
         ]
-        for value, clause in filters:
-            if value is not None:
-                query = query.where(clause())
-        rows = list((await self.uow.session.scalars(query)).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return schemas.HookEventPage(
-            items=[to_event(r) for r in rows], next_cursor=str(rows[-1].id) if more and rows else None
-        )
+        rows, next_cursor = await newest_first(self.uow.session, HookEvent, limit=limit, cursor=cursor, filters=filters)
+        return schemas.HookEventPage(items=[to_event(r) for r in rows], next_cursor=next_cursor)
 
     async def get(self, event_id: uuid.UUID) -> schemas.HookEvent | None:
         """One event, or None."""

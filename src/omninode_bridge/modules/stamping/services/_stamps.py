@@ -17,6 +17,7 @@ from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.modules.orchestrator import StepHandler, WorkflowRun
 from omninode_bridge.modules.stamping import events
 from omninode_bridge.modules.stamping.models import StampRow
@@ -232,20 +233,13 @@ class StampingService:
         limit: int = 100,
     ) -> StampPage:
         """Stamps newest first matching every filter given, after ``cursor`` (a stamp id)."""
-        query = select(StampRow)
-        conditions = [
+        conditions: list[Filter] = [
             (namespace, lambda: StampRow.namespace == namespace),
             (namespaces, lambda: StampRow.namespace.in_(namespaces or ())),
             (content_type, lambda: StampRow.content_type == content_type),
             (file_hash, lambda: StampRow.file_hash == file_hash),
             (created_after, lambda: StampRow.created_at >= created_after),
             (created_before, lambda: StampRow.created_at < created_before),
-            (cursor, lambda: StampRow.id < cursor),
         ]
-        for value, condition in conditions:
-            if value is not None:
-                query = query.where(condition())
-        rows = (await uow.session.scalars(query.order_by(StampRow.id.desc()).limit(limit + 1))).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return StampPage(items=[record_of(r) for r in rows], next_cursor=str(rows[-1].id) if more and rows else None)
+        rows, next_cursor = await newest_first(uow.session, StampRow, limit=limit, cursor=cursor, filters=conditions)
+        return StampPage(items=[record_of(r) for r in rows], next_cursor=next_cursor)
