@@ -19,6 +19,8 @@ from omninode_bridge.cli import app
 from omninode_bridge.embedded import EmbeddedStack, free_port
 
 runner = CliRunner()
+#: A W3C trace context as a calling service would send it (the example of the W3C specification).
+CALLER_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -130,7 +132,7 @@ def test_dev_serves_healthy_stops_cleanly_and_reuses_data(tmp_path: Path) -> Non
         created = httpx.post(
             f"http://127.0.0.1:{port}/admin/api-keys",
             json={"name": "survives-restart", "scopes": ["hooks"]},
-            headers={"X-API-Key": key, "X-Correlation-ID": "dev-run-1"},
+            headers={"X-API-Key": key, "X-Correlation-ID": "dev-run-1", "traceparent": CALLER_TRACEPARENT},
         )
         assert created.status_code == 201
     finally:
@@ -141,7 +143,7 @@ def test_dev_serves_healthy_stops_cleanly_and_reuses_data(tmp_path: Path) -> Non
     assert request_line["event"] == "request"
     assert request_line["level"] == "info"
     assert request_line["timestamp"].endswith("Z")
-    assert len(request_line["trace_id"]) == 32
+    assert request_line["trace_id"] == CALLER_TRACEPARENT.split("-")[1]  # the caller's trace continues
 
     # A second run on the same state directory keeps the data.
     process, started = _run_dev(state_dir, port)

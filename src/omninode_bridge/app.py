@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
     all_modules = [platform.MODULE, *(MODULES if modules is None else modules)]
     configure_logging(settings.observability)
     tracer_provider = configure_tracing(settings.observability)
+    tracing = settings.observability.otlp_endpoint is not None
 
     database = Database(
         settings.database,
@@ -184,7 +185,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         dependencies=dependencies,
         lifespan=[lifespan],
         middleware=[
-            CorrelationMiddleware,
+            DefineMiddleware(CorrelationMiddleware, trace_context=not tracing),
             PrometheusConfig(
                 app_name="omninode-bridge",
                 prefix="omninode",
@@ -196,7 +197,12 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         ],
         plugins=[
             problem_details_plugin(),
-            OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=tracer_provider, exclude=["^/metrics"])),
+            # Request spans only when they go somewhere (see observability.request_trace_context).
+            *(
+                [OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=tracer_provider, exclude=["^/metrics"]))]
+                if tracing
+                else []
+            ),
         ],
         exception_handlers=exception_handlers,
         openapi_config=_openapi(),
