@@ -1,15 +1,19 @@
-"""Request trace context: continued from a caller's ``traceparent`` or new, and request spans only when an
-exporter is configured."""
+"""Request trace context (continued from a caller's ``traceparent`` or new), request spans only when an
+exporter is configured, and the log noise we drop."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
+import structlog
 from litestar.plugins.opentelemetry import OpenTelemetryPlugin
 from opentelemetry import trace
 
 from omninode_bridge.app import create_app
-from omninode_bridge.core.observability import request_trace_context
+from omninode_bridge.core.observability import configure_logging, request_trace_context
 from omninode_bridge.embedded import EmbeddedStack
-from omninode_bridge.settings import Settings
+from omninode_bridge.settings import ObservabilitySettings, Settings
 from tests.conftest import make_settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -44,3 +48,12 @@ def test_request_spans_are_recorded_only_with_an_exporter(settings: Settings, st
     with_exporter = create_app(make_settings(stack, observability={"otlp_endpoint": "http://127.0.0.1:4318"}))
     assert not any(isinstance(plugin, OpenTelemetryPlugin) for plugin in without.plugins)
     assert any(isinstance(plugin, OpenTelemetryPlugin) for plugin in with_exporter.plugins)
+
+
+def test_fast_streams_auto_create_warning_is_dropped_and_others_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(ObservabilitySettings(log_level="INFO"))
+    kafka_log = structlog.get_logger("omninode_bridge.kafka")
+    kafka_log.warning("Auto create topics is disabled. Make sure the topics exist.")
+    kafka_log.warning("consumer rebalanced")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["event"] for line in lines] == ["consumer rebalanced"]

@@ -32,6 +32,8 @@ __all__ = ["Database", "UnitOfWork", "is_database_unavailable", "metadata"]
 
 log = structlog.get_logger(__name__)
 
+_EXHAUSTION_WARNING_INTERVAL_S = 60.0
+
 #: The metadata every module's tables register on (advanced-alchemy's shared registry).
 metadata = orm_registry.metadata
 
@@ -127,7 +129,7 @@ class Database:
             connect_args={"timeout": settings.connect_timeout_seconds, "server_settings": server_settings},
         )
         self.session_maker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
-        self._warned_exhaustion = False
+        self._next_exhaustion_warning = 0.0
         self._signals: dict[str, asyncio.Event] = {}
         event.listen(self.engine.sync_engine.pool, "checkout", self._on_checkout)
 
@@ -140,12 +142,11 @@ class Database:
 
     def _on_checkout(self, *_: Any) -> None:
         in_use, capacity = self.pool_usage()
-        if capacity and in_use / capacity > 0.9:
-            if not self._warned_exhaustion:
-                log.warning("database pool nearly exhausted", in_use=in_use, capacity=capacity)
-                self._warned_exhaustion = True
-        else:
-            self._warned_exhaustion = False
+        # At most one warning a minute: under steady load the usage hovers around the threshold, and
+        # warning at each crossing wrote a line per request.
+        if capacity and in_use / capacity > 0.9 and time.monotonic() >= self._next_exhaustion_warning:
+            log.warning("database pool nearly exhausted", in_use=in_use, capacity=capacity)
+            self._next_exhaustion_warning = time.monotonic() + _EXHAUSTION_WARNING_INTERVAL_S
 
     def pool_usage(self) -> tuple[int, int]:
         """(connections checked out, pool size + max overflow)."""

@@ -71,6 +71,20 @@ def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
     return event_dict
 
 
+#: Warnings that are wrong for this app, by (logger, event). FastStream warns at every subscriber start
+#: that topic auto-creation is off, which is deliberate: ``ensure_topics`` creates the catalog's topics,
+#: with their partition counts, before any subscriber starts.
+_EXPECTED_WARNINGS = frozenset(
+    {("omninode_bridge.kafka", "Auto create topics is disabled. Make sure the topics exist.")}
+)
+
+
+def _drop_expected_warnings(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    if (event_dict.get("logger"), event_dict.get("event")) in _EXPECTED_WARNINGS:
+        raise structlog.DropEvent
+    return event_dict
+
+
 def configure_logging(settings: ObservabilitySettings) -> None:
     """Route structlog and the stdlib loggers through one renderer (JSON lines by default)."""
     shared: list[Any] = [
@@ -85,6 +99,7 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         processors=[
             structlog.stdlib.filter_by_level,
             *shared,
+            _drop_expected_warnings,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
