@@ -35,6 +35,7 @@ from omninode_bridge.core.breaker import BreakerState
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import exception_handlers, problem_details_plugin
 from omninode_bridge.core.events import DlqMonitor, EventPublisher, OutboxRelay, ensure_topics, load_catalog
+from omninode_bridge.core.inputs import InputGuardMiddleware, SafeRequest
 from omninode_bridge.core.module import Module, Runtime
 from omninode_bridge.core.observability import (
     REQUEST_BUCKETS,
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         lifespan=[lifespan],
         middleware=[
             DefineMiddleware(CorrelationMiddleware, trace_context=not tracing),
+            InputGuardMiddleware,
             PrometheusConfig(
                 app_name="omninode-bridge",
                 prefix="omninode",
@@ -205,6 +207,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
             ),
         ],
         exception_handlers=exception_handlers,
+        request_class=SafeRequest,
         openapi_config=_openapi(),
         request_max_body_size=settings.server.max_body_bytes,
         logging_config=None,

@@ -24,6 +24,7 @@ from litestar.plugins.problem_details import (
 
 from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import is_database_unavailable
+from omninode_bridge.core.inputs import InputError, MalformedBodyError
 
 __all__ = [
     "PROBLEM_BASE",
@@ -169,6 +170,18 @@ def _from_circuit_open(exc: CircuitOpenError) -> ProblemDetailsException:
     )
 
 
+def _from_input_error(exc: InputError) -> ProblemDetailsException:
+    status = 400 if isinstance(exc, MalformedBodyError) else 422
+    where = f"{exc.field}: " if exc.field else ""
+    return ProblemDetailsException(
+        status_code=status,
+        detail=f"Invalid {exc.source if status == 400 else 'request'}: {where}{exc.message}",
+        extra={"errors": [{"field": exc.field, "source": exc.source, "message": exc.message}]},
+        type_=problem_type(status),
+        title=HTTPStatus(status).phrase,
+    )
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, HTTPException):
         return _handle_problem(request, _from_http_exception(exc))
@@ -203,5 +216,6 @@ exception_handlers: dict[type[Exception], Any] = {
     HTTPException: _converting(_from_http_exception),
     ValidationException: _converting(_from_validation),
     CircuitOpenError: _converting(_from_circuit_open),
+    InputError: _converting(_from_input_error),
     Exception: _unexpected,
 }
