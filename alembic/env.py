@@ -38,7 +38,7 @@ def _run(connection: Connection) -> None:
 
 async def run_migrations_online() -> None:
     """Migrate over one async connection."""
-    engine = create_async_engine(_url())
+    engine = create_async_engine(_url(), hide_parameters=True)  # no bound values in errors or logs
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

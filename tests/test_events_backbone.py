@@ -261,7 +261,7 @@ async def test_redelivery_has_one_effect_and_failures_go_to_the_dlq(
         headers = {k: v.decode() for k, v in failed.headers}
         assert headers["original_topic"] == TEST_TOPIC
         assert headers["attempts"] == "3"
-        assert "this event always fails" in headers["error"]
+        assert headers["error"] == "ValueError"  # a classification, never a library's (or handler's) text
         assert headers["original_partition"].isdigit()
         assert headers["original_offset"].isdigit()
         assert failed.value == encode_envelope(failing)

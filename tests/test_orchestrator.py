@@ -100,7 +100,7 @@ async def test_workflow_is_recorded_with_steps_transitions_and_events(
         ("PENDING", "PROCESSING"),
         ("PROCESSING", "COMPLETED"),
     ]
-    assert execution["steps"][1]["error"] == "RuntimeError: onextree_intelligence is not configured"
+    assert execution["steps"][1]["error"] == "onextree_intelligence is not configured"
 
     events = await _outbox_event_types(settings, correlation_id)
     assert events[0] == "WORKFLOW_STARTED"

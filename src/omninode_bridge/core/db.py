@@ -126,6 +126,8 @@ class Database:
             pool_pre_ping=True,
             pool_recycle=1800,
             echo=settings.echo,
+            # Bound values (webhook secrets, key hashes, stamp metadata) never reach exception text or echo.
+            hide_parameters=True,
             connect_args={"timeout": settings.connect_timeout_seconds, "server_settings": server_settings},
         )
         self.session_maker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
@@ -186,7 +188,7 @@ class Database:
             try:
                 await session.rollback()
             except Exception as rollback_exc:  # the connection may be gone; the error above matters
-                log.debug("rollback after error failed", error=str(rollback_exc))
+                log.debug("rollback after error failed", error_type=type(rollback_exc).__name__)
             raise
         else:
             if uow.used:

@@ -25,6 +25,7 @@ from litestar.plugins.problem_details import (
 from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import is_database_unavailable
 from omninode_bridge.core.inputs import InputError, MalformedBodyError
+from omninode_bridge.core.safe_errors import loggable_error
 
 __all__ = [
     "PROBLEM_BASE",
@@ -113,6 +114,14 @@ def _handle_problem(request: Request[Any, Any, Any], exc: ProblemDetailsExceptio
     return response
 
 
+def _internal_detail(request: Request[Any, Any, Any]) -> str:
+    """A 500's detail: never the exception's text (it may carry SQL, values or secrets)."""
+    correlation_id = correlation_id_of(request)
+    if correlation_id:
+        return f"Internal error; quote correlation id {correlation_id} when reporting it."
+    return "Internal error."
+
+
 def _converting(convert: Any) -> Any:
     def handler(request: Request[Any, Any, Any], exc: Any) -> Response[Any]:
         return _handle_problem(request, convert(exc))
@@ -125,7 +134,7 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
     detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else HTTPStatus(status).phrase
     extra = exc.extra if isinstance(exc.extra, dict) else None
     if status == 500:  # an HTTPException(500) raised by framework code: never leak its text
-        detail, extra = "An unexpected error occurred.", None
+        detail, extra = "Internal error.", None
     return ProblemDetailsException(
         status_code=status,
         detail=detail,
@@ -134,6 +143,13 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
         type_=problem_type(status),
         title=HTTPStatus(status).phrase,
     )
+
+
+def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    problem = _from_http_exception(exc)
+    if problem.status_code == 500:
+        problem.detail = _internal_detail(request)
+    return _handle_problem(request, problem)
 
 
 def _from_validation(exc: ValidationException) -> ProblemDetailsException:
@@ -184,9 +200,9 @@ def _from_input_error(exc: InputError) -> ProblemDetailsException:
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, HTTPException):
-        return _handle_problem(request, _from_http_exception(exc))
+        return _http_exception(request, exc)
     if is_database_unavailable(exc):
-        log.warning("database unavailable", error=str(exc).splitlines()[0][:200])
+        log.warning("database unavailable", error=loggable_error(exc)[:200])
         problem = ProblemDetailsException(
             status_code=503,
             detail="The database is unavailable; retry shortly.",
@@ -195,10 +211,11 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
             title="Service Unavailable",
         )
         return _handle_problem(request, problem)
+    # The traceback is rendered by core/observability.py: no locals, database errors classified.
     log.exception("unhandled error", path=request.url.path, method=request.method)
     problem = ProblemDetailsException(
         status_code=500,
-        detail="An unexpected error occurred; quote the correlation id when reporting it.",
+        detail=_internal_detail(request),
         type_=problem_type(500),
         title="Internal Server Error",
     )
@@ -213,7 +230,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
 #: Exception handlers for everything else; each converts to a problem and answers like the plugin.
 #: (The plugin's own ``exception_to_problem_detail_map`` would skip the correlation id.)
 exception_handlers: dict[type[Exception], Any] = {
-    HTTPException: _converting(_from_http_exception),
+    HTTPException: _http_exception,
     ValidationException: _converting(_from_validation),
     CircuitOpenError: _converting(_from_circuit_open),
     InputError: _converting(_from_input_error),

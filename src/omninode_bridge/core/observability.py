@@ -36,6 +36,7 @@ from prometheus_client import REGISTRY, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from omninode_bridge.core.safe_errors import format_exception_safely, loggable_error
 from omninode_bridge.settings import ObservabilitySettings
 
 __all__ = [
@@ -85,8 +86,22 @@ def _drop_expected_warnings(_: Any, __: str, event_dict: dict[str, Any]) -> dict
     return event_dict
 
 
+def _safe_exception_values(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """An exception passed as a field value (``error=exc``) is logged as its safe message."""
+    for key, value in event_dict.items():
+        if isinstance(value, BaseException) and key != "exc_info":
+            event_dict[key] = loggable_error(value)
+    return event_dict
+
+
 def configure_logging(settings: ObservabilitySettings) -> None:
-    """Route structlog and the stdlib loggers through one renderer (JSON lines by default)."""
+    """Route structlog and the stdlib loggers through one renderer (JSON lines by default).
+
+    Tracebacks (ours and the stdlib loggers': uvicorn, SQLAlchemy, aiokafka, FastStream) are rendered by
+    :func:`format_exception_safely`: frames without locals, database errors reduced to a classification,
+    so a failed statement's values never reach the log. The console renderer gets the same text, never
+    its own (rich, locals-showing) traceback.
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -94,7 +109,11 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace_ids,
     ]
-    renderer: Any = structlog.processors.JSONRenderer() if settings.log_json else structlog.dev.ConsoleRenderer()
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.log_json
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    )
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -111,7 +130,8 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
+            _safe_exception_values,
+            structlog.processors.ExceptionRenderer(format_exception_safely),
             renderer,
         ],
     )
@@ -125,6 +145,7 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         "uvicorn.access": logging.WARNING,
         "aiokafka": logging.WARNING,
         "faststream": logging.WARNING,
+        # Engines hide bound parameters (core/db.py); at INFO the engine would still log every statement.
         "sqlalchemy.engine": logging.WARNING,
     }.items():
         logging.getLogger(name).setLevel(level)

@@ -18,6 +18,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from omninode_bridge import __version__
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.platform import schemas
 from omninode_bridge.platform.security import principal_of, require_scope
 from omninode_bridge.platform.services import ApiKeyService, AuditService
@@ -86,7 +87,8 @@ async def _timed(probe: Any, limit_seconds: float = 2.0) -> schemas.ComponentHea
         async with asyncio.timeout(limit_seconds):
             await probe()
     except Exception as exc:
-        return schemas.ComponentHealth(status="down", detail=(str(exc).splitlines() or [type(exc).__name__])[0][:200])
+        # A classification only: a driver's message can name hosts, users or statements.
+        return schemas.ComponentHealth(status="down", detail=describe_error(exc)[:200])
     return schemas.ComponentHealth(status="up", latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 

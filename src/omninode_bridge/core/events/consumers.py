@@ -31,6 +31,7 @@ from omninode_bridge.core.db import UnitOfWork, is_database_unavailable
 from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import InvalidEnvelopeError, OnexEnvelopeV1, decode_envelope
 from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
+from omninode_bridge.core.safe_errors import describe_error
 
 __all__ = ["EventHandler", "consume", "dead_letter", "subscribe"]
 
@@ -78,7 +79,7 @@ async def consume(runtime: Any, consumer: str, handler: EventHandler, value: byt
     try:
         envelope = decode_envelope(value)
     except InvalidEnvelopeError as exc:
-        await dead_letter(runtime, consumer, value, record, None, str(exc), attempts=0)
+        await dead_letter(runtime, consumer, value, record, None, describe_error(exc), attempts=0)
         consumed_total.labels(consumer=consumer, outcome="poison").inc()
         return "dead_lettered"
 
@@ -112,7 +113,8 @@ async def consume(runtime: Any, consumer: str, handler: EventHandler, value: byt
             if isinstance(exc, CircuitOpenError) or is_database_unavailable(exc):
                 await asyncio.sleep(1.0)  # let the broker redeliver once the database is back
                 raise
-            error = f"{type(exc).__name__}: {exc}"
+            # Goes to the DLQ headers, the dead_letters row and the event log: a classification only.
+            error = describe_error(exc)
             log.warning("event handler failed", consumer=consumer, attempt=attempt, max_attempts=max_attempts,
                         event_id=str(envelope.event_id), error=error)  # fmt: skip
             if attempt < max_attempts:

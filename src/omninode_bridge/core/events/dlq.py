@@ -13,6 +13,7 @@ from prometheus_client import Gauge
 
 from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import new_envelope
+from omninode_bridge.core.safe_errors import loggable_error
 
 __all__ = ["DlqMonitor"]
 
@@ -83,7 +84,7 @@ class DlqMonitor:
         try:
             await self.lag()
         except Exception as exc:  # the DLQ counts above stand; the lag is refreshed next time
-            log.warning("consumer lag check failed", error=str(exc) or type(exc).__name__)
+            log.warning("consumer lag check failed", error=loggable_error(exc))
         return counts
 
     async def _alert(self, topic: str, count: int) -> None:

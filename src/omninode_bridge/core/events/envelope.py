@@ -14,6 +14,8 @@ from typing import Any
 import blake3
 import msgspec
 
+from omninode_bridge.core.safe_errors import describe_error
+
 __all__ = [
     "ENVELOPE_VERSION",
     "InvalidEnvelopeError",
@@ -102,7 +104,7 @@ def decode_envelope(data: bytes) -> OnexEnvelopeV1:
     try:
         envelope = _decoder.decode(data)
     except msgspec.DecodeError as exc:
-        raise InvalidEnvelopeError(f"malformed envelope: {exc}") from exc
+        raise InvalidEnvelopeError(f"malformed envelope: {describe_error(exc)}") from exc
     if envelope.envelope_version != ENVELOPE_VERSION:
         raise InvalidEnvelopeError(f"unsupported envelope_version {envelope.envelope_version!r}")
     if payload_hash(envelope.payload) != envelope.payload_hash:

@@ -31,6 +31,7 @@ from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.models import OutboxEntry, OutboxPending
 from omninode_bridge.core.events.outbox import OUTBOX_SIGNAL
 from omninode_bridge.core.events.topics import ensure_topics
+from omninode_bridge.core.safe_errors import loggable_error
 
 __all__ = ["OutboxRelay"]
 
@@ -97,7 +98,7 @@ class OutboxRelay:
                     raise
                 except Exception as exc:
                     publish_errors_total.inc()
-                    log.warning("outbox relay batch failed; retrying", error=str(exc) or type(exc).__name__,
+                    log.warning("outbox relay batch failed; retrying", error=loggable_error(exc),
                                 retry_in_s=backoff)  # fmt: skip
                     await self._reset_producer()
                     await asyncio.sleep(backoff)

@@ -27,6 +27,7 @@ from omninode_bridge.core.events import OnexEnvelopeV1
 from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
 from omninode_bridge.core.module import Runtime
 from omninode_bridge.core.paging import Filter, newest_first
+from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.events import schemas
 
 __all__ = [
@@ -234,7 +235,7 @@ class DeadLetterService:
             async with asyncio.timeout(KAFKA_CHECK_TIMEOUT_SECONDS):
                 return dict(await monitor.check()), None
         except Exception as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200] or type(exc).__name__
+            reason = describe_error(exc)  # returned to the client: a classification, not the library's text
             if isinstance(exc, TimeoutError):
                 reason = f"Kafka did not answer within {KAFKA_CHECK_TIMEOUT_SECONDS:g} s"
             log.warning("DLQ counts unavailable; using the last known ones", error=reason)

@@ -9,6 +9,7 @@ import httpx
 import structlog
 
 from omninode_bridge.core.breaker import CircuitBreaker
+from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.orchestrator.schemas import RoutedServiceSpec
 
 __all__ = ["RoutedService", "ServiceUnavailableError"]
@@ -17,7 +18,11 @@ log = structlog.get_logger(__name__)
 
 
 class ServiceUnavailableError(RuntimeError):
-    """The routed service is not configured, its breaker is open, or every attempt failed."""
+    """The routed service is not configured, its breaker is open, or every attempt failed.
+
+    Its message is stored with the workflow step, so it names the service and classifies the failure
+    (``OnexTree unavailable: httpx.ConnectError``), never an HTTP library's text.
+    """
 
 
 class RoutedService:
@@ -61,12 +66,12 @@ class RoutedService:
             try:
                 self.breaker.before_call()
             except RuntimeError as exc:
-                raise ServiceUnavailableError(str(exc)) from exc
+                raise ServiceUnavailableError(f"{self.spec.name} unavailable: {describe_error(exc)}") from exc
             try:
                 response = await self.client.post(url, json=payload, timeout=self.spec.timeout_ms / 1000)
             except (httpx.HTTPError, OSError) as exc:
                 self.breaker.record_failure()
-                last_error = f"{type(exc).__name__}: {exc}"
+                last_error = describe_error(exc)
             else:
                 if response.status_code >= 500:
                     self.breaker.record_failure()
@@ -79,4 +84,4 @@ class RoutedService:
             if attempt < self.spec.retries:
                 await asyncio.sleep(self.spec.retry_backoff_ms * (attempt + 1) / 1000)
         log.warning("routed service failed", service=self.spec.name, error=last_error)
-        raise ServiceUnavailableError(f"{self.spec.name}: {last_error}")
+        raise ServiceUnavailableError(f"{self.spec.name} unavailable: {last_error}")

@@ -28,9 +28,10 @@ from uuid_utils.compat import uuid7
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import EventPublisher, OnexEnvelopeV1, new_envelope
 from omninode_bridge.core.fsm import StateMachine
+from omninode_bridge.core.safe_errors import describe_error, loggable_error
 from omninode_bridge.modules.orchestrator import events
 from omninode_bridge.modules.orchestrator.models import FsmTransitionRow, WorkflowExecutionRow, WorkflowStepRow
-from omninode_bridge.modules.orchestrator.routing import RoutedService
+from omninode_bridge.modules.orchestrator.routing import RoutedService, ServiceUnavailableError
 from omninode_bridge.modules.orchestrator.schemas import (
     FsmTransition,
     OrchestratorContract,
@@ -141,10 +142,13 @@ class WorkflowFailedError(RuntimeError):
         workflow_id: The failed run.
         step: The step that failed (None if the FSM refused a transition).
         cause: The original exception (a client error a step raised is re-raised by the caller).
+        error: The failure as recorded with the run: a safe classification of ``cause``, never its text
+            (a database error's text carries the statement's values). Use it in responses.
     """
 
     def __init__(self, workflow_id: uuid.UUID, step: str | None, cause: BaseException) -> None:
-        super().__init__(f"workflow {workflow_id} failed at {step or 'a state transition'}: {cause}")
+        self.error = describe_error(cause)
+        super().__init__(f"workflow {workflow_id} failed at {step or 'a state transition'}: {self.error}")
         self.workflow_id = workflow_id
         self.step = step
         self.cause = cause
@@ -290,20 +294,24 @@ class WorkflowOrchestrator:
         began = time.perf_counter()
         status, error, output = "completed", None, {}
         failure: Exception | None = None
+        deadline: asyncio.Timeout | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as deadline:
                 produced = await self._invoke(run, step, handlers)
             output = dict(produced or {})
             # CPU-bound work never yields to the timeout; check the clock as well.
             if time.perf_counter() - began > timeout:
-                raise StepTimeoutError(f"step {step.name} took longer than its {step.timeout_ms} ms timeout")
+                raise StepTimeoutError(f"step {step.name} exceeded its {step.timeout_ms} ms timeout")
         except TimeoutError as exc:
             status = "failed"
-            error = str(exc) or f"step {step.name} exceeded its {step.timeout_ms} ms timeout"
+            # The step's own deadline, or a timeout inside the handler (classified, never a library's text).
+            expired = isinstance(exc, StepTimeoutError) or (deadline is not None and deadline.expired())
+            error = f"step {step.name} exceeded its {step.timeout_ms} ms timeout" if expired else describe_error(exc)
             failure = StepTimeoutError(error)
         except Exception as exc:
             status = "failed"
-            error = f"{type(exc).__name__}: {exc}"
+            # Stored with the step and returned by GET /orchestrator/workflows/{id}: a classification only.
+            error = describe_error(exc)
             failure = exc
         duration_ms = (time.perf_counter() - began) * 1000
         if status == "failed" and step.optional:
@@ -322,7 +330,7 @@ class WorkflowOrchestrator:
         if step.type == "routing":
             service = self.services[step.service or ""]
             if not service.configured:
-                raise RuntimeError(f"{service.spec.name} is not configured")
+                raise ServiceUnavailableError(f"{service.spec.name} is not configured")
             run.emit("INTELLIGENCE_REQUESTED", {"workflow_id": str(run.workflow_id), "service": service.spec.name})
             answer = await service.call(
                 {"workflow_id": str(run.workflow_id), "namespace": run.namespace,
@@ -353,12 +361,13 @@ class WorkflowOrchestrator:
         transitions: list[FsmTransition],
     ) -> None:
         """Roll back the run's work, then commit the failed run and its lifecycle events on their own."""
-        error = str(exc) or type(exc).__name__
+        error = describe_error(exc)  # stored with the run and its WORKFLOW_FAILED event: never a library's text
         try:
             self._transition(run, transitions, self.contract.fsm.lifecycle.failed, reason=error[:500])
         except Exception as fsm_error:
             # The FSM refuses even FAILED from here: keep the run's last legal state on record.
-            log.error("workflow cannot reach its failed state", workflow_id=str(run.workflow_id), error=str(fsm_error))
+            log.error("workflow cannot reach its failed state", workflow_id=str(run.workflow_id),
+                      error=loggable_error(fsm_error))  # fmt: skip
         run._record(
             events.WORKFLOW_FAILED, events.WorkflowFailed(run.workflow_id, run.state, failed_step, error[:2000])
         )

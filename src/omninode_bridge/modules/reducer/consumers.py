@@ -23,6 +23,7 @@ from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import is_database_unavailable
 from omninode_bridge.core.events import InvalidEnvelopeError, OnexEnvelopeV1, dead_letter, decode_envelope
 from omninode_bridge.core.module import Runtime
+from omninode_bridge.core.safe_errors import loggable_error
 from omninode_bridge.modules.reducer.services import NamespaceReducer
 
 __all__ = ["ReducerConsumer"]
@@ -75,7 +76,7 @@ class ReducerConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("reducer consumer interrupted; reconnecting", error=str(exc), retry_in_s=delay)
+                log.warning("reducer consumer interrupted; reconnecting", error=loggable_error(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             finally:

@@ -139,7 +139,7 @@ class StampingController(Controller):
             if isinstance(exc.cause, HTTPException) and exc.cause.status_code < 500:
                 raise exc.cause from exc  # bad input found by validate_input
             raise ProblemError(
-                500, f"The stamping workflow failed at step {exc.step}: {exc.cause}", slug="workflow-failed",
+                500, f"The stamping workflow failed at step {exc.step}: {exc.error}", slug="workflow-failed",
                 extra={"workflow_id": str(exc.workflow_id), "failed_step": exc.step},
             ) from exc  # fmt: skip
         await uow.commit()

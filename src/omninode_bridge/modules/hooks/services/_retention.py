@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy import delete, select
 
 from omninode_bridge.core.db import Database
+from omninode_bridge.core.safe_errors import loggable_error
 from omninode_bridge.modules.hooks.models import HookEvent, HookSession, IdempotencyClaim, ToolCall
 from omninode_bridge.settings import HooksSettings
 
@@ -45,7 +46,7 @@ class RetentionPurger:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("hooks retention purge failed", error=str(exc) or type(exc).__name__)
+                log.warning("hooks retention purge failed", error=loggable_error(exc))
             await asyncio.sleep(self.settings.purge_interval_seconds)
 
     async def purge_once(self, now: dt.datetime | None = None) -> dict[str, int]:
