@@ -17,11 +17,9 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import httpx
 import msgspec
 import pytest
-import structlog
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
@@ -316,26 +314,3 @@ async def test_d01_engine_echo_logs_statements_without_parameters(settings: Sett
         engine_logger.handlers[:] = handlers  # echo adds its own stdout handler; later tests need none
     assert any("SELECT CAST" in line for line in logs.lines)  # echo did log the statement...
     assert _leaks(logs.lines, [value]) == []  # ...but not its parameters
-
-
-@pytest.mark.parametrize("log_json", [True, False])
-def test_d01_tracebacks_show_no_locals_and_classify_database_errors(
-    stack: EmbeddedStack, log_json: bool, capsys: pytest.CaptureFixture[str]
-) -> None:
-    value = _secret("traceback")
-    fields = {"C": "23505", "M": f"duplicate {value}", "D": f"Key (name)=({value}).", "n": "uq_name", "t": "things"}
-    database_error = asyncpg.exceptions.PostgresError.new(fields)
-    configure_logging(make_settings(stack, observability={"log_json": log_json}).observability)
-    try:
-        secret_local = value  # a local of the failing frame: rich tracebacks would print it
-        try:
-            raise ValueError(f"wrapped: {database_error}") from database_error
-        except ValueError:
-            structlog.get_logger("test_d01").exception("failed", hint=secret_local[:4])
-            logging.getLogger("test_d01.stdlib").exception("stdlib failure")
-    finally:
-        configure_logging(make_settings(stack).observability)
-    output = capsys.readouterr().out
-    assert output.count("database error (23505 unique_violation, constraint uq_name, table things)") >= 4
-    assert "Traceback (most recent call last)" in output
-    assert value not in output

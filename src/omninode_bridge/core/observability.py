@@ -271,7 +271,7 @@ class GaugeCollector(Collector):
             try:
                 samples = list(source())
             except Exception as exc:  # a scrape must never fail because one source did
-                structlog.get_logger(__name__).debug("gauge source failed", gauge=name, error=str(exc))
+                structlog.get_logger(__name__).debug("gauge source failed", gauge=name, error=loggable_error(exc))
                 continue
             labels = sorted({key for sample_labels, _ in samples for key in sample_labels})
             family = GaugeMetricFamily(name, help_text, labels=labels)

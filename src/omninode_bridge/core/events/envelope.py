@@ -106,7 +106,8 @@ def decode_envelope(data: bytes) -> OnexEnvelopeV1:
     except msgspec.DecodeError as exc:
         raise InvalidEnvelopeError(f"malformed envelope: {describe_error(exc)}") from exc
     if envelope.envelope_version != ENVELOPE_VERSION:
-        raise InvalidEnvelopeError(f"unsupported envelope_version {envelope.envelope_version!r}")
+        # The message is stored with the dead letter: name what was expected, never echo the record's value.
+        raise InvalidEnvelopeError(f"unsupported envelope_version (this service reads {ENVELOPE_VERSION})")
     if payload_hash(envelope.payload) != envelope.payload_hash:
         raise InvalidEnvelopeError("payload_hash does not match the payload")
     return envelope
