@@ -53,8 +53,9 @@ class SecretPattern:
         flags: ``re`` flags.
         group: The capture group holding the secret (the rest of the match is kept); 0 for the whole match.
         gate: Substrings; when given, the pattern runs only on text containing one of them (compared in
-            lower case when the pattern ignores case).
+            lower case when the pattern ignores case or ``gate_any_case`` is set).
         prefilter: A fast regex that must match somewhere before the pattern runs.
+        gate_any_case: Compare the gate in lower case although the pattern itself is case-sensitive.
     """
 
     name: str
@@ -63,6 +64,7 @@ class SecretPattern:
     group: int = 0
     gate: tuple[str, ...] = ()
     prefilter: str | None = None
+    gate_any_case: bool = False
 
 
 _CREDENTIAL = r"(?=[A-Za-z._~+/-]*[0-9])([A-Za-z0-9._~+/-]{16,}=*)"  # a credential has a digit somewhere
@@ -92,9 +94,21 @@ _OWN = (
         gate=("authorization", "api-key", "auth-token"),
     ),
     SecretPattern(
-        "assignment", _after_name("=") + r"[\"']?" + _NOT_DONE + r"([^\s\"'&;,<>|`]+)", 0, 1, gate=_NAME_GATE
+        "assignment",
+        _after_name("=") + r"[\"']?" + _NOT_DONE + r"([^\s\"'&;,<>|`]+)",
+        0,
+        1,
+        gate=_NAME_GATE,
+        gate_any_case=True,
     ),
-    SecretPattern("quoted_pair", _after_name('"') + r"\s*:\s*\"" + _NOT_DONE + r"([^\"\\]+)\"", 0, 1, gate=_NAME_GATE),
+    SecretPattern(
+        "quoted_pair",
+        _after_name('"') + r"\s*:\s*\"" + _NOT_DONE + r"([^\"\\]+)\"",
+        0,
+        1,
+        gate=_NAME_GATE,
+        gate_any_case=True,
+    ),
 )
 
 # detect-secrets plugins whose regexes span a secret exactly: (module, class, capture group of the secret when
@@ -167,7 +181,7 @@ class SecretScanner:
                 p.group,
                 p.gate,
                 re.compile(p.prefilter) if p.prefilter else None,
-                bool(p.flags & re.IGNORECASE),
+                bool(p.flags & re.IGNORECASE) or p.gate_any_case,
             )
             for p in self.patterns
         ]
