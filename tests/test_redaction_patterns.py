@@ -110,7 +110,7 @@ def test_d08_value_redaction_can_be_turned_off_and_extended() -> None:
 def test_d08_bad_extra_patterns_are_refused_at_start_up(value: str) -> None:
     with pytest.raises(SettingsError, match="OMNINODE_HOOKS_REDACT_PATTERNS"):
         load_settings({"OMNINODE_HOOKS_REDACT_PATTERNS": value}, env_file=None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid"):
         custom_patterns(["("])
 
 
