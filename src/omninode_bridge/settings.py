@@ -9,6 +9,7 @@ descriptions double as the reference documentation (``omninode-bridge settings``
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -213,6 +214,21 @@ class HooksSettings(msgspec.Struct, kw_only=True, frozen=True):
             "matches when it ends in _<key> (camelCase and dashes are normalised: accessToken, X-Api-Key)."
         ),
     ] = DEFAULT_REDACT_KEYS
+    redact_values: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Also redact secrets by their shape inside any string of hook data and webhook bodies "
+            "(GitHub/GitLab/Slack/AWS/Stripe... tokens, sk- keys, JWTs, Bearer credentials, PEM private keys, "
+            "passwords in URLs and password=... assignments), whatever the key; only the secret part is replaced."
+        ),
+    ] = True
+    redact_patterns: Annotated[
+        str,
+        msgspec.Meta(
+            description='More secret shapes, as a JSON array of Python regular expressions (["acme_[0-9a-f]{32}"]); '
+            "a pattern's first capture group, if any, is the part replaced, else the whole match."
+        ),
+    ] = ""
     idempotency_window_seconds: Annotated[
         float,
         msgspec.Meta(
@@ -240,9 +256,33 @@ class HooksSettings(msgspec.Struct, kw_only=True, frozen=True):
         ),
     ] = 10_000
 
+    def __post_init__(self) -> None:
+        # Refuse bad patterns at start-up (msgspec reports the ValueError as OMNINODE_HOOKS_REDACT_PATTERNS).
+        for index, regex in enumerate(self.redact_pattern_list()):
+            try:
+                compiled = re.compile(regex)
+            except re.error as exc:
+                raise ValueError(f"OMNINODE_HOOKS_REDACT_PATTERNS[{index}] ({regex!r}) is invalid: {exc}") from None
+            if compiled.fullmatch(""):
+                raise ValueError(f"OMNINODE_HOOKS_REDACT_PATTERNS[{index}] ({regex!r}) matches the empty string")
+
     def redact_key_set(self) -> frozenset[str]:
         """The normalised redaction keys."""
         return frozenset(k.strip().lower().replace("-", "_") for k in self.redact_keys.split(",") if k.strip())
+
+    def redact_pattern_list(self) -> list[str]:
+        """The extra redaction patterns (``redact_patterns`` decoded).
+
+        Raises:
+            ValueError: It is not a JSON array of strings.
+        """
+        if not self.redact_patterns.strip():
+            return []
+        try:
+            return msgspec.json.decode(self.redact_patterns, type=list[str])
+        except msgspec.DecodeError as exc:
+            message = f"OMNINODE_HOOKS_REDACT_PATTERNS is not a JSON array of regular expressions: {exc}"
+            raise ValueError(message) from None
 
 
 class ObservabilitySettings(msgspec.Struct, kw_only=True, frozen=True):

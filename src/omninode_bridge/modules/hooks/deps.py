@@ -49,7 +49,7 @@ async def hooks_lifespan(runtime: Runtime) -> AsyncIterator[None]:
     settings = runtime.settings.hooks
     async with reader_client(runtime.settings.redis.url or "") as reader:
         hooks = HooksState(
-            redactor=Redactor(settings.redact_key_set()),
+            redactor=Redactor.from_settings(settings),
             live=LiveFeed(runtime.redis, reader, maxlen=settings.live_buffer_events),
             tickets=TicketBook(runtime.redis, settings.stream_ticket_seconds),
             purger=RetentionPurger(runtime.database, settings),

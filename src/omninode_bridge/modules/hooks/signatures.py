@@ -99,9 +99,27 @@ def _verify_github(secrets: Sequence[str], body: bytes, headers: dict[str, str])
 
 
 def idempotency_header(scheme: str, headers: Mapping[str, str]) -> str | None:
-    """The sender's delivery id: ``webhook-id``, GitHub's ``X-GitHub-Delivery``, or ``Idempotency-Key``."""
+    """The sender's delivery id, when it can be trusted; None means "deduplicate by the body's hash".
+
+    A delivery id is trusted only when the signature covers it or the source is unsigned (its sender holds an
+    API key). Standard Webhooks sign ``webhook-id`` with the body, so it is the key there. GitHub's
+    ``X-Hub-Signature-256`` covers the body only: a captured delivery could be replayed with a fresh
+    ``X-GitHub-Delivery`` (or ``Idempotency-Key``), so GitHub sources deduplicate by body hash per source
+    (GitHub's own redeliveries resend the same body). Unsigned sources: ``X-GitHub-Delivery`` or
+    ``Idempotency-Key``.
+
+    Args:
+        scheme: standard_webhooks, github or none.
+        headers: The request headers (names in any case).
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
-    for name in (("webhook-id",) if scheme == "standard_webhooks" else ()) + ("x-github-delivery", "idempotency-key"):
+    if scheme == "standard_webhooks":
+        names: tuple[str, ...] = ("webhook-id",)
+    elif scheme == "none":
+        names = ("x-github-delivery", "idempotency-key")
+    else:
+        names = ()
+    for name in names:
         value = lowered.get(name, "").strip()
         if value:
             return value[:300]

@@ -120,9 +120,14 @@ class HookIngestController(Controller):
     ) -> Response[schemas.HookAccepted]:
         """The raw body is verified with the source's scheme (Standard Webhooks: `webhook-id`,
         `webhook-timestamp` within 5 minutes, `webhook-signature`; GitHub: `X-Hub-Signature-256`), then stored
-        with its BLAKE3 hash and published. A bad or stale signature is a 401 and is audited. Sources with
-        scheme `none` need an API key with scope `hooks` instead. Duplicates (same `webhook-id`,
-        `X-GitHub-Delivery` or `Idempotency-Key`, or else the same body) return 200 with the original event."""
+        with its BLAKE3 hash and published. JSON bodies and form-encoded ones (GitHub's `payload=<json>`)
+        become `data`; secrets are redacted by key name and by value shape, and a raw body that needed any
+        redaction is not stored. A bad or stale signature is a 401 and is audited. Sources with scheme `none`
+        need an API key with scope `hooks` instead. Duplicates return 200 with the original event: a delivery id
+        is trusted only when the signature covers it or the source is unsigned (Standard Webhooks: the signed
+        `webhook-id`; scheme `none`: `X-GitHub-Delivery` or `Idempotency-Key`); otherwise, and always for
+        GitHub sources (whose signature does not cover `X-GitHub-Delivery`), the same body to the same source
+        within the idempotency window is the duplicate."""
         runtime = state.runtime
         row = await WebhookSourceService(uow).get(source)
         if row is None or not row.enabled:
@@ -152,4 +157,6 @@ class HookIngestController(Controller):
             row, body, headers, correlation_id=correlation_id_of(request) or str(uuid.uuid4()),
             key_id=principal.key_id if principal else None, now=dt.datetime.now(dt.UTC),
         )  # fmt: skip
-        return _answer(await service.accept(hook, idempotency_key=idempotency_header(row.scheme, headers)))
+        # No trusted delivery id: the body hash per source identifies a duplicate.
+        delivery = idempotency_header(row.scheme, headers) or f"blake3:{hook.body_hash}"
+        return _answer(await service.accept(hook, idempotency_key=delivery))

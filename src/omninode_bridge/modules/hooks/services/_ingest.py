@@ -21,6 +21,7 @@ from omninode_bridge.modules.hooks.events import HOOK_TOPIC, MAX_EVENT_DATA_BYTE
 from omninode_bridge.modules.hooks.models import HookEvent, IdempotencyClaim, WebhookSource
 from omninode_bridge.modules.hooks.redaction import Redactor
 from omninode_bridge.modules.hooks.services._live import LiveFeed
+from omninode_bridge.modules.hooks.services._webhook_body import body_text, parse_webhook_body
 
 __all__ = ["HookIngestService", "body_hash", "decode_batch", "decode_hook", "event_type_of", "json_path"]
 
@@ -196,8 +197,10 @@ class HookIngestService:
         key_id: uuid.UUID | None,
         now: dt.datetime,
     ) -> AcceptedHook:
-        """Turn a verified webhook body into a hook: JSON bodies become (redacted) data; the raw body is kept
-        with its BLAKE3 hash unless something in it had to be redacted.
+        """Turn a verified webhook body into a hook: JSON bodies (and GitHub's form-encoded ``payload=<json>``)
+        become (redacted) data; the raw body is kept with its BLAKE3 hash unless something in it had to be
+        redacted. A body we cannot parse is scanned as text: with a secret in it, its redacted text becomes
+        ``data.body`` and the raw body is not kept.
 
         Args:
             source: The webhook source.
@@ -207,15 +210,13 @@ class HookIngestService:
             key_id: The API key, when one was presented.
             now: Time of receipt.
         """
-        document: Any = None
         content_type = headers.get("content-type")
-        if body.lstrip()[:1] in (b"{", b"["):
-            try:
-                document = msgspec.json.decode(body)
-            except msgspec.DecodeError:
-                document = None
-        raw_data: dict[str, Any] = document if isinstance(document, dict) else ({"body": document} if document else {})
-        data, redacted = self.redactor.redact(raw_data)
+        document, redacted = self.redactor.redact(parse_webhook_body(body, content_type))
+        if document is None:
+            text = body_text(body)
+            scanned, redacted = self.redactor.redact(text) if text else (text, False)
+            document = scanned if redacted else None
+        data: dict[str, Any] = document if isinstance(document, dict) else ({"body": document} if document else {})
         occurred = now
         stamp = headers.get("webhook-timestamp", "")
         if source.scheme == "standard_webhooks" and stamp.isdigit():

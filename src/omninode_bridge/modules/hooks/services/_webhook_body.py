@@ -1,0 +1,62 @@
+"""Parsing a webhook body into the JSON document its ``data`` is made of, whatever the content type."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+__all__ = ["body_text", "parse_webhook_body"]
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+def parse_webhook_body(body: bytes, content_type: str | None) -> Any:
+    """The document a webhook body carries, or None when it carries none we can read.
+
+    * JSON (any content type, as senders label JSON loosely): the decoded value.
+    * ``application/x-www-form-urlencoded``: GitHub's form deliveries put the JSON in a ``payload`` field,
+      which becomes the document; other forms become an object of their fields (a repeated field as a list).
+    * Anything else (or malformed JSON): None; the caller still scans the text for secrets.
+
+    Args:
+        body: The raw, verified body.
+        content_type: The request's ``Content-Type`` header.
+    """
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type == _FORM:
+        try:
+            fields = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            return None
+        form: dict[str, Any] = {}
+        for name, value in fields:
+            previous = form.get(name)
+            if previous is None:
+                form[name] = value
+            elif isinstance(previous, list):
+                previous.append(value)
+            else:
+                form[name] = [previous, value]
+        payload = form.get("payload")
+        if isinstance(payload, str) and payload.lstrip()[:1] in ("{", "["):
+            try:
+                return msgspec.json.decode(payload)
+            except msgspec.DecodeError:
+                pass
+        return form or None
+    if body.lstrip()[:1] in (b"{", b"["):
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return None
+    return None
+
+
+def body_text(body: bytes) -> str | None:
+    """The body as text (for a secret scan of a body we could not parse), or None when it is not UTF-8."""
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return None
