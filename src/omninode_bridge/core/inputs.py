@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request
+from litestar.params import Parameter
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "check_query_and_path",
     "has_control_characters",
     "limit",
+    "parameter",
     "text",
 ]
 
@@ -151,6 +153,35 @@ BigintCursor = Annotated[int, msgspec.Meta(ge=0, le=BIGINT_MAX, description="nex
 AwareDatetime = Annotated[
     dt.datetime, msgspec.Meta(tz=True, description="RFC 3339 date-time with a timezone offset or Z.")
 ]
+
+
+_PARAMETER_CONSTRAINTS = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern", "description")
+
+
+def parameter(kind: Any, *, description: str | None = None, query: str | None = None, header: str | None = None) -> Any:
+    """A Litestar query/path/header parameter with the constraints of one of these input types.
+
+    Litestar ignores ``msgspec.Meta`` on handler parameters (neither enforced nor documented), so
+    ``Annotated[SourceName | None, parameter(SourceName)]`` restates them as a ``Parameter``, which is both.
+
+    Args:
+        kind: An ``Annotated[..., msgspec.Meta(...)]`` type (nested ``Annotated`` are merged).
+        description: Shown in the OpenAPI document (else the type's own).
+        query: The query parameter's name, when it differs from the argument's.
+        header: Read from this header instead.
+
+    Returns:
+        The ``Parameter`` to put in ``Annotated[kind | None, ...]``.
+    """
+    constraints: dict[str, Any] = {}
+    for meta in getattr(kind, "__metadata__", ()):
+        if isinstance(meta, msgspec.Meta):
+            constraints.update(
+                {name: getattr(meta, name) for name in _PARAMETER_CONSTRAINTS if getattr(meta, name) is not None}
+            )
+    if description is not None:
+        constraints["description"] = description
+    return Parameter(query=query, header=header, **constraints)
 
 
 def has_control_characters(value: str, *, multiline: bool = False) -> bool:
