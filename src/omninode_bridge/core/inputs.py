@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, ParameterKwarg, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 __all__ = [
@@ -155,33 +155,44 @@ AwareDatetime = Annotated[
 ]
 
 
+_PARAMETER_KINDS: dict[str, type[ParameterKwarg]] = {
+    "query": QueryParameter,
+    "header": HeaderParameter,
+    "path": PathParameter,
+}
 _PARAMETER_CONSTRAINTS = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern", "description")
 
 
-def parameter(kind: Any, *, description: str | None = None, query: str | None = None, header: str | None = None) -> Any:
-    """A Litestar query/path/header parameter with the constraints of one of these input types.
+def parameter(
+    kind: Any,
+    *,
+    description: str | None = None,
+    name: str | None = None,
+    location: Literal["query", "header", "path"] = "query",
+) -> ParameterKwarg:
+    """A Litestar query, header or path parameter with the constraints of one of these input types.
 
     Litestar ignores ``msgspec.Meta`` on handler parameters (neither enforced nor documented), so
-    ``Annotated[SourceName | None, parameter(SourceName)]`` restates them as a ``Parameter``, which is both.
+    ``Annotated[SourceName | None, parameter(SourceName)]`` restates them as a parameter, which is both.
 
     Args:
         kind: An ``Annotated[..., msgspec.Meta(...)]`` type (nested ``Annotated`` are merged).
         description: Shown in the OpenAPI document (else the type's own).
-        query: The query parameter's name, when it differs from the argument's.
-        header: Read from this header instead.
+        name: The parameter's name, when it differs from the argument's (a header's name).
+        location: Where the value comes from.
 
     Returns:
-        The ``Parameter`` to put in ``Annotated[kind | None, ...]``.
+        The parameter definition to put in ``Annotated[kind | None, ...]``.
     """
     constraints: dict[str, Any] = {}
     for meta in getattr(kind, "__metadata__", ()):
         if isinstance(meta, msgspec.Meta):
             constraints.update(
-                {name: getattr(meta, name) for name in _PARAMETER_CONSTRAINTS if getattr(meta, name) is not None}
+                {key: getattr(meta, key) for key in _PARAMETER_CONSTRAINTS if getattr(meta, key) is not None}
             )
     if description is not None:
         constraints["description"] = description
-    return Parameter(query=query, header=header, **constraints)
+    return _PARAMETER_KINDS[location](name=name, **constraints)
 
 
 def has_control_characters(value: str, *, multiline: bool = False) -> bool:
