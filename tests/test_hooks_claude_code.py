@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -217,6 +218,55 @@ async def test_d13_namespace_restricted_key_sees_only_its_hooks(client: Client) 
     stats = (await client.get("/hooks/stats", headers=key_a)).json()
     assert {s["source"] for s in stats["sources"]} <= {"claude-code"}
     assert stats["sessions_total"] == 1
+
+
+async def _first_hook(http: httpx.AsyncClient, params: dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+    async with http.stream("GET", "/hooks/stream", params=params, headers=headers) as response:
+        assert response.status_code == 200
+        async with asyncio.timeout(20):
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    return json.loads(line.removeprefix("data: "))
+    raise AssertionError("the stream ended")
+
+
+async def test_d13_stream_and_its_tickets_show_a_restricted_key_only_its_namespace(
+    settings: Settings, client: Client
+) -> None:
+    team_a, team_b = f"a{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
+    key_a = await _key(client, team_a)
+    async with live_server(settings) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        ticket = (await http.post("/hooks/stream/tickets", headers=key_a)).json()["ticket"]
+        for params, headers in (({}, key_a), ({"ticket": ticket}, {})):
+            reader = asyncio.create_task(_first_hook(http, params, headers))
+
+            async def post_both(reader: asyncio.Task[dict[str, Any]] = reader) -> bool:
+                # Until the viewer has connected, each round is missed by it; the first one it sees must be A's.
+                for namespace in (team_b, team_a):
+                    hook = {"source": "ns-stream", "event_type": "tick", "namespace": namespace}
+                    assert (await http.post("/hooks", json=hook, headers=HEADERS)).status_code == 202
+                return reader.done()
+
+            await wait_until(post_both, timeout=20, interval=0.1, message="the stream showed nothing")
+            assert reader.result()["namespace"] == team_a
+        refused = await http.get("/hooks/stream", params={"namespace": team_b}, headers=key_a)
+        assert refused.status_code == 403
+
+
+async def test_session_start_after_session_end_reopens_the_session(client: Client) -> None:
+    session_id = str(uuid.uuid4())
+    started = _event("SessionStart", session_id, source="startup")
+    for event in (started, _event("SessionEnd", session_id, reason="clear")):
+        assert (await client.post("/hooks/claude-code", json=event, headers=HEADERS)).status_code == 202
+
+    async def status(expected: str, count: int) -> bool:
+        found = await _session(client, session_id)
+        return found is not None and (found["session"]["status"], found["session"]["event_count"]) == (expected, count)
+
+    await wait_until(lambda: status("ended", 2), timeout=60, interval=0.2, message="not ended")
+    resume = _event("SessionStart", session_id, source="resume")
+    assert (await client.post("/hooks/claude-code", json=resume, headers=HEADERS)).status_code == 202
+    await wait_until(lambda: status("active", 3), timeout=60, interval=0.2, message="not reopened")
 
 
 # --- input types (defects 3, 4, 5 and the hooks share of 14) ---------------------------------------
