@@ -12,7 +12,7 @@ worker, no access log, log level WARNING):
 
 The load generator is a minimal keep-alive HTTP/1.1 client (asyncio streams, one connection per client)
 so that the client costs as little CPU as possible on the shared machine. Every request body is unique
-(the body-hash idempotency check must not turn requests into duplicates). Targets: single hooks at
+(hooks are not deduplicated by content any more; unique bodies keep the runs comparable). Targets: single hooks at
 >= 0.5 of the bare rate with p99 < 25 ms at 32 concurrent clients; batches >= 30,000 events/s.
 
 Run: ``.venv/bin/python -m bench.hooks [--seconds S] [--clients N] [--batch-clients N]``

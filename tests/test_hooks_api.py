@@ -219,7 +219,9 @@ async def _post_secret(stack: EmbeddedStack, settings: Settings, secret: str) ->
 # --- idempotency -----------------------------------------------------------------------------------
 
 
-async def test_idempotency_key_and_body_hash_return_the_original(client: Client, stack: EmbeddedStack) -> None:
+async def test_idempotency_key_returns_the_original_and_identical_bodies_are_separate_events(
+    client: Client, stack: EmbeddedStack
+) -> None:
     key = f"idem-{uuid.uuid4()}"
     first = await client.post("/hooks", json=_hook(data={"n": 1}), headers={**HEADERS, "Idempotency-Key": key})
     again = await client.post("/hooks", json=_hook(data={"n": 2}), headers={**HEADERS, "Idempotency-Key": key})
@@ -233,24 +235,26 @@ async def test_idempotency_key_and_body_hash_return_the_original(client: Client,
         await client.post("/hooks", content=body, headers={**HEADERS, "Content-Type": "application/json"})
         for _ in range(3)
     ]
-    assert [r.status_code for r in sent] == [202, 200, 200]
-    assert len({r.json()["event_id"] for r in sent}) == 1
+    # Without an Idempotency-Key identical bodies are separate events (issue 11, defect 7).
+    assert [r.status_code for r in sent] == [202, 202, 202]
+    assert len({r.json()["event_id"] for r in sent}) == 3
     count = await _sql(
-        stack.urls["database_url"], "SELECT count(*) FROM event_outbox WHERE event_id = :e",
-        e=uuid.UUID(sent[0].json()["event_id"]),
+        stack.urls["database_url"], "SELECT count(*) FROM event_outbox WHERE event_id = ANY(:e)",
+        e=[uuid.UUID(r.json()["event_id"]) for r in sent],
     )  # fmt: skip
-    assert count[0][0] == 1
+    assert count[0][0] == 3
 
 
 async def test_idempotency_window_expires(stack: EmbeddedStack) -> None:
     settings = make_settings(stack, hooks={"idempotency_window_seconds": 0.3})
     async with app_client(settings) as client:
         body = _hook(source="window-src", data={"nonce": str(uuid.uuid4())})
-        first = await client.post("/hooks", json=body, headers=HEADERS)
-        assert (await client.post("/hooks", json=body, headers=HEADERS)).status_code == 200
+        keyed = {**HEADERS, "Idempotency-Key": f"window-{uuid.uuid4()}"}
+        first = await client.post("/hooks", json=body, headers=keyed)
+        assert (await client.post("/hooks", json=body, headers=keyed)).status_code == 200
 
         async def accepted_again() -> bool:
-            response = await client.post("/hooks", json=body, headers=HEADERS)
+            response = await client.post("/hooks", json=body, headers=keyed)
             return response.status_code == 202 and response.json()["event_id"] != first.json()["event_id"]
 
         await wait_until(accepted_again, timeout=5, interval=0.1, message="the window did not expire")
@@ -268,11 +272,13 @@ async def test_batch_is_one_transaction_and_idempotent(client: Client, stack: Em
     assert body["accepted"] == 250
     ids = [e["event_id"] for e in body["events"]]
     assert len(set(ids)) == 250
-    again = await client.post("/hooks/batch", json={"events": events}, headers=HEADERS)
+    keyed = {**HEADERS, "Idempotency-Key": f"batch-{tag}"}
+    first = await client.post("/hooks/batch", json={"events": events[:2]}, headers=keyed)
+    again = await client.post("/hooks/batch", json={"events": events[:2]}, headers=keyed)
     assert again.status_code == 200
-    assert [e["event_id"] for e in again.json()["events"]] == ids
+    assert [e["event_id"] for e in again.json()["events"]] == [e["event_id"] for e in first.json()["events"]]
     rows = await _sql(stack.urls["database_url"], "SELECT count(*) FROM hook_events WHERE data->>'tag' = :t", t=tag)
-    assert rows[0][0] == 250
+    assert rows[0][0] == 252
 
     bad = [*events[:3], {"source": "batch-src"}]
     refused = await client.post("/hooks/batch", json={"events": bad}, headers=HEADERS)

@@ -233,8 +233,9 @@ class HooksSettings(msgspec.Struct, kw_only=True, frozen=True):
         float,
         msgspec.Meta(
             ge=0,
-            description="How long a webhook-id, Idempotency-Key or (without either) source + body hash "
-            "identifies a duplicate (0 turns duplicate detection off).",
+            description="How long an Idempotency-Key (webhooks: webhook-id or X-GitHub-Delivery, else source + "
+            "body hash) identifies a duplicate; hooks are never deduplicated by content (0 turns duplicate "
+            "detection off).",
         ),
     ] = 86_400.0
     retention_days: Annotated[

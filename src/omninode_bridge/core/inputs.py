@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request
+from litestar.params import HeaderParameter, ParameterKwarg, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "check_query_and_path",
     "has_control_characters",
     "limit",
+    "parameter",
     "text",
 ]
 
@@ -151,6 +153,46 @@ BigintCursor = Annotated[int, msgspec.Meta(ge=0, le=BIGINT_MAX, description="nex
 AwareDatetime = Annotated[
     dt.datetime, msgspec.Meta(tz=True, description="RFC 3339 date-time with a timezone offset or Z.")
 ]
+
+
+_PARAMETER_KINDS: dict[str, type[ParameterKwarg]] = {
+    "query": QueryParameter,
+    "header": HeaderParameter,
+    "path": PathParameter,
+}
+_PARAMETER_CONSTRAINTS = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern", "description")
+
+
+def parameter(
+    kind: Any,
+    *,
+    description: str | None = None,
+    name: str | None = None,
+    location: Literal["query", "header", "path"] = "query",
+) -> ParameterKwarg:
+    """A Litestar query, header or path parameter with the constraints of one of these input types.
+
+    Litestar ignores ``msgspec.Meta`` on handler parameters (neither enforced nor documented), so
+    ``Annotated[SourceName | None, parameter(SourceName)]`` restates them as a parameter, which is both.
+
+    Args:
+        kind: An ``Annotated[..., msgspec.Meta(...)]`` type (nested ``Annotated`` are merged).
+        description: Shown in the OpenAPI document (else the type's own).
+        name: The parameter's name, when it differs from the argument's (a header's name).
+        location: Where the value comes from.
+
+    Returns:
+        The parameter definition to put in ``Annotated[kind | None, ...]``.
+    """
+    constraints: dict[str, Any] = {}
+    for meta in getattr(kind, "__metadata__", ()):
+        if isinstance(meta, msgspec.Meta):
+            constraints.update(
+                {key: getattr(meta, key) for key in _PARAMETER_CONSTRAINTS if getattr(meta, key) is not None}
+            )
+    if description is not None:
+        constraints["description"] = description
+    return _PARAMETER_KINDS[location](name=name, **constraints)
 
 
 def has_control_characters(value: str, *, multiline: bool = False) -> bool:

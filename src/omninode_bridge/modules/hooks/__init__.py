@@ -1,12 +1,13 @@
 """The hooks module: the HookReceiver for agent and service hooks and third-party webhooks.
 
-Endpoints (scope ``hooks`` unless noted): ``POST /hooks``, ``POST /hooks/batch``, signed webhooks at
+Endpoints (scope ``hooks`` unless noted): ``POST /hooks``, ``POST /hooks/claude-code`` (Claude Code's hook
+JSON as sent, also recognised on ``POST /hooks``), ``POST /hooks/batch``, signed webhooks at
 ``POST /hooks/{source}`` (sources managed at ``/hooks/sources`` with scope ``admin``), ``GET /hooks/events``,
 ``GET /hooks/events/{id}``, ``POST /hooks/events/{id}/replay``, ``GET /hooks/sessions``,
 ``GET /hooks/sessions/{id}``, ``GET /hooks/stats``, the SSE stream ``GET /hooks/stream`` and the page
 ``GET /hooks/live``. Accepted hooks are published as ``HookEventReceived`` on
 ``omninode_bridge_hook_events_v1``; the in-process consumer ``hooks.processor`` maintains sessions, tool
-call pairs and statistics.
+call pairs and statistics. Hooks carry a namespace; namespace-restricted keys see and write only theirs.
 """
 
 from __future__ import annotations

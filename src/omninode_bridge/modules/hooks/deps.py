@@ -11,12 +11,24 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import State
 
+from omninode_bridge import platform
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
 from omninode_bridge.core.module import Runtime
 from omninode_bridge.modules.hooks.redaction import Redactor
+from omninode_bridge.modules.hooks.schemas import DEFAULT_NAMESPACE
 from omninode_bridge.modules.hooks.services import LiveFeed, RetentionPurger, TicketBook, reader_client
 
-__all__ = ["HooksState", "actor_of", "check_body_size", "check_content_length", "hooks_lifespan", "hooks_state"]
+__all__ = [
+    "HooksState",
+    "actor_of",
+    "check_body_size",
+    "check_content_length",
+    "hooks_lifespan",
+    "hooks_state",
+    "namespace_for",
+    "read_json_hook",
+    "visible_namespaces",
+]
 
 _EXTRA = "hooks"
 
@@ -87,6 +99,55 @@ async def check_content_length(request: Request[Any, Any, Any]) -> None:
     announced = request.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > limit:
         raise ProblemError(413, f"A hook body may have at most {limit} bytes; this one announces {announced}.")
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+async def read_json_hook(request: Request[Any, Any, Any]) -> Any:
+    """The checked JSON body of a hook endpoint: size, content type, then UTF-8, NUL and depth.
+
+    Called from the endpoints' ``before_request`` hooks, so the strict validation that follows runs before
+    Litestar's own (lenient) parsing of ``data``. A body over the limit is a 413, a body that does not say
+    it is JSON a 415 (``text/plain`` is not parsed as JSON).
+
+    Returns:
+        The decoded body (cached on the request).
+    """
+    await check_content_length(request)
+    if not _is_json(request.headers.get("content-type", "")):
+        raise ProblemError(
+            415,
+            "Send the hook as JSON with Content-Type: application/json.",
+            headers={"Accept-Post": "application/json"},
+        )
+    check_body_size(await request.body(), request.app.state.runtime.settings.hooks.max_body_bytes)
+    return await request.json()
+
+
+async def namespace_for(request: Request[Any, Any, Any], requested: str | None) -> str:
+    """The namespace a posted hook goes to, once the key is allowed to write there (else an audited 403).
+
+    Without one named, a key restricted to exactly one namespace writes there; any other key to ``default``.
+    """
+    if requested is None:
+        principal = platform.principal_or_none(request)
+        only = principal.namespaces if principal is not None else None
+        requested = next(iter(only)) if only is not None and len(only) == 1 else DEFAULT_NAMESPACE
+    await platform.require_namespace(request, requested)
+    return requested
+
+
+async def visible_namespaces(request: Request[Any, Any, Any], requested: str | None) -> frozenset[str] | None:
+    """The namespaces a read may show: the one asked for (if the key may use it, else a 403), else the
+    key's namespaces (None: every namespace)."""
+    if requested is not None:
+        await platform.require_namespace(request, requested)
+        return frozenset({requested})
+    principal = platform.principal_or_none(request)
+    return principal.namespaces if principal is not None else None
 
 
 def check_body_size(body: bytes, limit: int) -> None:

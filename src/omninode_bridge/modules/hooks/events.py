@@ -51,6 +51,7 @@ class AcceptedHook:
     key_id: uuid.UUID | None = None
     data_truncated: bool = False
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    namespace: str = schemas.DEFAULT_NAMESPACE
 
     def row(self) -> dict[str, Any]:
         """Column values of its ``hook_events`` row."""
@@ -60,7 +61,7 @@ class AcceptedHook:
             "tool_call_id": self.tool_call_id, "occurred_at": self.occurred_at, "received_at": self.received_at,
             "data": self.data, "body_hash": self.body_hash, "raw_body": self.raw_body,
             "content_type": self.content_type, "redacted": self.redacted, "batch_id": self.batch_id,
-            "key_id": self.key_id,
+            "key_id": self.key_id, "namespace": self.namespace,
         }  # fmt: skip
 
     def payload(self, *, replay: bool = False) -> schemas.HookEventReceived:
@@ -68,6 +69,7 @@ class AcceptedHook:
         return schemas.HookEventReceived(
             kind=self.kind,  # type: ignore[arg-type]
             source=self.source,
+            namespace=self.namespace,
             event_type=self.event_type,
             session_id=self.session_id,
             correlation_id=self.correlation_id,
@@ -84,9 +86,10 @@ class AcceptedHook:
         """The JSON a live viewer receives."""
         return _live_encoder.encode(
             {
-                "event_id": self.event_id, "kind": self.kind, "source": self.source, "event_type": self.event_type,
-                "session_id": self.session_id, "correlation_id": self.correlation_id, "tool_name": self.tool_name,
-                "tool_call_id": self.tool_call_id, "occurred_at": self.occurred_at, "received_at": self.received_at,
+                "event_id": self.event_id, "kind": self.kind, "source": self.source, "namespace": self.namespace,
+                "event_type": self.event_type, "session_id": self.session_id, "correlation_id": self.correlation_id,
+                "tool_name": self.tool_name, "tool_call_id": self.tool_call_id, "occurred_at": self.occurred_at,
+                "received_at": self.received_at,
                 "data": None if self.data_truncated else self.data, "data_truncated": self.data_truncated,
             }
         )  # fmt: skip

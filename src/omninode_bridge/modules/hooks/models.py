@@ -25,6 +25,7 @@ class HookEvent(DefaultBase):
     __tablename__ = "hook_events"
     __table_args__ = (
         Index("ix_hook_events_source_id", "source", "id"),
+        Index("ix_hook_events_namespace_id", "namespace", "id"),
         Index("ix_hook_events_session_id", "session_id", "id", postgresql_where=text("session_id IS NOT NULL")),
         Index("ix_hook_events_correlation_id", "correlation_id"),
         Index("ix_hook_events_batch_id", "batch_id", postgresql_where=text("batch_id IS NOT NULL")),
@@ -36,6 +37,7 @@ class HookEvent(DefaultBase):
     event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
     kind: Mapped[str] = mapped_column(String(16), comment="hook (POST /hooks) or webhook (POST /hooks/{source})")
     source: Mapped[str] = mapped_column(String(100))
+    namespace: Mapped[str] = mapped_column(String(255), default="default", server_default="default")
     event_type: Mapped[str] = mapped_column(String(128))
     session_id: Mapped[str | None] = mapped_column(String(255), default=None)
     correlation_id: Mapped[str] = mapped_column(String(255))
@@ -63,6 +65,9 @@ class WebhookSource(DefaultBase):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     description: Mapped[str] = mapped_column(String(500), default="")
+    namespace: Mapped[str] = mapped_column(
+        String(255), default="default", server_default="default", comment="Namespace of the hooks it posts"
+    )
     scheme: Mapped[str] = mapped_column(String(32), comment="standard_webhooks, github or none")
     secrets: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     event_type_header: Mapped[str | None] = mapped_column(String(128), default=None)
@@ -86,13 +91,20 @@ class IdempotencyClaim(DefaultBase):
 
 
 class HookSession(DefaultBase):
-    """An agent or service session, maintained by the hooks processor."""
+    """An agent or service session, maintained by the hooks processor.
+
+    Keyed by (namespace, source, session_id): another source, or another namespace, cannot touch it.
+    """
 
     __tablename__ = "hook_sessions"
-    __table_args__ = (Index("ix_hook_sessions_last_seen", "last_seen"),)
+    __table_args__ = (
+        Index("ix_hook_sessions_last_seen", "last_seen"),
+        Index("ix_hook_sessions_session_id", "session_id"),
+    )
 
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
     session_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    source: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(16), comment="active or ended")
     first_seen: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
     last_seen: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
@@ -106,13 +118,14 @@ class ToolCall(DefaultBase):
 
     __tablename__ = "hooks_tool_calls"
     __table_args__ = (
-        UniqueConstraint("source", "tool_call_id"),
+        UniqueConstraint("namespace", "source", "tool_call_id"),
         Index("ix_hooks_tool_calls_session_id", "session_id", postgresql_where=text("session_id IS NOT NULL")),
         Index("ix_hooks_tool_calls_tool_name", "tool_name"),
         Index("ix_hooks_tool_calls_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(255), default="default", server_default="default")
     source: Mapped[str] = mapped_column(String(100))
     tool_call_id: Mapped[str] = mapped_column(String(255))
     session_id: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -128,10 +141,11 @@ class ToolCall(DefaultBase):
 
 
 class SourceStat(DefaultBase):
-    """Events processed per source and event type."""
+    """Events processed per namespace, source and event type."""
 
     __tablename__ = "hooks_source_stats"
 
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
     source: Mapped[str] = mapped_column(String(100), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(128), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -8,9 +8,20 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from omninode_bridge.core.inputs import (
+    AwareDatetime,
+    Identifier,
+    Namespace,
+    Text,
+    anchored,
+    text,
+)
+
 __all__ = [
+    "DEFAULT_NAMESPACE",
     "EVENT_TYPE_PATTERN",
     "RESERVED_SOURCE_NAMES",
+    "ClaudeCodeHookIn",
     "HookAccepted",
     "HookBatch",
     "HookBatchAccepted",
@@ -32,14 +43,25 @@ __all__ = [
     "WebhookSourceUpdate",
 ]
 
-#: ``pre_tool_use``, ``service_started``, or any dotted name such as ``github.push``.
-EVENT_TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
+#: ``pre_tool_use``, ``service_started``, or any dotted name such as ``github.push`` (anchored: no trailing newline).
+EVENT_TYPE_PATTERN = anchored(r"[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
+#: The namespace of hooks that name none (and of every hook stored before namespaces existed).
+DEFAULT_NAMESPACE = "default"
 #: Path segments under /hooks that are endpoints, so no webhook source may take them as its name.
-RESERVED_SOURCE_NAMES = frozenset({"batch", "sources", "events", "sessions", "stats", "stream", "live"})
+RESERVED_SOURCE_NAMES = frozenset({"batch", "claude-code", "sources", "events", "sessions", "stats", "stream", "live"})
 
-SourceName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$")]
+SourceName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=100, pattern=anchored(r"[A-Za-z0-9][A-Za-z0-9_.:@/-]*"))
+]
 EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=EVENT_TYPE_PATTERN)]
-Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+CorrelationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=anchored(r"[A-Za-z0-9._:\-]+"))]
+#: A Claude Code ``hook_event_name``: ``PreToolUse``, ``Stop``, ... and whatever it adds later.
+HookEventName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=anchored(r"[A-Za-z][A-Za-z0-9_]*"))]
+#: A short label chosen by Claude Code (``permission_mode``, SessionStart ``source``, ``reason``, ``trigger``).
+Label = Annotated[str, text(max_length=255)]
+#: Free text that is only stored (prompts, messages, errors): terminal output may hold escape sequences, so
+#: only NUL is refused (by the request's JSON check); the body size limit bounds it.
+FreeText = str
 SigningScheme = Literal["standard_webhooks", "github", "none"]
 
 
@@ -52,8 +74,15 @@ class HookEventIn(msgspec.Struct, forbid_unknown_fields=True):
         msgspec.Meta(description="pre_tool_use, post_tool_use, service_started, session_start, ... or a dotted name."),
     ]
     session_id: Identifier | None = None
-    correlation_id: (
-        Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")] | None
+    correlation_id: CorrelationId | None = None
+    namespace: (
+        Annotated[
+            Namespace,
+            msgspec.Meta(
+                description="Default: the key's namespace when it is restricted to exactly one, else 'default'."
+            ),
+        ]
+        | None
     ) = None
     tool_name: Identifier | None = None
     tool_call_id: (
@@ -61,14 +90,56 @@ class HookEventIn(msgspec.Struct, forbid_unknown_fields=True):
     ) = None
     timestamp: (
         Annotated[
-            dt.datetime,
-            msgspec.Meta(tz=True, description="When it happened (RFC 3339 with a timezone); default: on receipt."),
+            AwareDatetime,
+            msgspec.Meta(description="When it happened (RFC 3339 with a timezone); default: on receipt."),
         ]
         | None
     ) = None
     data: Annotated[dict[str, Any], msgspec.Meta(description="Free JSON; secrets are redacted before storage.")] = (
         msgspec.field(default_factory=dict)
     )
+
+
+class ClaudeCodeHookIn(msgspec.Struct):
+    """A Claude Code hook event exactly as Claude Code sends it on a command hook's stdin.
+
+    Fields not listed here (added by later Claude Code versions) are accepted; the whole payload is kept
+    in the stored event's ``data``.
+    """
+
+    session_id: Identifier
+    hook_event_name: Annotated[
+        HookEventName,
+        msgspec.Meta(
+            description="PreToolUse, PostToolUse, PostToolUseFailure, UserPromptSubmit, Stop, SubagentStop, "
+            "SessionStart, SessionEnd, Notification, PreCompact, ..."
+        ),
+    ]
+    transcript_path: Text | None = None
+    cwd: Text | None = None
+    permission_mode: Label | None = None
+    tool_name: Identifier | None = None
+    tool_input: Any = None
+    tool_response: Any = None
+    tool_use_id: (
+        Annotated[Identifier, msgspec.Meta(description="Pairs PreToolUse with PostToolUse[Failure].")] | None
+    ) = None
+    error: Annotated[Any, msgspec.Meta(description="PostToolUseFailure: what went wrong.")] = None
+    is_interrupt: bool | None = None
+    prompt: FreeText | None = None
+    source: Annotated[Label, msgspec.Meta(description="SessionStart: startup, resume, clear or compact.")] | None = None
+    reason: (
+        Annotated[Label, msgspec.Meta(description="SessionEnd: clear, logout, prompt_input_exit, other...")] | None
+    ) = None
+    message: FreeText | None = None
+    notification_type: Label | None = None
+    trigger: Annotated[Label, msgspec.Meta(description="PreCompact: manual or auto.")] | None = None
+    custom_instructions: FreeText | None = None
+    stop_hook_active: bool | None = None
+    agent_id: Identifier | None = None
+    agent_type: Label | None = None
+    agent_transcript_path: Text | None = None
+    model: Label | None = None
 
 
 class HookBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -99,6 +170,7 @@ class HookEventReceived(msgspec.Struct, kw_only=True):
 
     kind: Literal["hook", "webhook"]
     source: str
+    namespace: str = DEFAULT_NAMESPACE
     event_type: str
     session_id: str | None = None
     correlation_id: str
@@ -118,6 +190,7 @@ class HookEvent(msgspec.Struct):
     event_id: uuid.UUID
     kind: str
     source: str
+    namespace: str
     event_type: str
     session_id: str | None
     correlation_id: str
@@ -160,6 +233,7 @@ class HookSessionSummary(msgspec.Struct):
 
     session_id: str
     source: str
+    namespace: str
     status: str
     first_seen: dt.datetime
     last_seen: dt.datetime
@@ -218,20 +292,24 @@ class WebhookSourceCreate(msgspec.Struct, forbid_unknown_fields=True):
     """A third-party webhook source."""
 
     name: Annotated[
-        str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="Used in POST /hooks/{name}.")
+        str, msgspec.Meta(pattern=anchored(r"[a-z0-9][a-z0-9_.-]{0,63}"), description="Used in POST /hooks/{name}.")
     ]
     scheme: SigningScheme
     secrets: Annotated[
-        list[Annotated[str, msgspec.Meta(min_length=8, max_length=500)]],
+        list[Annotated[str, text(min_length=8, max_length=500)]],
         msgspec.Meta(
             max_length=5,
             description="Signing secrets (whsec_... base64 for standard_webhooks); several during a rotation.",
         ),
     ] = msgspec.field(default_factory=list)
-    description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    description: Annotated[str, text(max_length=500, multiline=True)] = ""
+    namespace: Annotated[Namespace, msgspec.Meta(description="The namespace of the hooks it posts.")] = (
+        DEFAULT_NAMESPACE
+    )
     event_type_header: (
         Annotated[
-            str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,128}$", description="Take the event type from this header.")
+            str,
+            msgspec.Meta(pattern=anchored(r"[A-Za-z0-9-]{1,128}"), description="Take the event type from this header."),
         ]
         | None
     ) = None
@@ -239,7 +317,7 @@ class WebhookSourceCreate(msgspec.Struct, forbid_unknown_fields=True):
         Annotated[
             str,
             msgspec.Meta(
-                pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+                pattern=anchored(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"),
                 max_length=255,
                 description="Or from this dotted path in the JSON body, e.g. type or data.object.type.",
             ),
@@ -254,10 +332,13 @@ class WebhookSourceUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Fields to change on a source; omitted fields keep their value. ``secrets`` replaces the list."""
 
     scheme: SigningScheme | None = None
-    secrets: list[Annotated[str, msgspec.Meta(min_length=8, max_length=500)]] | None = None
-    description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
-    event_type_header: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{0,128}$")] | None = None
-    event_type_path: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)?$")] | None = None
+    secrets: list[Annotated[str, text(min_length=8, max_length=500)]] | None = None
+    description: Annotated[str, text(max_length=500, multiline=True)] | None = None
+    namespace: Namespace | None = None
+    event_type_header: Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Za-z0-9-]{0,128}"))] | None = None
+    event_type_path: Annotated[str, msgspec.Meta(pattern=anchored(r"([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)?"))] | None = (
+        None
+    )
     default_event_type: EventType | None = None
     enabled: bool | None = None
 
@@ -269,6 +350,7 @@ class WebhookSource(msgspec.Struct):
     scheme: str
     secret_count: int
     description: str
+    namespace: str
     event_type_header: str | None
     event_type_path: str | None
     default_event_type: str

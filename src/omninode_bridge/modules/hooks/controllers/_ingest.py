@@ -1,10 +1,11 @@
-"""Ingest endpoints: ``POST /hooks``, ``POST /hooks/batch`` and signed webhooks at ``POST /hooks/{source}``."""
+"""Ingest endpoints: ``POST /hooks``, ``POST /hooks/claude-code``, ``POST /hooks/batch`` and signed webhooks
+at ``POST /hooks/{source}``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
@@ -15,24 +16,94 @@ from litestar.params import FromPath, JSONBody
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
+from omninode_bridge.core.inputs import Namespace, parameter
 from omninode_bridge.modules.hooks import schemas
+from omninode_bridge.modules.hooks.controllers._openapi import HOOK_BODY_OPERATION
 from omninode_bridge.modules.hooks.deps import (
     actor_of,
     check_body_size,
     check_content_length,
     hooks_state,
+    namespace_for,
+    read_json_hook,
 )
-from omninode_bridge.modules.hooks.services import HookIngestService, WebhookSourceService, body_hash
+from omninode_bridge.modules.hooks.services import (
+    CLAUDE_CODE_SOURCE,
+    HookIngestService,
+    WebhookSourceService,
+    body_hash,
+    claude_code_hook,
+    parse_batch,
+    parse_claude_code,
+    parse_hook,
+)
 from omninode_bridge.modules.hooks.signatures import SignatureError, idempotency_header, verify_signature
 
 __all__ = ["HookIngestController"]
 
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=dict[str, Any], description=description, media_type="application/problem+json")
+
+
 _INGEST_RESPONSES: dict[int, ResponseSpec] = {
     **platform.AUTH_RESPONSES,
     200: ResponseSpec(data_container=schemas.HookAccepted, description="A duplicate: the original event"),
-    413: ResponseSpec(data_container=dict[str, Any], description="Body over the per-hook limit",
-                      media_type="application/problem+json"),
+    400: _problem("The body is empty, not JSON or not UTF-8"),
+    413: _problem("Body over the per-hook limit"),
+    415: _problem("The body is not sent as application/json"),
+}
+_HOOK_RESPONSES: dict[int, ResponseSpec] = {
+    **_INGEST_RESPONSES,
+    200: ResponseSpec(data_container=schemas.HookAccepted,
+                      description="A repeated Idempotency-Key: the original event"),
 }  # fmt: skip
+_BATCH_RESPONSES: dict[int, ResponseSpec] = {
+    **_INGEST_RESPONSES,
+    200: ResponseSpec(data_container=schemas.HookBatchAccepted,
+                      description="A repeated Idempotency-Key: the original batch"),
+}  # fmt: skip
+# Where a Claude Code hook's source and namespace may be overridden (the payload has no field for them).
+_SourceOverride = Annotated[
+    schemas.SourceName | None,
+    parameter(schemas.SourceName, description="The hook's source (default: claude-code); or X-Hook-Source."),
+]
+_SourceHeader = Annotated[
+    schemas.SourceName | None,
+    parameter(
+        schemas.SourceName,
+        location="header",
+        name="X-Hook-Source",
+        description="The hook's source (default: claude-code).",
+    ),
+]
+_NamespaceOverride = Annotated[
+    Namespace | None,
+    parameter(Namespace, description="Default: the key's namespace when it has exactly one, else 'default'."),
+]
+_NamespaceHeader = Annotated[
+    Namespace | None, parameter(Namespace, location="header", name="X-Hook-Namespace", description="As ?namespace=.")
+]
+_PARSED = "hooks_parsed"
+
+
+async def _read_hook(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` of POST /hooks: a Claude Code payload (it has ``hook_event_name``) or our format."""
+    value = await read_json_hook(request)
+    if isinstance(value, dict) and "hook_event_name" in value:
+        request.state[_PARSED] = parse_claude_code(value)
+    else:
+        request.state[_PARSED] = parse_hook(value)
+
+
+async def _read_claude_code(request: Request[Any, Any, Any]) -> None:
+    request.state[_PARSED] = parse_claude_code(await read_json_hook(request))
+
+
+async def _read_batch(request: Request[Any, Any, Any]) -> None:
+    request.state[_PARSED] = parse_batch(await read_json_hook(request))
+
+
 _WEBHOOK_RESPONSES: dict[int, ResponseSpec] = {
     **_INGEST_RESPONSES,
     401: ResponseSpec(data_container=dict[str, Any], description="Missing, wrong or stale signature (audited)",
@@ -58,37 +129,76 @@ class HookIngestController(Controller):
     tags = ["hooks"]
     security = platform.API_KEY_SECURITY
 
-    @post("/", operation_id="postHook", summary="Accept a hook event", status_code=202,
-          guards=[platform.require_scope("hooks")], before_request=check_content_length,
-          responses=_INGEST_RESPONSES)  # fmt: skip
+    @post("/", operation_id="postHook", summary="Accept a hook event (ours, or Claude Code's as sent)",
+          status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_hook,
+          responses=_HOOK_RESPONSES, operation_class=HOOK_BODY_OPERATION)  # fmt: skip
     async def post_hook(
         self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
-        data: JSONBody[schemas.HookEventIn],
     ) -> Response[schemas.HookAccepted]:  # fmt: skip
         """Validate, redact secrets in `data`, store in `hook_events` and publish `HookEventReceived` through
-        the outbox, in one transaction. 202 with the event id; 200 with the original event id when the same
-        `Idempotency-Key` (or, without one, the same source and body) was accepted within the idempotency
-        window."""
-        body = await request.body()
-        check_body_size(body, state.runtime.settings.hooks.max_body_bytes)
+        the outbox, in one transaction. 202 with the event id. A body with `hook_event_name` is a Claude Code
+        hook and is handled as by `POST /hooks/claude-code`. Only a repeated `Idempotency-Key` within the
+        idempotency window is a duplicate (200 with the original event id): identical bodies are separate
+        events (an agent's `Stop` repeats byte for byte every turn)."""
+        parsed = request.state[_PARSED]
+        if isinstance(parsed, tuple):
+            return await self._claude_code(request, state, uow, parsed, None, None)
         service = _ingest(request, state, uow)
+        body = await request.body()
         hook = service.prepare(
-            data, correlation_id=correlation_id_of(request) or str(uuid.uuid4()),
+            parsed, correlation_id=correlation_id_of(request) or str(uuid.uuid4()),
             key_id=platform.principal_of(request).key_id, now=dt.datetime.now(dt.UTC), measure=False,
-            body_hash=body_hash(body),
+            body_hash=body_hash(body), namespace=await namespace_for(request, parsed.namespace),
         )  # fmt: skip
         key = request.headers.get("idempotency-key")
         return _answer(await service.accept(hook, idempotency_key=key[:300] if key else None))
 
+    @post("/claude-code", operation_id="postClaudeCodeHook", summary="Accept a Claude Code hook event as sent",
+          status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_claude_code,
+          responses=_HOOK_RESPONSES)  # fmt: skip
+    async def post_claude_code(
+        self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.ClaudeCodeHookIn], source: _SourceOverride = None, x_hook_source: _SourceHeader = None,
+        namespace: _NamespaceOverride = None, x_hook_namespace: _NamespaceHeader = None,
+    ) -> Response[schemas.HookAccepted]:  # fmt: skip
+        """The JSON a Claude Code command hook receives on stdin, posted unchanged (any event, any field; the
+        whole payload is kept, redacted, in `data`). `hook_event_name` becomes the event type: PreToolUse ->
+        `pre_tool_use`, PostToolUse and PostToolUseFailure -> `post_tool_use` (a failure has outcome `error`),
+        paired by `tool_use_id`; SessionStart/SessionEnd -> `session_start`/`session_end` (open and close the
+        session); Stop -> `stop`, SubagentStop -> `subagent_stop` (end of a turn); UserPromptSubmit,
+        Notification, PreCompact -> `user_prompt_submit`, `notification`, `pre_compact`; others their
+        snake_case name. The session id is the correlation id; the time of receipt is the event time. Answers
+        202 at once; only a repeated `Idempotency-Key` is a duplicate."""
+        return await self._claude_code(
+            request, state, uow, request.state[_PARSED], source or x_hook_source, namespace or x_hook_namespace
+        )
+
+    async def _claude_code(
+        self, request: Request[Any, Any, Any], state: State, uow: UnitOfWork,
+        parsed: tuple[dict[str, Any], schemas.ClaudeCodeHookIn], source: str | None, namespace: str | None,
+    ) -> Response[schemas.HookAccepted]:  # fmt: skip
+        payload, event = parsed
+        hooks = hooks_state(state)
+        now = dt.datetime.now(dt.UTC)
+        hook = claude_code_hook(
+            payload, event, redactor=hooks.redactor, source=source or CLAUDE_CODE_SOURCE,
+            namespace=await namespace_for(request, namespace), key_id=platform.principal_of(request).key_id,
+            now=now, body_length=len(await request.body()),
+        )  # fmt: skip
+        key = request.headers.get("idempotency-key")
+        return _answer(await _ingest(request, state, uow).accept(hook, idempotency_key=key[:300] if key else None))
+
     @post("/batch", operation_id="postHookBatch", summary="Accept up to 1,000 hook events in one transaction",
-          status_code=202, guards=[platform.require_scope("hooks")], responses=_INGEST_RESPONSES)  # fmt: skip
+          status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_batch,
+          responses=_BATCH_RESPONSES)  # fmt: skip
     async def post_batch(
         self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
         data: JSONBody[schemas.HookBatch],
     ) -> Response[schemas.HookBatchAccepted]:  # fmt: skip
         """All events are stored and published in one transaction, or none. Each event's data is subject to
-        the per-hook limit. A repeated `Idempotency-Key` (or, without one, the same body) returns the
-        original batch with 200."""
+        the per-hook limit; a key restricted to namespaces may write only to those (403 otherwise). Only a
+        repeated `Idempotency-Key` returns the original batch (200)."""
+        batch: schemas.HookBatch = request.state[_PARSED]
         body = await request.body()
         limit = state.runtime.settings.hooks.max_body_bytes
         service = _ingest(request, state, uow)
@@ -98,17 +208,19 @@ class HookIngestController(Controller):
         key_id = platform.principal_of(request).key_id
         # Only a body over the per-hook limit can hold an event over it (or over the event-size cap).
         measure = len(body) > min(limit, 256 * 1024)
+        namespaces = {name: await namespace_for(request, name) for name in {e.namespace for e in batch.events}}
         hooks = [
             service.prepare(
-                event, correlation_id=correlation_id, key_id=key_id, now=now, measure=measure, batch_id=batch_id
+                event, correlation_id=correlation_id, key_id=key_id, now=now, measure=measure, batch_id=batch_id,
+                namespace=namespaces[event.namespace],
             )
-            for event in data.events
-        ]
+            for event in batch.events
+        ]  # fmt: skip
         key = request.headers.get("idempotency-key")
-        idempotency_key = key[:300] if key else f"blake3:{body_hash(body)}"
+        idempotency_key = key[:300] if key else None
         return _answer(
             await service.accept_batch(
-                hooks, batch_id=batch_id, source=data.events[0].source, idempotency_key=idempotency_key
+                hooks, batch_id=batch_id, source=batch.events[0].source, idempotency_key=idempotency_key
             )
         )
 
@@ -142,6 +254,7 @@ class HookIngestController(Controller):
                                    headers={"WWW-Authenticate": 'Bearer realm="omninode-bridge"'})  # fmt: skip
             if not principal.has_scope("hooks"):
                 raise ProblemError(403, "This API key lacks the 'hooks' scope.")
+            await platform.require_namespace(request, row.namespace)
         else:
             try:
                 verify_signature(row.scheme, row.secrets, body, headers)
@@ -157,6 +270,7 @@ class HookIngestController(Controller):
             row, body, headers, correlation_id=correlation_id_of(request) or str(uuid.uuid4()),
             key_id=principal.key_id if principal else None, now=dt.datetime.now(dt.UTC),
         )  # fmt: skip
+        hook.namespace = row.namespace  # the source's configuration decides where its hooks go
         # No trusted delivery id: the body hash per source identifies a duplicate.
         delivery = idempotency_header(row.scheme, headers) or f"blake3:{hook.body_hash}"
         return _answer(await service.accept(hook, idempotency_key=delivery))

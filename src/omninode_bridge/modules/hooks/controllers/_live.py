@@ -8,17 +8,18 @@ from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromQuery, QueryParameter
 from litestar.response import ServerSentEvent
 
 from omninode_bridge import platform
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.inputs import Identifier, Namespace, parameter, text
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.deps import hooks_state
 from omninode_bridge.modules.hooks.services import StreamFilter, sse_events
 
 __all__ = ["HookLiveController"]
 
+_Short = Annotated[str, text(max_length=64)]
 _PAGE = Path(__file__).resolve().parent.parent / "static" / "live.html"
 # The page holds no data; its script reads the key from the URL fragment or a form, never from the server.
 _PAGE_HEADERS = {
@@ -47,7 +48,8 @@ class HookLiveController(Controller):
         """Browsers' EventSource cannot send headers: it opens `/hooks/stream?ticket=...` with a ticket bound
         to this key instead. Tickets can be reused until they expire (so the browser can reconnect)."""
         hooks = hooks_state(state)
-        ticket = await hooks.tickets.issue(platform.principal_of(request).key_id)
+        principal = platform.principal_of(request)
+        ticket = await hooks.tickets.issue(principal.key_id, principal.namespaces)
         return schemas.StreamTicket(ticket=ticket, expires_in=hooks.tickets.ttl)
 
     @get("/stream", operation_id="streamHooks", summary="Hooks as Server-Sent Events",
@@ -57,29 +59,39 @@ class HookLiveController(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        source: FromQuery[str | None] = None,
-        session_id: FromQuery[str | None] = None,
-        event_type: FromQuery[str | None] = None,
-        ticket: Annotated[str | None, QueryParameter(description="From POST /hooks/stream/tickets")] = None,
+        source: Annotated[schemas.SourceName | None, parameter(schemas.SourceName)] = None,
+        session_id: Annotated[Identifier | None, parameter(Identifier)] = None,
+        event_type: Annotated[schemas.EventType | None, parameter(schemas.EventType)] = None,
+        namespace: Annotated[Namespace | None, parameter(Namespace, description="Only this namespace.")] = None,
+        ticket: Annotated[str | None, parameter(_Short, description="From POST /hooks/stream/tickets")] = None,
         last_event_id: Annotated[
-            str | None, QueryParameter(description="Resume after this event id (else the Last-Event-ID header)")
+            str | None, parameter(_Short, description="Resume after this event id (else the Last-Event-ID header)")
         ] = None,
     ) -> ServerSentEvent:
         """Each accepted hook as an SSE `hook` event whose data is the hook (with redacted data) and whose id is
-        its position in the live stream. Filter by source, session and event type. Resumes after
+        its position in the live stream. Filter by source, session, event type and namespace (a restricted key,
+        or a ticket it issued, sees only its namespaces). Resumes after
         `Last-Event-ID` (header or parameter), from the database when the gap is older than the live buffer.
         Authenticate with an API key (scope `hooks`) or a ticket."""
         principal = platform.principal_or_none(request)
         hooks = hooks_state(state)
         if principal is None:
-            if ticket is None or await hooks.tickets.redeem(ticket) is None:
+            grant = await hooks.tickets.redeem(ticket) if ticket is not None else None
+            if grant is None:
                 raise ProblemError(
                     401, "An API key with scope 'hooks' or a valid ticket is required.",
                     headers={"WWW-Authenticate": 'Bearer realm="omninode-bridge"'},
                 )  # fmt: skip
+            allowed = grant.namespaces
         elif not principal.has_scope("hooks"):
             raise ProblemError(403, "This API key lacks the 'hooks' scope.")
-        wanted = StreamFilter(source=source, session_id=session_id, event_type=event_type)
+        else:
+            allowed = principal.namespaces
+        if namespace is not None:
+            if allowed is not None and namespace not in allowed:
+                raise ProblemError(403, f"This API key may not use the namespace '{namespace}'.")
+            allowed = frozenset({namespace})
+        wanted = StreamFilter(source=source, session_id=session_id, event_type=event_type, namespaces=allowed)
         resume = request.headers.get("last-event-id") or last_event_id
         return ServerSentEvent(sse_events(hooks.live, state.runtime.database, wanted, resume))
 

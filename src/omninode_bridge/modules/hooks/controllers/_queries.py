@@ -9,26 +9,57 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.inputs import (
+    BigintCursor,
+    Identifier,
+    Namespace,
+    check_datetime_range,
+    parameter,
+    text,
+)
+from omninode_bridge.core.inputs import (
+    limit as page_size,
+)
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.deps import actor_of
+from omninode_bridge.modules.hooks.deps import actor_of, visible_namespaces
 from omninode_bridge.modules.hooks.services import HookQueryService
 
 __all__ = ["HookQueryController"]
 
-_MAX_ID = 2**63 - 1
+Limit = Annotated[int, parameter(Annotated[int, page_size(500)])]
+Cursor = Annotated[BigintCursor | None, parameter(BigintCursor)]
+Source = Annotated[schemas.SourceName | None, parameter(schemas.SourceName)]
+EventType = Annotated[schemas.EventType | None, parameter(schemas.EventType)]
+Id = Annotated[Identifier | None, parameter(Identifier)]
+NamespaceFilter = Annotated[
+    Namespace | None,
+    parameter(Namespace, description="Only this namespace (a restricted key sees only its own anyway)."),
+]
+_WHEN = "RFC 3339 with a timezone offset or Z (naive -> 422), between 1970 and 9999-12-30"
+_SessionCursor = Annotated[str, text(max_length=1024, description="next_cursor of the previous page")]
+SessionCursor = Annotated[_SessionCursor | None, parameter(_SessionCursor)]
+_NOT_FOUND: dict[int, ResponseSpec] = {
+    **platform.AUTH_RESPONSES,
+    404: ResponseSpec(data_container=dict[str, Any], description="Unknown (or outside the key's namespaces)",
+                      media_type="application/problem+json"),
+}  # fmt: skip
+_SESSION_RESPONSES: dict[int, ResponseSpec] = {
+    **_NOT_FOUND,
+    409: ResponseSpec(data_container=dict[str, Any], media_type="application/problem+json",
+                      description="Several sessions (sources or namespaces) share this id: `sessions` lists them; "
+                      "repeat with ?source= (and ?namespace=)"),
+}  # fmt: skip
 
 
-def _aware(**values: dt.datetime | None) -> None:
+def _in_range(**values: dt.datetime | None) -> None:
     for name, value in values.items():
-        if value is not None and value.tzinfo is None:
-            raise ProblemError(
-                422, f"{name} must carry a timezone (e.g. 2025-01-01T00:00:00Z)", extra={"errors": [{"field": name}]}
-            )
+        check_datetime_range(value, name, source="query")
 
 
 class HookQueryController(Controller):
@@ -43,39 +74,41 @@ class HookQueryController(Controller):
          responses=platform.AUTH_RESPONSES)  # fmt: skip
     async def events(
         self,
+        request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        source: FromQuery[str | None] = None,
-        event_type: FromQuery[str | None] = None,
-        session_id: FromQuery[str | None] = None,
-        correlation_id: FromQuery[str | None] = None,
-        tool_name: FromQuery[str | None] = None,
-        since: Annotated[dt.datetime | None, QueryParameter(description="occurred_at >= since")] = None,
-        until: Annotated[dt.datetime | None, QueryParameter(description="occurred_at < until")] = None,
+        cursor: Cursor = None,
+        limit: Limit = 50,
+        source: Source = None,
+        event_type: EventType = None,
+        session_id: Id = None,
+        correlation_id: Id = None,
+        tool_name: Id = None,
+        since: Annotated[dt.datetime | None, QueryParameter(description=f"occurred_at >= since; {_WHEN}")] = None,
+        until: Annotated[dt.datetime | None, QueryParameter(description=f"occurred_at < until; {_WHEN}")] = None,
+        namespace: NamespaceFilter = None,
     ) -> schemas.HookEventPage:
-        """Hook events newest first, filtered by source, type, session, correlation id, tool and time."""
-        if cursor is not None and (not cursor.isdigit() or int(cursor) > _MAX_ID):
-            raise ProblemError(
-                422, "cursor must be the next_cursor of a previous page", extra={"errors": [{"field": "cursor"}]}
-            )
-        _aware(since=since, until=until)
+        """Hook events newest first, filtered by source, type, session, correlation id, tool, time and
+        namespace. A namespace-restricted key sees only its namespaces."""
+        _in_range(since=since, until=until)
         return await HookQueryService(uow).page(
-            limit=limit, cursor=int(cursor) if cursor else None, source=source, event_type=event_type,
-            session_id=session_id, correlation_id=correlation_id, tool_name=tool_name, since=since, until=until,
+            limit=limit, cursor=cursor, source=source, event_type=event_type, session_id=session_id,
+            correlation_id=correlation_id, tool_name=tool_name, since=since, until=until,
+            namespaces=await visible_namespaces(request, namespace),
         )  # fmt: skip
 
     @get("/events/{event_id:uuid}", operation_id="getHookEvent", summary="One hook event",
-         responses=platform.AUTH_RESPONSES)  # fmt: skip
-    async def event(self, uow: NamedDependency[UnitOfWork], event_id: FromPath[uuid.UUID]) -> schemas.HookEvent:
-        """A stored hook event (404 if unknown or purged)."""
-        found = await HookQueryService(uow).get(event_id)
+         responses=_NOT_FOUND)  # fmt: skip
+    async def event(
+        self, request: Request[Any, Any, Any], uow: NamedDependency[UnitOfWork], event_id: FromPath[uuid.UUID]
+    ) -> schemas.HookEvent:
+        """A stored hook event (404 if unknown, purged or outside the key's namespaces)."""
+        found = await HookQueryService(uow).get(event_id, namespaces=await visible_namespaces(request, None))
         if found is None:
             raise ProblemError(404, f"No hook event with id {event_id}.")
         return found
 
     @post("/events/{event_id:uuid}/replay", operation_id="replayHookEvent", summary="Publish a hook event again",
-          status_code=202, responses=platform.AUTH_RESPONSES)  # fmt: skip
+          status_code=202, responses=_NOT_FOUND)  # fmt: skip
     async def replay(
         self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
         event_id: FromPath[uuid.UUID],
@@ -83,33 +116,62 @@ class HookQueryController(Controller):
         """Re-publish `HookEventReceived` with the original event id and `replay: true` (also a `replay`
         header). Consumers that deduplicate by event id ignore it. Audited."""
         actor = actor_of(request, platform.principal_of(request).key_id)
-        return await HookQueryService(uow).replay(state.runtime, event_id, actor=actor)
+        namespaces = await visible_namespaces(request, None)
+        return await HookQueryService(uow).replay(state.runtime, event_id, actor=actor, namespaces=namespaces)
 
     @get("/sessions", operation_id="listHookSessions", summary="Sessions, most recently active first",
          responses=platform.AUTH_RESPONSES)  # fmt: skip
     async def sessions(
         self,
+        request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        source: FromQuery[str | None] = None,
+        cursor: SessionCursor = None,
+        limit: Limit = 50,
+        source: Source = None,
         status: FromQuery[Literal["active", "ended"] | None] = None,
+        namespace: NamespaceFilter = None,
     ) -> schemas.HookSessionPage:
-        """Sessions with first/last seen, status and event counts by type."""
-        return await HookQueryService(uow).sessions(limit=limit, cursor=cursor, source=source, status=status)
+        """Sessions with first/last seen, status and event counts by type. A session is identified by
+        (namespace, source, session_id)."""
+        return await HookQueryService(uow).sessions(
+            limit=limit, cursor=cursor, source=source, status=status,
+            namespaces=await visible_namespaces(request, namespace),
+        )  # fmt: skip
 
     @get("/sessions/{session_id:str}", operation_id="getHookSession", summary="A session's timeline",
-         responses=platform.AUTH_RESPONSES)  # fmt: skip
-    async def session(self, uow: NamedDependency[UnitOfWork], session_id: FromPath[str]) -> schemas.HookSessionDetail:
-        """The session, its events oldest first and its tool calls with pre/post paired and durations."""
-        found = await HookQueryService(uow).session(session_id)
+         responses=_SESSION_RESPONSES)  # fmt: skip
+    async def session(
+        self,
+        request: Request[Any, Any, Any],
+        uow: NamedDependency[UnitOfWork],
+        session_id: Annotated[
+            Identifier, parameter(Identifier, description="The session id the hooks carried.", location="path")
+        ],
+        source: Annotated[
+            schemas.SourceName | None,
+            parameter(schemas.SourceName, description="The session's source; needed when several share the id."),
+        ] = None,
+        namespace: NamespaceFilter = None,
+    ) -> schemas.HookSessionDetail:
+        """The session, its events oldest first and its tool calls with pre/post paired and durations.
+        Sessions are keyed by (namespace, source, session_id): when several sources (or namespaces) use the
+        same id, name one with `?source=` (and `?namespace=`); otherwise this is a 409 listing them."""
+        found = await HookQueryService(uow).session(
+            session_id, source=source, namespaces=await visible_namespaces(request, namespace)
+        )
         if found is None:
             raise ProblemError(404, f"No hook session {session_id}.")
         return found
 
     @get("/stats", operation_id="getHookStats", summary="Counts per source and type; tool durations",
          responses=platform.AUTH_RESPONSES)  # fmt: skip
-    async def stats(self, uow: NamedDependency[UnitOfWork], source: FromQuery[str | None] = None) -> schemas.HookStats:
+    async def stats(
+        self,
+        request: Request[Any, Any, Any],
+        uow: NamedDependency[UnitOfWork],
+        source: Source = None,
+        namespace: NamespaceFilter = None,
+    ) -> schemas.HookStats:
         """Processed events per source and event type; per tool the calls, completed calls, errors and the
-        p50/p95/max duration in milliseconds."""
-        return await HookQueryService(uow).stats(source=source)
+        p50/p95/max duration in milliseconds (over the key's namespaces, or the one named)."""
+        return await HookQueryService(uow).stats(source=source, namespaces=await visible_namespaces(request, namespace))

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from omninode_bridge.modules.hooks.services._claude_code import (
+    CLAUDE_CODE_EVENT_TYPES,
+    CLAUDE_CODE_SOURCE,
+    claude_code_event_type,
+    claude_code_hook,
+    parse_batch,
+    parse_claude_code,
+    parse_hook,
+)
 from omninode_bridge.modules.hooks.services._ingest import (
     HookIngestService,
     body_hash,
@@ -14,6 +23,7 @@ from omninode_bridge.modules.hooks.services._live import (
     LIVE_STREAM,
     LiveFeed,
     StreamFilter,
+    StreamGrant,
     TicketBook,
     reader_client,
     sse_events,
@@ -25,19 +35,27 @@ from omninode_bridge.modules.hooks.services._retention import RetentionPurger
 from omninode_bridge.modules.hooks.services._sources import WebhookSourceService, to_source
 
 __all__ = [
+    "CLAUDE_CODE_EVENT_TYPES",
+    "CLAUDE_CODE_SOURCE",
     "LIVE_STREAM",
     "HookIngestService",
     "HookQueryService",
     "LiveFeed",
     "RetentionPurger",
     "StreamFilter",
+    "StreamGrant",
     "TicketBook",
     "WebhookSourceService",
     "body_hash",
+    "claude_code_event_type",
+    "claude_code_hook",
     "decode_batch",
     "decode_hook",
     "event_type_of",
     "json_path",
+    "parse_batch",
+    "parse_claude_code",
+    "parse_hook",
     "process_hook",
     "reader_client",
     "sse_events",

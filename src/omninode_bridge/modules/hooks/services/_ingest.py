@@ -32,6 +32,7 @@ _json = msgspec.json.Encoder()
 _EVENT_COLUMNS = [
     "event_id", "kind", "source", "event_type", "session_id", "correlation_id", "tool_name", "tool_call_id",
     "occurred_at", "received_at", "data", "body_hash", "raw_body", "content_type", "redacted", "batch_id", "key_id",
+    "namespace",
 ]  # fmt: skip
 _OUTBOX_COLUMNS = ["event_id", "topic", "key", "event_type", "envelope", "headers"]
 
@@ -41,7 +42,7 @@ def _event_record(hook: AcceptedHook) -> tuple[Any, ...]:
     return (
         hook.event_id, hook.kind, hook.source, hook.event_type, hook.session_id, hook.correlation_id, hook.tool_name,
         hook.tool_call_id, hook.occurred_at, hook.received_at, _json.encode(hook.data).decode(), hook.body_hash,
-        hook.raw_body, hook.content_type, hook.redacted, hook.batch_id, hook.key_id,
+        hook.raw_body, hook.content_type, hook.redacted, hook.batch_id, hook.key_id, hook.namespace,
     )  # fmt: skip
 
 
@@ -60,13 +61,14 @@ _ACCEPT_ONE = text(
         RETURNING event_id
     ), stored AS (
         INSERT INTO hook_events (event_id, kind, source, event_type, session_id, correlation_id, tool_name,
-            tool_call_id, occurred_at, received_at, data, body_hash, raw_body, content_type, redacted, batch_id, key_id)
+            tool_call_id, occurred_at, received_at, data, body_hash, raw_body, content_type, redacted, batch_id, key_id,
+            namespace)
         SELECT event_id, CAST(:kind AS varchar), CAST(:source AS varchar), CAST(:event_type AS varchar),
             CAST(:session_id AS varchar), CAST(:correlation_id AS varchar), CAST(:tool_name AS varchar),
             CAST(:tool_call_id AS varchar), CAST(:occurred_at AS timestamptz), CAST(:received_at AS timestamptz),
             CAST(:data AS jsonb), CAST(:body_hash AS varchar), CAST(:raw_body AS bytea),
             CAST(:content_type AS varchar), CAST(:redacted AS boolean), CAST(:batch_id AS uuid),
-            CAST(:key_id AS uuid)
+            CAST(:key_id AS uuid), CAST(:namespace AS varchar)
         FROM claim
         RETURNING event_id
     ), staged AS (
@@ -157,6 +159,7 @@ class HookIngestService:
         key_id: uuid.UUID | None,
         now: dt.datetime,
         measure: bool,
+        namespace: str = schemas.DEFAULT_NAMESPACE,
         body_hash: str | None = None,
         batch_id: uuid.UUID | None = None,
     ) -> AcceptedHook:
@@ -168,6 +171,7 @@ class HookIngestService:
             key_id: The API key that posted it.
             now: Time of receipt (the default ``timestamp``).
             measure: Whether the data may exceed the per-hook limit and must be measured.
+            namespace: The namespace the hook goes to (already checked against the key).
             body_hash: BLAKE3 of the request body (single hooks).
             batch_id: The batch it came in.
         """
@@ -185,6 +189,7 @@ class HookIngestService:
             correlation_id=hook.correlation_id or correlation_id, occurred_at=hook.timestamp or now, data=data,
             redacted=redacted, session_id=hook.session_id, tool_name=hook.tool_name, tool_call_id=hook.tool_call_id,
             body_hash=body_hash, batch_id=batch_id, key_id=key_id, data_truncated=truncated, received_at=now,
+            namespace=namespace,
         )  # fmt: skip
 
     def prepare_webhook(
@@ -237,10 +242,12 @@ class HookIngestService:
 
         Args:
             hook: The prepared hook.
-            idempotency_key: The sender's key (``webhook-id``, ``Idempotency-Key``); without one the body
-                hash identifies duplicates.
+            idempotency_key: The sender's key (``webhook-id``, ``Idempotency-Key``). Without one, only a
+                webhook is deduplicated by its body hash (per source); agent hooks repeat byte for byte on
+                purpose (Claude Code's ``Stop`` every turn), so they are never deduplicated by content.
         """
-        key = idempotency_key or (f"blake3:{hook.body_hash}" if hook.body_hash else None)
+        body_key = f"blake3:{hook.body_hash}" if hook.body_hash and hook.kind == "webhook" else None
+        key = idempotency_key or body_key
         (outbox_row,) = self.runtime.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(hook)])
         if key is None or self.window <= 0:
             await self.uow.session.execute(_INSERT_EVENTS, [hook.row()])

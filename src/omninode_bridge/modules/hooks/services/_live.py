@@ -32,7 +32,16 @@ from omninode_bridge.core.db import Database
 from omninode_bridge.modules.hooks.events import AcceptedHook
 from omninode_bridge.modules.hooks.models import HookEvent
 
-__all__ = ["LIVE_STREAM", "LiveFeed", "StreamFilter", "TicketBook", "reader_client", "sse_events", "valid_stream_id"]
+__all__ = [
+    "LIVE_STREAM",
+    "LiveFeed",
+    "StreamFilter",
+    "StreamGrant",
+    "TicketBook",
+    "reader_client",
+    "sse_events",
+    "valid_stream_id",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -51,12 +60,21 @@ class _Head(msgspec.Struct):
     """The fields of a live entry a filter looks at (the rest is skipped by the decoder)."""
 
     source: str | None = None
+    namespace: str = "default"
     session_id: str | None = None
     event_type: str | None = None
 
 
+class StreamGrant(msgspec.Struct, frozen=True):
+    """What a stream ticket lets its holder see: the issuing key and its namespaces (None: all)."""
+
+    key_id: uuid.UUID
+    namespaces: frozenset[str] | None = None
+
+
 _entries = msgspec.json.Decoder(list[msgspec.Raw])
 _head = msgspec.json.Decoder(_Head)
+_grant = msgspec.json.Decoder(StreamGrant)
 
 
 def _id_key(stream_id: str) -> tuple[int, int]:
@@ -143,39 +161,47 @@ class TicketBook:
         self.redis = redis
         self.ttl = ttl_seconds
 
-    async def issue(self, key_id: uuid.UUID) -> str:
-        """A new ticket for the API key ``key_id``."""
+    async def issue(self, key_id: uuid.UUID, namespaces: frozenset[str] | None = None) -> str:
+        """A new ticket for the API key ``key_id``, limited to the key's ``namespaces``."""
         ticket = secrets.token_urlsafe(24)
-        await self.redis.set(_TICKETS + ticket, str(key_id), ex=self.ttl)
+        grant = StreamGrant(key_id=key_id, namespaces=namespaces)
+        await self.redis.set(_TICKETS + ticket, msgspec.json.encode(grant), ex=self.ttl)
         return ticket
 
-    async def redeem(self, ticket: str) -> uuid.UUID | None:
-        """The key a valid ticket was issued to (reusable until it expires, so the browser can reconnect)."""
+    async def redeem(self, ticket: str) -> StreamGrant | None:
+        """What a valid ticket grants (reusable until it expires, so the browser can reconnect)."""
         if not ticket or len(ticket) > 64:
             return None
         value = await self.redis.get(_TICKETS + ticket)
-        return uuid.UUID(value.decode()) if value else None
+        if not value:
+            return None
+        try:
+            return _grant.decode(value)
+        except msgspec.DecodeError:  # a ticket issued before grants carried namespaces: it is refused
+            return None
 
 
 @dataclass(frozen=True, slots=True)
 class StreamFilter:
-    """Which hooks a viewer wants; ``None`` matches anything."""
+    """Which hooks a viewer wants (and may see: ``namespaces``); ``None`` matches anything."""
 
     source: str | None = None
     session_id: str | None = None
     event_type: str | None = None
+    namespaces: frozenset[str] | None = None
 
     def matches(self, event: Any) -> bool:
-        """Whether ``event`` (anything with source, session_id and event_type attributes) passes."""
+        """Whether ``event`` (anything with source, namespace, session_id and event_type attributes) passes."""
         return (
-            (self.source is None or event.source == self.source)
+            (self.namespaces is None or event.namespace in self.namespaces)
+            and (self.source is None or event.source == self.source)
             and (self.session_id is None or event.session_id == self.session_id)
             and (self.event_type is None or event.event_type == self.event_type)
         )
 
     @property
     def empty(self) -> bool:
-        return self.source is None and self.session_id is None and self.event_type is None
+        return self.source is None and self.session_id is None and self.event_type is None and self.namespaces is None
 
 
 def valid_stream_id(value: str | None) -> str | None:
@@ -200,6 +226,8 @@ async def _backlog(database: Database, since_ms: int, until_ms: int, wanted: Str
     ):
         if value is not None:
             query = query.where(column == value)
+    if wanted.namespaces is not None:
+        query = query.where(HookEvent.namespace.in_(wanted.namespaces))
     async with database.unit_of_work() as uow:
         rows = (await uow.session.scalars(query)).all()
     out = []
@@ -208,7 +236,7 @@ async def _backlog(database: Database, since_ms: int, until_ms: int, wanted: Str
             event_id=row.event_id, kind=row.kind, source=row.source, event_type=row.event_type,
             correlation_id=row.correlation_id, occurred_at=row.occurred_at, data=row.data, redacted=row.redacted,
             session_id=row.session_id, tool_name=row.tool_name, tool_call_id=row.tool_call_id,
-            received_at=row.received_at,
+            received_at=row.received_at, namespace=row.namespace,
         )  # fmt: skip
         out.append((f"{int(row.received_at.timestamp() * 1000)}-0", hook.live()))
     return out

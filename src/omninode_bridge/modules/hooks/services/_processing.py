@@ -19,26 +19,34 @@ from omninode_bridge.core.events import OnexEnvelopeV1
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.models import HookEvent, SourceStat, ToolCall
 
-__all__ = ["POST_TOOL_USE", "PRE_TOOL_USE", "SESSION_END", "process_hook", "tool_outcome"]
+__all__ = ["POST_TOOL_USE", "PRE_TOOL_USE", "SESSION_END", "SESSION_START", "process_hook", "tool_outcome"]
 
 PRE_TOOL_USE = "pre_tool_use"
 POST_TOOL_USE = "post_tool_use"
+SESSION_START = "session_start"
 SESSION_END = "session_end"
 
+# Sessions are keyed by (namespace, source, session_id): another source cannot end Claude Code's session.
+# A session_start after the session ended (Claude Code's resume) opens it again.
 _SESSION_UPSERT = text(
     """
-    INSERT INTO hook_sessions (session_id, source, status, first_seen, last_seen, ended_at, event_count, counts_by_type)
-    VALUES (:session_id, :source, CASE WHEN :ended THEN 'ended' ELSE 'active' END, :at, :at,
+    INSERT INTO hook_sessions (namespace, source, session_id, status, first_seen, last_seen, ended_at, event_count,
+                               counts_by_type)
+    VALUES (:namespace, :source, :session_id, CASE WHEN :ended THEN 'ended' ELSE 'active' END, :at, :at,
             CASE WHEN :ended THEN CAST(:at AS timestamptz) END, 1, jsonb_build_object(CAST(:event_type AS text), 1))
-    ON CONFLICT (session_id) DO UPDATE SET
+    ON CONFLICT (namespace, source, session_id) DO UPDATE SET
         first_seen = LEAST(hook_sessions.first_seen, EXCLUDED.first_seen),
         last_seen = GREATEST(hook_sessions.last_seen, EXCLUDED.last_seen),
         event_count = hook_sessions.event_count + 1,
         counts_by_type = hook_sessions.counts_by_type || jsonb_build_object(
             CAST(:event_type AS text),
             COALESCE((hook_sessions.counts_by_type ->> CAST(:event_type AS text))::bigint, 0) + 1),
-        status = CASE WHEN :ended THEN 'ended' ELSE hook_sessions.status END,
-        ended_at = CASE WHEN :ended THEN EXCLUDED.last_seen ELSE hook_sessions.ended_at END
+        status = CASE WHEN :ended THEN 'ended'
+                      WHEN :started AND hook_sessions.ended_at < EXCLUDED.last_seen THEN 'active'
+                      ELSE hook_sessions.status END,
+        ended_at = CASE WHEN :ended THEN EXCLUDED.last_seen
+                        WHEN :started AND hook_sessions.ended_at < EXCLUDED.last_seen THEN NULL
+                        ELSE hook_sessions.ended_at END
     """
 )
 
@@ -46,11 +54,15 @@ _SESSION_UPSERT = text(
 def tool_outcome(data: dict[str, Any] | None) -> tuple[str, str | None]:
     """(``success`` or ``error``, error text) of a ``post_tool_use``'s data.
 
-    An ``error`` value, ``success: false``, ``is_error: true`` or a ``status`` of error/failed/failure means
-    the call failed.
+    Claude Code's ``PostToolUseFailure``, an ``error`` value, ``success: false``, ``is_error: true`` or a
+    ``status`` of error/failed/failure means the call failed.
     """
     if not data:
         return "success", None
+    if data.get("hook_event_name") == "PostToolUseFailure":
+        error = data.get("error")
+        text_ = error if isinstance(error, str) else (msgspec.json.encode(error).decode() if error else None)
+        return "error", (text_ or ("interrupted" if data.get("is_interrupt") else "tool call failed"))[:2000]
     error = data.get("error")
     status = str(data.get("status", "")).lower()
     if (
@@ -74,11 +86,11 @@ async def process_hook(envelope: OnexEnvelopeV1, uow: UnitOfWork, _: Any) -> Non
         .where(HookEvent.event_id == envelope.event_id)
         .values(status="processed", processed_at=func.now())
     )
-    stat = pg_insert(SourceStat).values(source=hook.source, event_type=hook.event_type, count=1, first_seen=at,
-                                        last_seen=at)  # fmt: skip
+    stat = pg_insert(SourceStat).values(namespace=hook.namespace, source=hook.source, event_type=hook.event_type,
+                                        count=1, first_seen=at, last_seen=at)  # fmt: skip
     await session.execute(
         stat.on_conflict_do_update(
-            index_elements=[SourceStat.source, SourceStat.event_type],
+            index_elements=[SourceStat.namespace, SourceStat.source, SourceStat.event_type],
             set_={
                 "count": SourceStat.count + 1,
                 "last_seen": func.greatest(SourceStat.last_seen, stat.excluded.last_seen),
@@ -88,8 +100,9 @@ async def process_hook(envelope: OnexEnvelopeV1, uow: UnitOfWork, _: Any) -> Non
     if hook.session_id:
         await session.execute(
             _SESSION_UPSERT,
-            {"session_id": hook.session_id, "source": hook.source, "at": at, "event_type": hook.event_type,
-             "ended": hook.event_type == SESSION_END},
+            {"session_id": hook.session_id, "source": hook.source, "namespace": hook.namespace, "at": at,
+             "event_type": hook.event_type, "ended": hook.event_type == SESSION_END,
+             "started": hook.event_type == SESSION_START},
         )  # fmt: skip
     if hook.tool_call_id and hook.event_type in (PRE_TOOL_USE, POST_TOOL_USE):
         await _pair_tool_call(uow, envelope, hook)
@@ -103,12 +116,16 @@ async def _pair_tool_call(uow: UnitOfWork, envelope: OnexEnvelopeV1, hook: schem
     # row if needed, then lock it.
     await session.execute(
         pg_insert(ToolCall)
-        .values(source=hook.source, tool_call_id=hook.tool_call_id)
-        .on_conflict_do_nothing(index_elements=[ToolCall.source, ToolCall.tool_call_id])
+        .values(namespace=hook.namespace, source=hook.source, tool_call_id=hook.tool_call_id)
+        .on_conflict_do_nothing(index_elements=[ToolCall.namespace, ToolCall.source, ToolCall.tool_call_id])
     )
     call = await session.scalar(
         select(ToolCall)
-        .where(ToolCall.source == hook.source, ToolCall.tool_call_id == hook.tool_call_id)
+        .where(
+            ToolCall.namespace == hook.namespace,
+            ToolCall.source == hook.source,
+            ToolCall.tool_call_id == hook.tool_call_id,
+        )
         .with_for_update()
     )
     assert call is not None

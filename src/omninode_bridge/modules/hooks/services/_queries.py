@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import func, literal_column, select, tuple_
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
@@ -23,12 +23,38 @@ __all__ = ["HookQueryService", "to_event"]
 
 #: Events a session timeline shows at most.
 TIMELINE_LIMIT = 5000
+#: Sessions of one id (from several sources or namespaces) listed in a 409 at most.
+AMBIGUOUS_LIMIT = 20
+
+#: Which namespaces a caller sees: ``None`` is every namespace.
+Namespaces = frozenset[str] | None
+
+
+def _bad_cursor() -> ProblemError:
+    return ProblemError(
+        422, "cursor must be the next_cursor of a previous page", extra={"errors": [{"field": "cursor"}]}
+    )
+
+
+def _session_cursor(cursor: str) -> tuple[dt.datetime, str, str, str]:
+    """Parse a sessions cursor ``<last_seen ISO>|<namespace>|<source>|<session_id>``."""
+    parts = cursor.split("|", 3)
+    if len(parts) != 4:
+        raise _bad_cursor()
+    try:
+        seen = dt.datetime.fromisoformat(parts[0])
+    except ValueError:
+        raise _bad_cursor() from None
+    if seen.tzinfo is None:
+        raise _bad_cursor()
+    return seen, parts[1], parts[2], parts[3]
 
 
 def to_event(row: HookEvent) -> schemas.HookEvent:
     """The API form of a stored event."""
     return schemas.HookEvent(
-        id=row.id, event_id=row.event_id, kind=row.kind, source=row.source, event_type=row.event_type,
+        id=row.id, event_id=row.event_id, kind=row.kind, source=row.source, namespace=row.namespace,
+        event_type=row.event_type,
         session_id=row.session_id, correlation_id=row.correlation_id, tool_name=row.tool_name,
         tool_call_id=row.tool_call_id, occurred_at=row.occurred_at, received_at=row.received_at, status=row.status,
         processed_at=row.processed_at, data=dict(row.data or {}), redacted=row.redacted, body_hash=row.body_hash,
@@ -38,8 +64,8 @@ def to_event(row: HookEvent) -> schemas.HookEvent:
 
 def _session(row: HookSession) -> schemas.HookSessionSummary:
     return schemas.HookSessionSummary(
-        session_id=row.session_id, source=row.source, status=row.status, first_seen=row.first_seen,
-        last_seen=row.last_seen, ended_at=row.ended_at, event_count=row.event_count,
+        session_id=row.session_id, source=row.source, namespace=row.namespace, status=row.status,
+        first_seen=row.first_seen, last_seen=row.last_seen, ended_at=row.ended_at, event_count=row.event_count,
         counts_by_type=dict(row.counts_by_type or {}),
     )  # fmt: skip
 
@@ -70,12 +96,15 @@ class HookQueryService:
         tool_name: str | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
+        namespaces: Namespaces = None,
     ) -> schemas.HookEventPage:
         """Events newest first (by arrival), after ``cursor``, matching every filter given.
 
-        ``since``/``until`` bound ``occurred_at`` (``since`` inclusive, ``until`` exclusive).
+        ``since``/``until`` bound ``occurred_at`` (``since`` inclusive, ``until`` exclusive); ``namespaces``
+        limits them to the caller's namespaces.
         """
         filters: list[Filter] = [
+            (namespaces, lambda: HookEvent.namespace.in_(namespaces or ())),
             (source, lambda: HookEvent.source == source),
             (event_type, lambda: HookEvent.event_type == event_type),
             (session_id, lambda: HookEvent.session_id == session_id),
@@ -87,49 +116,87 @@ class HookQueryService:
         rows, next_cursor = await newest_first(self.uow.session, HookEvent, limit=limit, cursor=cursor, filters=filters)
         return schemas.HookEventPage(items=[to_event(r) for r in rows], next_cursor=next_cursor)
 
-    async def get(self, event_id: uuid.UUID) -> schemas.HookEvent | None:
-        """One event, or None."""
+    async def get(self, event_id: uuid.UUID, *, namespaces: Namespaces = None) -> schemas.HookEvent | None:
+        """One event, or None (also when it is outside ``namespaces``: its existence is not revealed)."""
         row = await self.uow.session.scalar(select(HookEvent).where(HookEvent.event_id == event_id))
-        return to_event(row) if row is not None else None
+        if row is None or (namespaces is not None and row.namespace not in namespaces):
+            return None
+        return to_event(row)
 
     async def sessions(
-        self, *, limit: int, cursor: str | None = None, source: str | None = None, status: str | None = None
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        source: str | None = None,
+        status: str | None = None,
+        namespaces: Namespaces = None,
     ) -> schemas.HookSessionPage:
-        """Sessions, most recently active first; the cursor is ``<last_seen ISO>|<session_id>``."""
+        """Sessions, most recently active first; the cursor is ``<last_seen ISO>|<namespace>|<source>|<id>``."""
+        key = tuple_(HookSession.last_seen, HookSession.namespace, HookSession.source, HookSession.session_id)
         query = (
-            select(HookSession).order_by(HookSession.last_seen.desc(), HookSession.session_id.desc()).limit(limit + 1)
+            select(HookSession)
+            .order_by(
+                HookSession.last_seen.desc(),
+                HookSession.namespace.desc(),
+                HookSession.source.desc(),
+                HookSession.session_id.desc(),
+            )
+            .limit(limit + 1)
         )
         if cursor is not None:
-            stamp, _, after = cursor.partition("|")
-            try:
-                seen = dt.datetime.fromisoformat(stamp)
-            except ValueError:
-                raise ProblemError(
-                    422, "cursor must be the next_cursor of a previous page", extra={"errors": [{"field": "cursor"}]}
-                ) from None
-            query = query.where(
-                (HookSession.last_seen < seen) | ((HookSession.last_seen == seen) & (HookSession.session_id < after))
-            )
+            query = query.where(key < tuple_(*_session_cursor(cursor)))
         if source is not None:
             query = query.where(HookSession.source == source)
         if status is not None:
             query = query.where(HookSession.status == status)
+        if namespaces is not None:
+            query = query.where(HookSession.namespace.in_(namespaces))
         rows = list((await self.uow.session.scalars(query)).all())
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = f"{rows[-1].last_seen.isoformat()}|{rows[-1].session_id}" if more and rows else None
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = f"{last.last_seen.isoformat()}|{last.namespace}|{last.source}|{last.session_id}"
         return schemas.HookSessionPage(items=[_session(r) for r in rows], next_cursor=next_cursor)
 
-    async def session(self, session_id: str) -> schemas.HookSessionDetail | None:
-        """A session's summary, its events oldest first and its tool calls by start; None if unknown."""
-        summary = await self.uow.session.get(HookSession, session_id)
-        if summary is None:
+    async def session(
+        self, session_id: str, *, source: str | None = None, namespaces: Namespaces = None
+    ) -> schemas.HookSessionDetail | None:
+        """A session's summary, its events oldest first and its tool calls by start; None if unknown.
+
+        Sessions are keyed by (namespace, source, session_id). Without ``source`` the id must name one
+        visible session.
+
+        Raises:
+            ProblemError: 409 listing the candidates when several sources (or namespaces) share the id.
+        """
+        query = select(HookSession).where(HookSession.session_id == session_id).limit(AMBIGUOUS_LIMIT)
+        if source is not None:
+            query = query.where(HookSession.source == source)
+        if namespaces is not None:
+            query = query.where(HookSession.namespace.in_(namespaces))
+        found = list((await self.uow.session.scalars(query)).all())
+        if not found:
             return None
+        if len(found) > 1:
+            raise ProblemError(
+                409,
+                f"{len(found)} sessions have the id {session_id}; name one with ?source= (and ?namespace=).",
+                slug="ambiguous-session",
+                extra={"sessions": [{"source": r.source, "namespace": r.namespace} for r in found]},
+            )
+        summary = found[0]
         events = list(
             (
                 await self.uow.session.scalars(
                     select(HookEvent)
-                    .where(HookEvent.session_id == session_id)
+                    .where(
+                        HookEvent.session_id == session_id,
+                        HookEvent.source == summary.source,
+                        HookEvent.namespace == summary.namespace,
+                    )
                     .order_by(HookEvent.occurred_at, HookEvent.id)
                     .limit(TIMELINE_LIMIT + 1)
                 )
@@ -138,7 +205,11 @@ class HookQueryService:
         calls = (
             await self.uow.session.scalars(
                 select(ToolCall)
-                .where(ToolCall.session_id == session_id)
+                .where(
+                    ToolCall.session_id == session_id,
+                    ToolCall.source == summary.source,
+                    ToolCall.namespace == summary.namespace,
+                )
                 .order_by(ToolCall.started_at.asc().nulls_last(), ToolCall.id)
             )
         ).all()
@@ -149,12 +220,26 @@ class HookQueryService:
             events_truncated=len(events) > TIMELINE_LIMIT,
         )
 
-    async def stats(self, *, source: str | None = None) -> schemas.HookStats:
-        """Counts per source and event type, and per tool the calls, errors and p50/p95/max durations."""
-        stats_query = select(SourceStat).order_by(SourceStat.source, SourceStat.event_type)
+    async def stats(self, *, source: str | None = None, namespaces: Namespaces = None) -> schemas.HookStats:
+        """Counts per source and event type, and per tool the calls, errors and p50/p95/max durations.
+
+        ``namespaces`` limits every figure to the caller's namespaces.
+        """
+        stats_query = (
+            select(
+                SourceStat.source,
+                SourceStat.event_type,
+                func.sum(SourceStat.count).label("count"),
+                func.max(SourceStat.last_seen).label("last_seen"),
+            )
+            .group_by(SourceStat.source, SourceStat.event_type)
+            .order_by(SourceStat.source, SourceStat.event_type)
+        )
         if source is not None:
             stats_query = stats_query.where(SourceStat.source == source)
-        counts = (await self.uow.session.scalars(stats_query)).all()
+        if namespaces is not None:
+            stats_query = stats_query.where(SourceStat.namespace.in_(namespaces))
+        counts = (await self.uow.session.execute(stats_query)).all()
         duration = ToolCall.duration_ms
         # A literal, not a parameter: PostgreSQL must see the same expression in SELECT and GROUP BY.
         tool = func.coalesce(ToolCall.tool_name, literal_column("'(unknown)'"))
@@ -173,14 +258,18 @@ class HookQueryService:
         )
         if source is not None:
             tools_query = tools_query.where(ToolCall.source == source)
+        if namespaces is not None:
+            tools_query = tools_query.where(ToolCall.namespace.in_(namespaces))
         tools = (await self.uow.session.execute(tools_query)).all()
         sessions_query = select(func.count()).select_from(HookSession)
         if source is not None:
             sessions_query = sessions_query.where(HookSession.source == source)
+        if namespaces is not None:
+            sessions_query = sessions_query.where(HookSession.namespace.in_(namespaces))
         sessions_total = await self.uow.session.scalar(sessions_query)
         return schemas.HookStats(
             sources=[
-                schemas.SourceStat(source=c.source, event_type=c.event_type, count=c.count, last_seen=c.last_seen)
+                schemas.SourceStat(source=c.source, event_type=c.event_type, count=int(c.count), last_seen=c.last_seen)
                 for c in counts
             ],
             tools=[
@@ -195,27 +284,29 @@ class HookQueryService:
                 )
                 for t in tools
             ],
-            events_total=sum(c.count for c in counts),
+            events_total=sum(int(c.count) for c in counts),
             sessions_total=int(sessions_total or 0),
         )
 
-    async def replay(self, runtime: Runtime, event_id: uuid.UUID, *, actor: dict[str, Any]) -> schemas.HookEvent:
+    async def replay(
+        self, runtime: Runtime, event_id: uuid.UUID, *, actor: dict[str, Any], namespaces: Namespaces = None
+    ) -> schemas.HookEvent:
         """Publish a stored hook again, with its original event id and ``replay: true``; audited; commits.
 
         Consumers that deduplicate by event id (the hooks processor among them) skip it; others see the
         ``replay`` flag in the payload and the ``replay`` header.
 
         Raises:
-            ProblemError: 404 when the event does not exist.
+            ProblemError: 404 when the event does not exist (or is outside ``namespaces``).
         """
         row = await self.uow.session.scalar(select(HookEvent).where(HookEvent.event_id == event_id))
-        if row is None:
+        if row is None or (namespaces is not None and row.namespace not in namespaces):
             raise ProblemError(404, f"No hook event with id {event_id}.")
         hook = AcceptedHook(
             event_id=row.event_id, kind=row.kind, source=row.source, event_type=row.event_type,
             correlation_id=row.correlation_id, occurred_at=row.occurred_at, data=dict(row.data or {}),
             redacted=row.redacted, session_id=row.session_id, tool_name=row.tool_name, tool_call_id=row.tool_call_id,
-            body_hash=row.body_hash, received_at=row.received_at,
+            body_hash=row.body_hash, received_at=row.received_at, namespace=row.namespace,
         )  # fmt: skip
         envelope = envelope_of(hook, replay=True)
         headers = {name: value.decode() for name, value in kafka_headers(envelope)}

@@ -21,7 +21,7 @@ def to_source(row: WebhookSource) -> schemas.WebhookSource:
     """The listed form of a source (secrets are never shown)."""
     return schemas.WebhookSource(
         name=row.name, scheme=row.scheme, secret_count=len(row.secrets or []), description=row.description,
-        event_type_header=row.event_type_header, event_type_path=row.event_type_path,
+        namespace=row.namespace, event_type_header=row.event_type_header, event_type_path=row.event_type_path,
         default_event_type=row.default_event_type, enabled=row.enabled, endpoint=f"/hooks/{row.name}",
         created_at=row.created_at, updated_at=row.updated_at,
     )  # fmt: skip
@@ -71,6 +71,7 @@ class WebhookSourceService:
         now = dt.datetime.now(dt.UTC)
         row = WebhookSource(
             name=data.name, scheme=data.scheme, secrets=list(data.secrets), description=data.description,
+            namespace=data.namespace,
             event_type_header=data.event_type_header, event_type_path=data.event_type_path,
             default_event_type=data.default_event_type, enabled=data.enabled, created_at=now, updated_at=now,
         )  # fmt: skip
@@ -95,7 +96,7 @@ class WebhookSourceService:
         secrets = list(data.secrets) if data.secrets is not None else list(row.secrets or [])
         _check(scheme, secrets)
         row.scheme, row.secrets = scheme, secrets
-        for field in ("description", "default_event_type", "enabled"):
+        for field in ("description", "namespace", "default_event_type", "enabled"):
             if getattr(data, field) is not None:
                 setattr(row, field, getattr(data, field))
         for field in ("event_type_header", "event_type_path"):

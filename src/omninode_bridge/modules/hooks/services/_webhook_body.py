@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-import msgspec
+from omninode_bridge.core.inputs import MalformedBodyError, check_json_body, check_json_value
 
 __all__ = ["body_text", "parse_webhook_body"]
 
@@ -20,9 +20,14 @@ def parse_webhook_body(body: bytes, content_type: str | None) -> Any:
       which becomes the document; other forms become an object of their fields (a repeated field as a list).
     * Anything else (or malformed JSON): None; the caller still scans the text for secrets.
 
+    The document gets the same checks as every JSON request body (no NUL in a string or key, bounded depth).
+
     Args:
         body: The raw, verified body.
         content_type: The request's ``Content-Type`` header.
+
+    Raises:
+        InputError: The document holds a NUL or is nested too deep (a 422).
     """
     media_type = (content_type or "").partition(";")[0].strip().lower()
     if media_type == _FORM:
@@ -42,21 +47,24 @@ def parse_webhook_body(body: bytes, content_type: str | None) -> Any:
         payload = form.get("payload")
         if isinstance(payload, str) and payload.lstrip()[:1] in ("{", "["):
             try:
-                return msgspec.json.decode(payload)
-            except msgspec.DecodeError:
+                return check_json_body(payload.encode())
+            except MalformedBodyError:
                 pass
+        check_json_value(form)
         return form or None
     if body.lstrip()[:1] in (b"{", b"["):
         try:
-            return msgspec.json.decode(body)
-        except msgspec.DecodeError:
+            return check_json_body(body)
+        except MalformedBodyError:
             return None
     return None
 
 
 def body_text(body: bytes) -> str | None:
-    """The body as text (for a secret scan of a body we could not parse), or None when it is not UTF-8."""
+    """The body as text (for a secret scan of a body we could not parse), or None when it is not UTF-8 text
+    that PostgreSQL can store (it refuses NUL)."""
     try:
-        return body.decode()
+        text = body.decode()
     except UnicodeDecodeError:
         return None
+    return None if "\x00" in text else text

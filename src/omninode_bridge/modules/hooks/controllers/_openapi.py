@@ -1,0 +1,57 @@
+"""The OpenAPI request body of ``POST /hooks``: our hook format or Claude Code's, told apart by ``hook_event_name``.
+
+The endpoint parses its body itself (strictly, and in two formats), so it declares no ``data`` parameter for
+Litestar to document; this operation class states the body instead, from msgspec's own JSON Schema of the
+two structs (references inlined, so the document needs no extra components).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+
+from omninode_bridge.modules.hooks import schemas
+
+__all__ = ["HOOK_BODY_OPERATION", "inline_schema"]
+
+
+def inline_schema(kind: Any) -> dict[str, Any]:
+    """msgspec's JSON Schema of ``kind`` with every ``$ref`` replaced by its definition (no recursive types)."""
+    document = msgspec.json.schema(kind)
+    definitions = document.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(document)
+
+
+_BODY = {
+    "oneOf": [inline_schema(schemas.HookEventIn), inline_schema(schemas.ClaudeCodeHookIn)],
+    "description": "A hook in this service's format, or a Claude Code hook event exactly as Claude Code sends it "
+    "(recognised by hook_event_name; see POST /hooks/claude-code).",
+}
+
+
+@dataclass
+class HookBodyOperation(Operation):
+    """An operation whose request body is either hook format."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=_BODY)},  # type: ignore[arg-type]
+            required=True,
+        )
+
+
+HOOK_BODY_OPERATION = HookBodyOperation
