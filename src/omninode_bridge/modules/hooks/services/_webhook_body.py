@@ -61,10 +61,11 @@ def parse_webhook_body(body: bytes, content_type: str | None) -> Any:
 
 
 def body_text(body: bytes) -> str | None:
-    """The body as text (for a secret scan of a body we could not parse), or None when it is not UTF-8 text
-    that PostgreSQL can store (it refuses NUL)."""
+    """The body as text (for a secret scan of a body we could not parse), or None when it is not UTF-8.
+
+    NUL becomes U+FFFD: PostgreSQL refuses NUL in text, and the redacted text may be stored.
+    """
     try:
-        text = body.decode()
+        return body.decode().replace("\x00", "\ufffd")
     except UnicodeDecodeError:
         return None
-    return None if "\x00" in text else text
