@@ -140,6 +140,7 @@ def dev(
                 log_config=None,
                 access_log=False,
                 timeout_graceful_shutdown=10,
+                proxy_headers=False,  # the client IP is resolved by OMNINODE_TRUSTED_PROXIES alone
             )
         )
         server.run()
@@ -180,6 +181,7 @@ def serve() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        proxy_headers=False,  # the client IP is resolved by OMNINODE_TRUSTED_PROXIES alone
     )
 
 

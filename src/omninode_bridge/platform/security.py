@@ -232,6 +232,23 @@ class SecurityMiddleware:
             decision = await self._limit(limiter, identity, audit, None, limit)
             await self.app(scope, receive, _with_headers(send, decision))
             return
+        principal = await self._authenticate(key, state.auth_cache, database) if key else None
+        if principal is None:
+            # Failed attempts count against the client IP, so guessing keys is rate limited too.
+            decision = await self._limit(limiter, f"ip:{client_ip}", audit, None)
+            await audit("auth.missing" if key is None else "auth.failed", "denied")
+            budget = {k.decode().title(): v.decode() for k, v in decision.headers()} if decision else {}
+            raise NotAuthorizedException(
+                "A valid API key is required in X-API-Key or Authorization: Bearer."
+                if key is None
+                else "The API key is invalid, expired or revoked.",
+                headers={"WWW-Authenticate": 'Bearer realm="omninode-bridge"', **budget},
+            )
+        scope["user"] = principal
+        scope["auth"] = principal.key_id
+        structlog.contextvars.bind_contextvars(key_id=str(principal.key_id))
+        decision = await self._limit(limiter, f"key:{principal.key_id}", audit, principal)
+        await self.app(scope, receive, _with_headers(send, decision))
 
     @staticmethod
     async def _authenticate(key: str, cache: AuthCache, database: Database) -> schemas.Principal | None:
