@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -32,20 +33,12 @@ keys_app = typer.Typer(help="Manage API keys directly in the database.", no_args
 app.add_typer(keys_app, name="api-keys")
 
 
-class _LazyConsole:
+@functools.cache
+def err_console() -> Console:
     """rich's stderr Console, created on first use (importing rich costs a tenth of a second)."""
+    from rich.console import Console
 
-    _console: Console | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._console is None:
-            from rich.console import Console
-
-            type(self)._console = Console(stderr=True)
-        return getattr(self._console, name)
-
-
-console: Any = _LazyConsole()
+    return Console(stderr=True)
 
 
 def _settings() -> Settings:
@@ -54,7 +47,7 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        err_console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
 
 
@@ -74,7 +67,7 @@ def _with_running_dev_stack(settings: Settings) -> Settings:
 def _require(settings: Settings, *names: str) -> None:
     missing = [n for n in settings.missing_services() if n in names]
     if missing:
-        console.print(
+        err_console().print(
             f"[red]error:[/red] {', '.join(missing)} not set. Set it (or run `omninode-bridge dev`, which "
             "starts an embedded stack)."
         )
@@ -115,11 +108,11 @@ def dev(
     )
     base = local_url(settings.server.host, settings.server.port)
     try:
-        console.print(f"Starting the embedded stack in [bold]{stack.state_dir}[/bold] ...")
+        err_console().print(f"Starting the embedded stack in [bold]{stack.state_dir}[/bold] ...")
         try:
             stack.start(api_url=base)
         except StackError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            err_console().print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
         urls = stack.urls
         settings = settings.with_services(
@@ -131,7 +124,7 @@ def dev(
         settings = msgspec.structs.replace(
             settings, security=msgspec.structs.replace(settings.security, api_keys=seeds)
         )
-        console.print(dev_banner(base, dev_key, stack.credentials_path), highlight=False)
+        err_console().print(dev_banner(base, dev_key, stack.credentials_path), highlight=False)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(settings),
@@ -148,7 +141,7 @@ def dev(
         stack.stop()
         if ephemeral:
             shutil.rmtree(directory, ignore_errors=True)
-        console.print("Stopped.")
+        err_console().print("Stopped.")
 
 
 def dev_banner(base: str, dev_key: str, credentials: Path) -> str:
@@ -193,7 +186,7 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
     settings = _with_running_dev_stack(_settings())
     _require(settings, "OMNINODE_DATABASE_URL")
     upgrade(settings.database.url or "", revision)
-    console.print(f"Database migrated to {revision}.")
+    err_console().print(f"Database migrated to {revision}.")
 
 
 @app.command("settings")
@@ -243,7 +236,7 @@ def keys_create(
 
     data = ApiKeyCreate(name=name, scopes=scope, namespaces=namespace or None)
     created = _run_with_keys(lambda svc: svc.create(data, actor=None))
-    console.print(f"Created key {created.id} ({created.name}); it will not be shown again:")  # type: ignore[attr-defined]
+    err_console().print(f"Created key {created.id} ({created.name}); it will not be shown again:")  # type: ignore[attr-defined]
     typer.echo(created.key)  # type: ignore[attr-defined]
 
 
@@ -268,9 +261,9 @@ def keys_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="Id of the key 
     """Revoke a key (running processes drop it within OMNINODE_AUTH_CACHE_SECONDS)."""
     revoked = _run_with_keys(lambda svc: svc.revoke(key_id, actor=None))
     if revoked is None:
-        console.print(f"[red]error:[/red] no key with id {key_id}")
+        err_console().print(f"[red]error:[/red] no key with id {key_id}")
         raise typer.Exit(1)
-    console.print(f"Revoked {key_id}.")
+    err_console().print(f"Revoked {key_id}.")
 
 
 def _register_stamp() -> None:

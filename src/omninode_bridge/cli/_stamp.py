@@ -86,10 +86,11 @@ def stamp_command(
     import time
     from dataclasses import asdict
 
-    from omninode_bridge.cli import _settings, console
+    from omninode_bridge.cli import _settings, err_console
     from omninode_bridge.cli._devstack import find_running_dev, local_url
     from omninode_bridge.cli._stamp_run import collect, run_stamp
 
+    console = err_console()
     settings = _settings()
     running = find_running_dev(settings.server.state_dir) if not (url and api_key) else None
     url = url or (running.api_url if running else None) or local_url(settings.server.host, settings.server.port)
