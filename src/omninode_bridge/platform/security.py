@@ -65,7 +65,8 @@ EXEMPT_PATHS = frozenset({"/health", "/health/", "/health/live", "/health/ready"
 
 #: Route handler ``opt`` for endpoints that authorise requests themselves (signed webhooks, a static page,
 #: a stream opened with a ticket): a presented key is still verified (401 if invalid) and sets the
-#: principal, but a request without a key goes on anonymously, rate limited per client IP.
+#: principal, but a request without a key goes on anonymously, rate limited per client IP, or per source
+#: when the route has a ``{source}`` path parameter and the method is POST (a webhook delivery).
 OPTIONAL_AUTH: dict[str, Any] = {"auth": "optional"}
 
 
