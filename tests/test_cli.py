@@ -81,7 +81,8 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 
 def _run_dev(state_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
-    env = _clean_env(OMNINODE_PORT=str(port), OMNINODE_LOG_LEVEL="INFO")
+    # Its own per-user state record, so the test never touches the record of a developer's `make dev`.
+    env = _clean_env(OMNINODE_PORT=str(port), OMNINODE_LOG_LEVEL="INFO", XDG_STATE_HOME=str(state_dir.parent / "xdg"))
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "omninode_bridge.cli", "dev", "--state-dir", str(state_dir)],
@@ -137,7 +138,9 @@ def test_dev_serves_healthy_stops_cleanly_and_reuses_data(tmp_path: Path) -> Non
         assert created.status_code == 201
     finally:
         output = _stop(process)
-    assert key in output  # the banner shows the development key
+    assert key not in output  # the banner shows the key's prefix and where the full key is kept
+    assert key[:12] in output
+    assert str((state_dir / "credentials.json").resolve()) in output.replace("\n", "")
     log_lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     request_line = next(line for line in log_lines if line.get("correlation_id") == "dev-run-1")
     assert request_line["event"] == "request"

@@ -32,7 +32,15 @@ from typing import IO
 
 import structlog
 
-__all__ = ["EmbeddedKafka", "EmbeddedPostgres", "EmbeddedRedis", "EmbeddedStack", "StackError"]
+__all__ = [
+    "EmbeddedKafka",
+    "EmbeddedPostgres",
+    "EmbeddedRedis",
+    "EmbeddedStack",
+    "StackError",
+    "recorded_state_dir",
+    "state_pointer",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -291,6 +299,25 @@ class EmbeddedKafka(_Server):
         return f"{self.host}:{self.port}"
 
 
+def state_pointer() -> Path:
+    """The per-user file naming the state directory of the running ``dev`` stack.
+
+    ``$XDG_STATE_HOME/omninode-bridge/current``, else ``~/.local/state/omninode-bridge/current``: the CLI
+    reads it to find the stack (its URL and key) from any working directory.
+    """
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "omninode-bridge" / "current"
+
+
+def recorded_state_dir() -> Path | None:
+    """The state directory that the per-user pointer names, or None if there is none."""
+    try:
+        recorded = state_pointer().read_text().strip()
+    except OSError:
+        return None
+    return Path(recorded) if recorded else None
+
+
 class EmbeddedStack:
     """The three embedded servers under one state directory.
 
@@ -316,8 +343,10 @@ class EmbeddedStack:
 
     def _credentials(self) -> dict[str, str]:
         """Passwords and the development API key, generated once per state directory (mode 0600)."""
-        path = self.state_dir / "credentials.json"
+        path = self.credentials_path
         if path.exists():
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # it holds the dev key and passwords: owner only
             return dict(json.loads(path.read_text()))
         creds = {
             "postgres": secrets.token_urlsafe(24),
@@ -328,6 +357,19 @@ class EmbeddedStack:
         with os.fdopen(fd, "w") as out:
             json.dump(creds, out)
         return creds
+
+    @property
+    def credentials_path(self) -> Path:
+        """The 0600 file holding the generated passwords and the development API key."""
+        return self.state_dir / "credentials.json"
+
+    @staticmethod
+    def stored_dev_key(state_dir: Path) -> str | None:
+        """The development API key kept in ``state_dir``, or None when it has none (nothing is created)."""
+        try:
+            return str(json.loads((state_dir / "credentials.json").read_text())["dev_api_key"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     @property
     def dev_api_key(self) -> str:
@@ -354,11 +396,16 @@ class EmbeddedStack:
     def _running_file(self) -> Path:
         return self.state_dir / "running.json"
 
-    def start(self) -> None:
+    def start(self, api_url: str | None = None) -> None:
         """Start every configured server; on failure stop those already started.
 
         While running, ``running.json`` in the state directory records the addresses so that other
-        commands (``migrate``, ``api-keys``) can reach the stack of a running ``dev``.
+        commands (``migrate``, ``api-keys``, ``stamp``) can reach the stack of a running ``dev``.
+
+        Args:
+            api_url: The API this stack serves (given by ``dev``): recorded in ``running.json``, and the
+                state directory is recorded per user (:func:`state_pointer`) so the CLI finds it from
+                any directory.
         """
         try:
             for server in self.servers:
@@ -366,15 +413,32 @@ class EmbeddedStack:
         except BaseException:
             self.stop()
             raise
+        info: dict[str, object] = {"pid": os.getpid(), **self.urls}
+        if api_url is not None:
+            info["api_url"] = api_url
         fd = os.open(self._running_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump({"pid": os.getpid(), **self.urls}, out)
+            json.dump(info, out)
+        if api_url is not None:
+            self._record_state_dir()
+
+    def _record_state_dir(self) -> None:
+        pointer = state_pointer()
+        try:
+            pointer.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            temporary = pointer.with_name(f".current.{os.getpid()}")
+            temporary.write_text(f"{self.state_dir}\n")
+            temporary.replace(pointer)  # atomic: a reader never sees half a path
+        except OSError as exc:
+            log.warning("could not record the state directory", pointer=str(pointer), error=str(exc))
 
     def stop(self) -> None:
-        """Stop the servers in reverse order."""
+        """Stop the servers in reverse order (and forget the per-user record if it names this stack)."""
         for server in reversed(self.servers):
             server.stop()
         self._running_file.unlink(missing_ok=True)
+        if recorded_state_dir() == self.state_dir:
+            state_pointer().unlink(missing_ok=True)
 
     @staticmethod
     def running_urls(state_dir: Path) -> dict[str, str] | None:

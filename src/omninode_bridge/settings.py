@@ -8,6 +8,7 @@ descriptions double as the reference documentation (``omninode-bridge settings``
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "SettingsError",
     "describe_settings",
     "load_settings",
+    "trusted_networks",
 ]
 
 Environment = Literal["development", "test", "production"]
@@ -128,8 +130,8 @@ class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
         str,
         _env(
             "OMNINODE_API_KEYS",
-            "Keys seeded at start-up, comma-separated 'name:key[:scope+scope[:namespace+namespace]]'. "
-            "Scopes default to admin.",
+            "Keys seeded at start-up, comma-separated 'name:key[:scope+scope[:namespace+namespace]]' or a "
+            "bare key (named after its hash). Scopes default to admin.",
         ),
     ] = ""
     stamp_secret: Annotated[
@@ -137,7 +139,21 @@ class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
         _env("OMNINODE_STAMP_SECRET", "Secret of the stamp signatures; refused at its default in production."),
     ] = "dev-stamp-secret-change-me"  # noqa: S105 - development default, refused in production
     rate_limit_requests: Annotated[
-        int, _env("OMNINODE_RATE_LIMIT_REQUESTS", "Requests allowed per key (or client IP) per window.")
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="Requests allowed per key (or client IP) per window.",
+            extra={"env": "OMNINODE_RATE_LIMIT_REQUESTS"},
+        ),
+    ] = 1200
+    rate_limit_webhook_requests: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="Unkeyed webhook deliveries allowed per source (POST /hooks/{source}) "
+            "per window, whatever their client IP.",
+            extra={"env": "OMNINODE_RATE_LIMIT_WEBHOOK_REQUESTS"},
+        ),
     ] = 1200
     rate_limit_window_seconds: Annotated[
         float, _env("OMNINODE_RATE_LIMIT_WINDOW_SECONDS", "Length of the sliding rate-limit window.")
@@ -150,10 +166,33 @@ class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
             "How long a verified key is cached in-process; a revocation reaches other processes within it.",
         ),
     ] = 5.0
-    trust_forwarded_for: Annotated[
-        bool,
-        _env("OMNINODE_TRUST_FORWARDED_FOR", "Take the client IP from X-Forwarded-For (behind a proxy)."),
-    ] = False
+    trusted_proxies: Annotated[
+        str,
+        _env(
+            "OMNINODE_TRUSTED_PROXIES",
+            "Comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed: from such a "
+            "peer the client IP is the rightmost address that is not a trusted proxy. Empty: the TCP peer.",
+        ),
+    ] = ""
+
+    def __post_init__(self) -> None:
+        # Parse now so a bad entry stops start-up with the variable's name instead of failing per request.
+        trusted_networks(self.trusted_proxies)
+
+
+def trusted_networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The networks of ``OMNINODE_TRUSTED_PROXIES`` (a bare IP is a one-address network).
+
+    Raises:
+        ValueError: An entry is neither an IP address nor a CIDR.
+    """
+    networks = []
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"OMNINODE_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
+    return tuple(networks)
 
 
 class StampingSettings(msgspec.Struct, kw_only=True, frozen=True):

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
-import shutil
 import sys
-import tempfile
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from omninode_bridge.settings import Settings, SettingsError, describe_settings, load_settings
+from omninode_bridge.cli._devstack import find_running_dev, local_url
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from omninode_bridge.settings import Settings
+
+# Imports stay inside the commands: `--help` and the first output of every command must not wait for
+# the web framework, the database drivers or the app's modules (seconds of imports).
 
 __all__ = ["main"]
 
@@ -27,24 +31,32 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys directly in the database.", no_args_is_help=True)
 app.add_typer(keys_app, name="api-keys")
-console = Console(stderr=True)
+
+
+@functools.cache
+def err_console() -> Console:
+    """rich's stderr Console, created on first use (importing rich costs a tenth of a second)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _settings() -> Settings:
+    from omninode_bridge.settings import SettingsError, load_settings
+
     try:
         return load_settings()
     except SettingsError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        err_console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
 
 
 def _with_running_dev_stack(settings: Settings) -> Settings:
-    """Fill unset service URLs from a ``dev`` stack running in the state directory."""
-    from omninode_bridge.embedded import EmbeddedStack
-
-    urls = EmbeddedStack.running_urls(Path(settings.server.state_dir))
-    if not urls:
+    """Fill unset service URLs from a running ``dev`` stack (its state directory or the per-user record)."""
+    running = find_running_dev(settings.server.state_dir)
+    if running is None:
         return settings
+    urls = running.services
     return settings.with_services(
         database_url=settings.database.url or urls.get("database_url"),
         redis_url=settings.redis.url or urls.get("redis_url"),
@@ -55,7 +67,7 @@ def _with_running_dev_stack(settings: Settings) -> Settings:
 def _require(settings: Settings, *names: str) -> None:
     missing = [n for n in settings.missing_services() if n in names]
     if missing:
-        console.print(
+        err_console().print(
             f"[red]error:[/red] {', '.join(missing)} not set. Set it (or run `omninode-bridge dev`, which "
             "starts an embedded stack)."
         )
@@ -74,6 +86,10 @@ def dev(
     Services whose URL is configured (OMNINODE_DATABASE_URL, OMNINODE_REDIS_URL,
     OMNINODE_KAFKA_BOOTSTRAP_SERVERS) are used instead of the embedded ones. Ctrl-C stops everything.
     """
+    import shutil
+    import tempfile
+
+    import msgspec
     import uvicorn
 
     from omninode_bridge.app import create_app
@@ -90,12 +106,13 @@ def dev(
         redis=not settings.redis.url,
         kafka=not settings.kafka.bootstrap_servers,
     )
+    base = local_url(settings.server.host, settings.server.port)
     try:
-        console.print(f"Starting the embedded stack in [bold]{stack.state_dir}[/bold] ...")
+        err_console().print(f"Starting the embedded stack in [bold]{stack.state_dir}[/bold] ...")
         try:
-            stack.start()
+            stack.start(api_url=base)
         except StackError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            err_console().print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
         urls = stack.urls
         settings = settings.with_services(
@@ -104,17 +121,10 @@ def dev(
         upgrade(settings.database.url or "")
         dev_key = stack.dev_api_key
         seeds = ",".join(filter(None, [settings.security.api_keys, f"development:{dev_key}:admin"]))
-        import msgspec
-
         settings = msgspec.structs.replace(
             settings, security=msgspec.structs.replace(settings.security, api_keys=seeds)
         )
-        base = f"http://{settings.server.host}:{settings.server.port}"
-        console.print(
-            f"\n[bold green]OmniNode Bridge[/bold green] on {base}\n"
-            f"  API docs  {base}/schema\n  Health    {base}/health\n  Metrics   {base}/metrics\n"
-            f"  Dev key   [bold]{dev_key}[/bold]  (X-API-Key header, scope admin)\n"
-        )
+        err_console().print(dev_banner(base, dev_key, stack.credentials_path), highlight=False)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(settings),
@@ -123,6 +133,7 @@ def dev(
                 log_config=None,
                 access_log=False,
                 timeout_graceful_shutdown=10,
+                proxy_headers=False,  # the client IP is resolved by OMNINODE_TRUSTED_PROXIES alone
             )
         )
         server.run()
@@ -130,7 +141,21 @@ def dev(
         stack.stop()
         if ephemeral:
             shutil.rmtree(directory, ignore_errors=True)
-        console.print("Stopped.")
+        err_console().print("Stopped.")
+
+
+def dev_banner(base: str, dev_key: str, credentials: Path) -> str:
+    """What ``dev`` prints once the stack is up: the URLs and the dev key's prefix, never the whole key.
+
+    Logs are kept and shipped; the key stays in ``credentials`` (mode 0600), where the CLI reads it.
+    """
+    return (
+        f"\n[bold green]OmniNode Bridge[/bold green] on {base}\n"
+        f"  API docs  {base}/schema\n  Health    {base}/health\n  Metrics   {base}/metrics\n"
+        f"  Dev key   [bold]{dev_key[:12]}...[/bold]  (scope admin, X-API-Key header; the full key is "
+        f'"dev_api_key" in {credentials}, mode 0600)\n'
+        "  The CLI (stamp, api-keys, migrate) finds this stack and its key by itself.\n"
+    )
 
 
 @app.command()
@@ -149,6 +174,7 @@ def serve() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        proxy_headers=False,  # the client IP is resolved by OMNINODE_TRUSTED_PROXIES alone
     )
 
 
@@ -160,12 +186,17 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
     settings = _with_running_dev_stack(_settings())
     _require(settings, "OMNINODE_DATABASE_URL")
     upgrade(settings.database.url or "", revision)
-    console.print(f"Database migrated to {revision}.")
+    err_console().print(f"Database migrated to {revision}.")
 
 
 @app.command("settings")
 def show_settings() -> None:
     """List every setting with its environment variable, default and meaning."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from omninode_bridge.settings import describe_settings
+
     table = Table("variable", "default", "meaning")
     for env_name, description, default in describe_settings():
         shown = "" if default is None or "SECRET" in env_name or "API_KEYS" in env_name else str(default)
@@ -174,6 +205,8 @@ def show_settings() -> None:
 
 
 def _run_with_keys(coro_factory: object) -> object:
+    import asyncio
+
     from omninode_bridge.core.db import Database
 
     settings = _with_running_dev_stack(_settings())
@@ -203,13 +236,16 @@ def keys_create(
 
     data = ApiKeyCreate(name=name, scopes=scope, namespaces=namespace or None)
     created = _run_with_keys(lambda svc: svc.create(data, actor=None))
-    console.print(f"Created key {created.id} ({created.name}); it will not be shown again:")  # type: ignore[attr-defined]
+    err_console().print(f"Created key {created.id} ({created.name}); it will not be shown again:")  # type: ignore[attr-defined]
     typer.echo(created.key)  # type: ignore[attr-defined]
 
 
 @keys_app.command("list")
 def keys_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False) -> None:
     """List keys (never the keys themselves)."""
+    from rich.console import Console
+    from rich.table import Table
+
     rows = _run_with_keys(lambda svc: svc.list(include_revoked=include_revoked))
     table = Table("id", "name", "prefix", "scopes", "namespaces", "created", "active")
     for row in rows:  # type: ignore[attr-defined]
@@ -225,9 +261,9 @@ def keys_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="Id of the key 
     """Revoke a key (running processes drop it within OMNINODE_AUTH_CACHE_SECONDS)."""
     revoked = _run_with_keys(lambda svc: svc.revoke(key_id, actor=None))
     if revoked is None:
-        console.print(f"[red]error:[/red] no key with id {key_id}")
+        err_console().print(f"[red]error:[/red] no key with id {key_id}")
         raise typer.Exit(1)
-    console.print(f"Revoked {key_id}.")
+    err_console().print(f"Revoked {key_id}.")
 
 
 def _register_stamp() -> None:

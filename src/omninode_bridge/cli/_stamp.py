@@ -1,176 +1,59 @@
-"""``omninode-bridge stamp``: stamp files and directory trees through the API, or verify them."""
+"""``omninode-bridge stamp``: stamp files and directory trees through the API, or verify them.
+
+Only typer is imported at module level so ``--help`` is immediate; the work is in ``_stamp_run``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import json
-import os
-import time
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
-from blake3 import blake3
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
-from omninode_bridge.modules.stamping import without_block
+if TYPE_CHECKING:
+    from omninode_bridge.cli._stamp_run import FileResult
 
-__all__ = ["stamp_command"]
+__all__ = ["MANIFEST_NAME", "default_manifest", "stamp_command", "summary_line"]
 
-_CHUNK = 1024 * 1024
-_HEAD = 64 * 1024
-
-
-@dataclass(slots=True)
-class FileResult:
-    """One file's outcome, as written to the manifest."""
-
-    path: str
-    size_bytes: int
-    status: str  # created, existing, verified, invalid, missing, failed
-    stamp_id: str | None = None
-    file_hash: str | None = None
-    content_type: str | None = None
-    detail: str | None = None
+#: The manifest's file name; a dot-file, so walking the tree again never stamps it.
+MANIFEST_NAME = ".omninode-stamps.json"
+_OK = {"stamp": ("created", "existing"), "verify": ("verified",)}
+_PROBLEMS = ("failed", "invalid", "missing", "misplaced")
 
 
-@dataclass(slots=True)
-class Target:
-    path: Path
-    relative: str
-    size: int = field(default=0)
+def default_manifest(paths: Sequence[Path]) -> Path:
+    """Where ``stamp`` writes its manifest: in the directory stamped, else in the working directory."""
+    if len(paths) == 1 and paths[0].is_dir():
+        return paths[0] / MANIFEST_NAME
+    return Path(MANIFEST_NAME)
 
 
-def collect(paths: list[Path], include_hidden: bool) -> list[Target]:
-    """Files named directly, and every file under the directories named (hidden ones skipped unless asked).
-
-    Raises:
-        typer.BadParameter: A path does not exist.
-    """
-    targets: list[Target] = []
-    for root in paths:
-        if not root.exists():
-            raise typer.BadParameter(f"{root} does not exist")
-        if root.is_file():
-            targets.append(Target(root, root.name, root.stat().st_size))
-            continue
-        for directory, subdirectories, files in os.walk(root):
-            if not include_hidden:
-                subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
-            for name in sorted(files):
-                if name.startswith(".") and not include_hidden:
-                    continue
-                path = Path(directory) / name
-                if path.is_symlink() or not path.is_file():
-                    continue
-                relative = path.relative_to(root).as_posix()
-                targets.append(Target(path, relative, path.stat().st_size))
-    return targets
+def summary_line(results: Sequence[FileResult], *, verify: bool) -> str:
+    """``Verified 89 of 90 files; 1 missing``: how many succeeded out of how many, then each problem."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    ok = sum(counts.get(status, 0) for status in _OK["verify" if verify else "stamp"])
+    line = f"{'Verified' if verify else 'Stamped'} {ok} of {len(results)} file{'' if len(results) == 1 else 's'}"
+    problems = [f"{counts[status]} {status}" for status in _PROBLEMS if counts.get(status)]
+    return f"{line}; {', '.join(problems)}" if problems else line
 
 
-async def _file_body(path: Path, advance: Any) -> AsyncIterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := await asyncio.to_thread(handle.read, _CHUNK):
-            advance(len(chunk))
-            yield chunk
-
-
-def local_hash(path: Path) -> tuple[str, int]:
-    """BLAKE3 of a file without a stamp block at its start, as the service hashes uploads."""
-    hasher = blake3(max_threads=blake3.AUTO)
-    with path.open("rb") as handle:
-        head = without_block(handle.read(_HEAD))
-        size = len(head)
-        hasher.update(head)
-        while chunk := handle.read(_CHUNK):
-            size += len(chunk)
-            hasher.update(chunk)
-    return hasher.hexdigest(), size
-
-
-async def _stamp_one(http: httpx.AsyncClient, target: Target, namespace: str, write: bool, advance: Any) -> FileResult:
-    response = await http.post(
-        "/stamp", content=_file_body(target.path, advance),
-        params={"namespace": namespace, "file_path": target.relative},
-        headers={"content-type": "application/octet-stream", "content-length": str(target.size)},
-    )  # fmt: skip
-    if response.status_code not in (200, 201):
-        return FileResult(target.relative, target.size, "failed", detail=_problem(response))
-    body = response.json()
-    if write and body.get("stamped_content") is not None:
-        target.path.write_text(body["stamped_content"], encoding="utf-8")
-    return FileResult(target.relative, body["size_bytes"], "created" if response.status_code == 201 else "existing",
-                      body["stamp_id"], body["file_hash"], body["content_type"])  # fmt: skip
-
-
-async def _verify_one(http: httpx.AsyncClient, target: Target, namespace: str, advance: Any) -> FileResult:
-    file_hash, size = await asyncio.to_thread(local_hash, target.path)
-    found = await http.get(f"/stamp/{file_hash}", params={"namespace": namespace})
-    if found.status_code == 404:
-        advance(target.size)
-        return FileResult(target.relative, size, "missing", file_hash=file_hash,
-                          detail="no stamp for this content in the namespace (changed or never stamped)")  # fmt: skip
-    if found.status_code != 200:
-        advance(target.size)
-        return FileResult(target.relative, size, "failed", file_hash=file_hash, detail=_problem(found))
-    stamp = found.json()
-    checked = await http.post(
-        "/validate", content=_file_body(target.path, advance), params={"stamp_id": stamp["stamp_id"]},
-        headers={"content-type": "application/octet-stream"},
-    )  # fmt: skip
-    if checked.status_code != 200:
-        return FileResult(target.relative, size, "failed", stamp["stamp_id"], file_hash, detail=_problem(checked))
-    result = checked.json()
-    failed = [f"{c['name']}: {c['detail']}" for c in result["checks"] if not c["passed"]]
-    return FileResult(target.relative, size, "verified" if result["valid"] else "invalid", stamp["stamp_id"],
-                      file_hash, stamp["content_type"], "; ".join(failed) or None)  # fmt: skip
-
-
-def _problem(response: httpx.Response) -> str:
+def _stamped_copies(manifest: Path, namespace: str) -> dict[str, str]:
+    """Paths and content hashes that a stamp run recorded in ``manifest`` for ``namespace`` (empty if none)."""
     try:
-        return f"HTTP {response.status_code}: {response.json().get('detail')}"
-    except ValueError:
-        return f"HTTP {response.status_code}"
-
-
-async def run_stamp(
-    targets: list[Target], *, url: str, api_key: str, namespace: str, verify: bool, write: bool, concurrency: int,
-    console: Console,
-) -> list[FileResult]:  # fmt: skip
-    """Stamp (or verify) every target with ``concurrency`` requests in flight, showing progress."""
-    gate = asyncio.Semaphore(concurrency)
-    total = sum(t.size for t in targets)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())  # fmt: skip
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=url,
-        headers={"X-API-Key": api_key},
-        limits=limits,
-        timeout=httpx.Timeout(30.0, read=900.0, write=900.0),
-    ) as http:
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task("verifying" if verify else "stamping", total=total)
-
-            def advance(amount: int) -> None:
-                progress.advance(task, amount)
-
-            async def one(target: Target) -> FileResult:
-                async with gate:
-                    try:
-                        if verify:
-                            return await _verify_one(http, target, namespace, advance)
-                        return await _stamp_one(http, target, namespace, write, advance)
-                    except (httpx.HTTPError, OSError) as exc:
-                        return FileResult(target.relative, target.size, "failed", detail=f"{type(exc).__name__}: {exc}")
-
-            return list(await asyncio.gather(*(one(t) for t in targets)))
+        document = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(document, dict) or document.get("namespace") != namespace or document.get("mode") != "stamp":
+        return {}
+    return {
+        entry["path"]: entry["file_hash"]
+        for entry in document.get("files", [])
+        if isinstance(entry, dict) and entry.get("status") in _OK["stamp"] and entry.get("file_hash")
+    }
 
 
 def stamp_command(
@@ -180,56 +63,71 @@ def stamp_command(
     url: Annotated[str | None, typer.Option(envvar="OMNINODE_URL", help="API base URL.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="OMNINODE_API_KEY", help="API key (scope stamping).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Files in flight at once.")] = 8,
-    manifest: Annotated[Path | None, typer.Option(help="Write a JSON manifest of the results here.")] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"JSON manifest of the results. Stamping writes one by default: {MANIFEST_NAME} in the directory "
+            "stamped (else in the working directory); --verify writes one only when given this option."
+        ),
+    ] = None,
+    no_manifest: Annotated[bool, typer.Option("--no-manifest", help="Write no manifest.")] = False,
     write: Annotated[bool, typer.Option(help="Rewrite text files in place with their stamp block.")] = False,
     include_hidden: Annotated[bool, typer.Option(help="Include dot-files and dot-directories.")] = False,
 ) -> None:
     """Stamp files and directory trees through the API (or --verify them), with a summary and a manifest.
 
-    The URL and key default to OMNINODE_URL / OMNINODE_API_KEY, else to a `dev` stack running from the
-    state directory. Exit code 1 if any file failed (or, with --verify, is missing or invalid).
+    The URL and key default to OMNINODE_URL / OMNINODE_API_KEY, else to the running `dev` stack (found
+    from any directory). --verify also checks that each file's stamp was made for that file's path
+    (relative to the directory named): a copy of a stamped file is reported "misplaced". Exit code 1 if
+    any file failed (or, with --verify, is missing, misplaced or invalid).
     """
-    from omninode_bridge.cli import _settings, console
+    import asyncio
+    import datetime as dt
+    import time
+    from dataclasses import asdict
 
+    from omninode_bridge.cli import _settings, err_console
+    from omninode_bridge.cli._devstack import find_running_dev, local_url
+    from omninode_bridge.cli._stamp_run import collect, run_stamp
+
+    console = err_console()
     settings = _settings()
-    url = url or f"http://{settings.server.host}:{settings.server.port}"
-    api_key = api_key or _dev_key(Path(settings.server.state_dir))
+    running = find_running_dev(settings.server.state_dir) if not (url and api_key) else None
+    url = url or (running.api_url if running else None) or local_url(settings.server.host, settings.server.port)
+    api_key = api_key or (running.api_key if running else None)
     if not api_key:
-        console.print("[red]error:[/red] no API key: pass --api-key or set OMNINODE_API_KEY.")
+        console.print(
+            "[red]error:[/red] no API key: pass --api-key, set OMNINODE_API_KEY, or start `make dev` "
+            "(its key is found from any directory)."
+        )
         raise typer.Exit(2)
-    targets = collect(paths, include_hidden)
+    written = None if no_manifest else manifest or (None if verify else default_manifest(paths))
+    targets = collect(paths, include_hidden, skip=written.resolve() if written else None)
+    copies = _stamped_copies(default_manifest(paths), namespace) if verify else {}
     began = time.perf_counter()
     results = asyncio.run(run_stamp(targets, url=url, api_key=api_key, namespace=namespace, verify=verify,
-                                    write=write, concurrency=concurrency, console=console))  # fmt: skip
+                                    write=write, concurrency=concurrency, console=console, copies=copies))  # fmt: skip
     elapsed = time.perf_counter() - began
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
     total_bytes = sum(r.size_bytes for r in results)
-    table = Table(title=f"{'Verified' if verify else 'Stamped'} {len(results)} files in {elapsed:.2f}s "
-                        f"({total_bytes / max(elapsed, 1e-9) / 1e6:.1f} MB/s)")  # fmt: skip
-    table.add_column("status")
-    table.add_column("files", justify="right")
-    for status, count in sorted(counts.items()):
-        table.add_row(status, str(count))
-    console.print(table)
     for result in results:
-        if result.status in ("failed", "invalid", "missing"):
-            console.print(f"[red]{result.status}[/red] {result.path}: {result.detail}")
-    if manifest is not None:
+        if result.status in _PROBLEMS:
+            console.print(f"[red]{result.status}[/red] {result.path}: {result.detail}", highlight=False)
+    console.print(
+        f"{summary_line(results, verify=verify)} in {elapsed:.2f} s ({total_bytes / max(elapsed, 1e-9) / 1e6:.1f} MB/s)"
+        f"  [{', '.join(f'{count} {status}' for status, count in sorted(counts.items()))}]",
+        highlight=False,
+        markup=False,
+    )
+    if written is not None:
         document = {
             "namespace": namespace, "url": url, "mode": "verify" if verify else "stamp",
             "generated_at": dt.datetime.now(dt.UTC).isoformat(), "elapsed_seconds": round(elapsed, 3),
             "summary": counts, "files": [asdict(r) for r in results],
         }  # fmt: skip
-        manifest.write_text(json.dumps(document, indent=2) + "\n")
-    if any(r.status in ("failed", "invalid", "missing") for r in results):
+        written.write_text(json.dumps(document, indent=2) + "\n")
+        console.print(f"Manifest: {written}", highlight=False, markup=False)
+    if any(r.status in _PROBLEMS for r in results):
         raise typer.Exit(1)
-
-
-def _dev_key(state_dir: Path) -> str | None:
-    from omninode_bridge.embedded import EmbeddedStack
-
-    if EmbeddedStack.running_urls(state_dir) is None:
-        return None
-    return EmbeddedStack(state_dir).dev_api_key

@@ -1,10 +1,20 @@
 """Authentication, scopes and rate limiting for every non-public endpoint.
 
-One ASGI middleware does both checks because they depend on each other: unauthenticated requests
-(public endpoints, and failed key attempts) are limited per client IP so keys cannot be guessed at
-full speed, authenticated ones per key. Verified keys are cached in-process for
-``OMNINODE_AUTH_CACHE_SECONDS`` so the hot path needs no database round trip; revoking a key here drops
-it from this process's cache at once.
+One ASGI middleware does both checks because they depend on each other. Requests are limited by class,
+each class in its own bucket so one cannot starve another:
+
+* health and metrics probes (:data:`EXEMPT_PATHS`) are not limited at all: orchestrators and scrapers poll
+  them from one address, and a probe answered 429 would restart a healthy process;
+* key-less webhook deliveries (``POST /hooks/{source}``, authenticated by their signature) count against
+  their source, with ``OMNINODE_RATE_LIMIT_WEBHOOK_REQUESTS``, not against the sender's IP;
+* other key-less requests and failed key attempts count against the client IP, so keys cannot be guessed
+  at full speed;
+* authenticated requests count against their key.
+
+Each request costs at most one Redis script call. The client IP is the TCP peer, or, when that peer is one
+of ``OMNINODE_TRUSTED_PROXIES``, the rightmost ``X-Forwarded-For`` address that is not a trusted proxy.
+Verified keys are cached in-process for ``OMNINODE_AUTH_CACHE_SECONDS`` so the hot path needs no database
+round trip; revoking a key here drops it from this process's cache at once.
 """
 
 from __future__ import annotations
@@ -27,10 +37,12 @@ from redis.exceptions import RedisError
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.platform import schemas
+from omninode_bridge.platform.client_address import ClientAddress
 from omninode_bridge.platform.services import ApiKeyService, hash_key, record_audit
 from omninode_bridge.settings import SecuritySettings
 
 __all__ = [
+    "EXEMPT_PATHS",
     "OPTIONAL_AUTH",
     "PUBLIC_PATH_PREFIXES",
     "AuthCache",
@@ -48,9 +60,13 @@ log = structlog.get_logger(__name__)
 #: Paths served without a key: health probes, metrics scraping and the API docs (OpenAPI and AsyncAPI).
 PUBLIC_PATH_PREFIXES = ("/health", "/metrics", "/schema", "/asyncapi.json", "/asyncapi")
 
+#: Probes never rate limited (and given no RateLimit-* headers): health checks and the metrics scrape.
+EXEMPT_PATHS = frozenset({"/health", "/health/", "/health/live", "/health/ready", "/metrics", "/metrics/"})
+
 #: Route handler ``opt`` for endpoints that authorise requests themselves (signed webhooks, a static page,
 #: a stream opened with a ticket): a presented key is still verified (401 if invalid) and sets the
-#: principal, but a request without a key goes on anonymously, rate limited per client IP.
+#: principal, but a request without a key goes on anonymously, rate limited per client IP, or per source
+#: when the route has a ``{source}`` path parameter and the method is POST (a webhook delivery).
 OPTIONAL_AUTH: dict[str, Any] = {"auth": "optional"}
 
 
@@ -136,27 +152,27 @@ class SlidingWindowLimiter:
         self._script = redis.register_script(self._SCRIPT)
         self._counter = 0
 
-    async def hit(self, identity: str) -> RateLimitDecision:
-        """Count one request for ``identity`` unless it is over the limit."""
+    async def hit(self, identity: str, limit: int | None = None) -> RateLimitDecision:
+        """Count one request for ``identity`` unless it is over ``limit`` (default: the limiter's)."""
+        limit = self.limit if limit is None else limit
         self._counter += 1
         allowed, count, reset_ms = await self._script(
-            keys=[f"ratelimit:{identity}"], args=[self.window_ms, self.limit, f"{id(self)}-{self._counter}"]
+            keys=[f"ratelimit:{identity}"], args=[self.window_ms, limit, f"{id(self)}-{self._counter}"]
         )
         return RateLimitDecision(
             allowed=bool(allowed),
-            limit=self.limit,
-            remaining=max(0, self.limit - int(count)),
+            limit=limit,
+            remaining=max(0, limit - int(count)),
             reset_seconds=int(reset_ms) / 1000,
         )
 
 
-def _client_ip(scope: Scope, trust_forwarded: bool) -> str:
-    if trust_forwarded:
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                return value.decode("latin-1").split(",")[0].strip()
-    client = scope.get("client")
-    return client[0] if client else "unknown"
+def _webhook_source(scope: Scope) -> str | None:
+    """The source of a key-less webhook delivery (an optional-auth POST with a ``{source}`` parameter)."""
+    if scope.get("method") != "POST":
+        return None
+    source = scope.get("path_params", {}).get("source")
+    return source[:255] if isinstance(source, str) and source else None
 
 
 def _auth_is_optional(scope: Scope) -> bool:
@@ -180,17 +196,25 @@ class SecurityMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._client_address: ClientAddress | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
         settings: SecuritySettings = state.runtime.settings.security
         database: Database = state.runtime.database
         limiter: SlidingWindowLimiter | None = state.rate_limiter if settings.rate_limit_enabled else None
-        path: str = scope["path"]
-        client_ip = _client_ip(scope, settings.trust_forwarded_for)
+        resolve = self._client_address
+        if resolve is None or resolve.source != settings.trusted_proxies:
+            resolve = self._client_address = ClientAddress(settings.trusted_proxies)
+        client_ip = resolve(scope)
+        scope.setdefault("state", {})["client_ip"] = client_ip
         audit = _Auditor(database, scope, client_ip)
 
         if path.startswith(PUBLIC_PATH_PREFIXES):
@@ -200,19 +224,26 @@ class SecurityMiddleware:
 
         key = _presented_key(scope)
         if key is None and _auth_is_optional(scope):
-            decision = await self._limit(limiter, f"ip:{client_ip}", audit, None)
+            source = _webhook_source(scope)
+            if source is not None:
+                # Signed deliveries share their source's bucket, wherever the sender's addresses are.
+                identity, limit = f"source:{source}", settings.rate_limit_webhook_requests
+            else:
+                identity, limit = f"ip:{client_ip}", None
+            decision = await self._limit(limiter, identity, audit, None, limit)
             await self.app(scope, receive, _with_headers(send, decision))
             return
         principal = await self._authenticate(key, state.auth_cache, database) if key else None
         if principal is None:
             # Failed attempts count against the client IP, so guessing keys is rate limited too.
-            await self._limit(limiter, f"ip:{client_ip}", audit, None)
+            decision = await self._limit(limiter, f"ip:{client_ip}", audit, None)
             await audit("auth.missing" if key is None else "auth.failed", "denied")
+            budget = {k.decode().title(): v.decode() for k, v in decision.headers()} if decision else {}
             raise NotAuthorizedException(
                 "A valid API key is required in X-API-Key or Authorization: Bearer."
                 if key is None
                 else "The API key is invalid, expired or revoked.",
-                headers={"WWW-Authenticate": 'Bearer realm="omninode-bridge"'},
+                headers={"WWW-Authenticate": 'Bearer realm="omninode-bridge"', **budget},
             )
         scope["user"] = principal
         scope["auth"] = principal.key_id
@@ -238,11 +269,12 @@ class SecurityMiddleware:
         identity: str,
         audit: _Auditor,
         principal: schemas.Principal | None,
+        limit: int | None = None,
     ) -> RateLimitDecision | None:
         if limiter is None:
             return None
         try:
-            decision = await limiter.hit(identity)
+            decision = await limiter.hit(identity, limit)
         except (RedisError, OSError) as exc:
             # Fail open: an unreachable Redis must not take the whole API down with it.
             log.warning("rate limiter unavailable; request allowed", error=str(exc))
@@ -331,7 +363,8 @@ async def require_namespace(connection: ASGIConnection[Any, Any, Any, Any], name
 async def _forbid(connection: ASGIConnection[Any, Any, Any, Any], detail: dict[str, str], message: str) -> None:
     """Audit a denied access decision, then raise the 403."""
     runtime = connection.app.state.runtime
-    await _Auditor(runtime.database, connection.scope, _client_ip(connection.scope, False))(
+    client_ip = connection.scope.get("state", {}).get("client_ip", "unknown")  # resolved by the middleware
+    await _Auditor(runtime.database, connection.scope, client_ip)(
         "auth.forbidden", "denied", key_id=principal_of(connection).key_id, detail=detail
     )
     raise PermissionDeniedException(message)

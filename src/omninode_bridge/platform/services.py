@@ -63,7 +63,10 @@ class KeySpec(msgspec.Struct, frozen=True):
 
 
 def parse_key_specs(raw: str) -> list[KeySpec]:
-    """Parse ``name:key[:scope+scope[:namespace+namespace]]`` entries separated by commas.
+    """Parse ``name:key[:scope+scope[:namespace+namespace]]`` entries, or bare keys, separated by commas.
+
+    A bare key (an entry without ``:``) gets the admin scope and a name derived from its hash
+    (``key-<first 8 hex digits of its SHA-256>``), stable across restarts so seeding stays idempotent.
 
     Raises:
         ValueError: An entry is malformed; the message names it by position, never by its key.
@@ -71,9 +74,11 @@ def parse_key_specs(raw: str) -> list[KeySpec]:
     specs = []
     for position, entry in enumerate(filter(None, (e.strip() for e in raw.split(","))), start=1):
         parts = entry.split(":")
-        if len(parts) < 2 or len(parts) > 4 or not parts[0] or len(parts[1]) < 16:
+        if len(parts) == 1:
+            parts = [f"key-{hash_key(entry)[:8]}", entry]
+        if len(parts) > 4 or not parts[0] or len(parts[1]) < 16:
             raise ValueError(
-                f"OMNINODE_API_KEYS entry {position} must be 'name:key[:scopes[:namespaces]]' "
+                f"OMNINODE_API_KEYS entry {position} must be a key or 'name:key[:scopes[:namespaces]]' "
                 "with a key of at least 16 characters"
             )
         scopes = tuple(parts[2].split("+")) if len(parts) > 2 and parts[2] else ("admin",)
