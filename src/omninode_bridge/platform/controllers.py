@@ -17,7 +17,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge import __version__
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.inputs import AwareDatetime, param, text
+from omninode_bridge.core.inputs import AwareDatetime, check_datetime_range, param, text
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.platform import schemas
 from omninode_bridge.platform.security import principal_of, require_scope
@@ -141,6 +141,7 @@ class AdminController(Controller):
         data: JSONBody[schemas.ApiKeyCreate],
     ) -> schemas.ApiKeyCreated:
         """Create a key. The response holds the plain key; it is never shown again."""
+        check_datetime_range(data.expires_at, "expires_at")
         return await ApiKeyService(uow).create(data, actor=principal_of(request).key_id)
 
     @delete(
