@@ -27,7 +27,7 @@ import msgspec
 from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.handlers import BaseRouteHandler
-from litestar.params import Parameter, ParameterKwarg
+from litestar.params import ParameterKwarg, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 __all__ = [
@@ -160,21 +160,22 @@ AwareDatetime = Annotated[
 ]
 
 
-def param(shared: Any = None, *, description: str | None = None, **kwargs: Any) -> ParameterKwarg:
-    """A Litestar ``Parameter`` (query or path) with the constraints of a shared type.
+def param(shared: Any = None, *, path: bool = False, description: str | None = None, **kwargs: Any) -> ParameterKwarg:
+    """A Litestar query (or path) parameter with the constraints of a shared type.
 
-    Litestar reads constraints of query and path parameters only from ``Parameter(...)``: a
+    Litestar reads constraints of query and path parameters only from its parameter markers: a
     ``msgspec.Meta`` inside ``Annotated`` is neither enforced nor documented there. So
     ``Annotated[str | None, param(Namespace)]`` is how a parameter uses :data:`Namespace`.
 
     Args:
         shared: One of the shared ``Annotated`` types (e.g. :data:`Namespace`, :data:`Text`), or a
             ``msgspec.Meta`` such as ``text(max_length=100)``; None for no constraint of its own.
+        path: A path parameter rather than a query parameter.
         description: Overrides the type's description.
-        **kwargs: Further ``Parameter`` arguments (``query=`` alias, ``ge``/``le``...).
+        **kwargs: Further marker arguments (``name=`` alias, ``ge``/``le``...).
 
     Returns:
-        The ``Parameter`` to put in ``Annotated[...]``.
+        A ``QueryParameter`` or ``PathParameter`` to put in ``Annotated[...]``.
     """
     metas = [shared] if isinstance(shared, msgspec.Meta) else getattr(shared, "__metadata__", ())
     constraints: dict[str, Any] = {}
@@ -185,7 +186,8 @@ def param(shared: Any = None, *, description: str | None = None, **kwargs: Any) 
                     constraints[name] = getattr(meta, name)
     if description is not None:
         constraints["description"] = description
-    return Parameter(**{**constraints, **kwargs})
+    marker = PathParameter if path else QueryParameter
+    return marker(**{**constraints, **kwargs})
 
 
 def has_control_characters(value: str, *, multiline: bool = False) -> bool:

@@ -118,7 +118,7 @@ class EventsController(Controller):
         request: Request[Any, Any, Any],
         state: State,
         uow: NamedDependency[UnitOfWork],
-        dead_letter_id: Annotated[int, param(ge=1, le=BIGINT_MAX)],
+        dead_letter_id: Annotated[int, param(path=True, ge=1, le=BIGINT_MAX)],
     ) -> schemas.DeadLetter:
         """Publish the original record again to its original topic (through the outbox) and forget that its
         consumer processed it, so the consumer handles it anew. Audited. 409 when already re-driven."""

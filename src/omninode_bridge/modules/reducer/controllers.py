@@ -31,7 +31,7 @@ class NamespaceStatsController(Controller):
         self,
         request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
-        namespace: Annotated[str, param(Namespace)],
+        namespace: Annotated[str, param(Namespace, path=True)],
     ) -> NamespaceStats:
         """Totals, bytes, content types and workflows counted so far (eventually consistent within one
         reducer window); 404 before the first stamp of the namespace is counted."""

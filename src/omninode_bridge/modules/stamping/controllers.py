@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
@@ -171,7 +171,7 @@ class StampingController(Controller):
         state: State,
         uow: NamedDependency[UnitOfWork],
         stamping: NamedDependency[StampingService],
-        stamp_id: Annotated[uuid.UUID | None, Parameter(description="Raw uploads: the stored stamp to check")] = None,
+        stamp_id: Annotated[uuid.UUID | None, QueryParameter(description="Raw uploads: the stamp to check")] = None,
         namespace: Annotated[str | None, _NAMESPACE_QUERY] = None,
     ) -> ValidationResponse:
         """Format, hash, signature and namespace checks; ``valid`` only if all pass.
@@ -222,7 +222,7 @@ class StampingController(Controller):
         request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
         stamping: NamedDependency[StampingService],
-        file_hash: Annotated[str, param(FileHash)],
+        file_hash: Annotated[str, param(FileHash, path=True)],
         namespace: Annotated[str | None, param(Namespace)] = None,
     ) -> StampRecord:
         """The newest stamp of ``file_hash`` (in ``namespace`` if given); 404 if there is none."""
@@ -247,7 +247,7 @@ class StampingController(Controller):
         created_after: Annotated[dt.datetime | None, param(AwareDatetime)] = None,
         created_before: Annotated[dt.datetime | None, param(AwareDatetime)] = None,
         cursor: UuidCursorQuery = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> StampPage:
         """Filter by namespace, content type, hash and creation time; keys limited to namespaces see theirs."""
         if namespace is not None:
