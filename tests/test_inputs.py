@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Annotated
 
 import msgspec
 import pytest
+from litestar import Litestar, get
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath, FromQuery
 
 from omninode_bridge.core.inputs import (
     AwareDatetime,
@@ -20,8 +24,12 @@ from omninode_bridge.core.inputs import (
     check_datetime_range,
     check_json_body,
     check_query_and_path,
+    check_query_types,
+    convert_strict,
+    param,
     text,
 )
+from omninode_bridge.core.paging import bigint_cursor, uuid_cursor
 
 
 class _Form(msgspec.Struct):
@@ -119,3 +127,88 @@ def test_query_and_path_control_characters(scope: dict[str, object], field: str,
 
 def test_query_and_path_plain_values_pass() -> None:
     check_query_and_path({"path": "/hooks/events", "query_string": b"source=claude%20code&limit=5"})  # type: ignore[arg-type]
+
+
+# --- strict types: the handler's own signature decides how each query value and body must be spelled ---
+
+
+class _Body(msgspec.Struct):
+    limit: int = 1
+    expires_at: AwareDatetime | None = None
+
+
+@get("/typed/{item_id:int}", sync_to_thread=False)
+def _typed(
+    item_id: FromPath[int],
+    limit: FromQuery[int] = 1,
+    ratio: FromQuery[float] = 1.0,
+    since: FromQuery[dt.datetime | None] = None,
+    flag: FromQuery[bool] = False,
+    name: Annotated[str | None, param(Namespace, name="ns")] = None,
+) -> None:
+    """A handler with one query parameter of each kind (never called)."""
+
+
+def _scope(query: bytes) -> dict[str, object]:
+    return {"type": "http", "path": "/typed/1", "query_string": query, "path_params": {"item_id": 1},
+            "route_handler": _typed}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        (b"limit=1e3", "limit", "integer"),
+        (b"limit=10.0", "limit", "integer"),
+        (b"since=0.5", "since", "RFC 3339"),
+        (b"since=1700000000", "since", "RFC 3339"),
+        (b"since=2026-01-01T00:00:00", "since", "timezone"),
+        (b"since=9999-12-31T23:59:59-14:00", "since", "between"),
+        (b"ratio=abc", "ratio", "decimal"),
+    ],
+)
+def test_query_values_must_be_spelled_as_their_type(query: bytes, field: str, message: str) -> None:
+    Litestar([_typed])  # registers the handler (its signature model) as an app would
+    with pytest.raises(InputError, match=message) as refused:
+        check_query_types(_scope(query))  # type: ignore[arg-type]
+    assert (refused.value.field, refused.value.source) == (field, "query")
+
+
+def test_query_values_spelled_as_their_type_pass() -> None:
+    Litestar([_typed])
+    query = b"limit=-5&ratio=2.5e3&since=2026-01-01T00:00:00%2B02:00&flag=true&ns=x&limit="
+    check_query_types(_scope(query))  # type: ignore[arg-type]
+
+
+def test_convert_strict_refuses_numbers_as_strings_and_timestamps() -> None:
+    assert convert_strict({"limit": 5, "expires_at": "2026-01-01T00:00:00Z"}, _Body).limit == 5
+    for body in ({"limit": "5"}, {"expires_at": 0}, {"expires_at": "1700000000"}, {"limit": 1e3}):
+        with pytest.raises(ValidationException) as refused:
+            convert_strict(body, _Body)
+        assert refused.value.extra[0]["key"] in ("limit", "expires_at")  # type: ignore[index]
+
+
+def test_param_carries_the_shared_constraints() -> None:
+    parameter = param(Namespace, description="where", name="ns")
+    assert (parameter.pattern, parameter.max_length, parameter.description, parameter.name) == (
+        anchored(r"[a-zA-Z0-9_.-]{1,255}"), 255, "where", "ns",
+    )  # fmt: skip
+    assert param(text(max_length=7)).max_length == 7
+
+
+@pytest.mark.parametrize("raw", ["", None])
+def test_empty_cursor_is_the_first_page(raw: str | None) -> None:
+    assert bigint_cursor(raw) is None
+    assert uuid_cursor(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["9223372036854775808", "99999999999999999999999", "-1", "1e3", "١٢"])
+def test_bigint_cursor_refuses_what_no_page_handed_out(raw: str) -> None:
+    with pytest.raises(InputError):
+        bigint_cursor(raw)
+
+
+def test_cursors_decode() -> None:
+    assert bigint_cursor("9223372036854775807") == 2**63 - 1
+    assert uuid_cursor("00000000-0000-4000-8000-000000000000") == uuid.UUID("00000000-0000-4000-8000-000000000000")
+    with pytest.raises(InputError):
+        uuid_cursor("not-a-uuid")

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Literal
+import weakref
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request
+from litestar.exceptions import ValidationException
+from litestar.handlers import BaseRouteHandler
 from litestar.params import HeaderParameter, ParameterKwarg, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
@@ -49,9 +52,11 @@ __all__ = [
     "check_json_body",
     "check_json_value",
     "check_query_and_path",
+    "check_query_types",
+    "convert_strict",
     "has_control_characters",
     "limit",
-    "parameter",
+    "param",
     "text",
 ]
 
@@ -155,44 +160,37 @@ AwareDatetime = Annotated[
 ]
 
 
-_PARAMETER_KINDS: dict[str, type[ParameterKwarg]] = {
-    "query": QueryParameter,
-    "header": HeaderParameter,
-    "path": PathParameter,
-}
-_PARAMETER_CONSTRAINTS = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern", "description")
-
-
-def parameter(
-    kind: Any,
-    *,
-    description: str | None = None,
-    name: str | None = None,
-    location: Literal["query", "header", "path"] = "query",
+def param(
+    shared: Any = None, *, path: bool = False, header: bool = False, description: str | None = None, **kwargs: Any
 ) -> ParameterKwarg:
-    """A Litestar query, header or path parameter with the constraints of one of these input types.
+    """A Litestar query (or path, or header) parameter with the constraints of a shared type.
 
-    Litestar ignores ``msgspec.Meta`` on handler parameters (neither enforced nor documented), so
-    ``Annotated[SourceName | None, parameter(SourceName)]`` restates them as a parameter, which is both.
+    Litestar reads constraints of query and path parameters only from its parameter markers: a
+    ``msgspec.Meta`` inside ``Annotated`` is neither enforced nor documented there. So
+    ``Annotated[str | None, param(Namespace)]`` is how a parameter uses :data:`Namespace`.
 
     Args:
-        kind: An ``Annotated[..., msgspec.Meta(...)]`` type (nested ``Annotated`` are merged).
-        description: Shown in the OpenAPI document (else the type's own).
-        name: The parameter's name, when it differs from the argument's (a header's name).
-        location: Where the value comes from.
+        shared: One of the shared ``Annotated`` types (e.g. :data:`Namespace`, :data:`Text`), or a
+            ``msgspec.Meta`` such as ``text(max_length=100)``; None for no constraint of its own.
+        path: A path parameter rather than a query parameter.
+        header: A header parameter (give its ``name=``).
+        description: Overrides the type's description.
+        **kwargs: Further marker arguments (``name=`` alias, ``ge``/``le``...).
 
     Returns:
-        The parameter definition to put in ``Annotated[kind | None, ...]``.
+        A ``QueryParameter``, ``PathParameter`` or ``HeaderParameter`` to put in ``Annotated[...]``.
     """
+    metas = [shared] if isinstance(shared, msgspec.Meta) else getattr(shared, "__metadata__", ())
     constraints: dict[str, Any] = {}
-    for meta in getattr(kind, "__metadata__", ()):
+    for meta in metas:
         if isinstance(meta, msgspec.Meta):
-            constraints.update(
-                {key: getattr(meta, key) for key in _PARAMETER_CONSTRAINTS if getattr(meta, key) is not None}
-            )
+            for name in ("pattern", "min_length", "max_length", "ge", "le", "description"):
+                if getattr(meta, name) is not None:
+                    constraints[name] = getattr(meta, name)
     if description is not None:
         constraints["description"] = description
-    return _PARAMETER_KINDS[location](name=name, **constraints)
+    marker: type[ParameterKwarg] = HeaderParameter if header else PathParameter if path else QueryParameter
+    return marker(**{**constraints, **kwargs})
 
 
 def has_control_characters(value: str, *, multiline: bool = False) -> bool:
@@ -304,7 +302,11 @@ class SafeRequest(Request[Any, Any, Any]):
             if (cached := self._connection_state.json) is not Empty:
                 self._json = cached
             else:
-                self._json = self._connection_state.json = check_json_body(await self.body())
+                value = check_json_body(await self.body())
+                body_type = _body_type(self.route_handler) if "route_handler" in self.scope else None
+                if body_type is not None:
+                    convert_strict(value, body_type)  # refuse what Litestar's lax conversion would coerce
+                self._json = self._connection_state.json = value
         return self._json
 
 
@@ -343,4 +345,129 @@ class InputGuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             check_query_and_path(scope)
+            if "route_handler" in scope:
+                check_query_types(scope)
         await self.app(scope, receive, send)
+
+
+# Strict types. Litestar converts query parameters and request bodies with ``msgspec.convert(strict=False)``
+# (query values arrive as strings, so it must), and lax conversion also turns "1e3" into an int 1000,
+# "0.5" or 0 into a datetime (a Unix timestamp) and "1700000000" into one. Nothing in this API documents
+# numbers as strings or timestamps, so two checks close that for every endpoint at once, driven by the
+# handler's own signature: JSON bodies are converted once more with ``strict=True`` (SafeRequest.json),
+# and each typed query value must be spelled as its type says (check_query_types), which also makes naive
+# and out-of-range query datetimes a 422 everywhere.
+
+_RAW_SPELLING: dict[type, tuple[re.Pattern[str], str]] = {
+    int: (re.compile(anchored(r"-?[0-9]+")), "must be an integer in decimal digits"),
+    float: (re.compile(anchored(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")), "must be a decimal number"),
+    dt.datetime: (
+        re.compile(anchored(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?")),
+        "must be an RFC 3339 date-time",
+    ),
+}
+_OFFSET = re.compile(r"(?:[Zz]|[-+][0-9]{2}:[0-9]{2})\Z")
+_query_kinds: weakref.WeakKeyDictionary[BaseRouteHandler, dict[str, type]] = weakref.WeakKeyDictionary()
+_body_types: weakref.WeakKeyDictionary[BaseRouteHandler, Any] = weakref.WeakKeyDictionary()
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?([^`]*)`")
+
+
+def _scalar_kind(annotation: Any) -> type | None:
+    """``int``, ``float`` or ``datetime`` when a parameter's type (optional or a list of it) is one."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        origin = getattr(candidate, "__origin__", None)
+        if origin is Annotated or getattr(candidate, "__metadata__", None) is not None:
+            candidate = candidate.__origin__
+        if candidate is bool:
+            return None
+        if candidate in _RAW_SPELLING:
+            return candidate
+    return None
+
+
+def _query_kinds_of(handler: BaseRouteHandler, path_params: Any) -> dict[str, type]:
+    kinds = _query_kinds.get(handler)
+    if kinds is None:
+        kinds = {}
+        model = handler.create_kwargs_model(path_parameters=dict.fromkeys(path_params or ()))  # type: ignore[attr-defined]
+        fields = handler.parsed_fn_signature.parameters
+        for param in model.expected_query_params:
+            field = fields.get(param.field_name)
+            kind = _scalar_kind(field.annotation) if field is not None else None
+            if kind is not None:
+                kinds[param.field_alias] = kind
+        _query_kinds[handler] = kinds
+    return kinds
+
+
+def check_query_types(scope: Scope) -> None:
+    """Refuse query values not spelled as their parameter's type: ``limit=1e3``, ``since=0.5``, naive or
+    out-of-range datetimes (see the note above).
+
+    Args:
+        scope: The ASGI scope of a matched route (``route_handler`` set).
+
+    Raises:
+        InputError: Naming the parameter.
+    """
+    query = scope.get("query_string", b"")
+    if not query:
+        return
+    kinds = _query_kinds_of(scope["route_handler"], scope.get("path_params"))
+    if not kinds:
+        return
+    for name, raw in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        kind = kinds.get(name)
+        if kind is None or raw == "":
+            continue
+        spelling, message = _RAW_SPELLING[kind]
+        if kind is dt.datetime:
+            if not spelling.match(_OFFSET.sub("", raw)):
+                raise InputError(message, field=name, source="query")
+            if not _OFFSET.search(raw):
+                raise InputError(
+                    "a timezone offset is required (e.g. 2026-01-01T00:00:00Z)", field=name, source="query"
+                )
+            try:
+                parsed = msgspec.convert(raw, dt.datetime)
+            except msgspec.ValidationError as exc:
+                raise InputError(message, field=name, source="query") from exc
+            check_datetime_range(parsed, name, source="query")
+        elif not spelling.match(raw):
+            raise InputError(message, field=name, source="query")
+
+
+def _body_type(handler: BaseRouteHandler) -> Any:
+    """The type a handler's ``data`` parameter is converted to (None when it takes no typed JSON body)."""
+    try:
+        return _body_types[handler]
+    except KeyError:
+        field = handler.parsed_fn_signature.parameters.get("data")
+        body_type = None if field is None or field.annotation is Any else field.annotation
+        _body_types[handler] = body_type
+        return body_type
+
+
+def convert_strict(value: Any, target: type[Any]) -> Any:
+    """Convert decoded JSON to ``target`` with msgspec's strict rules (no numbers as strings or times).
+
+    Args:
+        value: The decoded JSON document.
+        target: A msgspec-compatible type (usually a Struct).
+
+    Returns:
+        The converted value.
+
+    Raises:
+        ValidationException: Naming the field, as Litestar reports its own validation errors (a 422).
+    """
+    try:
+        return msgspec.convert(value, target, strict=True)
+    except msgspec.ValidationError as exc:
+        text_ = str(exc)
+        match = _MSGSPEC_PATH.search(text_)
+        message = _MSGSPEC_PATH.sub("", text_)
+        field = match.group(1) if match and match.group(1) else None
+        raise ValidationException(
+            detail=f"Invalid request body: {message}", extra=[{"key": field, "source": "body", "message": message}]
+        ) from exc

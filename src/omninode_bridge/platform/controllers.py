@@ -17,13 +17,16 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge import __version__
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.inputs import AwareDatetime, check_datetime_range, param, text
+from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.platform import schemas
 from omninode_bridge.platform.security import principal_of, require_scope
 from omninode_bridge.platform.services import ApiKeyService, AuditService
 
 __all__ = ["API_KEY_SECURITY", "AUTH_RESPONSES", "AdminController", "HealthController"]
+
+_FILTER = text(max_length=100)
 
 
 def _problem(description: str) -> ResponseSpec:
@@ -140,8 +143,7 @@ class AdminController(Controller):
         data: JSONBody[schemas.ApiKeyCreate],
     ) -> schemas.ApiKeyCreated:
         """Create a key. The response holds the plain key; it is never shown again."""
-        if data.expires_at is not None and data.expires_at.tzinfo is None:
-            raise ProblemError(422, "expires_at must carry a timezone", extra={"errors": [{"field": "expires_at"}]})
+        check_datetime_range(data.expires_at, "expires_at")
         return await ApiKeyService(uow).create(data, actor=principal_of(request).key_id)
 
     @delete(
@@ -174,24 +176,18 @@ class AdminController(Controller):
     async def audit(
         self,
         uow: NamedDependency[UnitOfWork],
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        cursor: BigintCursorQuery = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        action: FromQuery[str | None] = None,
-        outcome: FromQuery[str | None] = None,
+        action: Annotated[str | None, param(_FILTER)] = None,
+        outcome: Annotated[str | None, param(_FILTER)] = None,
         key_id: FromQuery[uuid.UUID | None] = None,
-        since: FromQuery[dt.datetime | None] = None,
-        until: FromQuery[dt.datetime | None] = None,
+        since: Annotated[dt.datetime | None, param(AwareDatetime)] = None,
+        until: Annotated[dt.datetime | None, param(AwareDatetime)] = None,
     ) -> schemas.AuditPage:
         """Entries newest first, filtered by action, outcome, key and time."""
-        if cursor is not None and not cursor.isdigit():
-            raise ProblemError(
-                422,
-                "cursor must be the next_cursor of a previous page",
-                extra={"errors": [{"field": "cursor"}]},
-            )
         return await AuditService(uow).page(
             limit=limit,
-            cursor=int(cursor) if cursor else None,
+            cursor=bigint_cursor(cursor),
             action=action,
             outcome=outcome,
             key_id=key_id,

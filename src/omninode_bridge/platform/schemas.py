@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from omninode_bridge.core.inputs import AwareDatetime, Namespace, anchored, text
+
 __all__ = [
     "ApiKey",
     "ApiKeyCreate",
@@ -19,8 +21,7 @@ __all__ = [
     "Principal",
 ]
 
-ScopeName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_.-]{0,49}$")]
-NamespaceName = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=255)]
+ScopeName = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z][a-z0-9_.-]{0,49}"), min_length=1, max_length=50)]
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -43,12 +44,15 @@ class Principal(msgspec.Struct, frozen=True):
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     """A new API key."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, description="Who or what uses the key.")]
-    scopes: Annotated[list[ScopeName], msgspec.Meta(min_length=1, description="admin, or module names.")]
-    namespaces: Annotated[
-        list[NamespaceName] | None, msgspec.Meta(description="Restrict the key to these namespaces.")
+    name: Annotated[str, text(min_length=1, max_length=100, description="Who or what uses the key.")]
+    scopes: Annotated[list[ScopeName], msgspec.Meta(min_length=1, max_length=50, description="admin, or module names.")]
+    namespaces: (
+        Annotated[list[Namespace], msgspec.Meta(max_length=1000, description="Restrict the key to these namespaces.")]
+        | None
+    ) = None
+    expires_at: Annotated[
+        AwareDatetime | None, msgspec.Meta(description="Optional expiry, with a timezone offset or Z.")
     ] = None
-    expires_at: Annotated[dt.datetime | None, msgspec.Meta(description="Optional expiry (UTC).")] = None
 
 
 class ApiKey(msgspec.Struct):

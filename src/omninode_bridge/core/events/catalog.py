@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 import yaml
 
+from omninode_bridge.core.inputs import anchored
+
 __all__ = [
     "CatalogError",
     "ConsumerSpec",
@@ -16,11 +18,18 @@ __all__ = [
     "RequestReplySpec",
     "Topic",
     "TopicCatalog",
+    "TopicName",
     "default_contracts_dir",
     "load_catalog",
 ]
 
-TopicName = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9._-]{1,249}$")]
+#: A Kafka topic name: Kafka's own rule (letters, digits, '.', '_', '-'; at most 249).
+TopicName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=anchored(r"[a-zA-Z0-9._-]{1,249}"), min_length=1, max_length=249, description="A Kafka topic name."
+    ),
+]
 
 
 class CatalogError(ValueError):

@@ -9,10 +9,13 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.errors import ProblemError, correlation_id_of
+from omninode_bridge.core.errors import correlation_id_of
+from omninode_bridge.core.events.catalog import TopicName
+from omninode_bridge.core.inputs import BIGINT_MAX, AwareDatetime, param, text
+from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.modules.events import schemas
 from omninode_bridge.modules.events.services import Actor, DeadLetterService, EventLogService, asyncapi_document
 from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, principal_of, require_scope
@@ -22,9 +25,8 @@ __all__ = ["ASYNCAPI_PATH", "AsyncApiController", "EventsController"]
 #: Where the AsyncAPI page is served (its JSON is at ``ASYNCAPI_PATH + ".json"``).
 ASYNCAPI_PATH = "/asyncapi"
 
-# The largest value a BIGINT id can hold: a longer digit string is not a cursor we handed out and would
-# overflow in PostgreSQL (a 500) instead of being a 422.
-_MAX_ID = 2**63 - 1
+_TOPIC = param(TopicName)
+_FILTER = text(max_length=255)
 
 _NOT_FOUND = ResponseSpec(
     data_container=dict[str, Any], description="No such dead letter", media_type="application/problem+json"
@@ -37,15 +39,6 @@ _CONFLICT = ResponseSpec(
 _REDRIVE_RESPONSES: dict[int, ResponseSpec] = {**AUTH_RESPONSES, 404: _NOT_FOUND, 409: _CONFLICT}
 # Public endpoints are still rate limited (per client IP), but no key is ever asked for.
 _PUBLIC_RESPONSES: dict[int, ResponseSpec] = {429: AUTH_RESPONSES[429]}
-
-
-def _require_timezone(**values: dt.datetime | None) -> None:
-    # Stored times are timezone-aware; a naive bound is ambiguous (and the column type rejects it).
-    for name, value in values.items():
-        if value is not None and value.tzinfo is None:
-            raise ProblemError(
-                422, f"{name} must carry a timezone (e.g. 2025-01-01T00:00:00Z)", extra={"errors": [{"field": name}]}
-            )
 
 
 def _actor(request: Request[Any, Any, Any]) -> Actor:
@@ -70,28 +63,21 @@ class EventsController(Controller):
     async def list_events(
         self,
         uow: NamedDependency[UnitOfWork],
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        cursor: BigintCursorQuery = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        correlation_id: Annotated[str | None, QueryParameter(description="Follow one request end to end")] = None,
-        event_type: FromQuery[str | None] = None,
-        topic: FromQuery[str | None] = None,
+        correlation_id: Annotated[str | None, param(_FILTER, description="Follow one request end to end")] = None,
+        event_type: Annotated[str | None, param(_FILTER)] = None,
+        topic: Annotated[str | None, _TOPIC] = None,
         direction: FromQuery[schemas.EventDirection | None] = None,
-        status: Annotated[str | None, QueryParameter(description="e.g. sent, processed, dead_lettered")] = None,
-        since: FromQuery[dt.datetime | None] = None,
-        until: FromQuery[dt.datetime | None] = None,
+        status: Annotated[str | None, param(_FILTER, description="e.g. sent, processed, dead_lettered")] = None,
+        since: Annotated[dt.datetime | None, param(AwareDatetime)] = None,
+        until: Annotated[dt.datetime | None, param(AwareDatetime)] = None,
     ) -> schemas.EventLogPage:
         """Published and consumed events, newest first, filtered by correlation id, type, topic, direction,
         status and time."""
-        if cursor is not None and (not cursor.isdigit() or int(cursor) > _MAX_ID):
-            raise ProblemError(
-                422,
-                "cursor must be the next_cursor of a previous page",
-                extra={"errors": [{"field": "cursor"}]},
-            )
-        _require_timezone(since=since, until=until)
         return await EventLogService(uow).page(
             limit=limit,
-            cursor=int(cursor) if cursor else None,
+            cursor=bigint_cursor(cursor),
             correlation_id=correlation_id,
             event_type=event_type,
             topic=topic,
@@ -111,7 +97,7 @@ class EventsController(Controller):
         self,
         state: State,
         uow: NamedDependency[UnitOfWork],
-        dlq_topic: Annotated[str | None, QueryParameter(description="Only this DLQ topic")] = None,
+        dlq_topic: Annotated[str | None, param(TopicName, description="Only this DLQ topic")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="How many dead letters to list")] = 20,
     ) -> schemas.DlqOverview:
         """Per DLQ topic of the catalog: messages in Kafka, the alert threshold, whether it is exceeded and
@@ -132,7 +118,7 @@ class EventsController(Controller):
         request: Request[Any, Any, Any],
         state: State,
         uow: NamedDependency[UnitOfWork],
-        dead_letter_id: FromPath[int],
+        dead_letter_id: Annotated[int, param(path=True, ge=1, le=BIGINT_MAX)],
     ) -> schemas.DeadLetter:
         """Publish the original record again to its original topic (through the outbox) and forget that its
         consumer processed it, so the consumer handles it anew. Audited. 409 when already re-driven."""

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from omninode_bridge.core.events.catalog import TopicName
+
 __all__ = [
     "DeadLetter",
     "DlqOverview",
@@ -90,10 +92,7 @@ class DlqOverview(msgspec.Struct):
 class RedriveRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Which dead letters to re-drive in bulk."""
 
-    dlq_topic: (
-        Annotated[str, msgspec.Meta(min_length=1, max_length=249, description="Only dead letters of this DLQ topic.")]
-        | None
-    ) = None
+    dlq_topic: Annotated[TopicName | None, msgspec.Meta(description="Only dead letters of this DLQ topic.")] = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000, description="At most this many, oldest first.")] = 100
 
 

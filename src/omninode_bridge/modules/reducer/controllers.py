@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.params import Parameter
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.inputs import Namespace, param
 from omninode_bridge.modules.reducer.schemas import NamespaceStats
 from omninode_bridge.modules.reducer.services import namespace_stats
 from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, require_namespace, require_scope
@@ -31,7 +31,7 @@ class NamespaceStatsController(Controller):
         self,
         request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
-        namespace: Annotated[str, Parameter(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=255)],
+        namespace: Annotated[str, param(Namespace, path=True)],
     ) -> NamespaceStats:
         """Totals, bytes, content types and workflows counted so far (eventually consistent within one
         reducer window); 404 before the first stamp of the namespace is counted."""

@@ -11,13 +11,18 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
-from litestar.params import FromPath, FromQuery, Parameter
+from litestar.params import QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
+from omninode_bridge.core.inputs import AwareDatetime, Namespace, param
+from omninode_bridge.core.paging import UuidCursorQuery, uuid_cursor
 from omninode_bridge.modules.orchestrator import WorkflowFailedError, orchestrator_of
 from omninode_bridge.modules.stamping.deps import is_json, read_json
 from omninode_bridge.modules.stamping.schemas import (
+    ContentType,
+    FileHash,
+    FilePath,
     HashRequest,
     HashResponse,
     StampCreate,
@@ -49,7 +54,7 @@ _RAW_NOTE = (
     "Send JSON (`application/json`) or the raw bytes with any other content type; raw bodies are hashed as "
     "they stream in, so their size is limited only by OMNINODE_STAMP_MAX_UPLOAD_BYTES."
 )
-_NAMESPACE_QUERY = Parameter(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=255, description="Namespace (raw uploads)")
+_NAMESPACE_QUERY = param(Namespace, description="Namespace (raw uploads)")
 
 
 def _elapsed_ms(began: float) -> float:
@@ -102,7 +107,7 @@ class StampingController(Controller):
         uow: NamedDependency[UnitOfWork],
         stamping: NamedDependency[StampingService],
         namespace: Annotated[str | None, _NAMESPACE_QUERY] = None,
-        file_path: FromQuery[str | None] = None,
+        file_path: Annotated[str | None, param(FilePath, description="Relative path (raw uploads)")] = None,
     ) -> Response[StampResponse]:
         """Hash, sign and store a stamp through the orchestrator's workflow; 201 when new, 200 when it existed.
 
@@ -166,7 +171,7 @@ class StampingController(Controller):
         state: State,
         uow: NamedDependency[UnitOfWork],
         stamping: NamedDependency[StampingService],
-        stamp_id: Annotated[uuid.UUID | None, Parameter(description="Raw uploads: the stored stamp to check")] = None,
+        stamp_id: Annotated[uuid.UUID | None, QueryParameter(description="Raw uploads: the stamp to check")] = None,
         namespace: Annotated[str | None, _NAMESPACE_QUERY] = None,
     ) -> ValidationResponse:
         """Format, hash, signature and namespace checks; ``valid`` only if all pass.
@@ -217,14 +222,11 @@ class StampingController(Controller):
         request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
         stamping: NamedDependency[StampingService],
-        file_hash: FromPath[str],
-        namespace: Annotated[str | None, Parameter(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=255)] = None,
+        file_hash: Annotated[str, param(FileHash, path=True)],
+        namespace: Annotated[str | None, param(Namespace)] = None,
     ) -> StampRecord:
         """The newest stamp of ``file_hash`` (in ``namespace`` if given); 404 if there is none."""
         normalized = file_hash.lower()
-        if len(normalized) != 64 or any(c not in "0123456789abcdef" for c in normalized):
-            raise ProblemError(422, "file_hash must be 64 hex digits.", slug="validation-error",
-                               extra={"errors": [{"field": "file_hash", "source": "path"}]})  # fmt: skip
         if namespace is not None:
             await require_namespace(request, namespace)
         row = await stamping.by_hash(uow, normalized, principal_of(request).namespaces, namespace)
@@ -239,19 +241,20 @@ class StampingController(Controller):
         request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
         stamping: NamedDependency[StampingService],
-        namespace: Annotated[str | None, Parameter(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=255)] = None,
-        content_type: Annotated[str | None, Parameter(max_length=255)] = None,
-        file_hash: Annotated[str | None, Parameter(pattern=r"^[0-9a-f]{64}$")] = None,
-        created_after: dt.datetime | None = None,
-        created_before: dt.datetime | None = None,
-        cursor: Annotated[uuid.UUID | None, Parameter(description="next_cursor of the previous page")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        namespace: Annotated[str | None, param(Namespace)] = None,
+        content_type: Annotated[str | None, param(ContentType)] = None,
+        file_hash: Annotated[str | None, param(FileHash)] = None,
+        created_after: Annotated[dt.datetime | None, param(AwareDatetime)] = None,
+        created_before: Annotated[dt.datetime | None, param(AwareDatetime)] = None,
+        cursor: UuidCursorQuery = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> StampPage:
         """Filter by namespace, content type, hash and creation time; keys limited to namespaces see theirs."""
         if namespace is not None:
             await require_namespace(request, namespace)
         return await stamping.page(
             uow, namespaces=principal_of(request).namespaces, namespace=namespace, content_type=content_type,
-            file_hash=file_hash, created_after=created_after, created_before=created_before, cursor=cursor,
+            file_hash=file_hash.lower() if file_hash else None, created_after=created_after,
+            created_before=created_before, cursor=uuid_cursor(cursor),
             limit=limit,
         )  # fmt: skip

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
-import msgspec
 from litestar import Request
 from litestar.datastructures import State
-from litestar.exceptions import ValidationException
 
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.inputs import check_json_body, convert_strict
 from omninode_bridge.modules.stamping.services import StampingService
 
 __all__ = ["is_json", "provide_stamping", "read_json"]
 
 T = TypeVar("T")
-
-_PATH = re.compile(r"at `\$\.?([^`]*)`")
-_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
 def provide_stamping(state: State) -> StampingService:
@@ -37,7 +32,9 @@ async def read_json(request: Request[Any, Any, Any], schema: type[T], limit: int
 
     Raises:
         ProblemError: 413 past ``limit``.
-        ValidationException: The JSON is malformed or does not match ``schema`` (422 naming the field).
+        MalformedBodyError: Not JSON or not UTF-8 (400).
+        InputError: NUL in a string or key, or nested too deep (422).
+        ValidationException: The JSON does not match ``schema`` (422 naming the field).
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -51,20 +48,5 @@ async def read_json(request: Request[Any, Any, Any], schema: type[T], limit: int
             raise ProblemError(413, f"JSON bodies are limited to {limit} bytes; upload raw content instead.",
                                slug="payload-too-large")  # fmt: skip
         chunks.append(chunk)
-    decoder = _decoders.get(schema)
-    if decoder is None:
-        decoder = _decoders[schema] = msgspec.json.Decoder(schema)
-    try:
-        return decoder.decode(b"".join(chunks))
-    except msgspec.ValidationError as exc:
-        match = _PATH.search(str(exc))
-        field = match.group(1) if match and match.group(1) else None
-        message = _PATH.sub("", str(exc)).rstrip(" -")
-        raise ValidationException(
-            detail=str(exc), extra=[{"key": field, "source": "body", "message": message}]
-        ) from exc
-    except msgspec.DecodeError as exc:
-        raise ValidationException(
-            detail=f"Malformed JSON: {exc}",
-            extra=[{"key": None, "source": "body", "message": f"malformed JSON: {exc}"}],
-        ) from exc
+    # The same checks as every other JSON body (NUL, depth, UTF-8), then msgspec's strict conversion.
+    return convert_strict(check_json_body(b"".join(chunks)), schema)

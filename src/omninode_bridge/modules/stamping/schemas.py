@@ -8,7 +8,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from omninode_bridge.core.inputs import MultilineText, Namespace, anchored, text
+
 __all__ = [
+    "ContentType",
+    "FileHash",
+    "FilePath",
     "HashRequest",
     "HashResponse",
     "Namespace",
@@ -21,18 +26,18 @@ __all__ = [
     "ValidationResponse",
 ]
 
-NAMESPACE_PATTERN = r"^[a-zA-Z0-9_.-]+$"
-NAMESPACE_MAX_LENGTH = 255
 MAX_FILE_PATH = 4096
 
-Namespace = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=NAMESPACE_PATTERN, min_length=1, max_length=NAMESPACE_MAX_LENGTH,
-        description="Letters, digits, '_', '.', '-'.", examples=["my_app"],
-    ),
-]  # fmt: skip
-FileHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits")]
+#: A BLAKE3 content hash as 64 hex digits (upper case is accepted and lowered).
+FileHash = Annotated[
+    str, msgspec.Meta(pattern=anchored("[0-9a-fA-F]{64}"), min_length=64, max_length=64, description="64 hex digits")
+]
+#: A relative file path (checked further by ``check_file_path``).
+FilePath = Annotated[
+    str, text(min_length=1, max_length=MAX_FILE_PATH, description="Relative path; sets the content type.")
+]
+#: A MIME content type as stored on stamps.
+ContentType = Annotated[str, text(min_length=1, max_length=255, description="MIME type, e.g. text/x-python")]
 
 
 class HashRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,10 +58,7 @@ class StampCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     content: Annotated[str, msgspec.Meta(description="The text to stamp (UTF-8).")]
     namespace: Namespace
-    file_path: (
-        Annotated[str, msgspec.Meta(max_length=MAX_FILE_PATH, description="Relative path; sets the content type.")]
-        | None
-    ) = None
+    file_path: FilePath | None = None
     metadata: Annotated[dict[str, Any], msgspec.Meta(description="Free metadata kept with the stamp.")] = {}
 
 
@@ -89,7 +91,7 @@ class ValidationRequest(msgspec.Struct, forbid_unknown_fields=True):
     """
 
     content: str
-    stamp: str | None = None
+    stamp: MultilineText | None = None
     namespace: Namespace | None = None
 
 

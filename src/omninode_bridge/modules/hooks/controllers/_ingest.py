@@ -16,7 +16,7 @@ from litestar.params import FromPath, JSONBody
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
-from omninode_bridge.core.inputs import Namespace, parameter
+from omninode_bridge.core.inputs import Namespace, param
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.controllers._openapi import HOOK_BODY_OPERATION
 from omninode_bridge.modules.hooks.deps import (
@@ -66,23 +66,23 @@ _BATCH_RESPONSES: dict[int, ResponseSpec] = {
 # Where a Claude Code hook's source and namespace may be overridden (the payload has no field for them).
 _SourceOverride = Annotated[
     schemas.SourceName | None,
-    parameter(schemas.SourceName, description="The hook's source (default: claude-code); or X-Hook-Source."),
+    param(schemas.SourceName, description="The hook's source (default: claude-code); or X-Hook-Source."),
 ]
 _SourceHeader = Annotated[
     schemas.SourceName | None,
-    parameter(
+    param(
         schemas.SourceName,
-        location="header",
+        header=True,
         name="X-Hook-Source",
         description="The hook's source (default: claude-code).",
     ),
 ]
 _NamespaceOverride = Annotated[
     Namespace | None,
-    parameter(Namespace, description="Default: the key's namespace when it has exactly one, else 'default'."),
+    param(Namespace, description="Default: the key's namespace when it has exactly one, else 'default'."),
 ]
 _NamespaceHeader = Annotated[
-    Namespace | None, parameter(Namespace, location="header", name="X-Hook-Namespace", description="As ?namespace=.")
+    Namespace | None, param(Namespace, header=True, name="X-Hook-Namespace", description="As ?namespace=.")
 ]
 _PARSED = "hooks_parsed"
 

@@ -12,7 +12,7 @@ from litestar.response import ServerSentEvent
 
 from omninode_bridge import platform
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.inputs import Identifier, Namespace, parameter, text
+from omninode_bridge.core.inputs import Identifier, Namespace, param, text
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.deps import hooks_state
 from omninode_bridge.modules.hooks.services import StreamFilter, sse_events
@@ -59,13 +59,13 @@ class HookLiveController(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        source: Annotated[schemas.SourceName | None, parameter(schemas.SourceName)] = None,
-        session_id: Annotated[Identifier | None, parameter(Identifier)] = None,
-        event_type: Annotated[schemas.EventType | None, parameter(schemas.EventType)] = None,
-        namespace: Annotated[Namespace | None, parameter(Namespace, description="Only this namespace.")] = None,
-        ticket: Annotated[str | None, parameter(_Short, description="From POST /hooks/stream/tickets")] = None,
+        source: Annotated[schemas.SourceName | None, param(schemas.SourceName)] = None,
+        session_id: Annotated[Identifier | None, param(Identifier)] = None,
+        event_type: Annotated[schemas.EventType | None, param(schemas.EventType)] = None,
+        namespace: Annotated[Namespace | None, param(Namespace, description="Only this namespace.")] = None,
+        ticket: Annotated[str | None, param(_Short, description="From POST /hooks/stream/tickets")] = None,
         last_event_id: Annotated[
-            str | None, parameter(_Short, description="Resume after this event id (else the Last-Event-ID header)")
+            str | None, param(_Short, description="Resume after this event id (else the Last-Event-ID header)")
         ] = None,
     ) -> ServerSentEvent:
         """Each accepted hook as an SSE `hook` event whose data is the hook (with redacted data) and whose id is

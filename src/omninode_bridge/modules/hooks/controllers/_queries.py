@@ -15,35 +15,26 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.inputs import (
-    BigintCursor,
-    Identifier,
-    Namespace,
-    check_datetime_range,
-    parameter,
-    text,
-)
-from omninode_bridge.core.inputs import (
-    limit as page_size,
-)
+from omninode_bridge.core.inputs import Identifier, Namespace, check_datetime_range, param, text
+from omninode_bridge.core.inputs import limit as page_size
+from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.deps import actor_of, visible_namespaces
 from omninode_bridge.modules.hooks.services import HookQueryService
 
 __all__ = ["HookQueryController"]
 
-Limit = Annotated[int, parameter(Annotated[int, page_size(500)])]
-Cursor = Annotated[BigintCursor | None, parameter(BigintCursor)]
-Source = Annotated[schemas.SourceName | None, parameter(schemas.SourceName)]
-EventType = Annotated[schemas.EventType | None, parameter(schemas.EventType)]
-Id = Annotated[Identifier | None, parameter(Identifier)]
+Limit = Annotated[int, param(Annotated[int, page_size(500)])]
+Source = Annotated[schemas.SourceName | None, param(schemas.SourceName)]
+EventType = Annotated[schemas.EventType | None, param(schemas.EventType)]
+Id = Annotated[Identifier | None, param(Identifier)]
 NamespaceFilter = Annotated[
     Namespace | None,
-    parameter(Namespace, description="Only this namespace (a restricted key sees only its own anyway)."),
+    param(Namespace, description="Only this namespace (a restricted key sees only its own anyway)."),
 ]
 _WHEN = "RFC 3339 with a timezone offset or Z (naive -> 422), between 1970 and 9999-12-30"
 _SessionCursor = Annotated[str, text(max_length=1024, description="next_cursor of the previous page")]
-SessionCursor = Annotated[_SessionCursor | None, parameter(_SessionCursor)]
+SessionCursor = Annotated[_SessionCursor | None, param(_SessionCursor)]
 _NOT_FOUND: dict[int, ResponseSpec] = {
     **platform.AUTH_RESPONSES,
     404: ResponseSpec(data_container=dict[str, Any], description="Unknown (or outside the key's namespaces)",
@@ -76,7 +67,7 @@ class HookQueryController(Controller):
         self,
         request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
-        cursor: Cursor = None,
+        cursor: BigintCursorQuery = None,
         limit: Limit = 50,
         source: Source = None,
         event_type: EventType = None,
@@ -91,7 +82,7 @@ class HookQueryController(Controller):
         namespace. A namespace-restricted key sees only its namespaces."""
         _in_range(since=since, until=until)
         return await HookQueryService(uow).page(
-            limit=limit, cursor=cursor, source=source, event_type=event_type, session_id=session_id,
+            limit=limit, cursor=bigint_cursor(cursor), source=source, event_type=event_type, session_id=session_id,
             correlation_id=correlation_id, tool_name=tool_name, since=since, until=until,
             namespaces=await visible_namespaces(request, namespace),
         )  # fmt: skip
@@ -134,7 +125,7 @@ class HookQueryController(Controller):
         """Sessions with first/last seen, status and event counts by type. A session is identified by
         (namespace, source, session_id)."""
         return await HookQueryService(uow).sessions(
-            limit=limit, cursor=cursor, source=source, status=status,
+            limit=limit, cursor=cursor or None, source=source, status=status,  # empty: the first page
             namespaces=await visible_namespaces(request, namespace),
         )  # fmt: skip
 
@@ -145,11 +136,11 @@ class HookQueryController(Controller):
         request: Request[Any, Any, Any],
         uow: NamedDependency[UnitOfWork],
         session_id: Annotated[
-            Identifier, parameter(Identifier, description="The session id the hooks carried.", location="path")
+            Identifier, param(Identifier, description="The session id the hooks carried.", path=True)
         ],
         source: Annotated[
             schemas.SourceName | None,
-            parameter(schemas.SourceName, description="The session's source; needed when several share the id."),
+            param(schemas.SourceName, description="The session's source; needed when several share the id."),
         ] = None,
         namespace: NamespaceFilter = None,
     ) -> schemas.HookSessionDetail:

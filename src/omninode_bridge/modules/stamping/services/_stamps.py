@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,17 +16,12 @@ from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.inputs import Namespace, has_control_characters
 from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.modules.orchestrator import StepHandler, WorkflowRun
 from omninode_bridge.modules.stamping import events
 from omninode_bridge.modules.stamping.models import StampRow
-from omninode_bridge.modules.stamping.schemas import (
-    MAX_FILE_PATH,
-    NAMESPACE_MAX_LENGTH,
-    NAMESPACE_PATTERN,
-    StampPage,
-    StampRecord,
-)
+from omninode_bridge.modules.stamping.schemas import MAX_FILE_PATH, StampPage, StampRecord
 from omninode_bridge.modules.stamping.services._content_type import detect_content_type, is_textual, looks_like_text
 from omninode_bridge.modules.stamping.services._hashing import HEAD_BYTES, HashPolicy, StreamDigest
 from omninode_bridge.modules.stamping.services._stamp_format import (
@@ -51,9 +45,11 @@ def _invalid(field_name: str, message: str) -> ProblemError:
 
 
 def check_namespace(namespace: str) -> None:
-    """Refuse a namespace outside ``^[a-zA-Z0-9_.-]+$`` or longer than 255 characters (422)."""
-    if not namespace or len(namespace) > NAMESPACE_MAX_LENGTH or re.fullmatch(NAMESPACE_PATTERN, namespace) is None:
-        raise _invalid("namespace", f"namespace must match {NAMESPACE_PATTERN} and be 1-{NAMESPACE_MAX_LENGTH} long")
+    """Refuse a namespace that is not a :data:`~omninode_bridge.core.inputs.Namespace` (422)."""
+    try:
+        msgspec.convert(namespace, Namespace)
+    except msgspec.ValidationError as exc:
+        raise _invalid("namespace", "namespace must be 1-255 letters, digits, '_', '.' or '-'") from exc
 
 
 def check_file_path(file_path: str | None) -> None:
@@ -67,7 +63,7 @@ def check_file_path(file_path: str | None) -> None:
         or path.is_absolute()
         or ".." in path.parts
         or (len(file_path) > 1 and file_path[1] == ":")  # a Windows drive
-        or any(ord(char) < 32 for char in file_path)
+        or has_control_characters(file_path)
     ):
         raise _invalid("file_path", "file_path must be a relative path without '..' segments")
 
