@@ -103,7 +103,7 @@ def parse_batch(value: Any) -> schemas.HookBatch:
     except msgspec.ValidationError as exc:
         raise _invalid(exc) from None
     for index, hook in enumerate(batch.events):
-        _timestamp(hook, f"events.{index}.timestamp")
+        _timestamp(hook, f"events[{index}].timestamp")
     return batch
 
 
