@@ -322,7 +322,7 @@ async def test_d04_hook_timestamps_and_types_are_strict(client: Client, body: di
     assert response.json()["errors"][0]["field"] == field
     batch = await client.post("/hooks/batch", json={"events": [_HOOK, body]}, headers=HEADERS)
     assert batch.status_code == 422, batch.text
-    assert batch.json()["errors"][0]["field"] == f"events.1.{field}"
+    assert batch.json()["errors"][0]["field"] == f"events[1].{field}"
 
 
 @pytest.mark.parametrize(

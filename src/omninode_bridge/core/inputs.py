@@ -302,9 +302,14 @@ class SafeRequest(Request[Any, Any, Any]):
             if (cached := self._connection_state.json) is not Empty:
                 self._json = cached
             else:
-                value = check_json_body(await self.body())
+                body = await self.body()
+                value = check_json_body(body)
                 body_type = _body_type(self.route_handler) if "route_handler" in self.scope else None
                 if body_type is not None:
+                    if not body and not _accepts_null(body_type):
+                        raise MalformedBodyError(
+                            "the body is empty: send a JSON document (Content-Type: application/json)"
+                        )
                     convert_strict(value, body_type)  # refuse what Litestar's lax conversion would coerce
                 self._json = self._connection_state.json = value
         return self._json
@@ -446,6 +451,14 @@ def _body_type(handler: BaseRouteHandler) -> Any:
         body_type = None if field is None or field.annotation is Any else field.annotation
         _body_types[handler] = body_type
         return body_type
+
+
+def _accepts_null(body_type: Any) -> bool:
+    try:
+        msgspec.convert(None, body_type)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def convert_strict(value: Any, target: type[Any]) -> Any:
