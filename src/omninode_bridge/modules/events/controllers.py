@@ -13,9 +13,16 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
+from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.events import schemas
 from omninode_bridge.modules.events.services import Actor, DeadLetterService, EventLogService, asyncapi_document
-from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, principal_of, require_scope
+from omninode_bridge.platform import (
+    API_KEY_SECURITY,
+    AUTH_RESPONSES,
+    PUBLIC_RESPONSES,
+    principal_of,
+    require_scope,
+)
 
 __all__ = ["ASYNCAPI_PATH", "AsyncApiController", "EventsController"]
 
@@ -26,17 +33,13 @@ ASYNCAPI_PATH = "/asyncapi"
 # overflow in PostgreSQL (a 500) instead of being a 422.
 _MAX_ID = 2**63 - 1
 
-_NOT_FOUND = ResponseSpec(
-    data_container=dict[str, Any], description="No such dead letter", media_type="application/problem+json"
+_REDRIVE_RESPONSES = error_responses(
+    {404: "No such dead letter", 409: "Already re-driven, or its original topic left the catalog"}
 )
-_CONFLICT = ResponseSpec(
-    data_container=dict[str, Any],
-    description="Already re-driven, or its original topic left the catalog",
-    media_type="application/problem+json",
-)
-_REDRIVE_RESPONSES: dict[int, ResponseSpec] = {**AUTH_RESPONSES, 404: _NOT_FOUND, 409: _CONFLICT}
-# Public endpoints are still rate limited (per client IP), but no key is ever asked for.
-_PUBLIC_RESPONSES: dict[int, ResponseSpec] = {429: AUTH_RESPONSES[429]}
+_ASYNCAPI_RESPONSES = {
+    **PUBLIC_RESPONSES,
+    200: ResponseSpec(data_container=dict[str, Any], description="The AsyncAPI 3.0 document (a JSON object)"),
+}
 
 
 def _require_timezone(**values: dt.datetime | None) -> None:
@@ -144,7 +147,7 @@ class EventsController(Controller):
         summary="Re-drive every pending dead letter, oldest first",
         status_code=200,
         guards=[require_scope("admin")],
-        responses=AUTH_RESPONSES,
+        responses=error_responses(body=True),
     )
     async def redrive_many(
         self,
@@ -172,7 +175,7 @@ class AsyncApiController(Controller):
         operation_id="getAsyncApiPage",
         summary="AsyncAPI documentation of the Kafka topics (HTML)",
         media_type=MediaType.HTML,
-        responses=_PUBLIC_RESPONSES,
+        responses=PUBLIC_RESPONSES,
     )
     async def page(self, state: State) -> Response[str]:
         """The AsyncAPI web component rendering the document at /asyncapi.json."""
@@ -182,7 +185,7 @@ class AsyncApiController(Controller):
         ASYNCAPI_PATH + ".json",
         operation_id="getAsyncApiDocument",
         summary="AsyncAPI 3.0 document of the Kafka topics",
-        responses=_PUBLIC_RESPONSES,
+        responses=_ASYNCAPI_RESPONSES,
     )
     async def document(self, state: State) -> Response[bytes]:
         """Every catalog topic with its description, event types and envelope schema, and the consumers of

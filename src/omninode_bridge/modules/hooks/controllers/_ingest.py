@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
+from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.deps import (
     actor_of,
@@ -27,19 +28,16 @@ from omninode_bridge.modules.hooks.signatures import SignatureError, idempotency
 
 __all__ = ["HookIngestController"]
 
-_INGEST_RESPONSES: dict[int, ResponseSpec] = {
-    **platform.AUTH_RESPONSES,
-    200: ResponseSpec(data_container=schemas.HookAccepted, description="A duplicate: the original event"),
-    413: ResponseSpec(data_container=dict[str, Any], description="Body over the per-hook limit",
-                      media_type="application/problem+json"),
-}  # fmt: skip
-_WEBHOOK_RESPONSES: dict[int, ResponseSpec] = {
-    **_INGEST_RESPONSES,
-    401: ResponseSpec(data_container=dict[str, Any], description="Missing, wrong or stale signature (audited)",
-                      media_type="application/problem+json"),
-    404: ResponseSpec(data_container=dict[str, Any], description="No such (enabled) webhook source",
-                      media_type="application/problem+json"),
-}  # fmt: skip
+_DUPLICATE = ResponseSpec(data_container=schemas.HookAccepted, description="A duplicate: the original event")
+_INGEST_RESPONSES = error_responses({200: _DUPLICATE, 413: "Body over the per-hook limit"})
+_BATCH_RESPONSES = error_responses({
+    200: ResponseSpec(data_container=schemas.HookBatchAccepted, description="A duplicate: the original batch"),
+    413: "Body over the size limit, or an event over the per-hook limit",
+})  # fmt: skip
+_WEBHOOK_RESPONSES = error_responses({
+    200: _DUPLICATE, 401: "Missing, wrong or stale signature (audited)", 404: "No such (enabled) webhook source",
+    413: "Body over the per-hook limit",
+})  # fmt: skip
 
 
 def _ingest(request: Request[Any, Any, Any], state: State, uow: UnitOfWork) -> HookIngestService:
@@ -81,7 +79,7 @@ class HookIngestController(Controller):
         return _answer(await service.accept(hook, idempotency_key=key[:300] if key else None))
 
     @post("/batch", operation_id="postHookBatch", summary="Accept up to 1,000 hook events in one transaction",
-          status_code=202, guards=[platform.require_scope("hooks")], responses=_INGEST_RESPONSES)  # fmt: skip
+          status_code=202, guards=[platform.require_scope("hooks")], responses=_BATCH_RESPONSES)  # fmt: skip
     async def post_batch(
         self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
         data: JSONBody[schemas.HookBatch],

@@ -14,6 +14,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.deps import actor_of
 from omninode_bridge.modules.hooks.services import HookQueryService
@@ -66,7 +67,7 @@ class HookQueryController(Controller):
         )  # fmt: skip
 
     @get("/events/{event_id:uuid}", operation_id="getHookEvent", summary="One hook event",
-         responses=platform.AUTH_RESPONSES)  # fmt: skip
+         responses=error_responses({404: "No hook event with this id"}))  # fmt: skip
     async def event(self, uow: NamedDependency[UnitOfWork], event_id: FromPath[uuid.UUID]) -> schemas.HookEvent:
         """A stored hook event (404 if unknown or purged)."""
         found = await HookQueryService(uow).get(event_id)
@@ -75,7 +76,7 @@ class HookQueryController(Controller):
         return found
 
     @post("/events/{event_id:uuid}/replay", operation_id="replayHookEvent", summary="Publish a hook event again",
-          status_code=202, responses=platform.AUTH_RESPONSES)  # fmt: skip
+          status_code=202, responses=error_responses({404: "No hook event with this id"}))  # fmt: skip
     async def replay(
         self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
         event_id: FromPath[uuid.UUID],
@@ -99,7 +100,7 @@ class HookQueryController(Controller):
         return await HookQueryService(uow).sessions(limit=limit, cursor=cursor, source=source, status=status)
 
     @get("/sessions/{session_id:str}", operation_id="getHookSession", summary="A session's timeline",
-         responses=platform.AUTH_RESPONSES)  # fmt: skip
+         responses=error_responses({404: "No hook session with this id"}))  # fmt: skip
     async def session(self, uow: NamedDependency[UnitOfWork], session_id: FromPath[str]) -> schemas.HookSessionDetail:
         """The session, its events oldest first and its tool calls with pre/post paired and durations."""
         found = await HookQueryService(uow).session(session_id)
