@@ -24,6 +24,7 @@ __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "Problem",
     "ProblemFieldError",
+    "documented",
     "error_responses",
     "problem",
 ]
@@ -69,6 +70,16 @@ KEY_ERRORS: Mapping[int, str] = {
     401: "Missing or invalid API key",
     403: "The key lacks the required scope or namespace",
 }
+
+
+def documented(data_container: Any, description: str) -> ResponseSpec:
+    """A further (non-problem) response of an operation, such as a second success status.
+
+    Args:
+        data_container: The body's type.
+        description: When the operation answers with it.
+    """
+    return ResponseSpec(data_container=data_container, description=description, generate_examples=False)
 
 
 def problem(description: str) -> ResponseSpec:

@@ -18,7 +18,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from omninode_bridge import __version__
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.openapi import error_responses
+from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.platform import schemas
 from omninode_bridge.platform.security import principal_of, require_scope
 from omninode_bridge.platform.services import ApiKeyService, AuditService
@@ -43,7 +43,7 @@ class HealthController(Controller):
     tags = ["platform"]
 
     @get("/", operation_id="getHealth", summary="Overall and per-component health",
-         responses=error_responses({503: ResponseSpec(schemas.Health, description="Unhealthy: the database is down")},
+         responses=error_responses({503: documented(schemas.Health, "Unhealthy: the database is down")},
                                    key=False))  # fmt: skip
     async def health(self, state: State) -> Response[schemas.Health]:
         """Healthy when every component is up; degraded when Kafka or Redis is down; unhealthy (503) when
@@ -69,7 +69,7 @@ class HealthController(Controller):
         return {"status": "alive"}
 
     @get("/ready", operation_id="getReadiness", summary="The service can serve: database and broker reachable",
-         responses=error_responses({503: ResponseSpec(dict[str, Any], description="Not ready: see components")},
+         responses=error_responses({503: documented(dict[str, Any], "Not ready: see components")},
                                    key=False))  # fmt: skip
     async def ready(self, state: State) -> Response[dict[str, Any]]:
         """200 when the database and the broker answer, else 503."""

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
-from omninode_bridge.core.openapi import error_responses
+from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.modules.events import schemas
 from omninode_bridge.modules.events.services import Actor, DeadLetterService, EventLogService, asyncapi_document
 from omninode_bridge.platform import (
@@ -38,7 +37,7 @@ _REDRIVE_RESPONSES = error_responses(
 )
 _ASYNCAPI_RESPONSES = {
     **PUBLIC_RESPONSES,
-    200: ResponseSpec(data_container=dict[str, Any], description="The AsyncAPI 3.0 document (a JSON object)"),
+    200: documented(dict[str, Any], "The AsyncAPI 3.0 document (a JSON object)"),
 }
 
 

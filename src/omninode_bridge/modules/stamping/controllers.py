@@ -11,12 +11,11 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
-from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, Parameter
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
-from omninode_bridge.core.openapi import error_responses
+from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.modules.orchestrator import WorkflowFailedError, orchestrator_of
 from omninode_bridge.modules.stamping.deps import is_json, read_json
 from omninode_bridge.modules.stamping.schemas import (
@@ -56,7 +55,7 @@ _NAMESPACE_QUERY = Parameter(pattern=r"^[a-zA-Z0-9_.-]+$", max_length=255, descr
 
 _UPLOAD_RESPONSES = error_responses(body=True)
 _STAMP_RESPONSES = error_responses(
-    {200: ResponseSpec(data_container=StampResponse, description="The content was stamped before: that stamp")},
+    {200: documented(StampResponse, "The content was stamped before: that stamp")},
     body=True,
 )
 _VALIDATE_RESPONSES = error_responses({404: "Raw uploads: no stamp with this stamp_id"}, body=True)

@@ -9,13 +9,12 @@ from typing import Any
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
-from omninode_bridge.core.openapi import error_responses
+from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.deps import (
     actor_of,
@@ -28,10 +27,10 @@ from omninode_bridge.modules.hooks.signatures import SignatureError, idempotency
 
 __all__ = ["HookIngestController"]
 
-_DUPLICATE = ResponseSpec(data_container=schemas.HookAccepted, description="A duplicate: the original event")
+_DUPLICATE = documented(schemas.HookAccepted, "A duplicate: the original event")
 _INGEST_RESPONSES = error_responses({200: _DUPLICATE, 413: "Body over the per-hook limit"})
 _BATCH_RESPONSES = error_responses({
-    200: ResponseSpec(data_container=schemas.HookBatchAccepted, description="A duplicate: the original batch"),
+    200: documented(schemas.HookBatchAccepted, "A duplicate: the original batch"),
     413: "Body over the size limit, or an event over the per-hook limit",
 })  # fmt: skip
 _WEBHOOK_RESPONSES = error_responses({
