@@ -3,11 +3,14 @@ skipped the middleware)."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
+import jsonschema_rs
 import pytest
 from redis.asyncio import Redis
 
+from omninode_bridge.core.inputs import anchored
 from tests.conftest import app_client, make_settings
 
 if TYPE_CHECKING:
@@ -144,6 +147,31 @@ async def test_d14_malformed_json_is_a_400_problem_as_documented(
     assert response.status_code == 400
     assert response.headers["content-type"].startswith(PROBLEM)
     assert _is_problem(document["paths"]["/admin/api-keys"]["post"]["responses"]["400"])
+
+
+def _patterns(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return own + [p for value in node.values() for p in _patterns(value)]
+    if isinstance(node, list):
+        return [p for value in node for p in _patterns(value)]
+    return []
+
+
+async def test_d14_every_pattern_is_a_json_schema_regex(document: dict[str, Any]) -> None:
+    patterns = _patterns(document)
+    assert patterns
+    for pattern in patterns:
+        # jsonschema_rs compiles ECMA-262 regexes, the dialect of JSON Schema (``\A``/``\Z`` are not in it).
+        jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+
+
+def test_d14_anchored_patterns_mean_the_same_in_json_schema_and_msgspec() -> None:
+    pattern = anchored("[a-z]+")
+    schema = jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+    for value, valid in (("hooks", True), ("hooks\n", False), ("\nhooks", False), ("Hooks", False)):
+        assert schema.is_valid(value) is valid, value
+        assert (re.search(pattern, value) is not None) is valid, value
 
 
 @pytest.mark.parametrize(
