@@ -181,12 +181,11 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
     for module in all_modules:
         dependencies.update(module.dependencies)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[_MetricsController, *(h for m in all_modules for h in m.route_handlers)],
         dependencies=dependencies,
         lifespan=[lifespan],
         middleware=[
-            DefineMiddleware(CorrelationMiddleware, trace_context=not tracing),
             InputGuardMiddleware,
             PrometheusConfig(
                 app_name="omninode-bridge",
@@ -213,6 +212,10 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         logging_config=None,
         debug=False,
     )
+    # Route middleware runs only when a route matched; what every response needs (404s and 405s included)
+    # wraps the whole app instead: correlation ids outermost, then rate limits of unmatched requests.
+    app.asgi_handler = CorrelationMiddleware(platform.UnmatchedRouteLimits(app.asgi_handler), trace_context=not tracing)
+    return app
 
 
 def _openapi() -> OpenAPIConfig:

@@ -6,7 +6,7 @@ One definition of "safe input" for the whole service, so bad input is a 422 at t
 - **Text** never holds NUL or other control characters (PostgreSQL refuses NUL in ``text`` and
   ``jsonb``; control characters in identifiers are never intended). :data:`MultilineText` allows tab,
   newline and carriage return, nothing else below 0x20.
-- **Patterns are anchored** with ``\\A...\\Z``: msgspec and Python's ``re`` let ``$`` match before a final
+- **Patterns are anchored** at the very end: msgspec and Python's ``re`` let ``$`` match before a final
   newline, so ``"^[a-z]+$"`` accepts ``"hooks\\n"``. Build patterns with :func:`anchored`.
 - **Integers are bounded** (cursors fit PostgreSQL's ``bigint``; limits have a ceiling).
 - **Datetimes are timezone-aware** (naive -> 422) and within :data:`DATETIME_MIN` .. :data:`DATETIME_MAX`,
@@ -97,9 +97,11 @@ def anchored(pattern: str) -> str:
         pattern: The body of the pattern, without ``^``/``$``.
 
     Returns:
-        ``\\A(?:pattern)\\Z``, which, unlike ``^...$``, does not accept a trailing newline.
+        ``^(?:pattern)(?![\\s\\S])``: unlike ``^...$`` it does not accept a trailing newline, and unlike
+        ``\\A...\\Z`` it is also an ECMA-262 regular expression, the dialect of JSON Schema, so the OpenAPI
+        document (and its tools: schemathesis, generated clients) reads it the way msgspec applies it.
     """
-    return rf"\A(?:{pattern})\Z"
+    return rf"^(?:{pattern})(?![\s\S])"
 
 
 def text(

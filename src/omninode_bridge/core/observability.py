@@ -198,8 +198,18 @@ def request_trace_context(traceparent: str | None) -> otel_context.Context:
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context), parent)
 
 
+def _bind_current_trace_ids() -> None:
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        structlog.contextvars.bind_contextvars(
+            trace_id=format(span.trace_id, "032x"), span_id=format(span.span_id, "016x")
+        )
+
+
 class CorrelationMiddleware:
     """Assigns the correlation id, binds it to logs and the response, and logs each request once.
+
+    It wraps the whole app (not a route), so unmatched routes (404, 405) get their correlation id too.
 
     With ``trace_context`` (set when no span exporter runs) it also makes the request's trace context
     current, standing in for the OpenTelemetry ASGI middleware.
@@ -233,6 +243,9 @@ class CorrelationMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if token is None:
+                    # The OpenTelemetry middleware runs inside this one: keep its ids for the request line.
+                    _bind_current_trace_ids()
                 headers = message.get("headers", [])
                 if not any(name.lower() == b"x-correlation-id" for name, _ in headers):
                     message["headers"] = [*headers, header]

@@ -18,31 +18,26 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from omninode_bridge import __version__
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.inputs import AwareDatetime, check_datetime_range, param, text
+from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.platform import schemas
 from omninode_bridge.platform.security import principal_of, require_scope
 from omninode_bridge.platform.services import ApiKeyService, AuditService
 
-__all__ = ["API_KEY_SECURITY", "AUTH_RESPONSES", "AdminController", "HealthController"]
+__all__ = ["API_KEY_SECURITY", "AUTH_RESPONSES", "PUBLIC_RESPONSES", "AdminController", "HealthController"]
 
 _FILTER = text(max_length=100)
-
-
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=dict[str, Any], description=description, media_type="application/problem+json")
 
 
 #: OpenAPI security requirement of every protected controller (either header works).
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
 
-AUTH_RESPONSES: dict[int, ResponseSpec] = {
-    422: _problem("Invalid input; `errors` names each field"),
-    401: _problem("Missing or invalid API key"),
-    403: _problem("The key lacks the required scope or namespace"),
-    429: _problem("Rate limit exceeded; see Retry-After"),
-    503: _problem("A dependency is unavailable; see Retry-After"),
-}
+#: The error responses of an operation that checks an API key (see :func:`core.openapi.error_responses`
+#: for operations with statuses of their own).
+AUTH_RESPONSES: dict[int, ResponseSpec] = error_responses()
+#: The error responses of a public operation (no key asked for; still rate limited per client IP).
+PUBLIC_RESPONSES: dict[int, ResponseSpec] = error_responses(key=False)
 
 
 class HealthController(Controller):
@@ -51,7 +46,9 @@ class HealthController(Controller):
     path = "/health"
     tags = ["platform"]
 
-    @get("/", operation_id="getHealth", summary="Overall and per-component health")
+    @get("/", operation_id="getHealth", summary="Overall and per-component health",
+         responses=error_responses({503: documented(schemas.Health, "Unhealthy: the database is down")},
+                                   key=False))  # fmt: skip
     async def health(self, state: State) -> Response[schemas.Health]:
         """Healthy when every component is up; degraded when Kafka or Redis is down; unhealthy (503) when
         the database is down."""
@@ -70,12 +67,14 @@ class HealthController(Controller):
         )
         return Response(body, status_code=503 if status == "unhealthy" else 200)
 
-    @get("/live", operation_id="getLiveness", summary="The process is up")
+    @get("/live", operation_id="getLiveness", summary="The process is up", responses=PUBLIC_RESPONSES)
     async def live(self) -> dict[str, str]:
         """Always 200 while the process serves requests."""
         return {"status": "alive"}
 
-    @get("/ready", operation_id="getReadiness", summary="The service can serve: database and broker reachable")
+    @get("/ready", operation_id="getReadiness", summary="The service can serve: database and broker reachable",
+         responses=error_responses({503: documented(dict[str, Any], "Not ready: see components")},
+                                   key=False))  # fmt: skip
     async def ready(self, state: State) -> Response[dict[str, Any]]:
         """200 when the database and the broker answer, else 503."""
         checks = await _check_components(state, include_redis=False)
@@ -134,7 +133,7 @@ class AdminController(Controller):
         "/api-keys",
         operation_id="createApiKey",
         summary="Create an API key (shown once)",
-        responses=AUTH_RESPONSES,
+        responses=error_responses(body=True),
     )
     async def create_key(
         self,
@@ -151,7 +150,7 @@ class AdminController(Controller):
         operation_id="revokeApiKey",
         summary="Revoke an API key",
         status_code=200,
-        responses=AUTH_RESPONSES,
+        responses=error_responses({404: "No API key with this id"}),
     )
     async def revoke_key(
         self,

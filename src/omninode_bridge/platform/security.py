@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
@@ -49,6 +50,7 @@ __all__ = [
     "RateLimitDecision",
     "SecurityMiddleware",
     "SlidingWindowLimiter",
+    "UnmatchedRouteLimits",
     "principal_of",
     "principal_or_none",
     "require_namespace",
@@ -288,6 +290,79 @@ class SecurityMiddleware:
                 headers={k.decode().title(): v.decode() for k, v in decision.headers()},
             )
         return decision
+
+
+class UnmatchedRouteLimits:
+    """Rate limits for requests no route matched (unknown paths, 405s, path parameters of the wrong type).
+
+    Litestar answers those before any route middleware runs, so :class:`SecurityMiddleware` never sees
+    them. Wrapped around the whole app, this counts them per client IP like other unauthenticated requests
+    and adds the ``RateLimit-*`` headers (or answers 429). Matched requests pass through untouched: the
+    check happens at their response start, where a matched route has set ``route_handler``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._client_address: ClientAddress | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        refused = False
+
+        async def send_limited(message: Message) -> None:
+            nonlocal refused
+            if refused:
+                return  # the body of the response the 429 replaced
+            if message["type"] == "http.response.start" and "route_handler" not in scope:
+                try:
+                    decision = await self._hit(scope)
+                except ProblemError as exc:
+                    refused = True
+                    await _send_problem(send, scope, exc)
+                    return
+                if decision is not None:
+                    message["headers"] = [*message.get("headers", []), *decision.headers()]
+            await send(message)
+
+        await self.app(scope, receive, send_limited)
+
+    async def _hit(self, scope: Scope) -> RateLimitDecision | None:
+        state = scope["app"].state
+        settings: SecuritySettings = state.runtime.settings.security
+        limiter: SlidingWindowLimiter | None = state.rate_limiter if settings.rate_limit_enabled else None
+        resolve = self._client_address
+        if resolve is None:
+            resolve = self._client_address = ClientAddress(settings.trusted_proxies)
+        client_ip = resolve(scope)
+        audit = _Auditor(state.runtime.database, scope, client_ip)
+        return await SecurityMiddleware._limit(limiter, f"ip:{client_ip}", audit, None)
+
+
+async def _send_problem(send: Send, scope: Scope, exc: ProblemError) -> None:
+    body = msgspec.json.encode(
+        {
+            "type": exc.type_,
+            "title": exc.title,
+            "status": exc.status_code,
+            "detail": exc.detail,
+            "correlation_id": scope.get("state", {}).get("correlation_id"),
+        }
+    )
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status_code,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class _Auditor:

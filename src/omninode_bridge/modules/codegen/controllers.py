@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
+from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.codegen import schemas
 from omninode_bridge.modules.codegen.services import (
     STATUS_TOPIC,
@@ -20,11 +21,14 @@ from omninode_bridge.modules.codegen.services import (
     request_reply,
     status_envelope,
 )
-from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, require_scope
+from omninode_bridge.platform import API_KEY_SECURITY, require_scope
 
 __all__ = ["CodegenController"]
 
-_REPLY_RESPONSES = {**AUTH_RESPONSES}
+_REPLY_RESPONSES = error_responses(
+    {504: "No response arrived within the catalog's request_reply.timeout_ms"}, body=True
+)
+_SESSION_RESPONSES = error_responses({404: "No status events for this session yet"})
 
 
 async def _call(
@@ -88,7 +92,8 @@ class CodegenController(Controller):
         return await _call(state, uow, "mixin", data, session_id)
 
     @post("/sessions/{session_id:uuid}/status", operation_id="postCodegenStatus",
-          summary="Publish a session status event", status_code=202, responses=AUTH_RESPONSES)  # fmt: skip
+          summary="Publish a session status event", status_code=202,
+          responses=error_responses({404: "Not a session id (a UUID)"}, body=True))  # fmt: skip
     async def post_status(
         self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
         session_id: FromPath[uuid.UUID], data: JSONBody[schemas.CodegenStatusUpdate],
@@ -100,7 +105,7 @@ class CodegenController(Controller):
         return schemas.CodegenStatusAccepted(event_id=envelope.event_id, correlation_id=envelope.correlation_id)
 
     @get("/sessions/{session_id:uuid}", operation_id="getCodegenSession", summary="Status timeline of a session",
-         responses=AUTH_RESPONSES)  # fmt: skip
+         responses=_SESSION_RESPONSES)  # fmt: skip
     async def session(
         self, uow: NamedDependency[UnitOfWork], session_id: FromPath[uuid.UUID]
     ) -> schemas.SessionTimeline:

@@ -8,17 +8,23 @@ from typing import Annotated, Any
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import correlation_id_of
 from omninode_bridge.core.events.catalog import TopicName
 from omninode_bridge.core.inputs import BIGINT_MAX, AwareDatetime, param, text
+from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.modules.events import schemas
 from omninode_bridge.modules.events.services import Actor, DeadLetterService, EventLogService, asyncapi_document
-from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, principal_of, require_scope
+from omninode_bridge.platform import (
+    API_KEY_SECURITY,
+    AUTH_RESPONSES,
+    PUBLIC_RESPONSES,
+    principal_of,
+    require_scope,
+)
 
 __all__ = ["ASYNCAPI_PATH", "AsyncApiController", "EventsController"]
 
@@ -28,17 +34,13 @@ ASYNCAPI_PATH = "/asyncapi"
 _TOPIC = param(TopicName)
 _FILTER = text(max_length=255)
 
-_NOT_FOUND = ResponseSpec(
-    data_container=dict[str, Any], description="No such dead letter", media_type="application/problem+json"
+_REDRIVE_RESPONSES = error_responses(
+    {404: "No such dead letter", 409: "Already re-driven, or its original topic left the catalog"}
 )
-_CONFLICT = ResponseSpec(
-    data_container=dict[str, Any],
-    description="Already re-driven, or its original topic left the catalog",
-    media_type="application/problem+json",
-)
-_REDRIVE_RESPONSES: dict[int, ResponseSpec] = {**AUTH_RESPONSES, 404: _NOT_FOUND, 409: _CONFLICT}
-# Public endpoints are still rate limited (per client IP), but no key is ever asked for.
-_PUBLIC_RESPONSES: dict[int, ResponseSpec] = {429: AUTH_RESPONSES[429]}
+_ASYNCAPI_RESPONSES = {
+    **PUBLIC_RESPONSES,
+    200: documented(dict[str, Any], "The AsyncAPI 3.0 document (a JSON object)"),
+}
 
 
 def _actor(request: Request[Any, Any, Any]) -> Actor:
@@ -130,7 +132,7 @@ class EventsController(Controller):
         summary="Re-drive every pending dead letter, oldest first",
         status_code=200,
         guards=[require_scope("admin")],
-        responses=AUTH_RESPONSES,
+        responses=error_responses(body=True),
     )
     async def redrive_many(
         self,
@@ -158,7 +160,7 @@ class AsyncApiController(Controller):
         operation_id="getAsyncApiPage",
         summary="AsyncAPI documentation of the Kafka topics (HTML)",
         media_type=MediaType.HTML,
-        responses=_PUBLIC_RESPONSES,
+        responses=PUBLIC_RESPONSES,
     )
     async def page(self, state: State) -> Response[str]:
         """The AsyncAPI web component rendering the document at /asyncapi.json."""
@@ -168,7 +170,7 @@ class AsyncApiController(Controller):
         ASYNCAPI_PATH + ".json",
         operation_id="getAsyncApiDocument",
         summary="AsyncAPI 3.0 document of the Kafka topics",
-        responses=_PUBLIC_RESPONSES,
+        responses=_ASYNCAPI_RESPONSES,
     )
     async def document(self, state: State) -> Response[bytes]:
         """Every catalog topic with its description, event types and envelope schema, and the consumers of

@@ -11,9 +11,10 @@ from litestar.params import FromPath
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.orchestrator.schemas import WorkflowExecution
 from omninode_bridge.modules.orchestrator.services import load_execution
-from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, require_namespace, require_scope
+from omninode_bridge.platform import API_KEY_SECURITY, require_namespace, require_scope
 
 __all__ = ["WorkflowExecutionController"]
 
@@ -27,7 +28,7 @@ class WorkflowExecutionController(Controller):
     security = API_KEY_SECURITY
 
     @get("/{workflow_id:uuid}", operation_id="getWorkflowExecution", summary="A workflow run with steps and FSM",
-         responses=AUTH_RESPONSES)  # fmt: skip
+         responses=error_responses({404: "No workflow run with this id"}))  # fmt: skip
     async def get_execution(
         self, request: Request[Any, Any, Any], uow: NamedDependency[UnitOfWork], workflow_id: FromPath[uuid.UUID]
     ) -> WorkflowExecution:

@@ -10,9 +10,10 @@ from litestar.di import NamedDependency
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.inputs import Namespace, param
+from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.reducer.schemas import NamespaceStats
 from omninode_bridge.modules.reducer.services import namespace_stats
-from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, require_namespace, require_scope
+from omninode_bridge.platform import API_KEY_SECURITY, require_namespace, require_scope
 
 __all__ = ["NamespaceStatsController"]
 
@@ -26,7 +27,7 @@ class NamespaceStatsController(Controller):
     security = API_KEY_SECURITY
 
     @get("/{namespace:str}/stats", operation_id="getNamespaceStats", summary="Aggregated stamps of a namespace",
-         responses=AUTH_RESPONSES)  # fmt: skip
+         responses=error_responses({404: "Nothing counted for this namespace yet"}))  # fmt: skip
     async def stats(
         self,
         request: Request[Any, Any, Any],

@@ -16,6 +16,7 @@ from litestar.params import QueryParameter
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
 from omninode_bridge.core.inputs import AwareDatetime, Namespace, param
+from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import UuidCursorQuery, uuid_cursor
 from omninode_bridge.modules.orchestrator import WorkflowFailedError, orchestrator_of
 from omninode_bridge.modules.stamping.deps import is_json, read_json
@@ -57,6 +58,14 @@ _RAW_NOTE = (
 _NAMESPACE_QUERY = param(Namespace, description="Namespace (raw uploads)")
 
 
+_UPLOAD_RESPONSES = error_responses(body=True)
+_STAMP_RESPONSES = error_responses(
+    {200: documented(StampResponse, "The content was stamped before: that stamp")},
+    body=True,
+)
+_VALIDATE_RESPONSES = error_responses({404: "Raw uploads: no stamp with this stamp_id"}, body=True)
+
+
 def _elapsed_ms(began: float) -> float:
     return round((time.perf_counter() - began) * 1000, 3)
 
@@ -73,7 +82,7 @@ class StampingController(Controller):
     security = API_KEY_SECURITY
 
     @post("/hash", operation_id="hashContent", summary="BLAKE3 hash of a body", status_code=200,
-          request_max_body_size=None, responses=AUTH_RESPONSES, description=_RAW_NOTE)  # fmt: skip
+          request_max_body_size=None, responses=_UPLOAD_RESPONSES, description=_RAW_NOTE)  # fmt: skip
     async def hash_content(self, request: Request[Any, Any, Any], state: State) -> HashResponse:
         """Hash JSON ``{"content": str}`` (its UTF-8 bytes) or the raw body; no stamp is stored."""
         began = time.perf_counter()
@@ -99,7 +108,7 @@ class StampingController(Controller):
 
     @post("/stamp", operation_id="createStamp", summary="Stamp content (idempotent per namespace)",
           request_max_body_size=None, description=_RAW_NOTE,
-          responses={**AUTH_RESPONSES}, status_code=201)  # fmt: skip
+          responses=_STAMP_RESPONSES, status_code=201)  # fmt: skip
     async def create_stamp(
         self,
         request: Request[Any, Any, Any],
@@ -164,7 +173,7 @@ class StampingController(Controller):
         return Response(response, status_code=200 if data["existing"] else 201)
 
     @post("/validate", operation_id="validateStamp", summary="Check content against its stamp", status_code=200,
-          request_max_body_size=None, responses=AUTH_RESPONSES)  # fmt: skip
+          request_max_body_size=None, responses=_VALIDATE_RESPONSES)  # fmt: skip
     async def validate(
         self,
         request: Request[Any, Any, Any],
@@ -216,7 +225,7 @@ class StampingController(Controller):
         return result
 
     @get("/stamp/{file_hash:str}", operation_id="getStampByHash", summary="The stamp of a content hash",
-         responses=AUTH_RESPONSES)  # fmt: skip
+         responses=error_responses({404: "No stamp of this hash (in this namespace)"}))  # fmt: skip
     async def get_stamp(
         self,
         request: Request[Any, Any, Any],

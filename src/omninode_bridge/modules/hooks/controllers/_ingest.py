@@ -10,13 +10,13 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
 from omninode_bridge.core.inputs import Namespace, param
+from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.controllers._openapi import HOOK_BODY_OPERATION
 from omninode_bridge.modules.hooks.deps import (
@@ -41,28 +41,15 @@ from omninode_bridge.modules.hooks.signatures import SignatureError, idempotency
 
 __all__ = ["HookIngestController"]
 
-
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=dict[str, Any], description=description, media_type="application/problem+json")
-
-
-_INGEST_RESPONSES: dict[int, ResponseSpec] = {
-    **platform.AUTH_RESPONSES,
-    200: ResponseSpec(data_container=schemas.HookAccepted, description="A duplicate: the original event"),
-    400: _problem("The body is empty, not JSON or not UTF-8"),
-    413: _problem("Body over the per-hook limit"),
-    415: _problem("The body is not sent as application/json"),
-}
-_HOOK_RESPONSES: dict[int, ResponseSpec] = {
-    **_INGEST_RESPONSES,
-    200: ResponseSpec(data_container=schemas.HookAccepted,
-                      description="A repeated Idempotency-Key: the original event"),
-}  # fmt: skip
-_BATCH_RESPONSES: dict[int, ResponseSpec] = {
-    **_INGEST_RESPONSES,
-    200: ResponseSpec(data_container=schemas.HookBatchAccepted,
-                      description="A repeated Idempotency-Key: the original batch"),
-}  # fmt: skip
+_DUPLICATE = documented(schemas.HookAccepted, "A repeated Idempotency-Key: the original event")
+_NOT_JSON = "The body is not sent as application/json"
+_INGEST_RESPONSES = error_responses({200: _DUPLICATE, 413: "Body over the per-hook limit", 415: _NOT_JSON})
+_HOOK_RESPONSES = _INGEST_RESPONSES
+_BATCH_RESPONSES = error_responses({
+    200: documented(schemas.HookBatchAccepted, "A repeated Idempotency-Key: the original batch"),
+    413: "Body over the size limit, or an event over the per-hook limit",
+    415: _NOT_JSON,
+})  # fmt: skip
 # Where a Claude Code hook's source and namespace may be overridden (the payload has no field for them).
 _SourceOverride = Annotated[
     schemas.SourceName | None,
@@ -104,13 +91,11 @@ async def _read_batch(request: Request[Any, Any, Any]) -> None:
     request.state[_PARSED] = parse_batch(await read_json_hook(request))
 
 
-_WEBHOOK_RESPONSES: dict[int, ResponseSpec] = {
-    **_INGEST_RESPONSES,
-    401: ResponseSpec(data_container=dict[str, Any], description="Missing, wrong or stale signature (audited)",
-                      media_type="application/problem+json"),
-    404: ResponseSpec(data_container=dict[str, Any], description="No such (enabled) webhook source",
-                      media_type="application/problem+json"),
-}  # fmt: skip
+_WEBHOOK_RESPONSES = error_responses({
+    200: documented(schemas.HookAccepted, "A duplicate: the original event"),
+    401: "Missing, wrong or stale signature (audited)", 404: "No such (enabled) webhook source",
+    413: "Body over the per-hook limit",
+})  # fmt: skip
 
 
 def _ingest(request: Request[Any, Any, Any], state: State, uow: UnitOfWork) -> HookIngestService:

@@ -96,7 +96,8 @@ class HookLiveController(Controller):
         return ServerSentEvent(sse_events(hooks.live, state.runtime.database, wanted, resume))
 
     @get("/live", operation_id="getHooksLivePage", summary="A page showing hooks as they arrive",
-         opt=platform.OPTIONAL_AUTH, media_type=MediaType.HTML, include_in_schema=True, security=[])  # fmt: skip
+         opt=platform.OPTIONAL_AUTH, media_type=MediaType.HTML, include_in_schema=True, security=[],
+         responses=platform.AUTH_RESPONSES)  # fmt: skip
     async def live(self) -> Response[str]:
         """A small HTML page: give it a key with scope `hooks` (in the form, or as `#key=...` in the URL, which
         never reaches the server) and it shows hooks arriving, with filters."""

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from omninode_bridge import platform
@@ -17,6 +16,7 @@ from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.inputs import Identifier, Namespace, check_datetime_range, param, text
 from omninode_bridge.core.inputs import limit as page_size
+from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.deps import actor_of, visible_namespaces
@@ -35,17 +35,12 @@ NamespaceFilter = Annotated[
 _WHEN = "RFC 3339 with a timezone offset or Z (naive -> 422), between 1970 and 9999-12-30"
 _SessionCursor = Annotated[str, text(max_length=1024, description="next_cursor of the previous page")]
 SessionCursor = Annotated[_SessionCursor | None, param(_SessionCursor)]
-_NOT_FOUND: dict[int, ResponseSpec] = {
-    **platform.AUTH_RESPONSES,
-    404: ResponseSpec(data_container=dict[str, Any], description="Unknown (or outside the key's namespaces)",
-                      media_type="application/problem+json"),
-}  # fmt: skip
-_SESSION_RESPONSES: dict[int, ResponseSpec] = {
-    **_NOT_FOUND,
-    409: ResponseSpec(data_container=dict[str, Any], media_type="application/problem+json",
-                      description="Several sessions (sources or namespaces) share this id: `sessions` lists them; "
-                      "repeat with ?source= (and ?namespace=)"),
-}  # fmt: skip
+_NOT_FOUND = error_responses({404: "Unknown (or outside the key's namespaces)"})
+_SESSION_RESPONSES = error_responses({
+    404: "No such session (or outside the key's namespaces)",
+    409: "Several sessions (sources or namespaces) share this id: `sessions` lists them; repeat with ?source= "
+    "(and ?namespace=)",
+})  # fmt: skip
 
 
 def _in_range(**values: dt.datetime | None) -> None:

@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.deps import actor_of
 from omninode_bridge.modules.hooks.services import WebhookSourceService, to_source
@@ -20,6 +21,9 @@ __all__ = ["WebhookSourceController"]
 
 def _actor(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return actor_of(request, platform.principal_of(request).key_id)
+
+
+_NOT_FOUND = error_responses({404: "No webhook source with this name"})
 
 
 class WebhookSourceController(Controller):
@@ -36,7 +40,7 @@ class WebhookSourceController(Controller):
         return await WebhookSourceService(uow).list()
 
     @post("/", operation_id="createWebhookSource", summary="Register a webhook source",
-          responses=platform.AUTH_RESPONSES)  # fmt: skip
+          responses=error_responses({409: "A source with this name exists"}, body=True))  # fmt: skip
     async def create(
         self, request: Request[Any, Any, Any], uow: NamedDependency[UnitOfWork],
         data: JSONBody[schemas.WebhookSourceCreate],
@@ -46,7 +50,7 @@ class WebhookSourceController(Controller):
         return await WebhookSourceService(uow).create(data, actor=_actor(request))
 
     @get("/{name:str}", operation_id="getWebhookSource", summary="One webhook source",
-         responses=platform.AUTH_RESPONSES)  # fmt: skip
+         responses=_NOT_FOUND)  # fmt: skip
     async def get_source(self, uow: NamedDependency[UnitOfWork], name: FromPath[str]) -> schemas.WebhookSource:
         """A source (404 if unknown)."""
         row = await WebhookSourceService(uow).get(name)
@@ -55,7 +59,7 @@ class WebhookSourceController(Controller):
         return to_source(row)
 
     @patch("/{name:str}", operation_id="updateWebhookSource", summary="Change a webhook source",
-           responses=platform.AUTH_RESPONSES)  # fmt: skip
+           responses=error_responses({404: "No webhook source with this name"}, body=True))  # fmt: skip
     async def update(
         self, request: Request[Any, Any, Any], uow: NamedDependency[UnitOfWork], name: FromPath[str],
         data: JSONBody[schemas.WebhookSourceUpdate],
@@ -65,7 +69,7 @@ class WebhookSourceController(Controller):
         return await WebhookSourceService(uow).update(name, data, actor=_actor(request))
 
     @delete("/{name:str}", operation_id="deleteWebhookSource", summary="Remove a webhook source",
-            responses=platform.AUTH_RESPONSES)  # fmt: skip
+            responses=_NOT_FOUND)  # fmt: skip
     async def remove(
         self, request: Request[Any, Any, Any], uow: NamedDependency[UnitOfWork], name: FromPath[str]
     ) -> None:
