@@ -392,10 +392,21 @@ def _scalar_kind(annotation: Any) -> type | None:
     return None
 
 
+def _cached(cache: weakref.WeakKeyDictionary[BaseRouteHandler, Any], handler: BaseRouteHandler, compute: Any) -> Any:
+    """``compute(handler)``, remembered per handler. Litestar's generated handlers (OPTIONS, HEAD) have
+    ``__slots__`` without ``__weakref__``: those are computed each time (they take no query or body)."""
+    try:
+        return cache[handler]
+    except KeyError:
+        value = cache[handler] = compute(handler)
+        return value
+    except TypeError:
+        return compute(handler)
+
+
 def _query_kinds_of(handler: BaseRouteHandler, path_params: Any) -> dict[str, type]:
-    kinds = _query_kinds.get(handler)
-    if kinds is None:
-        kinds = {}
+    def compute(handler: BaseRouteHandler) -> dict[str, type]:
+        kinds: dict[str, type] = {}
         model = handler.create_kwargs_model(path_parameters=dict.fromkeys(path_params or ()))  # type: ignore[attr-defined]
         fields = handler.parsed_fn_signature.parameters
         for param in model.expected_query_params:
@@ -403,8 +414,9 @@ def _query_kinds_of(handler: BaseRouteHandler, path_params: Any) -> dict[str, ty
             kind = _scalar_kind(field.annotation) if field is not None else None
             if kind is not None:
                 kinds[param.field_alias] = kind
-        _query_kinds[handler] = kinds
-    return kinds
+        return kinds
+
+    return _cached(_query_kinds, handler, compute)
 
 
 def check_query_types(scope: Scope) -> None:
@@ -446,13 +458,12 @@ def check_query_types(scope: Scope) -> None:
 
 def _body_type(handler: BaseRouteHandler) -> Any:
     """The type a handler's ``data`` parameter is converted to (None when it takes no typed JSON body)."""
-    try:
-        return _body_types[handler]
-    except KeyError:
+
+    def compute(handler: BaseRouteHandler) -> Any:
         field = handler.parsed_fn_signature.parameters.get("data")
-        body_type = None if field is None or field.annotation is Any else field.annotation
-        _body_types[handler] = body_type
-        return body_type
+        return None if field is None or field.annotation is Any else field.annotation
+
+    return _cached(_body_types, handler, compute)
 
 
 def _accepts_null(body_type: Any) -> bool:
