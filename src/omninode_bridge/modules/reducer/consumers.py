@@ -64,6 +64,7 @@ class ReducerConsumer:
                 self.topic,
                 bootstrap_servers=self.runtime.settings.kafka.bootstrap_servers,
                 client_id=f"{self.runtime.settings.kafka.client_id}-reducer",
+                request_timeout_ms=self.runtime.settings.kafka.request_timeout_ms,
                 group_id=self.consumer_spec.group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
