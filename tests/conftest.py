@@ -20,6 +20,9 @@ import pytest
 import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from omninode_bridge.app import create_app
 from omninode_bridge.core.module import Module
@@ -71,9 +74,6 @@ def make_settings(stack: EmbeddedStack, **overrides: dict[str, Any]) -> Settings
             "OMNINODE_API_KEYS": f"test-admin:{ADMIN_KEY}:admin",
             "OMNINODE_RATE_LIMIT_REQUESTS": "100000",
             "OMNINODE_LOG_LEVEL": "WARNING",
-            # A consumer stopped while its group rebalances (every test app joins the groups the previous
-            # one left) waits for its JoinGroup request to time out: 2 s here instead of 10 s per app stop.
-            "OMNINODE_KAFKA_REQUEST_TIMEOUT_MS": "2000",
         },
         env_file=None,
     ).with_services(database_url=urls["database_url"], redis_url=urls["redis_url"], kafka=urls["kafka"])
@@ -132,6 +132,25 @@ async def _is_up(port: int) -> bool:
             return (await http.get(f"http://127.0.0.1:{port}/health/live", timeout=1)).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+async def sql_rows(database_url: str, query: str, **params: Any) -> list[Any]:
+    """Rows of one SQL query on its own short-lived engine (to look at what the app stored)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(text(query), params)).all())
+    finally:
+        await engine.dispose()
+
+
+async def clear_rate_limits(stack: EmbeddedStack) -> None:
+    """Start from empty rate-limit windows (other tests counted requests in the same Redis)."""
+    redis = Redis.from_url(stack.urls["redis_url"])
+    keys = [key async for key in redis.scan_iter("ratelimit:*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
 
 
 async def wait_until(

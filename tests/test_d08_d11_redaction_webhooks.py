@@ -14,12 +14,10 @@ from urllib.parse import urlencode
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks import Webhook
 
 from omninode_bridge.embedded import EmbeddedStack
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, sql_rows
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 Client = AsyncTestClient[Litestar]
@@ -27,15 +25,6 @@ Client = AsyncTestClient[Litestar]
 
 def _token() -> str:
     return "ghp_" + secrets.token_hex(18)  # 36 characters, as GitHub's classic tokens
-
-
-async def _rows(database_url: str, query: str, **params: Any) -> list[Any]:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(text(query), params)).all())
-    finally:
-        await engine.dispose()
 
 
 async def _source(client: Client, **fields: Any) -> str:
@@ -75,12 +64,12 @@ async def test_d08_token_in_a_command_is_redacted_when_stored_published_and_quer
     assert shown["redacted"] is True
 
     url = stack.urls["database_url"]
-    (stored,) = await _rows(
+    (stored,) = await sql_rows(
         url, "SELECT data::text, raw_body FROM hook_events WHERE event_id = :e", e=uuid.UUID(event_id)
     )
     assert token not in stored[0]
     assert stored[1] is None
-    (staged,) = await _rows(url, "SELECT envelope FROM event_outbox WHERE event_id = :e", e=uuid.UUID(event_id))
+    (staged,) = await sql_rows(url, "SELECT envelope FROM event_outbox WHERE event_id = :e", e=uuid.UUID(event_id))
     envelope = bytes(staged[0])
     assert token.encode() not in envelope
     assert b"export GITHUB_TOKEN=[REDACTED] && gh pr list" in envelope
@@ -101,7 +90,7 @@ async def test_d08_webhook_body_with_a_secret_by_value_is_not_stored_raw(client:
     assert accepted.status_code == 202, accepted.text
     shown = (await client.get(f"/hooks/events/{accepted.json()['event_id']}", headers=HEADERS)).json()
     assert shown["data"]["log"] == "cloning https://x:[REDACTED]@github.com/o/r"
-    rows = await _rows(stack.urls["database_url"], "SELECT raw_body FROM hook_events WHERE source = :s", s=name)
+    rows = await sql_rows(stack.urls["database_url"], "SELECT raw_body FROM hook_events WHERE source = :s", s=name)
     assert rows == [(None,)]
 
 
@@ -119,7 +108,7 @@ async def test_d11_github_delivery_replayed_with_a_new_delivery_id_is_a_duplicat
     assert replayed.status_code == 200
     assert replayed.json()["status"] == "duplicate"
     assert replayed.json()["event_id"] == first.json()["event_id"]
-    rows = await _rows(stack.urls["database_url"], "SELECT count(*) FROM hook_events WHERE source = :s", s=name)
+    rows = await sql_rows(stack.urls["database_url"], "SELECT count(*) FROM hook_events WHERE source = :s", s=name)
     assert rows == [(1,)]
     # Another body is another delivery.
     other = body.replace(b"main", b"dev")
@@ -141,7 +130,7 @@ async def test_d11_form_encoded_github_delivery_is_parsed_and_redacted(client: C
     assert shown["event_type"] == "push"
     assert shown["data"] == {**payload, "head_commit": {"message": "oops, committed [REDACTED]"}}
     assert shown["redacted"] is True
-    rows = await _rows(
+    rows = await sql_rows(
         stack.urls["database_url"], "SELECT raw_body, data::text FROM hook_events WHERE source = :s", s=name
     )
     assert len(rows) == 1
@@ -156,7 +145,7 @@ async def test_d11_form_encoded_github_delivery_is_parsed_and_redacted(client: C
     assert kept.status_code == 202
     shown = (await client.get(f"/hooks/events/{kept.json()['event_id']}", headers=HEADERS)).json()
     assert shown["data"] == {"zen": "Keep it logically awesome."}
-    raw = await _rows(
+    raw = await sql_rows(
         stack.urls["database_url"], "SELECT raw_body FROM hook_events WHERE event_id = :e",
         e=uuid.UUID(kept.json()["event_id"]),
     )  # fmt: skip
@@ -171,5 +160,5 @@ async def test_d11_unparsed_text_body_with_a_secret_is_redacted(client: Client, 
     assert accepted.status_code == 202, accepted.text
     shown = (await client.get(f"/hooks/events/{accepted.json()['event_id']}", headers=HEADERS)).json()
     assert shown["data"] == {"body": "deploy ok; GITHUB_TOKEN=[REDACTED]"}
-    rows = await _rows(stack.urls["database_url"], "SELECT raw_body FROM hook_events WHERE source = :s", s=name)
+    rows = await sql_rows(stack.urls["database_url"], "SELECT raw_body FROM hook_events WHERE source = :s", s=name)
     assert rows == [(None,)]

@@ -16,26 +16,16 @@ import pytest
 import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
 from omninode_bridge.app import create_app
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.platform.client_address import ClientAddress
 from omninode_bridge.settings import SettingsError, load_settings
-from tests.conftest import ADMIN_KEY, app_client, make_settings, wait_until
+from tests.conftest import ADMIN_KEY, app_client, clear_rate_limits, make_settings, wait_until
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 Client = AsyncTestClient[Litestar]
-
-
-async def _clear_rate_limits(stack: EmbeddedStack) -> None:
-    """Start from empty windows (other tests counted requests in the same Redis)."""
-    redis = Redis.from_url(stack.urls["redis_url"])
-    keys = [key async for key in redis.scan_iter("ratelimit:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
 
 
 async def _signed_source(client: Client) -> tuple[str, str]:
@@ -68,9 +58,9 @@ def _limited(stack: EmbeddedStack, **security: Any) -> Any:
 async def test_d10_health_probes_do_not_use_up_the_ip_bucket(stack: EmbeddedStack) -> None:
     settings = _limited(stack, rate_limit_requests=5, rate_limit_webhook_requests=5)
     async with app_client(settings) as client:
-        await _clear_rate_limits(stack)  # the admin key's bucket too: other tests used it
+        await clear_rate_limits(stack)  # the admin key's bucket too: other tests used it
         name, secret = await _signed_source(client)
-        await _clear_rate_limits(stack)
+        await clear_rate_limits(stack)
         for path in ("/health/live", "/health/ready", "/metrics"):
             assert (await client.get(path)).status_code == 200
         probes = [(await client.get("/health/live")).status_code for _ in range(1200)]
@@ -84,16 +74,16 @@ async def test_d10_health_probes_do_not_use_up_the_ip_bucket(stack: EmbeddedStac
         denied = await client.get("/admin/api-keys")
         assert denied.status_code == 401
         assert denied.headers["ratelimit-remaining"] == "4"
-    await _clear_rate_limits(stack)
+    await clear_rate_limits(stack)
 
 
 async def test_d10_webhook_source_has_its_own_bucket(stack: EmbeddedStack) -> None:
     settings = _limited(stack, rate_limit_requests=3, rate_limit_webhook_requests=4)
     async with app_client(settings) as client:
-        await _clear_rate_limits(stack)  # the admin key's bucket too: other tests used it
+        await clear_rate_limits(stack)  # the admin key's bucket too: other tests used it
         first, first_secret = await _signed_source(client)
         second, second_secret = await _signed_source(client)
-        await _clear_rate_limits(stack)
+        await clear_rate_limits(stack)
         codes = [(await _deliver(client, first, first_secret)).status_code for _ in range(5)]
         assert codes == [202, 202, 202, 202, 429]
         other = await _deliver(client, second, second_secret)
@@ -103,7 +93,7 @@ async def test_d10_webhook_source_has_its_own_bucket(stack: EmbeddedStack) -> No
         failures = [(await client.get("/admin/api-keys")).status_code for _ in range(4)]
         assert failures == [401, 401, 401, 429]
         assert (await _deliver(client, second, second_secret)).status_code == 202
-    await _clear_rate_limits(stack)
+    await clear_rate_limits(stack)
 
 
 @contextlib.asynccontextmanager
@@ -140,12 +130,12 @@ async def test_d10_forwarded_for_honoured_only_from_trusted_proxies(
 ) -> None:
     settings = _limited(stack, rate_limit_requests=3, trusted_proxies=trusted)
     async with _served(settings) as base:
-        await _clear_rate_limits(stack)
+        await clear_rate_limits(stack)
         assert await _failures(base, "198.51.100.7", 4) == [401, 401, 401, 429]
         # Another client behind the proxy: its own bucket only if the proxy (our loopback peer) is trusted.
         other = await _failures(base, "203.0.113.9", 1)
         assert other == ([429] if shared else [401])
-    await _clear_rate_limits(stack)
+    await clear_rate_limits(stack)
 
 
 def _scope(peer: str, *forwarded: str) -> dict[str, Any]:

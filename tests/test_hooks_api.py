@@ -20,7 +20,7 @@ from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.modules.hooks import Redactor
 from omninode_bridge.modules.hooks.services import RetentionPurger, tool_outcome
 from omninode_bridge.settings import HooksSettings, Settings
-from tests.conftest import ADMIN_KEY, app_client, make_settings, wait_until
+from tests.conftest import ADMIN_KEY, app_client, make_settings, sql_rows, wait_until
 from tests.kafka_helpers import read_topic, verify_envelope
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -31,15 +31,6 @@ Client = AsyncTestClient[Litestar]
 
 def _hook(**fields: Any) -> dict[str, Any]:
     return {"source": "claude-code", "event_type": "pre_tool_use", **fields}
-
-
-async def _sql(database_url: str, query: str, **params: Any) -> list[Any]:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(text(query), params)).all())
-    finally:
-        await engine.dispose()
 
 
 async def _processed(client: Client, event_ids: list[str]) -> bool:
@@ -183,7 +174,7 @@ async def test_secret_never_reaches_database_event_or_logs(
         engine_logger.handlers.clear()
         with capfd.disabled():
             configure_logging(make_settings(stack).observability)
-    rows = await _sql(
+    rows = await sql_rows(
         stack.urls["database_url"],
         "SELECT count(*) FROM hook_events WHERE data::text LIKE :s OR convert_from(coalesce(raw_body, ''), 'UTF8') "
         "LIKE :s UNION ALL SELECT count(*) FROM event_outbox WHERE position(CAST(:b AS bytea) IN envelope) > 0",
@@ -238,7 +229,7 @@ async def test_idempotency_key_returns_the_original_and_identical_bodies_are_sep
     # Without an Idempotency-Key identical bodies are separate events (issue 11, defect 7).
     assert [r.status_code for r in sent] == [202, 202, 202]
     assert len({r.json()["event_id"] for r in sent}) == 3
-    count = await _sql(
+    count = await sql_rows(
         stack.urls["database_url"], "SELECT count(*) FROM event_outbox WHERE event_id = ANY(:e)",
         e=[uuid.UUID(r.json()["event_id"]) for r in sent],
     )  # fmt: skip
@@ -277,7 +268,7 @@ async def test_batch_is_one_transaction_and_idempotent(client: Client, stack: Em
     again = await client.post("/hooks/batch", json={"events": events[:2]}, headers=keyed)
     assert again.status_code == 200
     assert [e["event_id"] for e in again.json()["events"]] == [e["event_id"] for e in first.json()["events"]]
-    rows = await _sql(stack.urls["database_url"], "SELECT count(*) FROM hook_events WHERE data->>'tag' = :t", t=tag)
+    rows = await sql_rows(stack.urls["database_url"], "SELECT count(*) FROM hook_events WHERE data->>'tag' = :t", t=tag)
     assert rows[0][0] == 252
 
     bad = [*events[:3], {"source": "batch-src"}]
@@ -450,6 +441,6 @@ async def test_retention_purges_old_rows_in_batches(client: Client, settings: Se
     finally:
         await database.dispose()
     assert removed["hook_events"] >= 7
-    left = await _sql(url, "SELECT event_type FROM hook_events WHERE source = :s", s=source)
+    left = await sql_rows(url, "SELECT event_type FROM hook_events WHERE source = :s", s=source)
     assert [r[0] for r in left] == ["new"]
     assert fresh.status_code == 202

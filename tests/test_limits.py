@@ -5,26 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 
-from redis.asyncio import Redis
-
 from omninode_bridge.embedded import EmbeddedStack
-from tests.conftest import ADMIN_KEY, app_client, live_server, make_settings, wait_until
-
-
-async def _clear_rate_limits(stack: EmbeddedStack) -> None:
-    """Start from empty windows (other tests counted requests in the same Redis)."""
-    redis = Redis.from_url(stack.urls["redis_url"])
-    keys = [key async for key in redis.scan_iter("ratelimit:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
+from tests.conftest import ADMIN_KEY, app_client, clear_rate_limits, live_server, make_settings, wait_until
 
 
 async def test_rate_limit_429_then_recovers(stack: EmbeddedStack) -> None:
     settings = make_settings(stack, security={"rate_limit_requests": 5, "rate_limit_window_seconds": 1.5})
     headers = {"X-API-Key": ADMIN_KEY}
     async with app_client(settings) as client:
-        await _clear_rate_limits(stack)
+        await clear_rate_limits(stack)
         statuses = []
         for _ in range(5):
             response = await client.get("/admin/api-keys", headers=headers)
@@ -49,13 +38,13 @@ async def test_rate_limit_429_then_recovers(stack: EmbeddedStack) -> None:
 async def test_unauthenticated_attempts_are_limited_per_ip(stack: EmbeddedStack) -> None:
     settings = make_settings(stack, security={"rate_limit_requests": 3, "rate_limit_window_seconds": 30})
     async with app_client(settings) as client:
-        await _clear_rate_limits(stack)
+        await clear_rate_limits(stack)
         codes = [
             (await client.get("/admin/api-keys", headers={"X-API-Key": f"onb_guess_{i:020d}"})).status_code
             for i in range(4)
         ]
         assert codes == [401, 401, 401, 429]
-    await _clear_rate_limits(stack)
+    await clear_rate_limits(stack)
 
 
 async def test_body_over_limit_is_413_before_it_is_read(stack: EmbeddedStack) -> None:

@@ -226,10 +226,13 @@ class EmbeddedPostgres(_Server):
         return self.data_dir.parent / "pg-socket"
 
     def command(self) -> list[str]:
+        # A Unix socket path holds at most 107 bytes; PostgreSQL refuses to start when the state directory
+        # is deeper than that allows. Everything here connects over loopback TCP, so the socket is then left out.
+        socket_dir = str(self.socket_dir) if len(f"{self.socket_dir}/.s.PGSQL.{self.port}") <= 107 else ""
         return [
             self._bin("postgres"), "-D", str(self.data_dir),
             "-c", f"listen_addresses={self.host}", "-p", str(self.port),
-            "-c", f"unix_socket_directories={self.socket_dir}",
+            "-c", f"unix_socket_directories={socket_dir}",
             "-c", "max_connections=200", "-c", "shared_buffers=128MB",
         ]  # fmt: skip
 

@@ -19,6 +19,7 @@ round trip; revoking a key here drops it from this process's cache at once.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -193,12 +194,17 @@ def _presented_key(scope: Scope) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _client_address(trusted_proxies: str) -> ClientAddress:
+    """The client-address resolver of a trusted-proxy list, parsed once per distinct setting."""
+    return ClientAddress(trusted_proxies)
+
+
 class SecurityMiddleware:
     """Authenticates the API key and applies the rate limits (see the module docstring)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._client_address: ClientAddress | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -212,10 +218,7 @@ class SecurityMiddleware:
         settings: SecuritySettings = state.runtime.settings.security
         database: Database = state.runtime.database
         limiter: SlidingWindowLimiter | None = state.rate_limiter if settings.rate_limit_enabled else None
-        resolve = self._client_address
-        if resolve is None or resolve.source != settings.trusted_proxies:
-            resolve = self._client_address = ClientAddress(settings.trusted_proxies)
-        client_ip = resolve(scope)
+        client_ip = _client_address(settings.trusted_proxies)(scope)
         scope.setdefault("state", {})["client_ip"] = client_ip
         audit = _Auditor(database, scope, client_ip)
 
@@ -303,7 +306,6 @@ class UnmatchedRouteLimits:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._client_address: ClientAddress | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -332,10 +334,7 @@ class UnmatchedRouteLimits:
         state = scope["app"].state
         settings: SecuritySettings = state.runtime.settings.security
         limiter: SlidingWindowLimiter | None = state.rate_limiter if settings.rate_limit_enabled else None
-        resolve = self._client_address
-        if resolve is None:
-            resolve = self._client_address = ClientAddress(settings.trusted_proxies)
-        client_ip = resolve(scope)
+        client_ip = _client_address(settings.trusted_proxies)(scope)
         audit = _Auditor(state.runtime.database, scope, client_ip)
         return await SecurityMiddleware._limit(limiter, f"ip:{client_ip}", audit, None)
 
