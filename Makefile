@@ -27,6 +27,7 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 # The live page's browser test drives Debian's Chromium (Playwright's own browser downloads are not used).
 # Installed here when missing and we are root; otherwise that test fails and says why.

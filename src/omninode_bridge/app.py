@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
     )
     # EngineTracer is what SQLAlchemyInstrumentor.instrument(engine=...) builds; used directly because the
     # instrumentor is a process-wide singleton and every app (tests build many) has its own engine.
-    EngineTracer(
+    EngineTracer(  # type: ignore[no-untyped-call]  # opentelemetry-instrumentation-sqlalchemy leaves it unannotated
         tracer_provider.get_tracer("omninode_bridge.db"),
         database.engine.sync_engine,
         metrics.get_meter("omninode_bridge.db").create_up_down_counter(

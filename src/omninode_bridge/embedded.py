@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypedDict
 
 import structlog
 
@@ -46,6 +46,13 @@ log = structlog.get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _PG_SYSTEM_USER = "omninode_pg"
+
+
+class _PopenExtra(TypedDict, total=False):
+    """What a server adds to its ``subprocess.Popen`` call."""
+
+    user: str
+    env: dict[str, str]
 
 
 class StackError(RuntimeError):
@@ -105,7 +112,7 @@ class _Server(abc.ABC):
     def ready(self) -> bool:
         return _port_open(self.host, self.port)
 
-    def popen_kwargs(self) -> dict[str, object]:
+    def popen_kwargs(self) -> _PopenExtra:
         return {}
 
     def start(self) -> None:
@@ -124,7 +131,7 @@ class _Server(abc.ABC):
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=lambda: _die_with_parent(stop_sig),
-            **self.popen_kwargs(),  # type: ignore[arg-type]
+            **self.popen_kwargs(),
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -186,7 +193,7 @@ class EmbeddedPostgres(_Server):
         ensure_prefix_permissions(bin_path)
         return _PG_SYSTEM_USER
 
-    def popen_kwargs(self) -> dict[str, object]:
+    def popen_kwargs(self) -> _PopenExtra:
         user = self._system_user()
         return {"user": user} if user else {}
 
@@ -293,7 +300,7 @@ class EmbeddedKafka(_Server):
             "--storage-engine", "memory://tansu/", "--cluster-id", "omninode",
         ]  # fmt: skip
 
-    def popen_kwargs(self) -> dict[str, object]:
+    def popen_kwargs(self) -> _PopenExtra:
         return {"env": {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}}
 
     @property

@@ -7,15 +7,18 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from omninode_bridge.cli._devstack import find_running_dev, local_url
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from rich.console import Console
 
+    from omninode_bridge.platform import ApiKeyService
     from omninode_bridge.settings import Settings
 
 # Imports stay inside the commands: `--help` and the first output of every command must not wait for
@@ -204,7 +207,10 @@ def show_settings() -> None:
     Console().print(table)
 
 
-def _run_with_keys(coro_factory: object) -> object:
+_T = TypeVar("_T")
+
+
+def _run_with_keys(coro_factory: Callable[[ApiKeyService], Awaitable[_T]]) -> _T:
     import asyncio
 
     from omninode_bridge.core.db import Database
@@ -212,13 +218,13 @@ def _run_with_keys(coro_factory: object) -> object:
     settings = _with_running_dev_stack(_settings())
     _require(settings, "OMNINODE_DATABASE_URL")
 
-    async def runner() -> object:
+    async def runner() -> _T:
         from omninode_bridge.platform import ApiKeyService
 
         database = Database(settings.database)
         try:
             async with database.unit_of_work() as uow:
-                return await coro_factory(ApiKeyService(uow))  # type: ignore[operator]
+                return await coro_factory(ApiKeyService(uow))
         finally:
             await database.dispose()
 
@@ -236,8 +242,8 @@ def keys_create(
 
     data = ApiKeyCreate(name=name, scopes=scope, namespaces=namespace or None)
     created = _run_with_keys(lambda svc: svc.create(data, actor=None))
-    err_console().print(f"Created key {created.id} ({created.name}); it will not be shown again:")  # type: ignore[attr-defined]
-    typer.echo(created.key)  # type: ignore[attr-defined]
+    err_console().print(f"Created key {created.id} ({created.name}); it will not be shown again:")
+    typer.echo(created.key)
 
 
 @keys_app.command("list")
@@ -248,7 +254,7 @@ def keys_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked k
 
     rows = _run_with_keys(lambda svc: svc.list(include_revoked=include_revoked))
     table = Table("id", "name", "prefix", "scopes", "namespaces", "created", "active")
-    for row in rows:  # type: ignore[attr-defined]
+    for row in rows:
         table.add_row(
             str(row.id), row.name, row.prefix, ",".join(row.scopes), ",".join(row.namespaces or []) or "*",
             row.created_at.isoformat(timespec="seconds"), "yes" if row.active else "no",

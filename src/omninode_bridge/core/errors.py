@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from litestar import Request, Response
@@ -26,6 +27,9 @@ from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import is_database_unavailable
 from omninode_bridge.core.inputs import InputError, MalformedBodyError
 from omninode_bridge.core.safe_errors import loggable_error
+
+if TYPE_CHECKING:
+    from litestar.types import ExceptionHandlersMap
 
 __all__ = [
     "PROBLEM_BASE",
@@ -122,8 +126,13 @@ def _internal_detail(request: Request[Any, Any, Any]) -> str:
     return "Internal error."
 
 
-def _converting(convert: Any) -> Any:
-    def handler(request: Request[Any, Any, Any], exc: Any) -> Response[Any]:
+_E = TypeVar("_E", bound=Exception)
+
+
+def _converting(
+    convert: Callable[[_E], ProblemDetailsException],
+) -> Callable[[Request[Any, Any, Any], _E], Response[Any]]:
+    def handler(request: Request[Any, Any, Any], exc: _E) -> Response[Any]:
         return _handle_problem(request, convert(exc))
 
     return handler
@@ -229,7 +238,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
 
 #: Exception handlers for everything else; each converts to a problem and answers like the plugin.
 #: (The plugin's own ``exception_to_problem_detail_map`` would skip the correlation id.)
-exception_handlers: dict[type[Exception], Any] = {
+exception_handlers: ExceptionHandlersMap = {
     HTTPException: _http_exception,
     ValidationException: _converting(_from_validation),
     CircuitOpenError: _converting(_from_circuit_open),

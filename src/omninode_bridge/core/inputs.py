@@ -20,11 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import weakref
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request
+from litestar.enums import ScopeType
 from litestar.exceptions import ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import HeaderParameter, ParameterKwarg, PathParameter, QueryParameter
@@ -350,7 +352,7 @@ class InputGuardMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == ScopeType.HTTP:
             check_query_and_path(scope)
             if "route_handler" in scope:
                 check_query_types(scope)
@@ -388,11 +390,19 @@ def _scalar_kind(annotation: Any) -> type | None:
         if candidate is bool:
             return None
         if candidate in _RAW_SPELLING:
-            return candidate
+            kind: type = candidate
+            return kind
     return None
 
 
-def _cached(cache: weakref.WeakKeyDictionary[BaseRouteHandler, Any], handler: BaseRouteHandler, compute: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _cached(
+    cache: weakref.WeakKeyDictionary[BaseRouteHandler, _T],
+    handler: BaseRouteHandler,
+    compute: Callable[[BaseRouteHandler], _T],
+) -> _T:
     """``compute(handler)``, remembered per handler. Litestar's generated handlers (OPTIONS, HEAD) have
     ``__slots__`` without ``__weakref__``: those are computed each time (they take no query or body)."""
     try:
@@ -404,10 +414,12 @@ def _cached(cache: weakref.WeakKeyDictionary[BaseRouteHandler, Any], handler: Ba
         return compute(handler)
 
 
-def _query_kinds_of(handler: BaseRouteHandler, path_params: Any) -> dict[str, type]:
+def _query_kinds_of(handler: BaseRouteHandler, path_params: Mapping[str, Any] | None) -> dict[str, type]:
     def compute(handler: BaseRouteHandler) -> dict[str, type]:
         kinds: dict[str, type] = {}
-        model = handler.create_kwargs_model(path_parameters=dict.fromkeys(path_params or ()))  # type: ignore[attr-defined]
+        # Litestar annotates the values as PathParameterDefinition but reads only the keys (the names).
+        names = dict.fromkeys(path_params or ())
+        model = handler.create_kwargs_model(path_parameters=names)  # type: ignore[arg-type]  # only .keys() is read
         fields = handler.parsed_fn_signature.parameters
         for param in model.expected_query_params:
             field = fields.get(param.field_name)
@@ -474,7 +486,7 @@ def _accepts_null(body_type: Any) -> bool:
     return True
 
 
-def convert_strict(value: Any, target: type[Any]) -> Any:
+def convert_strict(value: Any, target: type[_T]) -> _T:
     """Convert decoded JSON to ``target`` with msgspec's strict rules (no numbers as strings or times).
 
     Args:

@@ -35,6 +35,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from prometheus_client import REGISTRY, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from structlog.typing import EventDict, WrappedLogger
 
 from omninode_bridge.core.safe_errors import format_exception_safely, loggable_error
 from omninode_bridge.settings import ObservabilitySettings
@@ -63,7 +64,7 @@ breaker_state_gauge = Gauge(
 )
 
 
-def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     span = trace.get_current_span()
     ctx = span.get_span_context()
     if ctx.is_valid:
@@ -80,13 +81,13 @@ _EXPECTED_WARNINGS = frozenset(
 )
 
 
-def _drop_expected_warnings(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_expected_warnings(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     if (event_dict.get("logger"), event_dict.get("event")) in _EXPECTED_WARNINGS:
         raise structlog.DropEvent
     return event_dict
 
 
-def _safe_exception_values(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _safe_exception_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """An exception passed as a field value (``error=exc``) is logged as its safe message."""
     for key, value in event_dict.items():
         if isinstance(value, BaseException) and key != "exc_info":

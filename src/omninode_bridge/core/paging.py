@@ -102,4 +102,4 @@ async def newest_first(
     rows = list((await session.scalars(query.order_by(id_column.desc()).limit(limit + 1))).all())
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, (str(rows[-1].id) if more and rows else None)  # type: ignore[attr-defined]
+    return rows, (str(rows[-1].id) if more and rows else None)

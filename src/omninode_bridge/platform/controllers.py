@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
@@ -53,6 +53,7 @@ class HealthController(Controller):
         """Healthy when every component is up; degraded when Kafka or Redis is down; unhealthy (503) when
         the database is down."""
         checks = await _check_components(state)
+        status: Literal["healthy", "degraded", "unhealthy"]
         if checks["database"].status != "up":
             status = "unhealthy"
         elif any(c.status != "up" for c in checks.values()):

@@ -180,7 +180,7 @@ def _webhook_source(scope: Scope) -> str | None:
 
 def _auth_is_optional(scope: Scope) -> bool:
     handler = scope.get("route_handler")
-    return handler is not None and handler.opt.get("auth") == OPTIONAL_AUTH["auth"]
+    return handler is not None and bool(handler.opt.get("auth") == OPTIONAL_AUTH["auth"])
 
 
 def _presented_key(scope: Scope) -> str | None:

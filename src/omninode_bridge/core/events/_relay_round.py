@@ -120,9 +120,11 @@ class RelayRound:
     async def _fetch(self, ids: list[int]) -> list[asyncpg.Record]:
         if self.reader is not None:  # own connection: reads overlap the marks
             async with self._reads:
-                return await self.reader.fetch(_FETCH, ids)
+                rows: list[asyncpg.Record] = await self.reader.fetch(_FETCH, ids)
+                return rows
         async with self._db:
-            return await self.conn.fetch(_FETCH, ids)
+            rows = await self.conn.fetch(_FETCH, ids)
+            return rows
 
     async def run(self, limit: int, producer_factory: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:
         """Claim up to ``limit`` rows, send them and mark what Kafka acknowledged (not committed)."""
@@ -184,7 +186,8 @@ class RelayRound:
             known = self._partitions[topic] = (every, available)
         if not key:
             return random.choice(known[1])  # noqa: S311 - spreading load, not security
-        partition = known[0][(murmur2(key) & 0x7FFFFFFF) % len(known[0])]
+        hashed: int = murmur2(key)
+        partition = known[0][(hashed & 0x7FFFFFFF) % len(known[0])]
         self._key_partition[(topic, key)] = partition
         return partition
 

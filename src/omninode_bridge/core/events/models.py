@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import cast
 
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, Identity, Index, LargeBinary, String, Text, func
+from sqlalchemy import BigInteger, Identity, Index, LargeBinary, String, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-__all__ = ["DeadLetter", "EventLog", "OutboxEntry", "OutboxPending", "ProcessedEvent"]
+__all__ = ["OUTBOX_TABLE", "DeadLetter", "EventLog", "OutboxEntry", "OutboxPending", "ProcessedEvent"]
 
 
 class OutboxEntry(DefaultBase):
@@ -39,6 +40,10 @@ class OutboxEntry(DefaultBase):
     envelope: Mapped[bytes] = mapped_column(LargeBinary, comment="The encoded OnexEnvelopeV1")
     headers: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
+
+
+#: The class's table, for Core statements (SQLAlchemy annotates ``__table__`` as the wider FromClause).
+OUTBOX_TABLE = cast("Table", OutboxEntry.__table__)
 
 
 class OutboxPending(DefaultBase):

@@ -16,7 +16,7 @@ from sqlalchemy import insert
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import OnexEnvelopeV1, encode_envelope, kafka_headers
-from omninode_bridge.core.events.models import OutboxEntry
+from omninode_bridge.core.events.models import OUTBOX_TABLE, OutboxEntry
 
 __all__ = ["OUTBOX_SIGNAL", "EventPublisher"]
 
@@ -45,7 +45,7 @@ class EventPublisher:
         if not envelopes:
             return
         # A Core insert of the table: no ORM bulk-persistence bookkeeping, no RETURNING.
-        await uow.session.execute(insert(OutboxEntry.__table__), self.outbox_rows(uow, topic, envelopes))
+        await uow.session.execute(insert(OUTBOX_TABLE), self.outbox_rows(uow, topic, envelopes))
 
     def outbox_rows(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> list[dict[str, Any]]:
         """The ``event_outbox`` rows of ``envelopes``, for a caller that inserts them in a statement of its own

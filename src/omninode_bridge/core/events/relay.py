@@ -18,12 +18,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.events._relay_round import RelayRound
@@ -227,7 +227,11 @@ class OutboxRelay:
                     .limit(batch)
                     .scalar_subquery()
                 )
-                result = await uow.session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(doomed)))
+                # A DELETE gives a CursorResult (with rowcount); Session.execute is annotated as the wider Result.
+                result = cast(
+                    "CursorResult[Any]",
+                    await uow.session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(doomed))),
+                )
                 await uow.commit()
             removed += result.rowcount or 0
             if (result.rowcount or 0) < batch:

@@ -400,7 +400,7 @@ def asyncapi_document(runtime: Runtime) -> AsyncApiDocument:
     Returns:
         The document; the same object on every later call with this runtime.
     """
-    cached = runtime.extras.get(_ASYNCAPI_CACHE)
+    cached: AsyncApiDocument | None = runtime.extras.get(_ASYNCAPI_CACHE)
     if cached is not None:
         return cached
     # Synchronous on purpose: with no await in between, concurrent first requests cannot both register

@@ -52,7 +52,8 @@ class HooksState:
 
 def hooks_state(state: State) -> HooksState:
     """The hooks state of the running app."""
-    return state.runtime.extras[_EXTRA]
+    hooks: HooksState = state.runtime.extras[_EXTRA]
+    return hooks
 
 
 @contextlib.asynccontextmanager

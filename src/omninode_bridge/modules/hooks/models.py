@@ -8,15 +8,35 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, Boolean, Identity, Index, LargeBinary, String, Text, UniqueConstraint, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Identity,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-__all__ = ["HookEvent", "HookSession", "IdempotencyClaim", "SourceStat", "ToolCall", "WebhookSource"]
+__all__ = [
+    "HOOK_EVENTS_TABLE",
+    "HookEvent",
+    "HookSession",
+    "IdempotencyClaim",
+    "SourceStat",
+    "ToolCall",
+    "WebhookSource",
+]
 
 
 class HookEvent(DefaultBase):
@@ -56,6 +76,10 @@ class HookEvent(DefaultBase):
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     batch_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     key_id: Mapped[uuid.UUID | None] = mapped_column(default=None, comment="API key that posted it")
+
+
+#: The class's table, for Core statements (SQLAlchemy annotates ``__table__`` as the wider FromClause).
+HOOK_EVENTS_TABLE = cast("Table", HookEvent.__table__)
 
 
 class WebhookSource(DefaultBase):

@@ -195,9 +195,12 @@ class SecretScanner:
             if gate:
                 can = checked.get((gate, folded))
                 if can is None:
-                    if folded and lowered is None:
-                        lowered = text.lower()
-                    haystack = lowered if folded else text
+                    if folded:
+                        if lowered is None:
+                            lowered = text.lower()
+                        haystack = lowered
+                    else:
+                        haystack = text
                     can = checked[(gate, folded)] = any((w.lower() if folded else w) in haystack for w in gate)
                 if not can:
                     continue

@@ -60,7 +60,8 @@ def load_orchestrator_contract(settings: Settings) -> OrchestratorContract:
 
 def orchestrator_of(runtime: Runtime) -> WorkflowOrchestrator:
     """The orchestrator of a running app."""
-    return runtime.extras[_EXTRAS_KEY]
+    orchestrator: WorkflowOrchestrator = runtime.extras[_EXTRAS_KEY]
+    return orchestrator
 
 
 @contextlib.asynccontextmanager

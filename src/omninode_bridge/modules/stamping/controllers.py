@@ -71,7 +71,8 @@ def _elapsed_ms(began: float) -> float:
 
 
 def _policy(state: State) -> HashPolicy:
-    return state.runtime.extras["stamping"].policy
+    service: StampingService = state.runtime.extras["stamping"]
+    return service.policy
 
 
 class StampingController(Controller):

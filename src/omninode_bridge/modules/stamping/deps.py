@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 def provide_stamping(state: State) -> StampingService:
     """The stamping service of the running app."""
-    return state.runtime.extras["stamping"]
+    service: StampingService = state.runtime.extras["stamping"]
+    return service
 
 
 def is_json(request: Request[Any, Any, Any]) -> bool:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, String, Table, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-__all__ = ["StampRow"]
+__all__ = ["STAMPS_TABLE", "StampRow"]
 
 
 class StampRow(DefaultBase):
@@ -39,3 +39,7 @@ class StampRow(DefaultBase):
     stamp: Mapped[str] = mapped_column(Text, comment="The block in plain form, as signed")
     workflow_id: Mapped[uuid.UUID]
     created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+#: The class's table, for Core statements (SQLAlchemy annotates ``__table__`` as the wider FromClause).
+STAMPS_TABLE = cast("Table", StampRow.__table__)

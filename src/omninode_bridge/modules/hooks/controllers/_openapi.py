@@ -33,7 +33,8 @@ def inline_schema(kind: Any) -> dict[str, Any]:
             return [resolve(item) for item in node]
         return node
 
-    return resolve(document)
+    inlined: dict[str, Any] = resolve(document)
+    return inlined
 
 
 _BODY = {

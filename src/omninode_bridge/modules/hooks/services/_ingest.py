@@ -14,11 +14,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events.models import OutboxEntry
+from omninode_bridge.core.events.models import OUTBOX_TABLE
 from omninode_bridge.core.module import Runtime
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.events import HOOK_TOPIC, MAX_EVENT_DATA_BYTES, AcceptedHook, envelope_of
-from omninode_bridge.modules.hooks.models import HookEvent, IdempotencyClaim, WebhookSource
+from omninode_bridge.modules.hooks.models import HOOK_EVENTS_TABLE, HookEvent, IdempotencyClaim, WebhookSource
 from omninode_bridge.modules.hooks.redaction import Redactor
 from omninode_bridge.modules.hooks.services._live import LiveFeed
 from omninode_bridge.modules.hooks.services._webhook_body import body_text, parse_webhook_body
@@ -47,8 +47,8 @@ def _event_record(hook: AcceptedHook) -> tuple[Any, ...]:
 
 
 # Core inserts of the tables: no ORM bulk-persistence bookkeeping and no RETURNING.
-_INSERT_EVENTS = insert(HookEvent.__table__)
-_INSERT_OUTBOX = insert(OutboxEntry.__table__)
+_INSERT_EVENTS = insert(HOOK_EVENTS_TABLE)
+_INSERT_OUTBOX = insert(OUTBOX_TABLE)
 # Claim, event row and outbox row in one round trip; the SELECT reports whether the rows were written and,
 # for a duplicate, which event holds the key (visible when it committed before this statement began).
 _ACCEPT_ONE = text(
@@ -301,6 +301,7 @@ class HookIngestService:
         # SQLAlchemy costs more than everything else a batch does.
         connection = await self.uow.session.connection()
         driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None  # None only for a connection already closed
         await driver.copy_records_to_table(
             "hook_events", columns=_EVENT_COLUMNS, records=[_event_record(h) for h in hooks]
         )

@@ -18,7 +18,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
@@ -46,6 +46,9 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 LIVE_STREAM = "hooks:live"
+#: A stream entry as this app's clients return it (bytes: no ``decode_responses``); redis-py annotates its
+#: stream replies with the union over both decoding modes and both protocols, hence the casts below.
+_StreamEntry = tuple[bytes, dict[bytes, bytes]]
 _TICKETS = "hooks:ticket:"
 #: An SSE id: the stream entry id, then ``/`` and the hook's index in the entry.
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}(/\d{1,5})?$")
@@ -133,22 +136,25 @@ class LiveFeed:
 
     async def last_id(self) -> str:
         """Id of the newest entry, ``0-0`` when the stream is empty."""
-        newest = await self.reader.xrevrange(LIVE_STREAM, count=1)
+        newest = cast("list[_StreamEntry]", await self.reader.xrevrange(LIVE_STREAM, count=1))
         return newest[0][0].decode() if newest else "0-0"
 
     async def first_id(self) -> str | None:
         """Id of the oldest entry kept."""
-        oldest = await self.reader.xrange(LIVE_STREAM, count=1)
+        oldest = cast("list[_StreamEntry]", await self.reader.xrange(LIVE_STREAM, count=1))
         return oldest[0][0].decode() if oldest else None
 
     async def entry(self, entry_id: str) -> bytes | None:
         """The packed hooks of one entry, if it is still kept."""
-        found = await self.reader.xrange(LIVE_STREAM, min=entry_id, max=entry_id, count=1)
+        found = cast("list[_StreamEntry]", await self.reader.xrange(LIVE_STREAM, min=entry_id, max=entry_id, count=1))
         return found[0][1][b"d"] if found else None
 
     async def read(self, after: str, *, block_ms: int) -> list[tuple[str, bytes]]:
         """Entries after ``after``, waiting up to ``block_ms`` for the first."""
-        result = await self.reader.xread({LIVE_STREAM: after}, count=500, block=block_ms)
+        result = cast(
+            "list[tuple[bytes, list[_StreamEntry]]]",
+            await self.reader.xread({LIVE_STREAM: after}, count=500, block=block_ms),
+        )
         if not result:
             return []
         return [(entry_id.decode(), fields[b"d"]) for entry_id, fields in result[0][1]]

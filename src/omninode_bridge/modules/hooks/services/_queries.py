@@ -229,7 +229,7 @@ class HookQueryService:
             select(
                 SourceStat.source,
                 SourceStat.event_type,
-                func.sum(SourceStat.count).label("count"),
+                func.sum(SourceStat.count).label("total"),  # not "count": Row.count is also a tuple method
                 func.max(SourceStat.last_seen).label("last_seen"),
             )
             .group_by(SourceStat.source, SourceStat.event_type)
@@ -269,7 +269,7 @@ class HookQueryService:
         sessions_total = await self.uow.session.scalar(sessions_query)
         return schemas.HookStats(
             sources=[
-                schemas.SourceStat(source=c.source, event_type=c.event_type, count=int(c.count), last_seen=c.last_seen)
+                schemas.SourceStat(source=c.source, event_type=c.event_type, count=int(c.total), last_seen=c.last_seen)
                 for c in counts
             ],
             tools=[
@@ -284,7 +284,7 @@ class HookQueryService:
                 )
                 for t in tools
             ],
-            events_total=sum(int(c.count) for c in counts),
+            events_total=sum(int(c.total) for c in counts),
             sessions_total=int(sessions_total or 0),
         )
 

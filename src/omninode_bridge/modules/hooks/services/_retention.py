@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.safe_errors import loggable_error
@@ -68,7 +68,7 @@ class RetentionPurger:
                 doomed = select(key).where(condition).limit(batch).with_for_update(skip_locked=True).scalar_subquery()
                 result = await uow.session.execute(delete(model).where(key.in_(doomed)))
                 await uow.commit()
-            count = result.rowcount or 0  # type: ignore[attr-defined]
+            count = cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
             removed += count
             if count < batch:
                 return removed
@@ -90,7 +90,7 @@ class RetentionPurger:
                     delete(table).where(table.scope == doomed.c.scope, table.key == doomed.c.key)
                 )
                 await uow.commit()
-            count = result.rowcount or 0  # type: ignore[attr-defined]
+            count = cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
             removed += count
             if count < batch:
                 return removed

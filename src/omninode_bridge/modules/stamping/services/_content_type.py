@@ -82,7 +82,8 @@ def detect_content_type(head: bytes, file_path: str | None = None) -> str:
     """
     kind = filetype.guess(head) if head else None
     if kind is not None:
-        return kind.mime
+        mime: str = kind.mime
+        return mime
     by_extension = _by_extension(file_path)
     if by_extension is not None:
         return by_extension

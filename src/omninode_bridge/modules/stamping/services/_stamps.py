@@ -20,7 +20,7 @@ from omninode_bridge.core.inputs import Namespace, has_control_characters
 from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.modules.orchestrator import StepHandler, WorkflowRun
 from omninode_bridge.modules.stamping import events
-from omninode_bridge.modules.stamping.models import StampRow
+from omninode_bridge.modules.stamping.models import STAMPS_TABLE, StampRow
 from omninode_bridge.modules.stamping.schemas import MAX_FILE_PATH, StampPage, StampRecord
 from omninode_bridge.modules.stamping.services._content_type import detect_content_type, is_textual, looks_like_text
 from omninode_bridge.modules.stamping.services._hashing import HEAD_BYTES, HashPolicy, StreamDigest
@@ -92,9 +92,9 @@ def record_of(row: StampRow) -> StampRecord:
 #: on the mapped class) it made new bind parameters, a cache key and ORM bulk bookkeeping for every stamp,
 #: about 10% of a ``/stamp`` request's CPU in py-spy.
 _INSERT_STAMP = (
-    pg_insert(StampRow.__table__)
+    pg_insert(STAMPS_TABLE)
     .on_conflict_do_nothing(constraint="uq_stamping_stamps_namespace_hash")
-    .returning(StampRow.__table__.c.id)
+    .returning(STAMPS_TABLE.c.id)
 )
 
 
