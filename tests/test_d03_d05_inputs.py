@@ -136,48 +136,41 @@ def _operation(method: str, path: str) -> dict[str, Any]:
 # --- query parameters --------------------------------------------------------------------------------
 
 
+async def _query_value_refused(
+    client: AsyncTestClient[Litestar], headers: dict[str, str], method: str, path: str, name: str, value: str
+) -> None:
+    """The operation answers a 422 naming the query parameter ``name`` when it is sent ``value``."""
+    response = await _send(client, method, fill_path(path, _operation(method, path)), headers, params={name: value})
+    assert response.status_code == 422, response.text
+    assert _named(_problem(response), name)
+
+
 @pytest.mark.parametrize(("method", "path", "name", "value"), query_cases(_strings))
 async def test_d03_nul_in_query_parameter_is_422(
     client: AsyncTestClient[Litestar], admin_headers: dict[str, str], method: str, path: str, name: str, value: str
 ) -> None:
-    response = await _send(
-        client, method, fill_path(path, _operation(method, path)), admin_headers, params={name: value}
-    )
-    assert response.status_code == 422, response.text
-    assert _named(_problem(response), name)
+    await _query_value_refused(client, admin_headers, method, path, name, value)
 
 
 @pytest.mark.parametrize(("method", "path", "name", "value"), query_cases(_datetimes))
 async def test_d04_bad_datetime_query_parameter_is_422(
     client: AsyncTestClient[Litestar], admin_headers: dict[str, str], method: str, path: str, name: str, value: str
 ) -> None:
-    response = await _send(
-        client, method, fill_path(path, _operation(method, path)), admin_headers, params={name: value}
-    )
-    assert response.status_code == 422, response.text
-    assert _named(_problem(response), name)
+    await _query_value_refused(client, admin_headers, method, path, name, value)
 
 
 @pytest.mark.parametrize(("method", "path", "name", "value"), query_cases(_integers))
 async def test_d04_overflowing_or_non_decimal_integer_query_parameter_is_422(
     client: AsyncTestClient[Litestar], admin_headers: dict[str, str], method: str, path: str, name: str, value: str
 ) -> None:
-    response = await _send(
-        client, method, fill_path(path, _operation(method, path)), admin_headers, params={name: value}
-    )
-    assert response.status_code == 422, response.text
-    assert _named(_problem(response), name)
+    await _query_value_refused(client, admin_headers, method, path, name, value)
 
 
 @pytest.mark.parametrize(("method", "path", "name", "value"), query_cases(_newlines))
 async def test_d05_trailing_newline_in_pattern_query_parameter_is_422(
     client: AsyncTestClient[Litestar], admin_headers: dict[str, str], method: str, path: str, name: str, value: str
 ) -> None:
-    response = await _send(
-        client, method, fill_path(path, _operation(method, path)), admin_headers, params={name: value}
-    )
-    assert response.status_code == 422, response.text
-    assert _named(_problem(response), name)
+    await _query_value_refused(client, admin_headers, method, path, name, value)
 
 
 _CURSOR_LISTS = [

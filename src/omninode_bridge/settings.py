@@ -29,6 +29,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "compile_redaction_pattern",
     "describe_settings",
     "load_settings",
     "trusted_networks",
@@ -238,6 +239,25 @@ DEFAULT_REDACT_KEYS = (
 )
 
 
+def compile_redaction_pattern(regex: str, label: str) -> re.Pattern[str]:
+    """Compile an operator-supplied redaction pattern.
+
+    Args:
+        regex: The pattern.
+        label: How to name it in the error (the setting and its index).
+
+    Raises:
+        ValueError: It does not compile, or it matches the empty string (it would redact nothing, everywhere).
+    """
+    try:
+        compiled = re.compile(regex)
+    except re.error as exc:
+        raise ValueError(f"{label} ({regex!r}) is invalid: {exc}") from None
+    if compiled.fullmatch(""):
+        raise ValueError(f"{label} ({regex!r}) matches the empty string")
+    return compiled
+
+
 class HooksSettings(msgspec.Struct, kw_only=True, frozen=True):
     """The hooks module: body limit, secret redaction, idempotency, retention and the live stream."""
 
@@ -299,12 +319,7 @@ class HooksSettings(msgspec.Struct, kw_only=True, frozen=True):
     def __post_init__(self) -> None:
         # Refuse bad patterns at start-up (msgspec reports the ValueError as OMNINODE_HOOKS_REDACT_PATTERNS).
         for index, regex in enumerate(self.redact_pattern_list()):
-            try:
-                compiled = re.compile(regex)
-            except re.error as exc:
-                raise ValueError(f"OMNINODE_HOOKS_REDACT_PATTERNS[{index}] ({regex!r}) is invalid: {exc}") from None
-            if compiled.fullmatch(""):
-                raise ValueError(f"OMNINODE_HOOKS_REDACT_PATTERNS[{index}] ({regex!r}) matches the empty string")
+            compile_redaction_pattern(regex, f"OMNINODE_HOOKS_REDACT_PATTERNS[{index}]")
 
     def redact_key_set(self) -> frozenset[str]:
         """The normalised redaction keys."""

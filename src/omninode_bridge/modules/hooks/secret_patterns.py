@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from omninode_bridge.settings import compile_redaction_pattern
+
 __all__ = ["REDACTED", "SecretPattern", "SecretScanner", "builtin_patterns", "custom_patterns"]
 
 #: What a redacted value (or the secret part of one) becomes.
@@ -156,12 +158,7 @@ def custom_patterns(regexes: Iterable[str]) -> list[SecretPattern]:
     """
     patterns = []
     for index, regex in enumerate(regexes):
-        try:
-            compiled = re.compile(regex)
-        except re.error as exc:
-            raise ValueError(f"redaction pattern {index} ({regex!r}) is invalid: {exc}") from None
-        if compiled.fullmatch(""):
-            raise ValueError(f"redaction pattern {index} ({regex!r}) matches the empty string")
+        compiled = compile_redaction_pattern(regex, f"redaction pattern {index}")
         patterns.append(SecretPattern(f"custom[{index}]", regex, 0, 1 if compiled.groups else 0))
     return patterns
 
