@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 
 import structlog
@@ -45,6 +45,7 @@ from omninode_bridge.core.observability import (
     configure_tracing,
     register_gauges,
 )
+from omninode_bridge.core.safe_errors import loggable_error
 from omninode_bridge.modules import MODULES
 from omninode_bridge.settings import Settings, load_settings
 
@@ -170,11 +171,10 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         finally:
             for task in background:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            await redis.aclose()
-            await database.dispose()
+            await _bounded("background tasks", asyncio.gather(*background, return_exceptions=True))
+            await _bounded("kafka broker", broker.stop())
+            await _bounded("redis", redis.aclose())
+            await _bounded("database", database.dispose())
             log.info("omninode-bridge stopped")
 
     dependencies: dict[str, Provide] = {"uow": Provide(provide_uow)}
@@ -264,6 +264,25 @@ async def _start_broker(broker: KafkaBroker, runtime: Runtime) -> None:
         else:
             log.info("kafka connected")
             return
+
+
+SHUTDOWN_STEP_SECONDS = 15.0
+
+
+async def _bounded(what: str, step: Awaitable[object]) -> None:
+    """Await one shutdown step for at most :data:`SHUTDOWN_STEP_SECONDS`, logging (not raising) a failure.
+
+    A client stopped in the middle of its own start-up (an aiokafka producer or consumer cancelled
+    mid-connect, a rebalance in flight) can wait forever for a reply that never comes; a process asked to
+    stop must stop anyway, and each later step must still run.
+    """
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_SECONDS):
+            await step
+    except TimeoutError:
+        log.warning("shutdown step timed out; moving on", step=what, timeout_s=SHUTDOWN_STEP_SECONDS)
+    except Exception as exc:
+        log.warning("shutdown step failed", step=what, error=loggable_error(exc))
 
 
 async def _seed_keys(database: Database, settings: Settings) -> None:
