@@ -30,6 +30,7 @@ import psutil
 from blake3 import blake3
 
 from bench._http import load, serve
+from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.events import decode_envelope, encode_envelope, new_envelope
 from omninode_bridge.embedded import EmbeddedStack
@@ -165,7 +166,7 @@ async def bench_stamp(app: str, database_url: str, seconds: float, concurrency: 
 
 async def bench_reducer(database_url: str, items: int) -> None:
     settings = load_settings({"OMNINODE_DATABASE_URL": database_url}, env_file=None)
-    contract = load_reducer_contract(settings)
+    contract = load_reducer_contract(contracts_dir(settings.server.contracts_dir))
     namespaces = [f"bench-ns-{i}" for i in range(5)]
     raw = [
         encode_envelope(new_envelope(event_type="STAMP_CREATED", payload={

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from omninode_bridge.core.events import encode_envelope, load_catalog, new_envelope
 from omninode_bridge.embedded import EmbeddedStack, free_port
-from omninode_bridge.modules.events import ASYNCAPI_PATH, MODULE
+from omninode_bridge.modules.events import ASYNCAPI_PATH, build_module
 from omninode_bridge.settings import Settings
 from tests.conftest import ADMIN_KEY, app_client, make_settings, wait_until
 
@@ -31,7 +31,7 @@ PROBLEM = "https://omninode.dev/problems/"
 @pytest.fixture(scope="module")
 async def events_client(settings: Settings) -> AsyncIterator[Client]:
     """An app with the events module (MODULES does not list it yet)."""
-    async with app_client(settings, modules=[MODULE]) as client:
+    async with app_client(settings, modules=[build_module(settings.kafka.bootstrap_servers or "")]) as client:
         yield client
 
 
@@ -293,7 +293,7 @@ async def test_dlq_overview_counts_kafka_and_stored_dead_letters(
 async def test_dlq_overview_without_kafka_says_so(stack: EmbeddedStack, engine: AsyncEngine) -> None:
     dead_letter_id = await _insert_dead_letter(engine, dlq_topic=PATTERN_DLQ)
     no_kafka = make_settings(stack, kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"})
-    async with app_client(no_kafka, modules=[MODULE]) as client:
+    async with app_client(no_kafka, modules=[build_module(no_kafka.kafka.bootstrap_servers or "")]) as client:
         response = await client.get("/events/dlq", params={"dlq_topic": PATTERN_DLQ}, headers=ADMIN)
     assert response.status_code == 200, response.text
     body = response.json()

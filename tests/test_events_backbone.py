@@ -194,7 +194,7 @@ def _test_contracts(tmp_path: Path) -> Path:
     return contracts_copy(tmp_path, add_test_consumers)
 
 
-async def _counter_handler(envelope: Any, uow: Any, _: Any) -> None:
+async def _counter_handler(envelope: Any, uow: Any) -> None:
     if envelope.payload.get("fail"):
         raise ValueError("this event always fails")
     await uow.session.execute(

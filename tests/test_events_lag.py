@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
-from omninode_bridge.core.events import ensure_topics, load_catalog
+from omninode_bridge.core.db import Database
+from omninode_bridge.core.events import EventPublisher, ensure_topics, load_catalog
 from omninode_bridge.core.events.dlq import DlqMonitor
 from omninode_bridge.embedded import EmbeddedStack
 from tests.conftest import make_settings
@@ -28,7 +28,8 @@ async def test_lag_is_what_the_group_has_not_committed(stack: EmbeddedStack, tmp
     catalog = load_catalog(contracts_copy(tmp_path, edit))
     bootstrap = stack.urls["kafka"]
     await ensure_topics(bootstrap, catalog)
-    monitor = DlqMonitor(types.SimpleNamespace(catalog=catalog, settings=make_settings(stack)))
+    database = Database(make_settings(stack).database)  # never connects here: the lag reads only Kafka
+    monitor = DlqMonitor(catalog, bootstrap, database, EventPublisher(catalog, database))
     assert (await monitor.lag())[(group, topic)] == 0  # nothing produced yet
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.events import new_envelope
 from omninode_bridge.core.fsm import IllegalTransitionError
 from omninode_bridge.embedded import EmbeddedStack
@@ -71,7 +72,7 @@ async def test_thousand_stamps_in_five_namespaces_counted_exactly_once(
     namespaces = [_ns(f"agg{i}") for i in range(5)]
     async with live_server(settings) as base, httpx.AsyncClient(base_url=base, headers=HEADERS, timeout=60) as http:
         expected = await _stamp_many(http, namespaces, 1000)
-        window_s = load_reducer_contract(settings).aggregation.window.size_ms / 1000
+        window_s = load_reducer_contract(contracts_dir(settings.server.contracts_dir)).aggregation.window.size_ms / 1000
         await wait_until(lambda: _totals_match(http, expected), timeout=window_s + 30, message="totals never matched")
         for namespace, totals in expected.items():
             stats = await _stats(http, namespace)
@@ -159,7 +160,7 @@ def test_namespace_grouping() -> None:
 
 
 def test_reducer_fsm_follows_the_contract(settings: Settings) -> None:
-    reducer = NamespaceReducer(load_reducer_contract(settings))
+    reducer = NamespaceReducer(load_reducer_contract(contracts_dir(settings.server.contracts_dir)))
     assert reducer.state == "IDLE"
     with pytest.raises(IllegalTransitionError):
         reducer.transition("PERSISTING")  # IDLE may only go to AGGREGATING
@@ -169,7 +170,7 @@ def test_reducer_fsm_follows_the_contract(settings: Settings) -> None:
 
 
 def test_reducer_counts_only_its_event_types(settings: Settings) -> None:
-    reducer = NamespaceReducer(load_reducer_contract(settings))
+    reducer = NamespaceReducer(load_reducer_contract(contracts_dir(settings.server.contracts_dir)))
     payload = {"namespace": "n", "size_bytes": 3, "content_type": "text/plain", "workflow_id": str(uuid.uuid4()),
                "stamp_id": str(uuid.uuid4()), "file_hash": "0" * 64, "key_id": "k"}  # fmt: skip
     stamp = new_envelope(event_type="STAMP_CREATED", payload=payload)

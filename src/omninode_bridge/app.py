@@ -1,9 +1,10 @@
 """The composition root: ``create_app(settings)`` builds the one Litestar app of the process.
 
-It loops over :data:`omninode_bridge.modules.MODULES` (plus the platform module) for controllers,
-FastStream routers and dependencies, and its lifespan owns every connection: the database engine,
-Redis, the Kafka broker (consumers run in this process) and the modules' background tasks. Importing
-this module connects to nothing.
+It builds the platform module and the feature modules (``build_modules(settings)`` hands each its own
+settings group), registers their controllers, FastStream routers and dependencies, and its lifespan owns
+every connection: the database engine, Redis, the Kafka broker (consumers run in this process) and the
+modules' lifespans, started in the order their ``requires`` declare. Importing this module connects to
+nothing.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import structlog
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from litestar import Litestar
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -34,9 +34,17 @@ from omninode_bridge import __version__, platform
 from omninode_bridge.core.breaker import BreakerState
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import exception_handlers, problem_details_plugin
-from omninode_bridge.core.events import DlqMonitor, EventPublisher, OutboxRelay, ensure_topics, load_catalog
+from omninode_bridge.core.events import (
+    ConsumerResources,
+    EventPublisher,
+    OutboxRelay,
+    TopicCatalog,
+    bind_consumers,
+    ensure_topics,
+    load_catalog,
+)
 from omninode_bridge.core.inputs import InputGuardMiddleware, SafeRequest
-from omninode_bridge.core.module import Module, Runtime
+from omninode_bridge.core.module import Module, Resources, start_order
 from omninode_bridge.core.observability import (
     REQUEST_BUCKETS,
     CorrelationMiddleware,
@@ -46,7 +54,7 @@ from omninode_bridge.core.observability import (
     register_gauges,
 )
 from omninode_bridge.core.safe_errors import loggable_error
-from omninode_bridge.modules import MODULES
+from omninode_bridge.modules import build_modules
 from omninode_bridge.settings import Settings, load_settings
 
 __all__ = ["create_app"]
@@ -54,10 +62,13 @@ __all__ = ["create_app"]
 log = structlog.get_logger(__name__)
 
 
-async def provide_uow(state: State) -> AsyncGenerator[UnitOfWork, None]:
-    """One unit of work per request, behind the database circuit breaker."""
-    async with state.runtime.database.unit_of_work() as uow:
-        yield uow
+def _uow_provider(database: Database) -> Callable[[], AsyncGenerator[UnitOfWork, None]]:
+    async def provide_uow() -> AsyncGenerator[UnitOfWork, None]:
+        """One unit of work per request, behind the database circuit breaker."""
+        async with database.unit_of_work() as uow:
+            yield uow
+
+    return provide_uow
 
 
 class _MetricsController(PrometheusController):
@@ -70,16 +81,18 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
 
     Args:
         settings: Settings to run with; read from the environment when omitted.
-        modules: Feature modules to register; :data:`MODULES` when omitted.
+        modules: Feature modules to register; ``build_modules(settings)`` when omitted.
 
     Returns:
         The Litestar app. Nothing is connected until its lifespan starts.
+
+    Raises:
+        ValueError: A service URL is unset, or a module requires an unknown module or a cycle of them.
     """
     settings = settings or load_settings()
     missing = settings.missing_services()
     if missing:
         raise ValueError(f"cannot create the app: {', '.join(missing)} not set")
-    all_modules = [platform.MODULE, *(MODULES if modules is None else modules)]
     configure_logging(settings.observability)
     tracer_provider = configure_tracing(settings.observability)
     tracing = settings.observability.otlp_endpoint is not None
@@ -107,14 +120,18 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         logger=structlog.get_logger("omninode_bridge.kafka"),
     )
     catalog = load_catalog(Path(settings.server.contracts_dir) if settings.server.contracts_dir else None)
+    platform_state = platform.build_state(settings.security, database)
+    features = build_modules(settings) if modules is None else modules
+    all_modules = start_order([platform.build_module(platform_state), *features])
     for module in all_modules:
         for check in module.checks:
-            check(settings)  # contracts are validated before anything connects
+            check()  # contracts are validated before anything connects
     for module in all_modules:
         catalog.require(*module.publishes)  # a topic missing from the catalog stops start-up here
         for make_router in module.kafka_routers:
             broker.include_router(make_router(catalog))
     publisher = EventPublisher(catalog, database)
+    bind_consumers(broker, ConsumerResources(database=database, catalog=catalog, publisher=publisher))
 
     register_gauges(
         "omninode_db_pool_connections",
@@ -130,42 +147,20 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
             socket_connect_timeout=settings.redis.socket_timeout_seconds,
             health_check_interval=30,
         )
-        runtime = Runtime(
-            settings=settings,
-            database=database,
-            redis=redis,
-            broker=broker,
-            catalog=catalog,
-            publisher=publisher,
-            started_at=time.time(),
+        resources = Resources(
+            database=database, redis=redis, broker=broker, catalog=catalog, publisher=publisher, started_at=time.time()
         )
-        app.state.runtime = runtime
-        broker.context.set_global("runtime", runtime)
-        app.state.auth_cache = platform.AuthCache(settings.security.auth_cache_seconds)
-        app.state.rate_limiter = platform.SlidingWindowLimiter(
-            redis,
-            limit=settings.security.rate_limit_requests,
-            window_seconds=settings.security.rate_limit_window_seconds,
-        )
-        relay = OutboxRelay(
-            database,
-            catalog,
-            settings.kafka.bootstrap_servers or "",
-            request_timeout_ms=settings.kafka.request_timeout_ms,
-        )
-        dlq_monitor = DlqMonitor(runtime)
-        runtime.extras.update(relay=relay, dlq_monitor=dlq_monitor)
+        bootstrap = settings.kafka.bootstrap_servers or ""
+        relay = OutboxRelay(database, catalog, bootstrap, request_timeout_ms=settings.kafka.request_timeout_ms)
         background = [
-            asyncio.create_task(_start_broker(broker, runtime), name="kafka-connect"),
+            asyncio.create_task(_start_broker(broker, bootstrap, catalog), name="kafka-connect"),
             asyncio.create_task(relay.run(), name="outbox-relay"),
-            asyncio.create_task(dlq_monitor.run(), name="dlq-monitor"),
         ]
         try:
-            await _seed_keys(database, settings)
             async with contextlib.AsyncExitStack() as stack:
                 for module in all_modules:
                     for module_lifespan in module.lifespans:
-                        await stack.enter_async_context(module_lifespan(runtime))
+                        await stack.enter_async_context(module_lifespan(resources))
                 log.info("omninode-bridge started", version=__version__, modules=[m.name for m in all_modules])
                 yield
         finally:
@@ -177,7 +172,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
             await _bounded("database", database.dispose())
             log.info("omninode-bridge stopped")
 
-    dependencies: dict[str, Provide] = {"uow": Provide(provide_uow)}
+    dependencies: dict[str, Provide] = {"uow": Provide(_uow_provider(database))}
     for module in all_modules:
         dependencies.update(module.dependencies)
 
@@ -214,6 +209,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
     )
     # Route middleware runs only when a route matched; what every response needs (404s and 405s included)
     # wraps the whole app instead: correlation ids outermost, then rate limits of unmatched requests.
+    platform.attach_platform_state(app, platform_state)
     app.asgi_handler = CorrelationMiddleware(platform.UnmatchedRouteLimits(app.asgi_handler), trace_context=not tracing)
     return app
 
@@ -245,13 +241,13 @@ def _on_breaker_change(name: str, state: BreakerState) -> None:
     log.warning("circuit breaker changed state", dependency=name, state=state.name)
 
 
-async def _start_broker(broker: KafkaBroker, runtime: Runtime) -> None:
+async def _start_broker(broker: KafkaBroker, bootstrap_servers: str, catalog: TopicCatalog) -> None:
     """Create the catalog's topics and start the consumers, retrying so an unreachable broker does not
     block start-up."""
     delay = 0.5
     while True:
         try:
-            await ensure_topics(runtime.settings.kafka.bootstrap_servers or "", runtime.catalog)
+            await ensure_topics(bootstrap_servers, catalog)
             await broker.start()
         except asyncio.CancelledError:
             raise
@@ -283,13 +279,3 @@ async def _bounded(what: str, step: Awaitable[object]) -> None:
         log.warning("shutdown step timed out; moving on", step=what, timeout_s=SHUTDOWN_STEP_SECONDS)
     except Exception as exc:
         log.warning("shutdown step failed", step=what, error=loggable_error(exc))
-
-
-async def _seed_keys(database: Database, settings: Settings) -> None:
-    specs = platform.parse_key_specs(settings.security.api_keys)
-    if not specs:
-        return
-    async with database.unit_of_work() as uow:
-        created = await platform.ApiKeyService(uow).seed(specs)
-    if created:
-        log.info("seeded API keys", count=created)

@@ -4,19 +4,32 @@ Every group is a msgspec Struct whose fields map to one environment variable eac
 ``env_prefix`` plus the upper-cased field name, unless the field declares its own name in
 ``Meta(extra={"env": ...})``. Real environment variables win over ``.env``. The field
 descriptions double as the reference documentation (``omninode-bridge settings`` prints them).
+
+The core groups live in :mod:`omninode_bridge.core.settings`, each module's group in its own package
+(``modules/<m>/settings.py``); :class:`Settings` composes them, and ``build_modules`` hands each module its own.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any
 
 import msgspec
 from dotenv import dotenv_values
+
+from omninode_bridge.core.settings import (
+    DatabaseSettings,
+    KafkaSettings,
+    ObservabilitySettings,
+    RedisSettings,
+    SecuritySettings,
+    ServerSettings,
+    trusted_networks,
+)
+from omninode_bridge.modules.hooks.settings import HooksSettings, compile_redaction_pattern
+from omninode_bridge.modules.stamping.settings import StampingSettings
 
 __all__ = [
     "DEFAULT_SECRETS",
@@ -29,13 +42,12 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "StampingSettings",
     "compile_redaction_pattern",
     "describe_settings",
     "load_settings",
     "trusted_networks",
 ]
-
-Environment = Literal["development", "test", "production"]
 
 #: Secrets that ship in the source tree; refused when ``OMNINODE_ENV=production``.
 DEFAULT_SECRETS = frozenset({"dev-stamp-secret-change-me"})
@@ -43,315 +55,6 @@ DEFAULT_SECRETS = frozenset({"dev-stamp-secret-change-me"})
 
 class SettingsError(ValueError):
     """Raised when the configuration is invalid; the message names the offending variable."""
-
-
-def _env(name: str, description: str) -> msgspec.Meta:
-    return msgspec.Meta(description=description, extra={"env": name})
-
-
-class ServerSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """Where and how the HTTP server runs."""
-
-    env_prefix: ClassVar[str] = "OMNINODE_"
-
-    env: Annotated[Environment, _env("OMNINODE_ENV", "development, test or production.")] = "development"
-    host: Annotated[str, msgspec.Meta(description="Interface the API listens on.")] = "127.0.0.1"
-    port: Annotated[int, msgspec.Meta(ge=0, le=65535, description="TCP port of the API.")] = 8000
-    workers: Annotated[int, msgspec.Meta(ge=1, description="Uvicorn worker processes (serve).")] = 1
-    state_dir: Annotated[str, msgspec.Meta(description="Directory of the embedded stack's data (dev only).")] = (
-        ".omninode"
-    )
-    contracts_dir: Annotated[
-        str | None, msgspec.Meta(description="Directory of the YAML contracts (default: the repository's).")
-    ] = None
-    max_body_bytes: Annotated[
-        int, msgspec.Meta(ge=1024, description="Largest request body accepted, in bytes (else 413).")
-    ] = 10 * 1024 * 1024
-
-
-class DatabaseSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """PostgreSQL connection, pool and circuit breaker."""
-
-    env_prefix: ClassVar[str] = "OMNINODE_DATABASE_"
-
-    url: Annotated[
-        str | None,
-        msgspec.Meta(description="SQLAlchemy URL, postgresql+asyncpg://user:pw@host:port/db. Unset: embedded."),
-    ] = None
-    pool_size: Annotated[int, msgspec.Meta(ge=1, description="Connections kept in the pool.")] = 10
-    max_overflow: Annotated[int, msgspec.Meta(ge=0, description="Extra connections under load.")] = 10
-    pool_timeout_seconds: Annotated[
-        float, msgspec.Meta(gt=0, description="Wait for a free pooled connection before failing.")
-    ] = 5.0
-    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, description="Timeout of one connection attempt.")] = (
-        2.0
-    )
-    statement_timeout_ms: Annotated[
-        int, msgspec.Meta(ge=0, description="Server-side statement timeout (0 = none).")
-    ] = 30_000
-    breaker_failure_threshold: Annotated[
-        int, msgspec.Meta(ge=1, description="Consecutive connection failures that open the breaker.")
-    ] = 5
-    breaker_reset_seconds: Annotated[
-        float, msgspec.Meta(gt=0, description="How long the breaker stays open before trial calls.")
-    ] = 60.0
-    breaker_half_open_calls: Annotated[
-        int, msgspec.Meta(ge=1, description="Trial calls let through while half-open.")
-    ] = 3
-    echo: Annotated[bool, msgspec.Meta(description="Log every SQL statement (debugging only).")] = False
-
-
-class RedisSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """Redis: rate-limit counters, caches, idempotency keys."""
-
-    env_prefix: ClassVar[str] = "OMNINODE_REDIS_"
-
-    url: Annotated[str | None, msgspec.Meta(description="redis://host:port/db. Unset: embedded.")] = None
-    socket_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, description="Timeout of one Redis command.")] = 1.0
-
-
-class KafkaSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """The Kafka-compatible broker."""
-
-    env_prefix: ClassVar[str] = "OMNINODE_KAFKA_"
-
-    bootstrap_servers: Annotated[
-        str | None, msgspec.Meta(description="Comma-separated host:port list. Unset: embedded Tansu.")
-    ] = None
-    client_id: Annotated[str, msgspec.Meta(description="Kafka client id of this process.")] = "omninode-bridge"
-    request_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, description="Timeout of one broker request.")] = 10_000
-
-
-class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
-    """API keys, rate limits and signing secrets."""
-
-    env_prefix: ClassVar[str] = "OMNINODE_"
-
-    api_keys: Annotated[
-        str,
-        _env(
-            "OMNINODE_API_KEYS",
-            "Keys seeded at start-up, comma-separated 'name:key[:scope+scope[:namespace+namespace]]' or a "
-            "bare key (named after its hash). Scopes default to admin.",
-        ),
-    ] = ""
-    stamp_secret: Annotated[
-        str,
-        _env("OMNINODE_STAMP_SECRET", "Secret of the stamp signatures; refused at its default in production."),
-    ] = "dev-stamp-secret-change-me"  # noqa: S105 - development default, refused in production
-    rate_limit_requests: Annotated[
-        int,
-        msgspec.Meta(
-            ge=1,
-            description="Requests allowed per key (or client IP) per window.",
-            extra={"env": "OMNINODE_RATE_LIMIT_REQUESTS"},
-        ),
-    ] = 1200
-    rate_limit_webhook_requests: Annotated[
-        int,
-        msgspec.Meta(
-            ge=1,
-            description="Unkeyed webhook deliveries allowed per source (POST /hooks/{source}) "
-            "per window, whatever their client IP.",
-            extra={"env": "OMNINODE_RATE_LIMIT_WEBHOOK_REQUESTS"},
-        ),
-    ] = 1200
-    rate_limit_window_seconds: Annotated[
-        float, _env("OMNINODE_RATE_LIMIT_WINDOW_SECONDS", "Length of the sliding rate-limit window.")
-    ] = 60.0
-    rate_limit_enabled: Annotated[bool, _env("OMNINODE_RATE_LIMIT_ENABLED", "Turn rate limiting on or off.")] = True
-    auth_cache_seconds: Annotated[
-        float,
-        _env(
-            "OMNINODE_AUTH_CACHE_SECONDS",
-            "How long a verified key is cached in-process; a revocation reaches other processes within it.",
-        ),
-    ] = 5.0
-    trusted_proxies: Annotated[
-        str,
-        _env(
-            "OMNINODE_TRUSTED_PROXIES",
-            "Comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed: from such a "
-            "peer the client IP is the rightmost address that is not a trusted proxy. Empty: the TCP peer.",
-        ),
-    ] = ""
-
-    def __post_init__(self) -> None:
-        # Parse now so a bad entry stops start-up with the variable's name instead of failing per request.
-        trusted_networks(self.trusted_proxies)
-
-
-def trusted_networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """The networks of ``OMNINODE_TRUSTED_PROXIES`` (a bare IP is a one-address network).
-
-    Raises:
-        ValueError: An entry is neither an IP address nor a CIDR.
-    """
-    networks = []
-    for entry in filter(None, (e.strip() for e in raw.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(f"OMNINODE_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
-    return tuple(networks)
-
-
-class StampingSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """Stamping, its signing keys, and the services its orchestrator may call."""
-
-    env_prefix: ClassVar[str] = "OMNINODE_STAMP_"
-
-    previous_secrets: Annotated[
-        str,
-        _env(
-            "OMNINODE_STAMP_PREVIOUS_SECRETS",
-            "Comma-separated former stamp secrets, still accepted when validating (rotation).",
-        ),
-    ] = ""
-    max_upload_bytes: Annotated[
-        int,
-        msgspec.Meta(ge=1, description="Largest raw upload that /stamp, /hash and /validate accept (else 413)."),
-    ] = 64 * 1024**3
-    inline_hash_bytes: Annotated[
-        int,
-        msgspec.Meta(
-            ge=0, description="In-memory inputs up to this size are hashed on the event loop; larger in a thread."
-        ),
-    ] = 128 * 1024
-    hash_threads: Annotated[
-        int, msgspec.Meta(ge=0, description="blake3 max_threads for large inputs (0: one per core).")
-    ] = 0
-    stamped_content_max_bytes: Annotated[
-        int,
-        msgspec.Meta(ge=0, description="Raw text uploads up to this size come back stamped; larger ones do not."),
-    ] = 10 * 1024 * 1024
-    onextree_url: Annotated[
-        str | None,
-        _env("OMNINODE_ONEXTREE_URL", "OnexTree intelligence service; the optional workflow step is skipped if unset."),
-    ] = None
-
-
-#: Keys whose values are replaced before a hook is stored, published or logged (OMNINODE_HOOKS_REDACT_KEYS).
-DEFAULT_REDACT_KEYS = (
-    "password,passwd,secret,client_secret,token,access_token,refresh_token,id_token,api_key,apikey,"
-    "x_api_key,authorization,proxy_authorization,cookie,set_cookie,private_key,secret_key,access_key,"
-    "credentials,session_token"
-)
-
-
-def compile_redaction_pattern(regex: str, label: str) -> re.Pattern[str]:
-    """Compile an operator-supplied redaction pattern.
-
-    Args:
-        regex: The pattern.
-        label: How to name it in the error (the setting and its index).
-
-    Raises:
-        ValueError: It does not compile, or it matches the empty string (it would redact nothing, everywhere).
-    """
-    try:
-        compiled = re.compile(regex)
-    except re.error as exc:
-        raise ValueError(f"{label} ({regex!r}) is invalid: {exc}") from None
-    if compiled.fullmatch(""):
-        raise ValueError(f"{label} ({regex!r}) matches the empty string")
-    return compiled
-
-
-class HooksSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """The hooks module: body limit, secret redaction, idempotency, retention and the live stream."""
-
-    env_prefix: ClassVar[str] = "OMNINODE_HOOKS_"
-
-    max_body_bytes: Annotated[
-        int, msgspec.Meta(ge=1024, description="Largest body of one hook or webhook, in bytes (else 413).")
-    ] = 1024 * 1024
-    redact_keys: Annotated[
-        str,
-        msgspec.Meta(
-            description="Comma-separated keys whose values are redacted in hook data at any depth; a key also "
-            "matches when it ends in _<key> (camelCase and dashes are normalised: accessToken, X-Api-Key)."
-        ),
-    ] = DEFAULT_REDACT_KEYS
-    redact_values: Annotated[
-        bool,
-        msgspec.Meta(
-            description="Also redact secrets by their shape inside any string of hook data and webhook bodies "
-            "(GitHub/GitLab/Slack/AWS/Stripe... tokens, sk- keys, JWTs, Bearer credentials, PEM private keys, "
-            "passwords in URLs and password=... assignments), whatever the key; only the secret part is replaced."
-        ),
-    ] = True
-    redact_patterns: Annotated[
-        str,
-        msgspec.Meta(
-            description='More secret shapes, as a JSON array of Python regular expressions (["acme_[0-9a-f]{32}"]); '
-            "a pattern's first capture group, if any, is the part replaced, else the whole match."
-        ),
-    ] = ""
-    idempotency_window_seconds: Annotated[
-        float,
-        msgspec.Meta(
-            ge=0,
-            description="How long an Idempotency-Key (webhooks: webhook-id or X-GitHub-Delivery, else source + "
-            "body hash) identifies a duplicate; hooks are never deduplicated by content (0 turns duplicate "
-            "detection off).",
-        ),
-    ] = 86_400.0
-    retention_days: Annotated[
-        float, msgspec.Meta(gt=0, description="Hook events, sessions and tool calls older than this are purged.")
-    ] = 30.0
-    purge_batch_size: Annotated[
-        int, msgspec.Meta(ge=1, le=100_000, description="Rows deleted per transaction by the retention purge.")
-    ] = 5000
-    purge_interval_seconds: Annotated[
-        float, msgspec.Meta(gt=0, description="Time between two runs of the background retention purge.")
-    ] = 3600.0
-    stream_ticket_seconds: Annotated[
-        int, msgspec.Meta(ge=5, description="Lifetime of a /hooks/stream ticket (for browsers' EventSource).")
-    ] = 60
-    live_buffer_events: Annotated[
-        int,
-        msgspec.Meta(
-            ge=100, description="Live-stream entries (one or more hooks each) kept in Redis for viewers that resume."
-        ),
-    ] = 10_000
-
-    def __post_init__(self) -> None:
-        # Refuse bad patterns at start-up (msgspec reports the ValueError as OMNINODE_HOOKS_REDACT_PATTERNS).
-        for index, regex in enumerate(self.redact_pattern_list()):
-            compile_redaction_pattern(regex, f"OMNINODE_HOOKS_REDACT_PATTERNS[{index}]")
-
-    def redact_key_set(self) -> frozenset[str]:
-        """The normalised redaction keys."""
-        return frozenset(k.strip().lower().replace("-", "_") for k in self.redact_keys.split(",") if k.strip())
-
-    def redact_pattern_list(self) -> list[str]:
-        """The extra redaction patterns (``redact_patterns`` decoded).
-
-        Raises:
-            ValueError: It is not a JSON array of strings.
-        """
-        if not self.redact_patterns.strip():
-            return []
-        try:
-            return msgspec.json.decode(self.redact_patterns, type=list[str])
-        except msgspec.DecodeError as exc:
-            message = f"OMNINODE_HOOKS_REDACT_PATTERNS is not a JSON array of regular expressions: {exc}"
-            raise ValueError(message) from None
-
-
-class ObservabilitySettings(msgspec.Struct, kw_only=True, frozen=True):
-    """Logging, tracing and metrics."""
-
-    env_prefix: ClassVar[str] = "OMNINODE_"
-
-    log_level: Annotated[str, _env("OMNINODE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.")] = "INFO"
-    log_json: Annotated[bool, _env("OMNINODE_LOG_JSON", "JSON log lines (else coloured console output).")] = True
-    service_name: Annotated[str, _env("OTEL_SERVICE_NAME", "Service name in traces and metrics.")] = "omninode-bridge"
-    otlp_endpoint: Annotated[
-        str | None,
-        _env("OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP collector; traces are exported only if set."),
-    ] = None
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
@@ -394,6 +97,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return missing
 
 
+#: The groups of :class:`Settings`, in the order ``omninode-bridge settings`` lists them.
 _GROUPS: dict[str, type[msgspec.Struct]] = {
     "server": ServerSettings,
     "database": DatabaseSettings,
@@ -413,7 +117,7 @@ def _field_env_names(group: type[msgspec.Struct]) -> dict[str, tuple[str, str]]:
     names: dict[str, tuple[str, str]] = {}
     for field in info.fields:
         meta = field.type
-        env_name = f"{group.env_prefix}{field.name.upper()}"  # type: ignore[attr-defined]
+        env_name = f"{group.env_prefix}{field.name.upper()}"  # type: ignore[attr-defined]  # a ClassVar of every group
         description = ""
         if isinstance(meta, msgspec.inspect.Metadata):
             env_name = (meta.extra or {}).get("env", env_name)

@@ -26,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from omninode_bridge.core.breaker import CircuitBreaker
-from omninode_bridge.settings import DatabaseSettings
+from omninode_bridge.core.settings import DatabaseSettings
 
 __all__ = ["Database", "UnitOfWork", "is_database_unavailable", "metadata"]
 

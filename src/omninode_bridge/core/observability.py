@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 from structlog.typing import EventDict, WrappedLogger
 
 from omninode_bridge.core.safe_errors import format_exception_safely, loggable_error
-from omninode_bridge.settings import ObservabilitySettings
+from omninode_bridge.core.settings import ObservabilitySettings
 
 __all__ = [
     "CORRELATION_HEADER",

@@ -1,18 +1,38 @@
-"""Feature modules. Each is a package exporting ``MODULE``; the app registers exactly this list."""
+"""Feature modules. Each package exposes ``build_module(...)``; :func:`build_modules` hands each its own
+settings group (and the few other settings it is given by name) and returns the modules the app registers.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.module import Module
 from omninode_bridge.modules import codegen, events, hooks, orchestrator, reducer, stamping
 
-__all__ = ["MODULES"]
+if TYPE_CHECKING:
+    from omninode_bridge.settings import Settings
 
-#: Feature modules in registration order; each issue that adds a module appends it here.
-MODULES: list[Module] = [
-    events.MODULE,
-    codegen.MODULE,
-    hooks.MODULE,
-    orchestrator.MODULE,
-    stamping.MODULE,
-    reducer.MODULE,
-]
+__all__ = ["build_modules"]
+
+
+def build_modules(settings: Settings) -> list[Module]:
+    """The feature modules of an app with ``settings``; building them connects to nothing.
+
+    Each issue that adds a module adds its ``build_module`` call here; the app starts them in the order
+    their ``requires`` declare.
+    """
+    contracts = contracts_dir(settings.server.contracts_dir)
+    return [
+        events.build_module(settings.kafka.bootstrap_servers or ""),
+        codegen.build_module(),
+        hooks.build_module(settings.hooks, redis_url=settings.redis.url or ""),
+        orchestrator.build_module(contracts),
+        stamping.build_module(
+            settings.stamping,
+            stamp_secret=settings.security.stamp_secret,
+            max_json_bytes=settings.server.max_body_bytes,
+            contracts=contracts,
+        ),
+        reducer.build_module(contracts, settings.kafka),
+    ]

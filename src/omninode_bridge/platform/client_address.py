@@ -7,7 +7,7 @@ import ipaddress
 
 from litestar.types import Scope
 
-from omninode_bridge.settings import trusted_networks
+from omninode_bridge.core.settings import trusted_networks
 
 __all__ = ["ClientAddress"]
 

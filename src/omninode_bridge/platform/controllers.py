@@ -6,10 +6,10 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.openapi import ResponseSpec
@@ -18,11 +18,13 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from omninode_bridge import __version__
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.inputs import AwareDatetime, check_datetime_range, param, text
+from omninode_bridge.core.module import Resources
 from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.platform import schemas
-from omninode_bridge.platform.security import principal_of, require_scope
+from omninode_bridge.platform.identity import principal_of
+from omninode_bridge.platform.security import AuthCache, require_scope
 from omninode_bridge.platform.services import ApiKeyService, AuditService
 
 __all__ = ["API_KEY_SECURITY", "AUTH_RESPONSES", "PUBLIC_RESPONSES", "AdminController", "HealthController"]
@@ -49,10 +51,10 @@ class HealthController(Controller):
     @get("/", operation_id="getHealth", summary="Overall and per-component health",
          responses=error_responses({503: documented(schemas.Health, "Unhealthy: the database is down")},
                                    key=False))  # fmt: skip
-    async def health(self, state: State) -> Response[schemas.Health]:
+    async def health(self, resources: NamedDependency[Resources]) -> Response[schemas.Health]:
         """Healthy when every component is up; degraded when Kafka or Redis is down; unhealthy (503) when
         the database is down."""
-        checks = await _check_components(state)
+        checks = await _check_components(resources)
         status: Literal["healthy", "degraded", "unhealthy"]
         if checks["database"].status != "up":
             status = "unhealthy"
@@ -64,7 +66,7 @@ class HealthController(Controller):
             status=status,
             components=checks,
             version=__version__,
-            uptime_seconds=round(time.time() - state.runtime.started_at, 3),
+            uptime_seconds=round(time.time() - resources.started_at, 3),
         )
         return Response(body, status_code=503 if status == "unhealthy" else 200)
 
@@ -76,15 +78,15 @@ class HealthController(Controller):
     @get("/ready", operation_id="getReadiness", summary="The service can serve: database and broker reachable",
          responses=error_responses({503: documented(dict[str, Any], "Not ready: see components")},
                                    key=False))  # fmt: skip
-    async def ready(self, state: State) -> Response[dict[str, Any]]:
+    async def ready(self, resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
         """200 when the database and the broker answer, else 503."""
-        checks = await _check_components(state, include_redis=False)
+        checks = await _check_components(resources, include_redis=False)
         ready = all(c.status == "up" for c in checks.values())
         body = {"status": "ready" if ready else "not_ready", "components": checks}
         return Response(body, status_code=200 if ready else 503)
 
 
-async def _timed(probe: Any, limit_seconds: float = 2.0) -> schemas.ComponentHealth:
+async def _timed(probe: Callable[[], Awaitable[object]], limit_seconds: float = 2.0) -> schemas.ComponentHealth:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(limit_seconds):
@@ -95,19 +97,22 @@ async def _timed(probe: Any, limit_seconds: float = 2.0) -> schemas.ComponentHea
     return schemas.ComponentHealth(status="up", latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
-async def _check_components(state: State, *, include_redis: bool = True) -> dict[str, schemas.ComponentHealth]:
-    runtime = state.runtime
-
+async def _check_components(
+    resources: NamedDependency[Resources], *, include_redis: bool = True
+) -> dict[str, schemas.ComponentHealth]:
     async def kafka() -> None:
-        if not await runtime.broker.ping(timeout=2.0):
+        if not await resources.broker.ping(timeout=2.0):
             raise ConnectionError("broker did not answer")
 
-    probes: dict[str, Any] = {"database": runtime.database.ping, "kafka": kafka}
+    async def redis() -> None:
+        await resources.redis.ping()
+
+    probes: dict[str, Callable[[], Awaitable[object]]] = {"database": resources.database.ping, "kafka": kafka}
     if include_redis:
-        probes["redis"] = runtime.redis.ping
+        probes["redis"] = redis
     results = await asyncio.gather(*(_timed(p) for p in probes.values()))
     checks = dict(zip(probes, results, strict=True))
-    breaker = runtime.database.breaker.state.name.lower()
+    breaker = resources.database.breaker.state.name.lower()
     if breaker != "closed" and checks["database"].status == "up":
         checks["database"] = schemas.ComponentHealth(
             status="degraded", latency_ms=checks["database"].latency_ms, detail=f"circuit breaker {breaker}"
@@ -156,7 +161,7 @@ class AdminController(Controller):
     async def revoke_key(
         self,
         request: Request[Any, Any, Any],
-        state: State,
+        auth_cache: NamedDependency[AuthCache],
         uow: NamedDependency[UnitOfWork],
         key_id: FromPath[uuid.UUID],
     ) -> schemas.ApiKey:
@@ -164,7 +169,7 @@ class AdminController(Controller):
         revoked = await ApiKeyService(uow).revoke(key_id, actor=principal_of(request).key_id)
         if revoked is None:
             raise NotFoundException(f"No API key with id {key_id}.")
-        state.auth_cache.drop_key(key_id)
+        auth_cache.drop_key(key_id)
         return revoked
 
     @get(

@@ -40,8 +40,9 @@ from omninode_bridge.core.db import Database
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.platform import schemas
 from omninode_bridge.platform.client_address import ClientAddress
+from omninode_bridge.platform.identity import Actor, principal_of, principal_or_none
 from omninode_bridge.platform.services import ApiKeyService, hash_key, record_audit
-from omninode_bridge.settings import SecuritySettings
+from omninode_bridge.platform.state import platform_state
 
 __all__ = [
     "EXEMPT_PATHS",
@@ -214,13 +215,13 @@ class SecurityMiddleware:
         if path in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        state = scope["app"].state
-        settings: SecuritySettings = state.runtime.settings.security
-        database: Database = state.runtime.database
-        limiter: SlidingWindowLimiter | None = state.rate_limiter if settings.rate_limit_enabled else None
+        state = platform_state(scope["app"])
+        settings = state.security
+        database = state.database
+        limiter = state.rate_limiter.get() if settings.rate_limit_enabled else None
         client_ip = _client_address(settings.trusted_proxies)(scope)
         scope.setdefault("state", {})["client_ip"] = client_ip
-        audit = _Auditor(database, scope, client_ip)
+        audit = _Auditor(database, scope)
 
         if path.startswith(PUBLIC_PATH_PREFIXES):
             decision = await self._limit(limiter, f"ip:{client_ip}", audit, None)
@@ -331,11 +332,12 @@ class UnmatchedRouteLimits:
         await self.app(scope, receive, send_limited)
 
     async def _hit(self, scope: Scope) -> RateLimitDecision | None:
-        state = scope["app"].state
-        settings: SecuritySettings = state.runtime.settings.security
-        limiter: SlidingWindowLimiter | None = state.rate_limiter if settings.rate_limit_enabled else None
+        state = platform_state(scope["app"])
+        settings = state.security
+        limiter = state.rate_limiter.get() if settings.rate_limit_enabled else None
         client_ip = _client_address(settings.trusted_proxies)(scope)
-        audit = _Auditor(state.runtime.database, scope, client_ip)
+        scope.setdefault("state", {})["client_ip"] = client_ip
+        audit = _Auditor(state.database, scope)
         return await SecurityMiddleware._limit(limiter, f"ip:{client_ip}", audit, None)
 
 
@@ -367,22 +369,14 @@ async def _send_problem(send: Send, scope: Scope, exc: ProblemError) -> None:
 class _Auditor:
     """Writes access decisions with the request's context."""
 
-    def __init__(self, database: Database, scope: Scope, client_ip: str) -> None:
+    def __init__(self, database: Database, scope: Scope) -> None:
         self.database = database
         self.scope = scope
-        self.client_ip = client_ip
 
     async def __call__(self, action: str, outcome: str, **fields: Any) -> None:
-        await record_audit(
-            self.database,
-            action,
-            outcome,
-            client_ip=self.client_ip,
-            method=self.scope.get("method"),
-            path=self.scope["path"][:2048],
-            correlation_id=self.scope.get("state", {}).get("correlation_id"),
-            **fields,
-        )
+        # Before authentication the connection has no principal: the key id, if any, comes in ``fields``.
+        actor = Actor.from_request(ASGIConnection(self.scope))
+        await record_audit(self.database, action, outcome, **{**actor.audit_fields(), **fields})
 
 
 def _with_headers(send: Send, decision: RateLimitDecision | None) -> Send:
@@ -396,20 +390,6 @@ def _with_headers(send: Send, decision: RateLimitDecision | None) -> Send:
         await send(message)
 
     return wrapped
-
-
-def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> schemas.Principal:
-    """The authenticated principal of a request (set by :class:`SecurityMiddleware`)."""
-    user = connection.scope.get("user")
-    if not isinstance(user, schemas.Principal):
-        raise NotAuthorizedException("A valid API key is required.")
-    return user
-
-
-def principal_or_none(connection: ASGIConnection[Any, Any, Any, Any]) -> schemas.Principal | None:
-    """The principal of a request to an :data:`OPTIONAL_AUTH` endpoint, or None when no key was presented."""
-    user = connection.scope.get("user")
-    return user if isinstance(user, schemas.Principal) else None
 
 
 def require_scope(
@@ -436,9 +416,5 @@ async def require_namespace(connection: ASGIConnection[Any, Any, Any, Any], name
 
 async def _forbid(connection: ASGIConnection[Any, Any, Any, Any], detail: dict[str, str], message: str) -> None:
     """Audit a denied access decision, then raise the 403."""
-    runtime = connection.app.state.runtime
-    client_ip = connection.scope.get("state", {}).get("client_ip", "unknown")  # resolved by the middleware
-    await _Auditor(runtime.database, connection.scope, client_ip)(
-        "auth.forbidden", "denied", key_id=principal_of(connection).key_id, detail=detail
-    )
+    await _Auditor(platform_state(connection.app).database, connection.scope)("auth.forbidden", "denied", detail=detail)
     raise PermissionDeniedException(message)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from omninode_bridge.core.events.catalog import CatalogError, TopicCatalog, load_catalog
-from omninode_bridge.core.events.consumers import EventHandler, consume, dead_letter, subscribe
+from omninode_bridge.core.events.consumers import (
+    ConsumerResources,
+    EventHandler,
+    bind_consumers,
+    consume,
+    dead_letter,
+    subscribe,
+)
 from omninode_bridge.core.events.dlq import DlqMonitor
 from omninode_bridge.core.events.envelope import (
     InvalidEnvelopeError,
@@ -19,6 +26,7 @@ from omninode_bridge.core.events.topics import ensure_topics
 
 __all__ = [
     "CatalogError",
+    "ConsumerResources",
     "DlqMonitor",
     "EventHandler",
     "EventPublisher",
@@ -26,6 +34,7 @@ __all__ = [
     "OnexEnvelopeV1",
     "OutboxRelay",
     "TopicCatalog",
+    "bind_consumers",
     "consume",
     "dead_letter",
     "decode_envelope",

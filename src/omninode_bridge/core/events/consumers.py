@@ -15,30 +15,57 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
 from faststream import AckPolicy, Context
-from faststream.kafka import KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.breaker import CircuitOpenError
-from omninode_bridge.core.db import UnitOfWork, is_database_unavailable
+from omninode_bridge.core.db import Database, UnitOfWork, is_database_unavailable
 from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import InvalidEnvelopeError, OnexEnvelopeV1, decode_envelope
 from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
+from omninode_bridge.core.events.outbox import EventPublisher
 from omninode_bridge.core.safe_errors import describe_error
 
-__all__ = ["EventHandler", "consume", "dead_letter", "subscribe"]
+__all__ = ["ConsumerResources", "EventHandler", "bind_consumers", "consume", "dead_letter", "subscribe"]
 
 log = structlog.get_logger(__name__)
 
-EventHandler = Callable[[OnexEnvelopeV1, UnitOfWork, Any], Awaitable[None]]
-"""``async def handler(envelope, uow, runtime)``: apply the event inside ``uow``; do not commit."""
+EventHandler = Callable[[OnexEnvelopeV1, UnitOfWork], Awaitable[None]]
+"""``async def handler(envelope, uow)``: apply the event inside ``uow``; do not commit.
+
+What else a handler needs (a module's state, its settings) it closes over: the module's router factory
+builds it.
+"""
+
+#: The FastStream context key of :class:`ConsumerResources` (set once per broker by :func:`bind_consumers`).
+_RESOURCES = "omninode_consumer_resources"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerResources:
+    """What the consumers of one app need: the database they commit to, the catalog of their retry
+    budgets and DLQ topics, and the outbox publisher that sends dead letters.
+    """
+
+    database: Database
+    catalog: TopicCatalog
+    publisher: EventPublisher
+
+
+def bind_consumers(broker: KafkaBroker, resources: ConsumerResources) -> None:
+    """Hand ``resources`` to every consumer :func:`subscribe` registers on ``broker``'s routers."""
+    broker.context.set_global(_RESOURCES, resources)
+
 
 consumed_total = Counter("omninode_events_consumed_total", "Events consumed, by outcome.", ["consumer", "outcome"])
 
@@ -58,28 +85,30 @@ def subscribe(router: KafkaRouter, catalog: TopicCatalog, consumer: str, handler
         title=f"{consumer}:{spec.topic}",
         description=handler.__doc__,
     )
-    async def _on_message(msg: KafkaMessage, runtime: Annotated[Any, Context("runtime")]) -> None:
-        await consume(runtime, consumer, handler, msg.body, _record_info(msg))
+    async def _on_message(msg: KafkaMessage, resources: Annotated[ConsumerResources, Context(_RESOURCES)]) -> None:
+        await consume(resources, consumer, handler, msg.body, _record_info(msg))
 
 
-def _record_info(msg: Any) -> dict[str, Any]:
+def _record_info(msg: Any) -> dict[str, Any]:  # a KafkaMessage of one record (no batch: not a tuple)
     record = msg.raw_message
     key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else record.key
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset, "key": key}
 
 
-async def consume(runtime: Any, consumer: str, handler: EventHandler, value: bytes, record: dict[str, Any]) -> str:
+async def consume(
+    resources: ConsumerResources, consumer: str, handler: EventHandler, value: bytes, record: dict[str, Any]
+) -> str:
     """Process one record exactly once in effect; returns the outcome (processed, duplicate, dead_lettered).
 
     Raises:
         Exception: Only when the database is unavailable, so the broker redelivers the record later.
     """
-    catalog: TopicCatalog = runtime.catalog
-    database = runtime.database
+    catalog = resources.catalog
+    database = resources.database
     try:
         envelope = decode_envelope(value)
     except InvalidEnvelopeError as exc:
-        await dead_letter(runtime, consumer, value, record, None, describe_error(exc), attempts=0)
+        await dead_letter(resources, consumer, value, record, None, describe_error(exc), attempts=0)
         consumed_total.labels(consumer=consumer, outcome="poison").inc()
         return "dead_lettered"
 
@@ -98,7 +127,7 @@ async def consume(runtime: Any, consumer: str, handler: EventHandler, value: byt
                 if claimed is None:
                     consumed_total.labels(consumer=consumer, outcome="duplicate").inc()
                     return "duplicate"
-                await handler(envelope, uow, runtime)
+                await handler(envelope, uow)
                 await uow.session.execute(
                     insert(EventLog).values(
                         event_id=envelope.event_id, event_type=envelope.event_type, topic=record["topic"],
@@ -119,13 +148,13 @@ async def consume(runtime: Any, consumer: str, handler: EventHandler, value: byt
                         event_id=str(envelope.event_id), error=error)  # fmt: skip
             if attempt < max_attempts:
                 await asyncio.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
-    await dead_letter(runtime, consumer, value, record, envelope, error, attempts=max_attempts)
+    await dead_letter(resources, consumer, value, record, envelope, error, attempts=max_attempts)
     consumed_total.labels(consumer=consumer, outcome="dead_lettered").inc()
     return "dead_lettered"
 
 
 async def dead_letter(
-    runtime: Any,
+    resources: ConsumerResources,
     consumer: str,
     value: bytes,
     record: dict[str, Any],
@@ -135,7 +164,7 @@ async def dead_letter(
     attempts: int,
 ) -> None:
     """Send a record a consumer gave up on to its DLQ topic (through the outbox) and record it."""
-    catalog: TopicCatalog = runtime.catalog
+    catalog = resources.catalog
     dlq_topic = catalog.dlq_for(record["topic"]) or "omninode_bridge_dlq_v1"
     headers = {
         "error": error[:1000],
@@ -148,7 +177,7 @@ async def dead_letter(
     if envelope is not None:
         headers["event_id"] = str(envelope.event_id)
         headers["event_type"] = envelope.event_type
-    async with runtime.database.unit_of_work() as uow:
+    async with resources.database.unit_of_work() as uow:
         if envelope is not None:
             # Mark it handled so a redelivery of the same record is not dead-lettered twice.
             await uow.session.execute(
@@ -170,7 +199,7 @@ async def dead_letter(
                     consumer=consumer, error=error[:2000],
                 )
             )  # fmt: skip
-        await runtime.publisher.publish_raw(
+        await resources.publisher.publish_raw(
             uow, dlq_topic, key=record["key"], value=value, headers=headers,
             event_type=envelope.event_type if envelope else "PoisonMessage",
         )  # fmt: skip
@@ -178,7 +207,7 @@ async def dead_letter(
     log.error("message dead-lettered", consumer=consumer, dlq_topic=dlq_topic, error=error, **record)
 
 
-async def already_processed(uow: UnitOfWork, consumer: str, event_id: Any) -> bool:
+async def already_processed(uow: UnitOfWork, consumer: str, event_id: uuid.UUID) -> bool:
     """Whether ``consumer`` has applied ``event_id`` (for tests and diagnostics)."""
     found = await uow.session.scalar(
         select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Gauge
 
+from omninode_bridge.core.db import Database
 from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import new_envelope
+from omninode_bridge.core.events.outbox import EventPublisher
 from omninode_bridge.core.safe_errors import loggable_error
 
 __all__ = ["DlqMonitor"]
@@ -27,12 +28,22 @@ consumer_lag_gauge = Gauge(
 
 
 class DlqMonitor:
-    """Periodic check of DLQ sizes (end minus beginning offsets) and consumer-group lag."""
+    """Periodic check of DLQ sizes (end minus beginning offsets) and consumer-group lag.
 
-    def __init__(self, runtime: Any) -> None:
-        self.runtime = runtime
-        self.catalog: TopicCatalog = runtime.catalog
-        self.bootstrap = runtime.settings.kafka.bootstrap_servers
+    Args:
+        catalog: The DLQ topics, the consumer groups and the alert threshold.
+        bootstrap_servers: The broker to read offsets from.
+        database: Where an alert is staged (the outbox).
+        publisher: Publishes the alert event.
+    """
+
+    def __init__(
+        self, catalog: TopicCatalog, bootstrap_servers: str, database: Database, publisher: EventPublisher
+    ) -> None:
+        self.catalog = catalog
+        self.bootstrap = bootstrap_servers
+        self.database = database
+        self.publisher = publisher
         self.threshold = self.catalog.dlq_monitor.alert_threshold
         self.interval = self.catalog.dlq_monitor.check_interval_ms / 1000
         self._alerted: dict[str, int] = {}
@@ -98,8 +109,8 @@ class DlqMonitor:
                 "timestamp": dt.datetime.now(dt.UTC).isoformat(),
             },
         )
-        async with self.runtime.database.unit_of_work() as uow:
-            await self.runtime.publisher.publish(uow, self.catalog.dlq_monitor.alert_topic, envelope)
+        async with self.database.unit_of_work() as uow:
+            await self.publisher.publish(uow, self.catalog.dlq_monitor.alert_topic, envelope)
             await uow.commit()
 
     async def lag(self) -> dict[tuple[str, str], int]:

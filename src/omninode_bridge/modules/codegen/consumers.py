@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 import structlog
-from faststream import Context
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import InvalidEnvelopeError, OnexEnvelopeV1, TopicCatalog, decode_envelope, subscribe
-from omninode_bridge.modules.codegen.services import KINDS, SessionService
+from omninode_bridge.modules.codegen.services import KINDS, PendingReplies, SessionService
 
 __all__ = ["build_router"]
 
 log = structlog.get_logger(__name__)
 
 
-async def record_status(envelope: OnexEnvelopeV1, uow: UnitOfWork, _: Any) -> None:
+async def record_status(envelope: OnexEnvelopeV1, uow: UnitOfWork) -> None:
     """Store each session status event so ``GET /codegen/sessions/{id}`` can show the timeline."""
     await SessionService(uow).record(envelope)
 
 
-def build_router(catalog: TopicCatalog) -> KafkaRouter:
-    """The codegen module's FastStream router, bound to the catalog."""
+def build_router(catalog: TopicCatalog, replies: PendingReplies) -> KafkaRouter:
+    """The codegen module's FastStream router, bound to the catalog; responses go to ``replies``."""
     router = KafkaRouter()
     subscribe(router, catalog, "codegen.status_recorder", record_status)
     response_topics = [response for _, response, _, _ in KINDS.values()]
@@ -38,12 +35,12 @@ def build_router(catalog: TopicCatalog) -> KafkaRouter:
         title="codegen.responses",
         description="Correlates responses with the requests waiting in this process.",
     )
-    async def on_response(msg: KafkaMessage, runtime: Annotated[Any, Context("runtime")]) -> None:
+    async def on_response(msg: KafkaMessage) -> None:
         try:
             envelope = decode_envelope(msg.body)
         except InvalidEnvelopeError as exc:
             log.warning("ignoring invalid codegen response", error=str(exc))
             return
-        runtime.extras["codegen_replies"].resolve(envelope)
+        replies.resolve(envelope)
 
     return router

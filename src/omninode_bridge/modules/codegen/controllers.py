@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -17,8 +17,8 @@ from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.codegen import schemas
 from omninode_bridge.modules.codegen.services import (
     STATUS_TOPIC,
+    RequestReply,
     SessionService,
-    request_reply,
     status_envelope,
 )
 from omninode_bridge.platform import API_KEY_SECURITY, require_scope
@@ -32,12 +32,11 @@ _SESSION_RESPONSES = error_responses({404: "No status events for this session ye
 
 
 async def _call(
-    state: State, uow: UnitOfWork, kind: str, data: Any, session_id: uuid.UUID | None
+    codegen: RequestReply, uow: UnitOfWork, kind: str, data: msgspec.Struct, session_id: uuid.UUID | None
 ) -> schemas.CodegenReply:
-    runtime = state.runtime
-    reply = await request_reply(runtime, uow, kind, data, session_id=session_id)
+    reply = await codegen.call(uow, kind, data, session_id=session_id)
     if reply is None:
-        timeout = runtime.catalog.request_reply.timeout_ms
+        timeout = codegen.timeout_ms
         raise ProblemError(504, f"No {kind} response arrived within {timeout} ms.", slug="codegen-timeout")
     return schemas.CodegenReply(
         correlation_id=reply.correlation_id,
@@ -58,49 +57,53 @@ class CodegenController(Controller):
     @post("/analyze", operation_id="codegenAnalyze", summary="PRD analysis (request-reply)", status_code=200,
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def analyze(
-        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.CodegenAnalysisRequest],
+        self, codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.CodegenAnalysisRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the analyze request topic and wait for the correlated response (504 on timeout)."""
-        return await _call(state, uow, "analyze", data, session_id)
+        return await _call(codegen, uow, "analyze", data, session_id)
 
     @post("/validate", operation_id="codegenValidate", summary="Code validation (request-reply)", status_code=200,
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def validate(
-        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.CodegenValidationRequest],
+        self, codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.CodegenValidationRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the validate request topic and wait for the correlated response (504 on timeout)."""
-        return await _call(state, uow, "validate", data, session_id)
+        return await _call(codegen, uow, "validate", data, session_id)
 
     @post("/pattern", operation_id="codegenPattern", summary="Pattern matching (request-reply)", status_code=200,
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def pattern(
-        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.CodegenPatternRequest],
+        self, codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.CodegenPatternRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the pattern request topic and wait for the correlated response (504 on timeout)."""
-        return await _call(state, uow, "pattern", data, session_id)
+        return await _call(codegen, uow, "pattern", data, session_id)
 
     @post("/mixin", operation_id="codegenMixin", summary="Mixin recommendation (request-reply)", status_code=200,
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def mixin(
-        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.CodegenMixinRequest],
+        self, codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.CodegenMixinRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the mixin request topic and wait for the correlated response (504 on timeout)."""
-        return await _call(state, uow, "mixin", data, session_id)
+        return await _call(codegen, uow, "mixin", data, session_id)
 
     @post("/sessions/{session_id:uuid}/status", operation_id="postCodegenStatus",
           summary="Publish a session status event", status_code=202,
           responses=error_responses({404: "Not a session id (a UUID)"}, body=True))  # fmt: skip
     async def post_status(
-        self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
+        self, request: Request[Any, Any, Any], codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
         session_id: FromPath[uuid.UUID], data: JSONBody[schemas.CodegenStatusUpdate],
     ) -> schemas.CodegenStatusAccepted:  # fmt: skip
         """Accept a status update; it is published on the status topic and recorded by the consumer."""
         envelope = status_envelope(session_id, data, correlation_id_of(request))
-        await state.runtime.publisher.publish(uow, STATUS_TOPIC, envelope)
+        await codegen.publisher.publish(uow, STATUS_TOPIC, envelope)
         await uow.commit()
         return schemas.CodegenStatusAccepted(event_id=envelope.event_id, correlation_id=envelope.correlation_id)
 

@@ -11,12 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events import OnexEnvelopeV1, new_envelope
-from omninode_bridge.core.module import Runtime
+from omninode_bridge.core.events import EventPublisher, OnexEnvelopeV1, new_envelope
 from omninode_bridge.modules.codegen import schemas
 from omninode_bridge.modules.codegen.models import SessionEvent
 
-__all__ = ["KINDS", "STATUS_TOPIC", "PendingReplies", "SessionService", "request_reply"]
+__all__ = ["KINDS", "STATUS_TOPIC", "PendingReplies", "RequestReply", "SessionService"]
 
 STATUS_TOPIC = "omninode_codegen_status_session_v1"
 
@@ -56,24 +55,36 @@ class PendingReplies:
         return True
 
 
-async def request_reply(
-    runtime: Runtime, uow: UnitOfWork, kind: str, request: msgspec.Struct, *, session_id: uuid.UUID | None
-) -> OnexEnvelopeV1 | None:
-    """Publish a request and wait for its correlated response; None on timeout (the contract's value)."""
-    request_topic, _, event_type, _ = KINDS[kind]
-    replies: PendingReplies = runtime.extras["codegen_replies"]
-    envelope = new_envelope(event_type=event_type, payload=request, session_id=session_id)
-    future = replies.expect(envelope.correlation_id)
-    try:
-        await runtime.publisher.publish(uow, request_topic, envelope)
-        await uow.commit()
-        timeout = runtime.catalog.request_reply.timeout_ms / 1000
+class RequestReply:
+    """Publishes codegen requests and waits for their responses (one per app, built by the module's lifespan).
+
+    Args:
+        publisher: The outbox publisher.
+        replies: The requests of this process waiting for a response (fed by the response listener).
+        timeout_ms: How long a request waits (the catalog's ``request_reply.timeout_ms``).
+    """
+
+    def __init__(self, publisher: EventPublisher, replies: PendingReplies, timeout_ms: int) -> None:
+        self.publisher = publisher
+        self.replies = replies
+        self.timeout_ms = timeout_ms
+
+    async def call(
+        self, uow: UnitOfWork, kind: str, request: msgspec.Struct, *, session_id: uuid.UUID | None
+    ) -> OnexEnvelopeV1 | None:
+        """Publish a request and wait for its correlated response; None on timeout."""
+        request_topic, _, event_type, _ = KINDS[kind]
+        envelope = new_envelope(event_type=event_type, payload=request, session_id=session_id)
+        future = self.replies.expect(envelope.correlation_id)
         try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return None
-    finally:
-        replies.forget(envelope.correlation_id)
+            await self.publisher.publish(uow, request_topic, envelope)
+            await uow.commit()
+            try:
+                return await asyncio.wait_for(future, self.timeout_ms / 1000)
+            except TimeoutError:
+                return None
+        finally:
+            self.replies.forget(envelope.correlation_id)
 
 
 class SessionService:

@@ -2,14 +2,50 @@
 
 Endpoints: ``GET /events`` (follow a request end to end with ``?correlation_id=``), ``GET /events/dlq``,
 ``POST /events/dlq/{id}/redrive`` and ``POST /events/dlq/redrive`` (scope ``admin``), and the public
-``GET /asyncapi`` (HTML) and ``GET /asyncapi.json``.
+``GET /asyncapi`` (HTML) and ``GET /asyncapi.json``. Its lifespan runs the DLQ monitor (DLQ sizes,
+consumer lag and the threshold alert).
 """
 
 from __future__ import annotations
 
-from omninode_bridge.core.module import Module
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from litestar.di import Provide
+
+from omninode_bridge.core.events import DlqMonitor
+from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.modules.events.controllers import ASYNCAPI_PATH, AsyncApiController, EventsController
+from omninode_bridge.modules.events.state import EventLogState
 
-__all__ = ["ASYNCAPI_PATH", "MODULE"]
+__all__ = ["ASYNCAPI_PATH", "build_module"]
 
-MODULE = Module(name="events", route_handlers=[EventsController, AsyncApiController])
+
+def build_module(bootstrap_servers: str) -> Module:
+    """The events module.
+
+    Args:
+        bootstrap_servers: The Kafka broker the DLQ monitor reads offsets from.
+    """
+    state = EventLogState()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(resources: Resources) -> AsyncIterator[None]:
+        monitor = DlqMonitor(resources.catalog, bootstrap_servers, resources.database, resources.publisher)
+        state.resources.set(resources)
+        state.monitor.set(monitor)
+        task = asyncio.create_task(monitor.run(), name="dlq-monitor")
+        try:
+            yield
+        finally:
+            task.cancel()
+            # Bounded: a Kafka client cancelled in the middle of its start-up may never answer.
+            await asyncio.wait([task], timeout=15.0)
+
+    return Module(
+        name="events",
+        route_handlers=[EventsController, AsyncApiController],
+        dependencies={"eventlog": Provide(lambda: state, sync_to_thread=False)},
+        lifespans=[lifespan],
+    )

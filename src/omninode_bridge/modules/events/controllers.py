@@ -6,23 +6,22 @@ import datetime as dt
 from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.errors import correlation_id_of
 from omninode_bridge.core.events.catalog import TopicName
 from omninode_bridge.core.inputs import BIGINT_MAX, AwareDatetime, param, text
 from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.modules.events import schemas
-from omninode_bridge.modules.events.services import Actor, DeadLetterService, EventLogService, asyncapi_document
+from omninode_bridge.modules.events.services import EventLogService
+from omninode_bridge.modules.events.state import EventLogState
 from omninode_bridge.platform import (
     API_KEY_SECURITY,
     AUTH_RESPONSES,
     PUBLIC_RESPONSES,
-    principal_of,
+    Actor,
     require_scope,
 )
 
@@ -41,16 +40,6 @@ _ASYNCAPI_RESPONSES = {
     **PUBLIC_RESPONSES,
     200: documented(dict[str, Any], "The AsyncAPI 3.0 document (a JSON object)"),
 }
-
-
-def _actor(request: Request[Any, Any, Any]) -> Actor:
-    return Actor(
-        key_id=principal_of(request).key_id,
-        client_ip=request.client.host if request.client else None,
-        method=request.method,
-        path=request.url.path,
-        correlation_id=correlation_id_of(request),
-    )
 
 
 class EventsController(Controller):
@@ -97,7 +86,7 @@ class EventsController(Controller):
     )
     async def dlq(
         self,
-        state: State,
+        eventlog: NamedDependency[EventLogState],
         uow: NamedDependency[UnitOfWork],
         dlq_topic: Annotated[str | None, param(TopicName, description="Only this DLQ topic")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="How many dead letters to list")] = 20,
@@ -105,7 +94,7 @@ class EventsController(Controller):
         """Per DLQ topic of the catalog: messages in Kafka, the alert threshold, whether it is exceeded and
         the stored dead letters not yet re-driven; plus the newest dead letters. When Kafka cannot be
         reached the counts are the last known ones and `kafka_available` is false."""
-        return await DeadLetterService(uow, state.runtime).overview(dlq_topic=dlq_topic, limit=limit)
+        return await eventlog.dead_letters(uow).overview(dlq_topic=dlq_topic, limit=limit)
 
     @post(
         "/dlq/{dead_letter_id:int}/redrive",
@@ -118,13 +107,13 @@ class EventsController(Controller):
     async def redrive_one(
         self,
         request: Request[Any, Any, Any],
-        state: State,
+        eventlog: NamedDependency[EventLogState],
         uow: NamedDependency[UnitOfWork],
         dead_letter_id: Annotated[int, param(path=True, ge=1, le=BIGINT_MAX)],
     ) -> schemas.DeadLetter:
         """Publish the original record again to its original topic (through the outbox) and forget that its
         consumer processed it, so the consumer handles it anew. Audited. 409 when already re-driven."""
-        return await DeadLetterService(uow, state.runtime).redrive_one(dead_letter_id, actor=_actor(request))
+        return await eventlog.dead_letters(uow).redrive_one(dead_letter_id, actor=Actor.from_request(request))
 
     @post(
         "/dlq/redrive",
@@ -137,14 +126,14 @@ class EventsController(Controller):
     async def redrive_many(
         self,
         request: Request[Any, Any, Any],
-        state: State,
+        eventlog: NamedDependency[EventLogState],
         uow: NamedDependency[UnitOfWork],
         data: JSONBody[schemas.RedriveRequest],
     ) -> schemas.RedriveResult:
         """Re-drive up to `limit` dead letters not yet re-driven (optionally of one DLQ topic), oldest first,
         in one transaction. Audited."""
-        return await DeadLetterService(uow, state.runtime).redrive_many(
-            dlq_topic=data.dlq_topic, limit=data.limit, actor=_actor(request)
+        return await eventlog.dead_letters(uow).redrive_many(
+            dlq_topic=data.dlq_topic, limit=data.limit, actor=Actor.from_request(request)
         )
 
 
@@ -162,9 +151,9 @@ class AsyncApiController(Controller):
         media_type=MediaType.HTML,
         responses=PUBLIC_RESPONSES,
     )
-    async def page(self, state: State) -> Response[str]:
+    async def page(self, eventlog: NamedDependency[EventLogState]) -> Response[str]:
         """The AsyncAPI web component rendering the document at /asyncapi.json."""
-        return Response(asyncapi_document(state.runtime).html, media_type=MediaType.HTML)
+        return Response(eventlog.asyncapi().html, media_type=MediaType.HTML)
 
     @get(
         ASYNCAPI_PATH + ".json",
@@ -172,7 +161,7 @@ class AsyncApiController(Controller):
         summary="AsyncAPI 3.0 document of the Kafka topics",
         responses=_ASYNCAPI_RESPONSES,
     )
-    async def document(self, state: State) -> Response[bytes]:
+    async def document(self, eventlog: NamedDependency[EventLogState]) -> Response[bytes]:
         """Every catalog topic with its description, event types and envelope schema, and the consumers of
         this process."""
-        return Response(asyncapi_document(state.runtime).json.encode(), media_type=MediaType.JSON)
+        return Response(eventlog.asyncapi().json.encode(), media_type=MediaType.JSON)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,22 +16,21 @@ from typing import Any
 import msgspec
 import structlog
 import yaml
+from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
 from sqlalchemy import delete, func, select, tuple_
 
 from omninode_bridge import __version__, platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import OnexEnvelopeV1
+from omninode_bridge.core.events import DlqMonitor, EventPublisher, OnexEnvelopeV1, TopicCatalog
 from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
-from omninode_bridge.core.module import Runtime
 from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.events import schemas
 
 __all__ = [
     "KAFKA_CHECK_TIMEOUT_SECONDS",
-    "Actor",
     "AsyncApiDocument",
     "DeadLetterService",
     "EventLogService",
@@ -44,42 +42,12 @@ log = structlog.get_logger(__name__)
 #: Upper bound on asking Kafka for DLQ sizes; past it the endpoint answers with the last known counts.
 KAFKA_CHECK_TIMEOUT_SECONDS = 5.0
 
-_ASYNCAPI_CACHE = "events.asyncapi"
 _ENVELOPE_SCHEMA = "OnexEnvelopeV1"
 _DLQ_MESSAGE = (
     "The record a consumer gave up on, with its original key and bytes (usually an OnexEnvelopeV1). Headers: "
     "error, original_topic, original_partition, original_offset, consumer, attempts, and event_id and "
     "event_type when the record was an envelope."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who asked for an administrative action, as the audit log records it.
-
-    Attributes:
-        key_id: The API key of the request.
-        client_ip: The client address.
-        method: HTTP method.
-        path: Request path.
-        correlation_id: The request's correlation id.
-    """
-
-    key_id: uuid.UUID | None
-    client_ip: str | None = None
-    method: str | None = None
-    path: str | None = None
-    correlation_id: str | None = None
-
-    def audit_fields(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`platform.AuditService.add`."""
-        return {
-            "key_id": self.key_id,
-            "client_ip": self.client_ip,
-            "method": self.method,
-            "path": self.path[:2048] if self.path else None,
-            "correlation_id": self.correlation_id,
-        }
 
 
 def _entry(row: EventLog) -> schemas.EventLogEntry:
@@ -173,12 +141,18 @@ class DeadLetterService:
 
     Args:
         uow: The request's unit of work.
-        runtime: The app's runtime (catalog, publisher, DLQ monitor).
+        catalog: The topic catalog (DLQ topics, threshold, the topics a re-drive may go to).
+        publisher: Re-drives through the outbox.
+        monitor: The DLQ monitor of the app (None: not running), asked for fresh counts.
     """
 
-    def __init__(self, uow: UnitOfWork, runtime: Runtime) -> None:
+    def __init__(
+        self, uow: UnitOfWork, catalog: TopicCatalog, publisher: EventPublisher, monitor: DlqMonitor | None
+    ) -> None:
         self.uow = uow
-        self.runtime = runtime
+        self.catalog = catalog
+        self.publisher = publisher
+        self.monitor = monitor
         self.audit = platform.AuditService(uow)
 
     async def overview(self, *, dlq_topic: str | None = None, limit: int = 20) -> schemas.DlqOverview:
@@ -193,7 +167,7 @@ class DeadLetterService:
         """
         # Kafka first: no database connection is held while the broker is asked.
         counts, kafka_error = await self._kafka_counts()
-        catalog = self.runtime.catalog
+        catalog = self.catalog
         threshold = catalog.dlq_monitor.alert_threshold
 
         stored_query = (
@@ -228,7 +202,7 @@ class DeadLetterService:
 
     async def _kafka_counts(self) -> tuple[dict[str, int], str | None]:
         """Fresh counts from Kafka, or the monitor's last ones and the reason Kafka could not answer."""
-        monitor = self.runtime.extras.get("dlq_monitor")
+        monitor = self.monitor
         if monitor is None:
             return {}, "the DLQ monitor is not running"
         try:
@@ -241,7 +215,7 @@ class DeadLetterService:
             log.warning("DLQ counts unavailable; using the last known ones", error=reason)
             return dict(monitor.counts), reason
 
-    async def redrive_one(self, dead_letter_id: int, *, actor: Actor) -> schemas.DeadLetter:
+    async def redrive_one(self, dead_letter_id: int, *, actor: platform.Actor) -> schemas.DeadLetter:
         """Re-drive one dead letter to its original topic and commit.
 
         Args:
@@ -265,7 +239,7 @@ class DeadLetterService:
                 f"Dead letter {dead_letter_id} was re-driven at {row.redriven_at.isoformat()}.",
                 slug="already-redriven",
             )
-        if row.topic not in self.runtime.catalog.topics:
+        if row.topic not in self.catalog.topics:
             raise ProblemError(
                 409,
                 f"The original topic {row.topic} of dead letter {dead_letter_id} is not in the catalog.",
@@ -287,7 +261,7 @@ class DeadLetterService:
         await self.uow.commit()
         return _dead_letter(row)
 
-    async def redrive_many(self, *, dlq_topic: str | None, limit: int, actor: Actor) -> schemas.RedriveResult:
+    async def redrive_many(self, *, dlq_topic: str | None, limit: int, actor: platform.Actor) -> schemas.RedriveResult:
         """Re-drive the oldest dead letters not yet re-driven, in one transaction, and commit.
 
         Args:
@@ -310,7 +284,7 @@ class DeadLetterService:
             query = query.where(DeadLetter.dlq_topic == dlq_topic)
         rows = list((await self.uow.session.scalars(query)).all())
         # A topic removed from the catalog would fail the whole batch at publish time; leave those rows.
-        known = self.runtime.catalog.topics
+        known = self.catalog.topics
         redrivable = [r for r in rows if r.topic in known]
         skipped = [r.id for r in rows if r.topic not in known]
         await self._stage(redrivable)
@@ -347,7 +321,7 @@ class DeadLetterService:
             if row.event_id is not None:
                 headers["event_id"] = str(row.event_id)
             # The original bytes, unchanged: the envelope keeps its event_id, hash and correlation id.
-            await self.runtime.publisher.publish_raw(
+            await self.publisher.publish_raw(
                 self.uow,
                 row.topic,
                 key=row.key,
@@ -387,44 +361,39 @@ class AsyncApiDocument:
         return yaml.safe_dump(self.to_jsonable(), sort_keys=False)
 
 
-def asyncapi_document(runtime: Runtime) -> AsyncApiDocument:
-    """The AsyncAPI 3.0 document of the broker's topics, built on first use and cached per app.
+def asyncapi_document(broker: KafkaBroker, catalog: TopicCatalog) -> AsyncApiDocument:
+    """The AsyncAPI 3.0 document of the broker's topics (build it once per app: it registers publishers).
 
     Every catalog topic is in it: topics no subscriber of this process consumes get a documentation-only
     publisher on the broker first (never used to send: the outbox relay publishes). Messages of event
     topics are described as :class:`OnexEnvelopeV1`.
 
     Args:
-        runtime: The app's runtime.
+        broker: The app's broker (its subscribers and publishers are the document's operations).
+        catalog: The topic catalog.
 
     Returns:
-        The document; the same object on every later call with this runtime.
+        The document.
     """
-    cached: AsyncApiDocument | None = runtime.extras.get(_ASYNCAPI_CACHE)
-    if cached is not None:
-        return cached
     # Synchronous on purpose: with no await in between, concurrent first requests cannot both register
     # the documentation publishers.
-    broker = runtime.broker
-    documented = _addresses(_specification(runtime).to_jsonable())
-    for topic in runtime.catalog.topics.values():
+    documented = _addresses(_specification(broker).to_jsonable())
+    for topic in catalog.topics.values():
         if topic.name not in documented:
             broker.publisher(topic.name, title=topic.name, description=topic.description or None)
-    raw = _specification(runtime).to_jsonable()
-    _describe_envelopes(raw, runtime)
+    raw = _specification(broker).to_jsonable()
+    _describe_envelopes(raw, catalog)
     title = raw["info"]["title"]
     json_text = msgspec.json.encode(raw).decode()
     # FastStream's page renders any Specification; ours is the post-processed document. Without the "try it"
     # plugin, because this app serves no AsyncAPI try-out endpoint.
     html = get_asyncapi_html(AsyncApiDocument(title=title, json=json_text), try_it_out_path=None)
-    document = AsyncApiDocument(title=title, json=json_text, html=html)
-    runtime.extras[_ASYNCAPI_CACHE] = document
-    return document
+    return AsyncApiDocument(title=title, json=json_text, html=html)
 
 
-def _specification(runtime: Runtime) -> Any:
+def _specification(broker: KafkaBroker) -> Any:
     return AsyncAPI(
-        runtime.broker,
+        broker,
         title="OmniNode Bridge events",
         version=__version__,
         description=(
@@ -441,10 +410,9 @@ def _addresses(raw: dict[str, Any]) -> set[str]:
     return {c.get("address") for c in (raw.get("channels") or {}).values() if c.get("address")}
 
 
-def _describe_envelopes(raw: dict[str, Any], runtime: Runtime) -> None:
+def _describe_envelopes(raw: dict[str, Any], catalog: TopicCatalog) -> None:
     """Point the messages of event topics at the envelope's JSON schema and name their event types; say
     what DLQ records carry."""
-    catalog = runtime.catalog
     components = raw.setdefault("components", {})
     messages: dict[str, Any] = components.setdefault("messages", {})
     schema_defs: dict[str, Any] = components.setdefault("schemas", {})

@@ -12,6 +12,9 @@ call pairs and statistics. Hooks carry a namespace; namespace-restricted keys se
 
 from __future__ import annotations
 
+from litestar import Router
+from litestar.di import Provide
+
 from omninode_bridge.core.module import Module
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.consumers import PROCESSOR, build_router
@@ -21,17 +24,43 @@ from omninode_bridge.modules.hooks.controllers import (
     HookQueryController,
     WebhookSourceController,
 )
-from omninode_bridge.modules.hooks.deps import hooks_lifespan
+from omninode_bridge.modules.hooks.controllers._requests import state_opt
 from omninode_bridge.modules.hooks.events import EVENT_TYPE, HOOK_TOPIC
 from omninode_bridge.modules.hooks.redaction import REDACTED, Redactor
+from omninode_bridge.modules.hooks.settings import HooksSettings
+from omninode_bridge.modules.hooks.state import HooksState
 
-__all__ = ["EVENT_TYPE", "HOOK_TOPIC", "MODULE", "PROCESSOR", "REDACTED", "Redactor", "schemas"]
+__all__ = [
+    "EVENT_TYPE",
+    "HOOK_TOPIC",
+    "PROCESSOR",
+    "REDACTED",
+    "HooksSettings",
+    "Redactor",
+    "build_module",
+    "schemas",
+]
 
-MODULE = Module(
-    name="hooks",
-    # The sources controller first: its static /hooks/sources paths must win over POST /hooks/{source}.
-    route_handlers=[WebhookSourceController, HookQueryController, HookLiveController, HookIngestController],
-    kafka_routers=[build_router],
-    publishes=[HOOK_TOPIC],
-    lifespans=[hooks_lifespan],
-)
+
+def build_module(settings: HooksSettings, *, redis_url: str) -> Module:
+    """The hooks module.
+
+    Args:
+        settings: Its settings group.
+        redis_url: The Redis its live feed's blocking reader connects to.
+    """
+    state = HooksState(settings, redis_url)
+    router = Router(
+        path="/",
+        # The sources controller first: its static /hooks/sources paths must win over POST /hooks/{source}.
+        route_handlers=[WebhookSourceController, HookQueryController, HookLiveController, HookIngestController],
+        opt=state_opt(state),
+    )
+    return Module(
+        name="hooks",
+        route_handlers=[router],
+        kafka_routers=[build_router],
+        publishes=[HOOK_TOPIC],
+        dependencies={"hooks": Provide(lambda: state, sync_to_thread=False)},
+        lifespans=[state.lifespan],
+    )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from omninode_bridge.modules.hooks.secret_patterns import REDACTED, SecretScanner, builtin_patterns, custom_patterns
 
 if TYPE_CHECKING:
-    from omninode_bridge.settings import HooksSettings
+    from omninode_bridge.modules.hooks.settings import HooksSettings
 
 __all__ = ["REDACTED", "Redactor"]
 

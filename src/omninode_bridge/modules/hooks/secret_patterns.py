@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from omninode_bridge.settings import compile_redaction_pattern
+from omninode_bridge.modules.hooks.settings import compile_redaction_pattern
 
 __all__ = ["REDACTED", "SecretPattern", "SecretScanner", "builtin_patterns", "custom_patterns"]
 

@@ -1,17 +1,15 @@
 """NodeBridgeOrchestrator: runs contract-driven workflows (``contracts/orchestrator/``).
 
-Other modules call :func:`orchestrator_of` to get the running orchestrator and hand it their step handlers.
+A module that runs a workflow builds a :class:`WorkflowOrchestrator` over the contract
+(:func:`load_orchestrator_contract`) with its own step handlers; this module serves the recorded runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from pathlib import Path
 
-import httpx
-
-from omninode_bridge.core.contracts import contracts_dir, load_contract
-from omninode_bridge.core.module import Module, Runtime
+from omninode_bridge.core.contracts import load_contract
+from omninode_bridge.core.module import Module
 from omninode_bridge.modules.orchestrator import events, schemas
 from omninode_bridge.modules.orchestrator.controllers import WorkflowExecutionController
 from omninode_bridge.modules.orchestrator.routing import RoutedService, ServiceUnavailableError
@@ -25,10 +23,8 @@ from omninode_bridge.modules.orchestrator.services import (
     check_handlers,
     validate_contract,
 )
-from omninode_bridge.settings import Settings
 
 __all__ = [
-    "MODULE",
     "OrchestratorContract",
     "RoutedService",
     "ServiceUnavailableError",
@@ -37,49 +33,32 @@ __all__ = [
     "WorkflowOrchestrator",
     "WorkflowResult",
     "WorkflowRun",
+    "build_module",
     "check_handlers",
     "events",
     "load_orchestrator_contract",
-    "orchestrator_of",
     "schemas",
 ]
 
-_EXTRAS_KEY = "orchestrator"
 
+def load_orchestrator_contract(contracts: Path, onextree_url: str | None = None) -> OrchestratorContract:
+    """The orchestrator contract of a contracts directory, validated.
 
-def load_orchestrator_contract(settings: Settings) -> OrchestratorContract:
-    """The orchestrator contract of the configured contracts directory, validated.
+    Args:
+        contracts: The contracts directory.
+        onextree_url: The OnexTree service its routing may call (``OMNINODE_ONEXTREE_URL``); unset: skipped.
 
     Raises:
         ContractError: The contract or a subcontract is missing or invalid.
     """
-    directory = contracts_dir(settings.server.contracts_dir)
-    variables = {"OMNINODE_ONEXTREE_URL": settings.stamping.onextree_url}
-    return load_contract(directory / "orchestrator" / "contract.yaml", OrchestratorContract, variables)
+    variables = {"OMNINODE_ONEXTREE_URL": onextree_url}
+    return load_contract(contracts / "orchestrator" / "contract.yaml", OrchestratorContract, variables)
 
 
-def orchestrator_of(runtime: Runtime) -> WorkflowOrchestrator:
-    """The orchestrator of a running app."""
-    orchestrator: WorkflowOrchestrator = runtime.extras[_EXTRAS_KEY]
-    return orchestrator
+def build_module(contracts: Path) -> Module:
+    """The orchestrator module: the read API of recorded workflow runs; its check validates the contract."""
 
+    def check() -> None:
+        validate_contract(load_orchestrator_contract(contracts))
 
-@contextlib.asynccontextmanager
-async def _orchestrator(runtime: Runtime) -> AsyncIterator[None]:
-    contract = load_orchestrator_contract(runtime.settings)
-    async with httpx.AsyncClient(headers={"User-Agent": "omninode-bridge-orchestrator"}) as client:
-        services = {spec.name: RoutedService(spec, client) for spec in contract.routing.services}
-        runtime.extras[_EXTRAS_KEY] = WorkflowOrchestrator(contract, runtime.publisher, services)
-        yield
-
-
-def _check(settings: Settings) -> None:
-    validate_contract(load_orchestrator_contract(settings))
-
-
-MODULE = Module(
-    name="orchestrator",
-    route_handlers=[WorkflowExecutionController],
-    lifespans=[_orchestrator],
-    checks=[_check],
-)
+    return Module(name="orchestrator", route_handlers=[WorkflowExecutionController], checks=[check])

@@ -5,55 +5,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from omninode_bridge.core.contracts import contracts_dir, load_contract
-from omninode_bridge.core.module import Module, Runtime
+from omninode_bridge.core.contracts import load_contract
+from omninode_bridge.core.events import ConsumerResources
+from omninode_bridge.core.module import Module, Resources
+from omninode_bridge.core.settings import KafkaSettings
 from omninode_bridge.modules.reducer import schemas
 from omninode_bridge.modules.reducer.consumers import ReducerConsumer
 from omninode_bridge.modules.reducer.controllers import NamespaceStatsController
 from omninode_bridge.modules.reducer.schemas import ReducerContract
 from omninode_bridge.modules.reducer.services import NamespaceReducer, StampItem, aggregate
-from omninode_bridge.settings import Settings
 
 __all__ = [
-    "MODULE",
     "NamespaceReducer",
     "ReducerContract",
     "StampItem",
     "aggregate",
+    "build_module",
     "load_reducer_contract",
     "schemas",
 ]
 
 
-def load_reducer_contract(settings: Settings) -> ReducerContract:
-    """The reducer contract of the configured contracts directory, validated.
+def load_reducer_contract(contracts: Path) -> ReducerContract:
+    """The reducer contract of a contracts directory, validated.
 
     Raises:
         ContractError: The contract or a subcontract is missing or invalid.
     """
-    return load_contract(contracts_dir(settings.server.contracts_dir) / "reducer" / "contract.yaml", ReducerContract)
+    return load_contract(contracts / "reducer" / "contract.yaml", ReducerContract)
 
 
-@contextlib.asynccontextmanager
-async def _reducer(runtime: Runtime) -> AsyncIterator[None]:
-    contract = load_reducer_contract(runtime.settings)
-    runtime.catalog.require(contract.aggregation.input.topic)
-    reducer = NamespaceReducer(contract)
-    consumer = ReducerConsumer(runtime, reducer)
-    runtime.extras["reducer"] = reducer
-    task = asyncio.create_task(consumer.run(), name="reducer")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def build_module(contracts: Path, kafka: KafkaSettings) -> Module:
+    """The reducer module.
 
+    Args:
+        contracts: The contracts directory (``reducer/contract.yaml``).
+        kafka: The Kafka settings its own consumer connects with.
+    """
 
-def _check(settings: Settings) -> None:
-    contract = load_reducer_contract(settings)
-    NamespaceReducer(contract)  # validates its FSM
+    def check() -> None:
+        NamespaceReducer(load_reducer_contract(contracts))  # validates its FSM
 
+    @contextlib.asynccontextmanager
+    async def lifespan(resources: Resources) -> AsyncIterator[None]:
+        contract = load_reducer_contract(contracts)
+        resources.catalog.require(contract.aggregation.input.topic)
+        consumers = ConsumerResources(
+            database=resources.database, catalog=resources.catalog, publisher=resources.publisher
+        )
+        consumer = ReducerConsumer(consumers, kafka, NamespaceReducer(contract))
+        task = asyncio.create_task(consumer.run(), name="reducer")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-MODULE = Module(name="reducer", route_handlers=[NamespaceStatsController], lifespans=[_reducer], checks=[_check])
+    return Module(name="reducer", route_handlers=[NamespaceStatsController], lifespans=[lifespan], checks=[check])

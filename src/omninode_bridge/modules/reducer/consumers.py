@@ -21,9 +21,15 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import is_database_unavailable
-from omninode_bridge.core.events import InvalidEnvelopeError, OnexEnvelopeV1, dead_letter, decode_envelope
-from omninode_bridge.core.module import Runtime
+from omninode_bridge.core.events import (
+    ConsumerResources,
+    InvalidEnvelopeError,
+    OnexEnvelopeV1,
+    dead_letter,
+    decode_envelope,
+)
 from omninode_bridge.core.safe_errors import loggable_error
+from omninode_bridge.core.settings import KafkaSettings
 from omninode_bridge.modules.reducer.services import NamespaceReducer
 
 __all__ = ["ReducerConsumer"]
@@ -37,16 +43,18 @@ class ReducerConsumer:
     """Feeds the reducer from its input topic.
 
     Args:
-        runtime: The app's resources (database, catalog, settings).
+        resources: The database, catalog and publisher consumers use.
+        kafka: The Kafka settings (broker, client id, request timeout).
         reducer: The contract-driven reducer.
     """
 
-    def __init__(self, runtime: Runtime, reducer: NamespaceReducer) -> None:
-        self.runtime = runtime
+    def __init__(self, resources: ConsumerResources, kafka: KafkaSettings, reducer: NamespaceReducer) -> None:
+        self.resources = resources
+        self.kafka = kafka
         self.reducer = reducer
         spec = reducer.spec
         self.topic = spec.input.topic
-        self.consumer_spec = runtime.catalog.consumer(spec.input.consumer)
+        self.consumer_spec = resources.catalog.consumer(spec.input.consumer)
         if self.consumer_spec.topic != self.topic:
             raise ValueError(f"reducer input topic {self.topic} is not consumer {spec.input.consumer}'s topic")
         self.batch_size = spec.batch.size
@@ -62,9 +70,9 @@ class ReducerConsumer:
         while True:
             consumer = AIOKafkaConsumer(
                 self.topic,
-                bootstrap_servers=self.runtime.settings.kafka.bootstrap_servers,
-                client_id=f"{self.runtime.settings.kafka.client_id}-reducer",
-                request_timeout_ms=self.runtime.settings.kafka.request_timeout_ms,
+                bootstrap_servers=self.kafka.bootstrap_servers,
+                client_id=f"{self.kafka.client_id}-reducer",
+                request_timeout_ms=self.kafka.request_timeout_ms,
                 group_id=self.consumer_spec.group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
@@ -109,7 +117,7 @@ class ReducerConsumer:
         except InvalidEnvelopeError as exc:
             info = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
                     "key": record.key.decode(errors="replace") if record.key else None}  # fmt: skip
-            await dead_letter(self.runtime, self.reducer.consumer, record.value, info, None, str(exc), attempts=0)
+            await dead_letter(self.resources, self.reducer.consumer, record.value, info, None, str(exc), attempts=0)
             return
         if not self._window:
             self._opened_at = time.monotonic()
@@ -125,7 +133,7 @@ class ReducerConsumer:
         delay = 0.2
         while True:
             try:
-                async with self.runtime.database.unit_of_work() as uow:
+                async with self.resources.database.unit_of_work() as uow:
                     counted = await self.reducer.persist(uow, envelopes, self.topic)
                     await uow.commit()
             except Exception as exc:

@@ -8,7 +8,6 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import QueryParameter
@@ -18,7 +17,7 @@ from omninode_bridge.core.errors import ProblemError, correlation_id_of
 from omninode_bridge.core.inputs import AwareDatetime, Namespace, param
 from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import UuidCursorQuery, uuid_cursor
-from omninode_bridge.modules.orchestrator import WorkflowFailedError, orchestrator_of
+from omninode_bridge.modules.orchestrator import WorkflowFailedError
 from omninode_bridge.modules.stamping.deps import is_json, read_json
 from omninode_bridge.modules.stamping.schemas import (
     ContentType,
@@ -34,7 +33,6 @@ from omninode_bridge.modules.stamping.schemas import (
     ValidationResponse,
 )
 from omninode_bridge.modules.stamping.services import (
-    HashPolicy,
     StampingService,
     StampInput,
     check_file_path,
@@ -47,6 +45,7 @@ from omninode_bridge.modules.stamping.services import (
     render_block,
     without_block,
 )
+from omninode_bridge.modules.stamping.state import StampingState
 from omninode_bridge.platform import API_KEY_SECURITY, AUTH_RESPONSES, principal_of, require_namespace, require_scope
 
 __all__ = ["StampingController"]
@@ -70,11 +69,6 @@ def _elapsed_ms(began: float) -> float:
     return round((time.perf_counter() - began) * 1000, 3)
 
 
-def _policy(state: State) -> HashPolicy:
-    service: StampingService = state.runtime.extras["stamping"]
-    return service.policy
-
-
 class StampingController(Controller):
     """BLAKE3 hashing and O.N.E. v0.1 stamps (scope ``stamping``; keys may be limited to namespaces)."""
 
@@ -84,13 +78,15 @@ class StampingController(Controller):
 
     @post("/hash", operation_id="hashContent", summary="BLAKE3 hash of a body", status_code=200,
           request_max_body_size=None, responses=_UPLOAD_RESPONSES, description=_RAW_NOTE)  # fmt: skip
-    async def hash_content(self, request: Request[Any, Any, Any], state: State) -> HashResponse:
+    async def hash_content(
+        self, request: Request[Any, Any, Any], stamping_state: NamedDependency[StampingState]
+    ) -> HashResponse:
         """Hash JSON ``{"content": str}`` (its UTF-8 bytes) or the raw body; no stamp is stored."""
         began = time.perf_counter()
-        settings = state.runtime.settings
-        policy = _policy(state)
+        settings = stamping_state.settings
+        policy = stamping_state.service.policy
         if is_json(request):
-            body = await read_json(request, HashRequest, settings.server.max_body_bytes)
+            body = await read_json(request, HashRequest, stamping_state.max_json_bytes)
             data = body.content.encode()
             file_hash, size = await policy.hash_bytes(data), len(data)
         else:
@@ -100,9 +96,7 @@ class StampingController(Controller):
                 data = await request.body()
                 file_hash, size = await policy.hash_bytes(data), len(data)
             else:
-                digest = await hash_stream(
-                    request.stream(), max_bytes=settings.stamping.max_upload_bytes, policy=policy
-                )
+                digest = await hash_stream(request.stream(), max_bytes=settings.max_upload_bytes, policy=policy)
                 file_hash, size = digest.file_hash, digest.size_bytes
         return HashResponse(file_hash=file_hash, size_bytes=size, algorithm="blake3",
                             processing_time_ms=_elapsed_ms(began))  # fmt: skip
@@ -113,7 +107,7 @@ class StampingController(Controller):
     async def create_stamp(
         self,
         request: Request[Any, Any, Any],
-        state: State,
+        stamping_state: NamedDependency[StampingState],
         uow: NamedDependency[UnitOfWork],
         stamping: NamedDependency[StampingService],
         namespace: Annotated[str | None, _NAMESPACE_QUERY] = None,
@@ -125,9 +119,9 @@ class StampingController(Controller):
         is replaced, never nested); binary content gets a detached ``stamp``.
         """
         began = time.perf_counter()
-        settings = state.runtime.settings
+        settings = stamping_state.settings
         if is_json(request):
-            body = await read_json(request, StampCreate, settings.server.max_body_bytes)
+            body = await read_json(request, StampCreate, stamping_state.max_json_bytes)
             item = StampInput(body.namespace, body.file_path, body.metadata, content=body.content.encode())
             await require_namespace(request, item.namespace)
             check_file_path(item.file_path)
@@ -139,14 +133,14 @@ class StampingController(Controller):
             check_file_path(file_path)
             await require_namespace(request, namespace)  # before reading a possibly huge body
             digest = await hash_stream(
-                request.stream(), max_bytes=settings.stamping.max_upload_bytes,
-                keep_max_bytes=settings.stamping.stamped_content_max_bytes, strip_head=without_block,
+                request.stream(), max_bytes=settings.max_upload_bytes,
+                keep_max_bytes=settings.stamped_content_max_bytes, strip_head=without_block,
                 policy=stamping.policy,
             )  # fmt: skip
             item = StampInput(namespace, file_path, digest=digest)
 
         try:
-            result = await orchestrator_of(state.runtime).run(
+            result = await stamping_state.orchestrator.get().run(
                 uow, stamping.handlers, workflow_type="stamping", correlation_id=correlation_id_of(request) or "",
                 namespace=item.namespace, data={"input": item},
             )  # fmt: skip
@@ -178,7 +172,7 @@ class StampingController(Controller):
     async def validate(
         self,
         request: Request[Any, Any, Any],
-        state: State,
+        stamping_state: NamedDependency[StampingState],
         uow: NamedDependency[UnitOfWork],
         stamping: NamedDependency[StampingService],
         stamp_id: Annotated[uuid.UUID | None, QueryParameter(description="Raw uploads: the stamp to check")] = None,
@@ -190,9 +184,9 @@ class StampingController(Controller):
         content, checked against the stored stamp ``stamp_id``.
         """
         began = time.perf_counter()
-        settings = state.runtime.settings
+        settings = stamping_state.settings
         if is_json(request):
-            body = await read_json(request, ValidationRequest, settings.server.max_body_bytes)
+            body = await read_json(request, ValidationRequest, stamping_state.max_json_bytes)
             content = body.content.encode()
             expected = body.namespace
             if body.stamp is not None:
@@ -209,7 +203,7 @@ class StampingController(Controller):
             if row is None:
                 raise ProblemError(404, f"No stamp {stamp_id}.", slug="not-found")
             await require_namespace(request, row.namespace)
-            digest = await hash_stream(request.stream(), max_bytes=settings.stamping.max_upload_bytes,
+            digest = await hash_stream(request.stream(), max_bytes=settings.max_upload_bytes,
                                        strip_head=without_block, policy=stamping.policy)  # fmt: skip
             found = find_block(row.stamp.encode())
             fields, file_hash, size, expected = (

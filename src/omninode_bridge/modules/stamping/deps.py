@@ -1,25 +1,17 @@
-"""Reading request bodies for the stamping endpoints: JSON (capped) or a raw stream, and the service."""
+"""Reading request bodies for the stamping endpoints: JSON (capped) or a raw stream."""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
 from litestar import Request
-from litestar.datastructures import State
 
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.inputs import check_json_body, convert_strict
-from omninode_bridge.modules.stamping.services import StampingService
 
-__all__ = ["is_json", "provide_stamping", "read_json"]
+__all__ = ["is_json", "read_json"]
 
 T = TypeVar("T")
-
-
-def provide_stamping(state: State) -> StampingService:
-    """The stamping service of the running app."""
-    service: StampingService = state.runtime.extras["stamping"]
-    return service
 
 
 def is_json(request: Request[Any, Any, Any]) -> bool:

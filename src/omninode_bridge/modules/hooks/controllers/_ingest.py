@@ -8,7 +8,6 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
@@ -19,17 +18,14 @@ from omninode_bridge.core.inputs import Namespace, param
 from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.controllers._openapi import HOOK_BODY_OPERATION
-from omninode_bridge.modules.hooks.deps import (
-    actor_of,
+from omninode_bridge.modules.hooks.controllers._requests import (
     check_body_size,
     check_content_length,
-    hooks_state,
     namespace_for,
     read_json_hook,
 )
 from omninode_bridge.modules.hooks.services import (
     CLAUDE_CODE_SOURCE,
-    HookIngestService,
     WebhookSourceService,
     body_hash,
     claude_code_hook,
@@ -38,6 +34,7 @@ from omninode_bridge.modules.hooks.services import (
     parse_hook,
 )
 from omninode_bridge.modules.hooks.signatures import SignatureError, idempotency_header, verify_signature
+from omninode_bridge.modules.hooks.state import HooksState
 
 __all__ = ["HookIngestController"]
 
@@ -98,11 +95,6 @@ _WEBHOOK_RESPONSES = error_responses({
 })  # fmt: skip
 
 
-def _ingest(request: Request[Any, Any, Any], state: State, uow: UnitOfWork) -> HookIngestService:
-    hooks = hooks_state(state)
-    return HookIngestService(uow, state.runtime, hooks.redactor, hooks.live)
-
-
 def _answer(accepted: schemas.HookAccepted | schemas.HookBatchAccepted) -> Response[Any]:
     return Response(accepted, status_code=200 if accepted.status == "duplicate" else 202)
 
@@ -118,7 +110,7 @@ class HookIngestController(Controller):
           status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_hook,
           responses=_HOOK_RESPONSES, operation_class=HOOK_BODY_OPERATION)  # fmt: skip
     async def post_hook(
-        self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
+        self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: NamedDependency[UnitOfWork],
     ) -> Response[schemas.HookAccepted]:  # fmt: skip
         """Validate, redact secrets in `data`, store in `hook_events` and publish `HookEventReceived` through
         the outbox, in one transaction. 202 with the event id. A body with `hook_event_name` is a Claude Code
@@ -127,8 +119,8 @@ class HookIngestController(Controller):
         events (an agent's `Stop` repeats byte for byte every turn)."""
         parsed = request.state[_PARSED]
         if isinstance(parsed, tuple):
-            return await self._claude_code(request, state, uow, parsed, None, None)
-        service = _ingest(request, state, uow)
+            return await self._claude_code(request, hooks, uow, parsed, None, None)
+        service = hooks.ingest(uow)
         body = await request.body()
         hook = service.prepare(
             parsed, correlation_id=correlation_id_of(request) or str(uuid.uuid4()),
@@ -142,7 +134,7 @@ class HookIngestController(Controller):
           status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_claude_code,
           responses=_HOOK_RESPONSES)  # fmt: skip
     async def post_claude_code(
-        self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
+        self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: NamedDependency[UnitOfWork],
         data: JSONBody[schemas.ClaudeCodeHookIn], source: _SourceOverride = None, x_hook_source: _SourceHeader = None,
         namespace: _NamespaceOverride = None, x_hook_namespace: _NamespaceHeader = None,
     ) -> Response[schemas.HookAccepted]:  # fmt: skip
@@ -155,15 +147,14 @@ class HookIngestController(Controller):
         snake_case name. The session id is the correlation id; the time of receipt is the event time. Answers
         202 at once; only a repeated `Idempotency-Key` is a duplicate."""
         return await self._claude_code(
-            request, state, uow, request.state[_PARSED], source or x_hook_source, namespace or x_hook_namespace
+            request, hooks, uow, request.state[_PARSED], source or x_hook_source, namespace or x_hook_namespace
         )
 
     async def _claude_code(
-        self, request: Request[Any, Any, Any], state: State, uow: UnitOfWork,
+        self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: UnitOfWork,
         parsed: tuple[dict[str, Any], schemas.ClaudeCodeHookIn], source: str | None, namespace: str | None,
     ) -> Response[schemas.HookAccepted]:  # fmt: skip
         payload, event = parsed
-        hooks = hooks_state(state)
         now = dt.datetime.now(dt.UTC)
         hook = claude_code_hook(
             payload, event, redactor=hooks.redactor, source=source or CLAUDE_CODE_SOURCE,
@@ -171,13 +162,13 @@ class HookIngestController(Controller):
             now=now, body_length=len(await request.body()),
         )  # fmt: skip
         key = request.headers.get("idempotency-key")
-        return _answer(await _ingest(request, state, uow).accept(hook, idempotency_key=key[:300] if key else None))
+        return _answer(await hooks.ingest(uow).accept(hook, idempotency_key=key[:300] if key else None))
 
     @post("/batch", operation_id="postHookBatch", summary="Accept up to 1,000 hook events in one transaction",
           status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_batch,
           responses=_BATCH_RESPONSES)  # fmt: skip
     async def post_batch(
-        self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
+        self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: NamedDependency[UnitOfWork],
         data: JSONBody[schemas.HookBatch],
     ) -> Response[schemas.HookBatchAccepted]:  # fmt: skip
         """All events are stored and published in one transaction, or none. Each event's data is subject to
@@ -185,8 +176,8 @@ class HookIngestController(Controller):
         repeated `Idempotency-Key` returns the original batch (200)."""
         batch: schemas.HookBatch = request.state[_PARSED]
         body = await request.body()
-        limit = state.runtime.settings.hooks.max_body_bytes
-        service = _ingest(request, state, uow)
+        limit = hooks.settings.max_body_bytes
+        service = hooks.ingest(uow)
         batch_id = uuid.uuid4()
         now = dt.datetime.now(dt.UTC)
         correlation_id = correlation_id_of(request) or str(uuid.uuid4())
@@ -194,7 +185,7 @@ class HookIngestController(Controller):
         # Only a body over the per-hook limit can hold an event over it (or over the event-size cap).
         measure = len(body) > min(limit, 256 * 1024)
         namespaces = {name: await namespace_for(request, name) for name in {e.namespace for e in batch.events}}
-        hooks = [
+        prepared = [
             service.prepare(
                 event, correlation_id=correlation_id, key_id=key_id, now=now, measure=measure, batch_id=batch_id,
                 namespace=namespaces[event.namespace],
@@ -205,7 +196,7 @@ class HookIngestController(Controller):
         idempotency_key = key[:300] if key else None
         return _answer(
             await service.accept_batch(
-                hooks, batch_id=batch_id, source=batch.events[0].source, idempotency_key=idempotency_key
+                prepared, batch_id=batch_id, source=batch.events[0].source, idempotency_key=idempotency_key
             )
         )
 
@@ -213,7 +204,11 @@ class HookIngestController(Controller):
           opt=platform.OPTIONAL_AUTH, before_request=check_content_length, responses=_WEBHOOK_RESPONSES,
           security=[])  # fmt: skip
     async def post_webhook(
-        self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork], source: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        hooks: NamedDependency[HooksState],
+        uow: NamedDependency[UnitOfWork],
+        source: FromPath[str],
     ) -> Response[schemas.HookAccepted]:
         """The raw body is verified with the source's scheme (Standard Webhooks: `webhook-id`,
         `webhook-timestamp` within 5 minutes, `webhook-signature`; GitHub: `X-Hub-Signature-256`), then stored
@@ -225,12 +220,11 @@ class HookIngestController(Controller):
         `webhook-id`; scheme `none`: `X-GitHub-Delivery` or `Idempotency-Key`); otherwise, and always for
         GitHub sources (whose signature does not cover `X-GitHub-Delivery`), the same body to the same source
         within the idempotency window is the duplicate."""
-        runtime = state.runtime
         row = await WebhookSourceService(uow).get(source)
         if row is None or not row.enabled:
             raise ProblemError(404, f"No enabled webhook source named {source}.")
         body = await request.body()
-        check_body_size(body, runtime.settings.hooks.max_body_bytes)
+        check_body_size(body, hooks.settings.max_body_bytes)
         headers = {k.lower(): v for k, v in request.headers.items()}
         principal = platform.principal_or_none(request)
         if row.scheme == "none":
@@ -245,12 +239,12 @@ class HookIngestController(Controller):
                 verify_signature(row.scheme, row.secrets, body, headers)
             except SignatureError as exc:
                 await platform.record_audit(
-                    runtime.database, "hooks.webhook.rejected", "denied",
-                    **actor_of(request, principal.key_id if principal else None),
+                    hooks.database, "hooks.webhook.rejected", "denied",
+                    **platform.Actor.from_request(request).audit_fields(),
                     detail={"source": source, "scheme": row.scheme, "reason": str(exc)[:200]},
                 )  # fmt: skip
                 raise ProblemError(401, f"Webhook signature rejected: {exc}.", slug="invalid-signature") from None
-        service = _ingest(request, state, uow)
+        service = hooks.ingest(uow)
         hook = service.prepare_webhook(
             row, body, headers, correlation_id=correlation_id_of(request) or str(uuid.uuid4()),
             key_id=principal.key_id if principal else None, now=dt.datetime.now(dt.UTC),

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.response import ServerSentEvent
 
 from omninode_bridge import platform
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.inputs import Identifier, Namespace, param, text
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.deps import hooks_state
 from omninode_bridge.modules.hooks.services import StreamFilter, sse_events
+from omninode_bridge.modules.hooks.state import HooksState
 
 __all__ = ["HookLiveController"]
 
@@ -44,13 +44,12 @@ class HookLiveController(Controller):
     @post("/stream/tickets", operation_id="createHookStreamTicket", summary="A ticket to open the stream",
           status_code=201, guards=[platform.require_scope("hooks")], security=platform.API_KEY_SECURITY,
           responses=platform.AUTH_RESPONSES)  # fmt: skip
-    async def ticket(self, request: Request[Any, Any, Any], state: State) -> schemas.StreamTicket:
+    async def ticket(self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState]) -> schemas.StreamTicket:
         """Browsers' EventSource cannot send headers: it opens `/hooks/stream?ticket=...` with a ticket bound
         to this key instead. Tickets can be reused until they expire (so the browser can reconnect)."""
-        hooks = hooks_state(state)
         principal = platform.principal_of(request)
-        ticket = await hooks.tickets.issue(principal.key_id, principal.namespaces)
-        return schemas.StreamTicket(ticket=ticket, expires_in=hooks.tickets.ttl)
+        ticket = await hooks.tickets.get().issue(principal.key_id, principal.namespaces)
+        return schemas.StreamTicket(ticket=ticket, expires_in=hooks.tickets.get().ttl)
 
     @get("/stream", operation_id="streamHooks", summary="Hooks as Server-Sent Events",
          opt=platform.OPTIONAL_AUTH, security=platform.API_KEY_SECURITY, responses=platform.AUTH_RESPONSES,
@@ -58,7 +57,7 @@ class HookLiveController(Controller):
     async def stream(
         self,
         request: Request[Any, Any, Any],
-        state: State,
+        hooks: NamedDependency[HooksState],
         source: Annotated[schemas.SourceName | None, param(schemas.SourceName)] = None,
         session_id: Annotated[Identifier | None, param(Identifier)] = None,
         event_type: Annotated[schemas.EventType | None, param(schemas.EventType)] = None,
@@ -74,9 +73,8 @@ class HookLiveController(Controller):
         `Last-Event-ID` (header or parameter), from the database when the gap is older than the live buffer.
         Authenticate with an API key (scope `hooks`) or a ticket."""
         principal = platform.principal_or_none(request)
-        hooks = hooks_state(state)
         if principal is None:
-            grant = await hooks.tickets.redeem(ticket) if ticket is not None else None
+            grant = await hooks.tickets.get().redeem(ticket) if ticket is not None else None
             if grant is None:
                 raise ProblemError(
                     401, "An API key with scope 'hooks' or a valid ticket is required.",
@@ -93,7 +91,7 @@ class HookLiveController(Controller):
             allowed = frozenset({namespace})
         wanted = StreamFilter(source=source, session_id=session_id, event_type=event_type, namespaces=allowed)
         resume = request.headers.get("last-event-id") or last_event_id
-        return ServerSentEvent(sse_events(hooks.live, state.runtime.database, wanted, resume))
+        return ServerSentEvent(sse_events(hooks.live.get(), hooks.database, wanted, resume))
 
     @get("/live", operation_id="getHooksLivePage", summary="A page showing hooks as they arrive",
          opt=platform.OPTIONAL_AUTH, media_type=MediaType.HTML, include_in_schema=True, security=[],

@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
@@ -19,8 +18,9 @@ from omninode_bridge.core.inputs import limit as page_size
 from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.deps import actor_of, visible_namespaces
+from omninode_bridge.modules.hooks.controllers._requests import visible_namespaces
 from omninode_bridge.modules.hooks.services import HookQueryService
+from omninode_bridge.modules.hooks.state import HooksState
 
 __all__ = ["HookQueryController"]
 
@@ -96,14 +96,14 @@ class HookQueryController(Controller):
     @post("/events/{event_id:uuid}/replay", operation_id="replayHookEvent", summary="Publish a hook event again",
           status_code=202, responses=_NOT_FOUND)  # fmt: skip
     async def replay(
-        self, request: Request[Any, Any, Any], state: State, uow: NamedDependency[UnitOfWork],
+        self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: NamedDependency[UnitOfWork],
         event_id: FromPath[uuid.UUID],
     ) -> schemas.HookEvent:  # fmt: skip
         """Re-publish `HookEventReceived` with the original event id and `replay: true` (also a `replay`
         header). Consumers that deduplicate by event id ignore it. Audited."""
-        actor = actor_of(request, platform.principal_of(request).key_id)
+        actor = platform.Actor.from_request(request)
         namespaces = await visible_namespaces(request, None)
-        return await HookQueryService(uow).replay(state.runtime, event_id, actor=actor, namespaces=namespaces)
+        return await HookQueryService(uow).replay(hooks.publisher, event_id, actor=actor, namespaces=namespaces)
 
     @get("/sessions", operation_id="listHookSessions", summary="Sessions, most recently active first",
          responses=platform.AUTH_RESPONSES)  # fmt: skip

@@ -13,14 +13,9 @@ from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.deps import actor_of
 from omninode_bridge.modules.hooks.services import WebhookSourceService, to_source
 
 __all__ = ["WebhookSourceController"]
-
-
-def _actor(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return actor_of(request, platform.principal_of(request).key_id)
 
 
 _NOT_FOUND = error_responses({404: "No webhook source with this name"})
@@ -47,7 +42,7 @@ class WebhookSourceController(Controller):
     ) -> schemas.WebhookSource:  # fmt: skip
         """Register a source with its signing scheme (`standard_webhooks`, `github` or `none`) and secrets, and
         where its event type comes from (a header or a JSON path). Audited."""
-        return await WebhookSourceService(uow).create(data, actor=_actor(request))
+        return await WebhookSourceService(uow).create(data, actor=platform.Actor.from_request(request))
 
     @get("/{name:str}", operation_id="getWebhookSource", summary="One webhook source",
          responses=_NOT_FOUND)  # fmt: skip
@@ -66,7 +61,7 @@ class WebhookSourceController(Controller):
     ) -> schemas.WebhookSource:  # fmt: skip
         """Change fields; `secrets` replaces the list. Rotate a secret by adding the new one next to the old,
         switching the sender, then removing the old one. Audited."""
-        return await WebhookSourceService(uow).update(name, data, actor=_actor(request))
+        return await WebhookSourceService(uow).update(name, data, actor=platform.Actor.from_request(request))
 
     @delete("/{name:str}", operation_id="deleteWebhookSource", summary="Remove a webhook source",
             responses=_NOT_FOUND)  # fmt: skip
@@ -74,4 +69,4 @@ class WebhookSourceController(Controller):
         self, request: Request[Any, Any, Any], uow: NamedDependency[UnitOfWork], name: FromPath[str]
     ) -> None:
         """Remove a source; its stored events stay. Audited."""
-        await WebhookSourceService(uow).delete(name, actor=_actor(request))
+        await WebhookSourceService(uow).delete(name, actor=platform.Actor.from_request(request))

@@ -14,14 +14,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.events import EventPublisher
 from omninode_bridge.core.events.models import OUTBOX_TABLE
-from omninode_bridge.core.module import Runtime
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.events import HOOK_TOPIC, MAX_EVENT_DATA_BYTES, AcceptedHook, envelope_of
 from omninode_bridge.modules.hooks.models import HOOK_EVENTS_TABLE, HookEvent, IdempotencyClaim, WebhookSource
 from omninode_bridge.modules.hooks.redaction import Redactor
 from omninode_bridge.modules.hooks.services._live import LiveFeed
 from omninode_bridge.modules.hooks.services._webhook_body import body_text, parse_webhook_body
+from omninode_bridge.modules.hooks.settings import HooksSettings
 
 __all__ = ["HookIngestService", "body_hash", "decode_batch", "decode_hook", "event_type_of", "json_path"]
 
@@ -139,17 +140,21 @@ class HookIngestService:
 
     Args:
         uow: The request's unit of work.
-        runtime: The app's runtime (publisher and settings).
+        publisher: Stages the hooks' events in the outbox.
+        settings: The hooks settings (body limit, idempotency window).
         redactor: The configured redactor.
         live: Where committed hooks go for live viewers.
     """
 
-    def __init__(self, uow: UnitOfWork, runtime: Runtime, redactor: Redactor, live: LiveFeed) -> None:
+    def __init__(
+        self, uow: UnitOfWork, publisher: EventPublisher, settings: HooksSettings, redactor: Redactor, live: LiveFeed
+    ) -> None:
         self.uow = uow
-        self.runtime = runtime
+        self.publisher = publisher
+        self.settings = settings
         self.redactor = redactor
         self.live = live
-        self.window = runtime.settings.hooks.idempotency_window_seconds
+        self.window = settings.idempotency_window_seconds
 
     def prepare(
         self,
@@ -179,10 +184,8 @@ class HookIngestService:
         truncated = False
         if measure:
             size = len(_size_encoder.encode(data))
-            if size > self.runtime.settings.hooks.max_body_bytes:
-                raise ProblemError(
-                    413, f"A hook's data is {size} bytes; the limit is {self.runtime.settings.hooks.max_body_bytes}."
-                )
+            if size > self.settings.max_body_bytes:
+                raise ProblemError(413, f"A hook's data is {size} bytes; the limit is {self.settings.max_body_bytes}.")
             truncated = size > MAX_EVENT_DATA_BYTES
         return AcceptedHook(
             event_id=uuid.uuid4(), kind="hook", source=hook.source, event_type=hook.event_type,
@@ -248,7 +251,7 @@ class HookIngestService:
         """
         body_key = f"blake3:{hook.body_hash}" if hook.body_hash and hook.kind == "webhook" else None
         key = idempotency_key or body_key
-        (outbox_row,) = self.runtime.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(hook)])
+        (outbox_row,) = self.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(hook)])
         if key is None or self.window <= 0:
             await self.uow.session.execute(_INSERT_EVENTS, [hook.row()])
             await self.uow.session.execute(_INSERT_OUTBOX, [outbox_row])
@@ -296,7 +299,7 @@ class HookIngestService:
             original = await self._claim(f"batch:{source}", idempotency_key, batch_id)
             if original is not None:
                 return await self._duplicate_batch(original)
-        outbox = self.runtime.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(h) for h in hooks])
+        outbox = self.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(h) for h in hooks])
         # COPY on the unit of work's own connection (same transaction): per-row parameter binding through
         # SQLAlchemy costs more than everything else a batch does.
         connection = await self.uow.session.connection()

@@ -76,7 +76,7 @@ def tool_outcome(data: dict[str, Any] | None) -> tuple[str, str | None]:
     return "success", None
 
 
-async def process_hook(envelope: OnexEnvelopeV1, uow: UnitOfWork, _: Any) -> None:
+async def process_hook(envelope: OnexEnvelopeV1, uow: UnitOfWork) -> None:
     """Mark the hook processed and update its session, its tool call and the per-source statistics."""
     hook = msgspec.convert(envelope.payload, schemas.HookEventReceived)
     session = uow.session

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
 from sqlalchemy import func, literal_column, select, tuple_
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import encode_envelope
+from omninode_bridge.core.events import EventPublisher, encode_envelope
 from omninode_bridge.core.events.envelope import kafka_headers
-from omninode_bridge.core.module import Runtime
 from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.events import EVENT_TYPE, HOOK_TOPIC, AcceptedHook, envelope_of
@@ -289,7 +287,12 @@ class HookQueryService:
         )
 
     async def replay(
-        self, runtime: Runtime, event_id: uuid.UUID, *, actor: dict[str, Any], namespaces: Namespaces = None
+        self,
+        publisher: EventPublisher,
+        event_id: uuid.UUID,
+        *,
+        actor: platform.Actor,
+        namespaces: Namespaces = None,
     ) -> schemas.HookEvent:
         """Publish a stored hook again, with its original event id and ``replay: true``; audited; commits.
 
@@ -312,12 +315,15 @@ class HookQueryService:
         headers = {name: value.decode() for name, value in kafka_headers(envelope)}
         headers["replay"] = "true"
         # The outbox gives each staged record its own row id; the envelope keeps the original event id.
-        await runtime.publisher.publish_raw(
+        await publisher.publish_raw(
             self.uow, HOOK_TOPIC, key=envelope.correlation_id, value=encode_envelope(envelope), headers=headers,
             event_type=EVENT_TYPE,
         )  # fmt: skip
         platform.AuditService(self.uow).add(
-            "hooks.event.replayed", "allowed", **actor, detail={"event_id": str(event_id), "source": row.source}
+            "hooks.event.replayed",
+            "allowed",
+            **actor.audit_fields(),
+            detail={"event_id": str(event_id), "source": row.source},
         )
         await self.uow.commit()
         return to_event(row)

@@ -13,7 +13,7 @@ from sqlalchemy import CursorResult, delete, select
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.safe_errors import loggable_error
 from omninode_bridge.modules.hooks.models import HookEvent, HookSession, IdempotencyClaim, ToolCall
-from omninode_bridge.settings import HooksSettings
+from omninode_bridge.modules.hooks.settings import HooksSettings
 
 __all__ = ["RetentionPurger"]
 

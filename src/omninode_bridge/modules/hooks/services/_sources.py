@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from sqlalchemy import select
 
@@ -55,7 +54,7 @@ class WebhookSourceService:
         rows = (await self.uow.session.scalars(select(WebhookSource).order_by(WebhookSource.name))).all()
         return [to_source(r) for r in rows]
 
-    async def create(self, data: schemas.WebhookSourceCreate, *, actor: dict[str, Any]) -> schemas.WebhookSource:
+    async def create(self, data: schemas.WebhookSourceCreate, *, actor: platform.Actor) -> schemas.WebhookSource:
         """Register a source.
 
         Raises:
@@ -76,12 +75,17 @@ class WebhookSourceService:
             default_event_type=data.default_event_type, enabled=data.enabled, created_at=now, updated_at=now,
         )  # fmt: skip
         self.uow.session.add(row)
-        self.audit.add("hooks.source.created", "allowed", **actor, detail={"source": data.name, "scheme": data.scheme})
+        self.audit.add(
+            "hooks.source.created",
+            "allowed",
+            **actor.audit_fields(),
+            detail={"source": data.name, "scheme": data.scheme},
+        )
         await self.uow.commit()
         return to_source(row)
 
     async def update(
-        self, name: str, data: schemas.WebhookSourceUpdate, *, actor: dict[str, Any]
+        self, name: str, data: schemas.WebhookSourceUpdate, *, actor: platform.Actor
     ) -> schemas.WebhookSource:
         """Change a source; ``secrets`` replaces the list (rotate by sending old and new, then only new).
 
@@ -104,11 +108,13 @@ class WebhookSourceService:
             if value is not None:
                 setattr(row, field, value or None)  # "" clears it
         row.updated_at = dt.datetime.now(dt.UTC)
-        self.audit.add("hooks.source.updated", "allowed", **actor, detail={"source": name, "fields": changed})
+        self.audit.add(
+            "hooks.source.updated", "allowed", **actor.audit_fields(), detail={"source": name, "fields": changed}
+        )
         await self.uow.commit()
         return to_source(row)
 
-    async def delete(self, name: str, *, actor: dict[str, Any]) -> None:
+    async def delete(self, name: str, *, actor: platform.Actor) -> None:
         """Remove a source; its stored events stay.
 
         Raises:
@@ -118,5 +124,5 @@ class WebhookSourceService:
         if row is None:
             raise ProblemError(404, f"No webhook source named {name}.")
         await self.uow.session.delete(row)
-        self.audit.add("hooks.source.deleted", "allowed", **actor, detail={"source": name})
+        self.audit.add("hooks.source.deleted", "allowed", **actor.audit_fields(), detail={"source": name})
         await self.uow.commit()
