@@ -97,7 +97,7 @@ async def newest_first(
     Returns:
         The rows and the next page's cursor (None on the last page).
     """
-    id_column = entity.id  # type: ignore[attr-defined]
+    id_column = entity.id  # type: ignore[attr-defined]  # every paged entity maps an id column (Args)
     query = where_given(select(entity), [(cursor, lambda: id_column < cursor), *filters])
     rows = list((await session.scalars(query.order_by(id_column.desc()).limit(limit + 1))).all())
     more = len(rows) > limit

@@ -125,7 +125,7 @@ class SessionService:
             )
             for r in rows
         ]  # fmt: skip
-        return schemas.SessionTimeline(session_id=session_id, latest_status=events[-1].status, events=events)  # type: ignore[arg-type]
+        return schemas.SessionTimeline(session_id=session_id, latest_status=events[-1].status, events=events)  # type: ignore[arg-type]  # stored statuses were SessionStatus
 
 
 def status_envelope(

@@ -67,7 +67,7 @@ class AcceptedHook:
     def payload(self, *, replay: bool = False) -> schemas.HookEventReceived:
         """The event's payload."""
         return schemas.HookEventReceived(
-            kind=self.kind,  # type: ignore[arg-type]
+            kind=self.kind,  # type: ignore[arg-type]  # "hook" or "webhook": the services set no other
             source=self.source,
             namespace=self.namespace,
             event_type=self.event_type,

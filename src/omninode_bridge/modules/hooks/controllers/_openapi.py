@@ -50,7 +50,8 @@ class HookBodyOperation(Operation):
 
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=_BODY)},  # type: ignore[arg-type]
+            # The spec type wants a Schema object; the dict is msgspec's JSON Schema, rendered as it is.
+            content={"application/json": OpenAPIMediaType(schema=_BODY)},  # type: ignore[arg-type]  # see above
             required=True,
         )
 
