@@ -30,7 +30,7 @@ PROBLEM = "https://omninode.dev/problems/"
 
 @pytest.fixture(scope="module")
 async def events_client(settings: Settings) -> AsyncIterator[Client]:
-    """An app with the events module (MODULES does not list it yet)."""
+    """An app with the events module only."""
     async with app_client(settings, modules=[build_module(settings.kafka.bootstrap_servers or "")]) as client:
         yield client
 
