@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from omninode_bridge.core.events import new_envelope
-from omninode_bridge.core.fsm import IllegalTransitionError
+from omninode_bridge.core.steps import IllegalTransitionError
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.modules.reducer import NamespaceReducer, StampItem, aggregate, load_reducer_contract
 from omninode_bridge.modules.reducer.services import items_total

@@ -15,7 +15,7 @@ from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import OnexEnvelopeV1
-from omninode_bridge.core.fsm import StateMachine
+from omninode_bridge.core.steps import StateMachine
 from omninode_bridge.modules.reducer.models import BridgeState
 from omninode_bridge.modules.reducer.schemas import NamespaceStats, ReducerContract
 
