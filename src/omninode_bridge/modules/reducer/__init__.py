@@ -12,14 +12,13 @@ from omninode_bridge.modules.reducer import schemas
 from omninode_bridge.modules.reducer.consumers import ReducerConsumer
 from omninode_bridge.modules.reducer.controllers import NamespaceStatsController
 from omninode_bridge.modules.reducer.schemas import ReducerContract
-from omninode_bridge.modules.reducer.services import NamespaceReducer, StampItem, aggregate
+from omninode_bridge.modules.reducer.services import NamespaceReducer, aggregate
 from omninode_bridge.settings import Settings
 
 __all__ = [
     "MODULE",
     "NamespaceReducer",
     "ReducerContract",
-    "StampItem",
     "aggregate",
     "load_reducer_contract",
     "schemas",
