@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.events import new_envelope
-from omninode_bridge.core.fsm import IllegalTransitionError
+from omninode_bridge.core.steps import IllegalTransitionError
 from omninode_bridge.embedded import EmbeddedStack
-from omninode_bridge.modules.reducer import NamespaceReducer, StampItem, aggregate, load_reducer_contract
+from omninode_bridge.modules.reducer import NamespaceReducer, aggregate, load_reducer_contract
 from omninode_bridge.modules.reducer.services import items_total
+from omninode_bridge.modules.stamping import StampCreated
 from omninode_bridge.settings import Settings
 from tests.conftest import ADMIN_KEY, live_server, make_settings, wait_until
 from tests.contracts_helper import contracts_copy
@@ -145,8 +146,9 @@ async def test_contract_batch_window_and_recent_ids_drive_the_reducer(own_stack:
         assert stats["version"] < 12  # the window gathered several events into each upsert
 
 
-def _item(namespace: str, size: int, content_type: str = "text/plain") -> StampItem:
-    return StampItem(namespace=namespace, size_bytes=size, content_type=content_type, workflow_id=uuid.uuid4())
+def _item(namespace: str, size: int, content_type: str = "text/plain") -> StampCreated:
+    return StampCreated(namespace=namespace, size_bytes=size, content_type=content_type, workflow_id=uuid.uuid4(),
+                        stamp_id=uuid.uuid4(), file_hash="0" * 64, key_id="k")  # fmt: skip
 
 
 def test_namespace_grouping() -> None:

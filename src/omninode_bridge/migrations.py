@@ -17,6 +17,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 def import_all_models() -> None:
     """Import the platform's and every module's ``models`` so their tables join the metadata."""
     importlib.import_module("omninode_bridge.core.events.models")
+    importlib.import_module("omninode_bridge.core.steps.models")
     importlib.import_module("omninode_bridge.platform.models")
     import omninode_bridge.modules as modules
 

@@ -27,12 +27,12 @@ def build_modules(settings: Settings) -> list[Module]:
         events.build_module(settings.kafka.bootstrap_servers or ""),
         codegen.build_module(),
         hooks.build_module(settings.hooks, redis_url=settings.redis.url or ""),
-        orchestrator.build_module(contracts),
+        orchestrator.build_module(),
         stamping.build_module(
             settings.stamping,
             stamp_secret=settings.security.stamp_secret,
             max_json_bytes=settings.server.max_body_bytes,
-            contracts=contracts,
+            contracts_dir=settings.server.contracts_dir,
         ),
         reducer.build_module(contracts, settings.kafka),
     ]

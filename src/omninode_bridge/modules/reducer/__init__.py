@@ -15,12 +15,11 @@ from omninode_bridge.modules.reducer import schemas
 from omninode_bridge.modules.reducer.consumers import ReducerConsumer
 from omninode_bridge.modules.reducer.controllers import NamespaceStatsController
 from omninode_bridge.modules.reducer.schemas import ReducerContract
-from omninode_bridge.modules.reducer.services import NamespaceReducer, StampItem, aggregate
+from omninode_bridge.modules.reducer.services import NamespaceReducer, aggregate
 
 __all__ = [
     "NamespaceReducer",
     "ReducerContract",
-    "StampItem",
     "aggregate",
     "build_module",
     "load_reducer_contract",

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from omninode_bridge.core.contracts import ContractVersion
-from omninode_bridge.core.fsm import FsmSpec
+from omninode_bridge.core.steps import FsmSpec
 
 __all__ = ["AggregationSpec", "NamespaceStats", "ReducerContract"]
 

@@ -15,11 +15,12 @@ from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import OnexEnvelopeV1
-from omninode_bridge.core.fsm import StateMachine
+from omninode_bridge.core.steps import StateMachine
 from omninode_bridge.modules.reducer.models import BridgeState
 from omninode_bridge.modules.reducer.schemas import NamespaceStats, ReducerContract
+from omninode_bridge.modules.stamping import StampCreated
 
-__all__ = ["NamespaceAggregate", "NamespaceReducer", "StampItem", "aggregate", "namespace_stats"]
+__all__ = ["NamespaceAggregate", "NamespaceReducer", "aggregate", "namespace_stats"]
 
 _CLAIM = text(
     "INSERT INTO event_processed (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS uuid[])) "
@@ -35,15 +36,6 @@ items_total = Counter("omninode_reducer_items_total", "Stamp events the reducer 
 state_gauge = Gauge("omninode_reducer_fsm_state", "1 for the reducer's current FSM state.", ["state"])
 
 
-class StampItem(msgspec.Struct):
-    """The fields of a ``STAMP_CREATED`` payload the reducer aggregates (others are ignored)."""
-
-    namespace: str
-    size_bytes: int
-    content_type: str
-    workflow_id: uuid.UUID
-
-
 _to_item = msgspec.convert
 
 
@@ -57,7 +49,7 @@ class NamespaceAggregate:
     workflow_ids: list[uuid.UUID] = field(default_factory=list)
 
 
-def aggregate(items: Iterable[StampItem], keep_workflow_ids: int) -> dict[str, NamespaceAggregate]:
+def aggregate(items: Iterable[StampCreated], keep_workflow_ids: int) -> dict[str, NamespaceAggregate]:
     """NAMESPACE_GROUPING: count, sum of sizes, distinct content types and the latest workflow ids."""
     groups: dict[str, NamespaceAggregate] = {}
     for item in items:
@@ -98,7 +90,7 @@ class NamespaceReducer:
         state_gauge.labels(state=target).set(1)
         self.state = target
 
-    def items_of(self, envelopes: Sequence[OnexEnvelopeV1]) -> list[tuple[OnexEnvelopeV1, StampItem]]:
+    def items_of(self, envelopes: Sequence[OnexEnvelopeV1]) -> list[tuple[OnexEnvelopeV1, StampCreated]]:
         """The countable events of a batch, first occurrence of each event id only."""
         seen: set[uuid.UUID] = set()
         items = []
@@ -106,7 +98,7 @@ class NamespaceReducer:
             if envelope.event_type not in self._counted_types or envelope.event_id in seen:
                 continue
             seen.add(envelope.event_id)
-            items.append((envelope, _to_item(envelope.payload, StampItem)))
+            items.append((envelope, _to_item(envelope.payload, StampCreated)))
         return items
 
     async def persist(self, uow: UnitOfWork, envelopes: Sequence[OnexEnvelopeV1], topic: str) -> int:

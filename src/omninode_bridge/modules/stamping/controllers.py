@@ -5,20 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException
 from litestar.params import QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
-from omninode_bridge.core.inputs import AwareDatetime, Namespace, param
+from omninode_bridge.core.inputs import AwareDatetime, Namespace, check_json_body, convert_strict, param
 from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import UuidCursorQuery, uuid_cursor
-from omninode_bridge.modules.orchestrator import WorkflowFailedError
-from omninode_bridge.modules.stamping.deps import is_json, read_json
+from omninode_bridge.core.steps import RunFailedError
 from omninode_bridge.modules.stamping.schemas import (
     ContentType,
     FileHash,
@@ -34,7 +32,8 @@ from omninode_bridge.modules.stamping.schemas import (
 )
 from omninode_bridge.modules.stamping.services import (
     StampingService,
-    StampInput,
+    StampOutcome,
+    StampRequest,
     check_file_path,
     check_namespace,
     check_stamp,
@@ -42,7 +41,6 @@ from omninode_bridge.modules.stamping.services import (
     hash_stream,
     parse_detached,
     record_of,
-    render_block,
     without_block,
 )
 from omninode_bridge.modules.stamping.state import StampingState
@@ -69,6 +67,54 @@ def _elapsed_ms(began: float) -> float:
     return round((time.perf_counter() - began) * 1000, 3)
 
 
+T = TypeVar("T")
+
+
+def is_json(request: Request[Any, Any, Any]) -> bool:
+    """Whether the body is JSON (the other content types are raw uploads)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+async def read_json(request: Request[Any, Any, Any], schema: type[T], limit: int) -> T:
+    """Read at most ``limit`` bytes of JSON and decode it into ``schema``.
+
+    Raises:
+        ProblemError: 413 past ``limit``.
+        MalformedBodyError: Not JSON or not UTF-8 (400).
+        InputError: NUL in a string or key, or nested too deep (422).
+        ValidationException: The JSON does not match ``schema`` (422 naming the field).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProblemError(413, f"JSON bodies are limited to {limit} bytes; upload raw content instead.",
+                           slug="payload-too-large")  # fmt: skip
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProblemError(413, f"JSON bodies are limited to {limit} bytes; upload raw content instead.",
+                               slug="payload-too-large")  # fmt: skip
+        chunks.append(chunk)
+    # The same checks as every other JSON body (NUL, depth, UTF-8), then msgspec's strict conversion.
+    return convert_strict(check_json_body(b"".join(chunks)), schema)
+
+
+def _response(outcome: StampOutcome, began: float) -> Response[StampResponse]:
+    """201 for a new stamp, 200 for the existing one."""
+    response = StampResponse(
+        stamp_id=outcome.stamp_id, file_hash=outcome.file_hash, stamped_content=outcome.stamped_content,
+        stamp=outcome.stamp, namespace=outcome.namespace, content_type=outcome.content_type,
+        size_bytes=outcome.size_bytes, metadata_version=outcome.metadata_version,
+        processing_time_ms=_elapsed_ms(began), workflow_state=outcome.workflow_state,
+        workflow_id=outcome.workflow_id, created=outcome.created,
+        intelligence="degraded" if outcome.degraded else "used", created_at=outcome.created_at,
+        file_path=outcome.file_path, metadata=outcome.metadata,
+    )  # fmt: skip
+    return Response(response, status_code=201 if outcome.created else 200)
+
+
 class StampingController(Controller):
     """BLAKE3 hashing and O.N.E. v0.1 stamps (scope ``stamping``; keys may be limited to namespaces)."""
 
@@ -79,12 +125,15 @@ class StampingController(Controller):
     @post("/hash", operation_id="hashContent", summary="BLAKE3 hash of a body", status_code=200,
           request_max_body_size=None, responses=_UPLOAD_RESPONSES, description=_RAW_NOTE)  # fmt: skip
     async def hash_content(
-        self, request: Request[Any, Any, Any], stamping_state: NamedDependency[StampingState]
+        self,
+        request: Request[Any, Any, Any],
+        stamping: NamedDependency[StampingService],
+        stamping_state: NamedDependency[StampingState],
     ) -> HashResponse:
         """Hash JSON ``{"content": str}`` (its UTF-8 bytes) or the raw body; no stamp is stored."""
         began = time.perf_counter()
         settings = stamping_state.settings
-        policy = stamping_state.service.policy
+        policy = stamping.policy
         if is_json(request):
             body = await read_json(request, HashRequest, stamping_state.max_json_bytes)
             data = body.content.encode()
@@ -113,16 +162,18 @@ class StampingController(Controller):
         namespace: Annotated[str | None, _NAMESPACE_QUERY] = None,
         file_path: Annotated[str | None, param(FilePath, description="Relative path (raw uploads)")] = None,
     ) -> Response[StampResponse]:
-        """Hash, sign and store a stamp through the orchestrator's workflow; 201 when new, 200 when it existed.
+        """Hash, sign and store a stamp through the stamping workflow; 201 when new, 200 when it existed.
 
         Text content comes back as ``stamped_content`` with the block prepended as a comment (an older block
         is replaced, never nested); binary content gets a detached ``stamp``.
         """
         began = time.perf_counter()
         settings = stamping_state.settings
+        correlation_id = correlation_id_of(request) or ""
         if is_json(request):
             body = await read_json(request, StampCreate, stamping_state.max_json_bytes)
-            item = StampInput(body.namespace, body.file_path, body.metadata, content=body.content.encode())
+            item = StampRequest(body.namespace, body.file_path, body.metadata, content=body.content.encode(),
+                                correlation_id=correlation_id)  # fmt: skip
             await require_namespace(request, item.namespace)
             check_file_path(item.file_path)
         else:
@@ -137,35 +188,15 @@ class StampingController(Controller):
                 keep_max_bytes=settings.stamped_content_max_bytes, strip_head=without_block,
                 policy=stamping.policy,
             )  # fmt: skip
-            item = StampInput(namespace, file_path, digest=digest)
-
+            item = StampRequest(namespace, file_path, digest=digest, correlation_id=correlation_id)
         try:
-            result = await stamping_state.orchestrator.get().run(
-                uow, stamping.handlers, workflow_type="stamping", correlation_id=correlation_id_of(request) or "",
-                namespace=item.namespace, data={"input": item},
-            )  # fmt: skip
-        except WorkflowFailedError as exc:
-            if isinstance(exc.cause, HTTPException) and exc.cause.status_code < 500:
-                raise exc.cause from exc  # bad input found by validate_input
+            outcome = await stamping.stamp(uow, item)
+        except RunFailedError as exc:
             raise ProblemError(
                 500, f"The stamping workflow failed at step {exc.step}: {exc.error}", slug="workflow-failed",
                 extra={"workflow_id": str(exc.workflow_id), "failed_step": exc.step},
             ) from exc  # fmt: skip
-        await uow.commit()
-        data = result.data
-        fields = data["fields"]
-        response = StampResponse(
-            stamp_id=uuid.UUID(fields["stamp_id"]), file_hash=fields["file_hash"],
-            stamped_content=data["stamped_content"], stamp=data["row"].stamp if data["row"] else render_block(fields),
-            namespace=item.namespace, content_type=fields["content_type"], size_bytes=int(fields["size_bytes"]),
-            metadata_version=fields["metadata_version"], processing_time_ms=_elapsed_ms(began),
-            workflow_state=result.state, workflow_id=result.workflow_id, created=not data["existing"],
-            intelligence="degraded" if result.degraded else "used",
-            created_at=dt.datetime.fromisoformat(fields["created_at"]),
-            file_path=data["row"].file_path if data["row"] else item.file_path,
-            metadata=data["row"].details if data["row"] else item.metadata,
-        )  # fmt: skip
-        return Response(response, status_code=200 if data["existing"] else 201)
+        return _response(outcome, began)
 
     @post("/validate", operation_id="validateStamp", summary="Check content against its stamp", status_code=200,
           request_max_body_size=None, responses=_VALIDATE_RESPONSES)  # fmt: skip

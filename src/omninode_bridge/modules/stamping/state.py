@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from omninode_bridge.core.module import Started
-from omninode_bridge.modules.orchestrator import WorkflowOrchestrator
 from omninode_bridge.modules.stamping.services import StampingService
 from omninode_bridge.modules.stamping.settings import StampingSettings
 
@@ -19,11 +18,9 @@ class StampingState:
     Attributes:
         settings: The stamping settings group.
         max_json_bytes: Largest JSON request body (the server's ``OMNINODE_MAX_BODY_BYTES``).
-        service: The stamping service (signing keys and hash policy).
-        orchestrator: The workflow runner of the stamping flow, once started.
+        service: The stamping service (keys, hash policy, its workflow's runner), once started.
     """
 
     settings: StampingSettings
     max_json_bytes: int
-    service: StampingService
-    orchestrator: Started[WorkflowOrchestrator] = field(default_factory=lambda: Started("the stamping workflow"))
+    service: Started[StampingService] = field(default_factory=lambda: Started("the stamping service"))

@@ -1,9 +1,10 @@
-"""Stamping services: hashing, content types, the O.N.E. v0.1 block, the workflow steps, validation."""
+"""Stamping services: hashing, content types, the O.N.E. v0.1 block, the workflow, validation, lookups."""
 
 from __future__ import annotations
 
 from omninode_bridge.modules.stamping.services._content_type import detect_content_type, is_textual
 from omninode_bridge.modules.stamping.services._hashing import HEAD_BYTES, HashPolicy, StreamDigest, hash_stream
+from omninode_bridge.modules.stamping.services._service import StampingService, StampOutcome, check_contract_steps
 from omninode_bridge.modules.stamping.services._stamp_format import (
     BEGIN,
     END,
@@ -13,23 +14,28 @@ from omninode_bridge.modules.stamping.services._stamp_format import (
     without_block,
 )
 from omninode_bridge.modules.stamping.services._stamps import (
-    StampingService,
-    StampInput,
+    StampRequest,
     check_file_path,
     check_namespace,
     record_of,
 )
 from omninode_bridge.modules.stamping.services._validation import check_stamp, parse_detached
+from omninode_bridge.modules.stamping.services._workflow import STEP_NAMES, StampContext, StampSteps
 
 __all__ = [
     "BEGIN",
     "END",
     "HEAD_BYTES",
+    "STEP_NAMES",
     "HashPolicy",
     "Keyring",
-    "StampInput",
+    "StampContext",
+    "StampOutcome",
+    "StampRequest",
+    "StampSteps",
     "StampingService",
     "StreamDigest",
+    "check_contract_steps",
     "check_file_path",
     "check_namespace",
     "check_stamp",

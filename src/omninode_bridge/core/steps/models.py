@@ -1,4 +1,4 @@
-"""Workflow tables, under the names seed 001 gives them."""
+"""Run-record tables (a run, its steps, its FSM transitions), under the names seed 001 gives them."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ __all__ = ["FsmTransitionRow", "WorkflowExecutionRow", "WorkflowStepRow"]
 
 
 class WorkflowExecutionRow(DefaultBase):
-    """One orchestrated workflow (a ``/stamp`` request), written once when it ends."""
+    """One step run (e.g. a ``/stamp`` request), written once when it ends."""
 
     __tablename__ = "workflow_executions"
     __table_args__ = (
@@ -39,7 +39,7 @@ class WorkflowExecutionRow(DefaultBase):
 
 
 class WorkflowStepRow(DefaultBase):
-    """One step of a workflow, in contract order."""
+    """One step of a run, in contract order."""
 
     __tablename__ = "workflow_steps"
 
@@ -58,7 +58,7 @@ class WorkflowStepRow(DefaultBase):
 
 
 class FsmTransitionRow(DefaultBase):
-    """One state change of a workflow, checked against the contract's FSM."""
+    """One state change of a run, checked against the contract's FSM."""
 
     __tablename__ = "fsm_transitions"
 

@@ -1,6 +1,7 @@
-"""Payloads of the stamping events (published on the orchestrator contract's topic).
+"""Payloads of the events the stamping workflow publishes (on its contract's topic).
 
-``STAMP_CREATED`` is what the reducer aggregates; its fields are the contract between the two.
+``STAMP_CREATED`` is what the reducer aggregates: it imports :class:`StampCreated` from stamping's public
+interface, so the payload is declared here only.
 """
 
 from __future__ import annotations

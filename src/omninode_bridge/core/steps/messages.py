@@ -1,4 +1,4 @@
-"""Payloads of the workflow events the orchestrator publishes (topic and list from the contract)."""
+"""Payloads of the lifecycle events every step run publishes (topic and list from its contract)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import structlog
 
 from omninode_bridge.core.breaker import CircuitBreaker
 from omninode_bridge.core.safe_errors import describe_error
-from omninode_bridge.modules.orchestrator.schemas import RoutedServiceSpec
+from omninode_bridge.core.steps.specs import RoutedServiceSpec
 
 __all__ = ["RoutedService", "ServiceUnavailableError"]
 
