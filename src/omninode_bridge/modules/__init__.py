@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from omninode_bridge.core.module import Module
-from omninode_bridge.modules import codegen, events, hooks, orchestrator, reducer, stamping
+from omninode_bridge.modules import codegen, eventlog, hooks, orchestrator, reducer, stamping
 
 __all__ = ["MODULES"]
 
 #: Feature modules in registration order; each issue that adds a module appends it here.
 MODULES: list[Module] = [
-    events.MODULE,
+    eventlog.MODULE,
     codegen.MODULE,
     hooks.MODULE,
     orchestrator.MODULE,
