@@ -13,7 +13,7 @@ call pairs and statistics. Hooks carry a namespace; namespace-restricted keys se
 from __future__ import annotations
 
 from omninode_bridge.core.module import Module
-from omninode_bridge.modules.hooks import schemas
+from omninode_bridge.modules.hooks import messages, schemas
 from omninode_bridge.modules.hooks.consumers import PROCESSOR, build_router
 from omninode_bridge.modules.hooks.controllers import (
     HookIngestController,
@@ -22,10 +22,20 @@ from omninode_bridge.modules.hooks.controllers import (
     WebhookSourceController,
 )
 from omninode_bridge.modules.hooks.deps import hooks_lifespan
-from omninode_bridge.modules.hooks.events import EVENT_TYPE, HOOK_TOPIC
+from omninode_bridge.modules.hooks.messages import EVENT_TYPE, HOOK_TOPIC
 from omninode_bridge.modules.hooks.redaction import REDACTED, Redactor
 
-__all__ = ["EVENT_TYPE", "HOOK_TOPIC", "MODULE", "PROCESSOR", "REDACTED", "Redactor", "schemas"]
+__all__ = [
+    "EVENT_TYPE",
+    "HOOK_TOPIC",
+    "MODULE",
+    "PROCESSOR",
+    "REDACTED",
+    "HookEventReceived",
+    "Redactor",
+    "messages",
+    "schemas",
+]
 
 MODULE = Module(
     name="hooks",

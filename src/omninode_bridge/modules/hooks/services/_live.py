@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from omninode_bridge.core.db import Database
-from omninode_bridge.modules.hooks.events import AcceptedHook
+from omninode_bridge.modules.hooks.messages import AcceptedHook
 from omninode_bridge.modules.hooks.models import HookEvent
 
 __all__ = [
