@@ -6,12 +6,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from omninode_bridge.core.module import Module, Runtime
-from omninode_bridge.modules.codegen import schemas
+from omninode_bridge.modules.codegen import messages, schemas
 from omninode_bridge.modules.codegen.consumers import build_router
 from omninode_bridge.modules.codegen.controllers import CodegenController
 from omninode_bridge.modules.codegen.services import KINDS, STATUS_TOPIC, PendingReplies
 
-__all__ = ["KINDS", "MODULE", "STATUS_TOPIC", "schemas"]
+__all__ = ["KINDS", "MODULE", "STATUS_TOPIC", "messages", "schemas"]
 
 
 @contextlib.asynccontextmanager

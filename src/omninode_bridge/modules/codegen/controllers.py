@@ -14,7 +14,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
 from omninode_bridge.core.openapi import error_responses
-from omninode_bridge.modules.codegen import schemas
+from omninode_bridge.modules.codegen import messages, schemas
 from omninode_bridge.modules.codegen.services import (
     STATUS_TOPIC,
     SessionService,
@@ -58,7 +58,7 @@ class CodegenController(Controller):
     @post("/analyze", operation_id="codegenAnalyze", summary="PRD analysis (request-reply)", status_code=200,
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def analyze(
-        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.CodegenAnalysisRequest],
+        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[messages.CodegenAnalysisRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the analyze request topic and wait for the correlated response (504 on timeout)."""
@@ -67,7 +67,7 @@ class CodegenController(Controller):
     @post("/validate", operation_id="codegenValidate", summary="Code validation (request-reply)", status_code=200,
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def validate(
-        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.CodegenValidationRequest],
+        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[messages.CodegenValidationRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the validate request topic and wait for the correlated response (504 on timeout)."""
@@ -76,7 +76,7 @@ class CodegenController(Controller):
     @post("/pattern", operation_id="codegenPattern", summary="Pattern matching (request-reply)", status_code=200,
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def pattern(
-        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.CodegenPatternRequest],
+        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[messages.CodegenPatternRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the pattern request topic and wait for the correlated response (504 on timeout)."""
@@ -85,7 +85,7 @@ class CodegenController(Controller):
     @post("/mixin", operation_id="codegenMixin", summary="Mixin recommendation (request-reply)", status_code=200,
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def mixin(
-        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.CodegenMixinRequest],
+        self, state: State, uow: NamedDependency[UnitOfWork], data: JSONBody[messages.CodegenMixinRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the mixin request topic and wait for the correlated response (504 on timeout)."""
