@@ -1,4 +1,4 @@
-"""The events module against the real stack: event log, DLQ overview, re-drive and the AsyncAPI document."""
+"""The eventlog module against the real stack: event log, DLQ overview, re-drive and the AsyncAPI document."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from omninode_bridge.core.events import encode_envelope, load_catalog, new_envelope
 from omninode_bridge.embedded import EmbeddedStack, free_port
-from omninode_bridge.modules.events import ASYNCAPI_PATH, build_module
+from omninode_bridge.modules.eventlog import ASYNCAPI_PATH, build_module
 from omninode_bridge.settings import Settings
 from tests.conftest import ADMIN_KEY, app_client, make_settings, wait_until
 
@@ -30,7 +30,7 @@ PROBLEM = "https://omninode.dev/problems/"
 
 @pytest.fixture(scope="module")
 async def events_client(settings: Settings) -> AsyncIterator[Client]:
-    """An app with the events module only."""
+    """An app with only the eventlog module."""
     async with app_client(settings, modules=[build_module(settings.kafka.bootstrap_servers or "")]) as client:
         yield client
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.module import Module
-from omninode_bridge.modules import codegen, events, hooks, orchestrator, reducer, stamping
+from omninode_bridge.modules import codegen, eventlog, hooks, orchestrator, reducer, stamping
 
 if TYPE_CHECKING:
     from omninode_bridge.settings import Settings
@@ -24,7 +24,7 @@ def build_modules(settings: Settings) -> list[Module]:
     """
     contracts = contracts_dir(settings.server.contracts_dir)
     return [
-        events.build_module(settings.kafka.bootstrap_servers or ""),
+        eventlog.build_module(settings.kafka.bootstrap_servers or ""),
         codegen.build_module(),
         hooks.build_module(settings.hooks, redis_url=settings.redis.url or ""),
         orchestrator.build_module(),

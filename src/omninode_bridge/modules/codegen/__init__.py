@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 from litestar.di import Provide
 
 from omninode_bridge.core.module import Module, Resources, Started
-from omninode_bridge.modules.codegen import schemas
+from omninode_bridge.modules.codegen import messages, schemas
 from omninode_bridge.modules.codegen.consumers import build_router
 from omninode_bridge.modules.codegen.controllers import CodegenController
 from omninode_bridge.modules.codegen.services import KINDS, STATUS_TOPIC, PendingReplies, RequestReply
 
-__all__ = ["KINDS", "STATUS_TOPIC", "build_module", "schemas"]
+__all__ = ["KINDS", "STATUS_TOPIC", "build_module", "messages", "schemas"]
 
 
 def build_module() -> Module:

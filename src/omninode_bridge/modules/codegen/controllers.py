@@ -14,7 +14,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError, correlation_id_of
 from omninode_bridge.core.openapi import error_responses
-from omninode_bridge.modules.codegen import schemas
+from omninode_bridge.modules.codegen import messages, schemas
 from omninode_bridge.modules.codegen.services import (
     STATUS_TOPIC,
     RequestReply,
@@ -58,7 +58,7 @@ class CodegenController(Controller):
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def analyze(
         self, codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
-        data: JSONBody[schemas.CodegenAnalysisRequest],
+        data: JSONBody[messages.CodegenAnalysisRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the analyze request topic and wait for the correlated response (504 on timeout)."""
@@ -68,7 +68,7 @@ class CodegenController(Controller):
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def validate(
         self, codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
-        data: JSONBody[schemas.CodegenValidationRequest],
+        data: JSONBody[messages.CodegenValidationRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the validate request topic and wait for the correlated response (504 on timeout)."""
@@ -78,7 +78,7 @@ class CodegenController(Controller):
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def pattern(
         self, codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
-        data: JSONBody[schemas.CodegenPatternRequest],
+        data: JSONBody[messages.CodegenPatternRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the pattern request topic and wait for the correlated response (504 on timeout)."""
@@ -88,7 +88,7 @@ class CodegenController(Controller):
           responses=_REPLY_RESPONSES)  # fmt: skip
     async def mixin(
         self, codegen: NamedDependency[RequestReply], uow: NamedDependency[UnitOfWork],
-        data: JSONBody[schemas.CodegenMixinRequest],
+        data: JSONBody[messages.CodegenMixinRequest],
         session_id: FromQuery[uuid.UUID | None] = None,
     ) -> schemas.CodegenReply:  # fmt: skip
         """Publish on the mixin request topic and wait for the correlated response (504 on timeout)."""

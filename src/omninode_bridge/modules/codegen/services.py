@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import EventPublisher, OnexEnvelopeV1, new_envelope
-from omninode_bridge.modules.codegen import schemas
+from omninode_bridge.modules.codegen import messages, schemas
 from omninode_bridge.modules.codegen.models import SessionEvent
 
 __all__ = ["KINDS", "STATUS_TOPIC", "PendingReplies", "RequestReply", "SessionService"]
@@ -22,13 +22,13 @@ STATUS_TOPIC = "omninode_codegen_status_session_v1"
 #: kind -> (request topic, response topic, request event type, request schema)
 KINDS: dict[str, tuple[str, str, str, type[msgspec.Struct]]] = {
     "analyze": ("omninode_codegen_request_analyze_v1", "omninode_codegen_response_analyze_v1",
-                "CodegenAnalysisRequest", schemas.CodegenAnalysisRequest),
+                "CodegenAnalysisRequest", messages.CodegenAnalysisRequest),
     "validate": ("omninode_codegen_request_validate_v1", "omninode_codegen_response_validate_v1",
-                 "CodegenValidationRequest", schemas.CodegenValidationRequest),
+                 "CodegenValidationRequest", messages.CodegenValidationRequest),
     "pattern": ("omninode_codegen_request_pattern_v1", "omninode_codegen_response_pattern_v1",
-                "CodegenPatternRequest", schemas.CodegenPatternRequest),
+                "CodegenPatternRequest", messages.CodegenPatternRequest),
     "mixin": ("omninode_codegen_request_mixin_v1", "omninode_codegen_response_mixin_v1",
-              "CodegenMixinRequest", schemas.CodegenMixinRequest),
+              "CodegenMixinRequest", messages.CodegenMixinRequest),
 }  # fmt: skip
 
 
@@ -95,7 +95,7 @@ class SessionService:
 
     async def record(self, envelope: OnexEnvelopeV1) -> None:
         """Store a status event (validated against ``CodegenStatusEvent``; invalid ones raise)."""
-        status = msgspec.convert(envelope.payload, schemas.CodegenStatusEvent)
+        status = msgspec.convert(envelope.payload, messages.CodegenStatusEvent)
         await self.uow.session.execute(
             pg_insert(SessionEvent)
             .values(
@@ -133,7 +133,7 @@ def status_envelope(
 ) -> OnexEnvelopeV1:
     """The envelope of a status update posted over HTTP, keyed by the request's correlation id."""
     payload: dict[str, Any] = msgspec.to_builtins(
-        schemas.CodegenStatusEvent(session_id=session_id, **msgspec.structs.asdict(update))
+        messages.CodegenStatusEvent(session_id=session_id, **msgspec.structs.asdict(update))
     )
     return new_envelope(
         event_type="CodegenStatusEvent", payload=payload, session_id=session_id, correlation_id=correlation_id

@@ -16,7 +16,7 @@ from litestar import Router
 from litestar.di import Provide
 
 from omninode_bridge.core.module import Module
-from omninode_bridge.modules.hooks import schemas
+from omninode_bridge.modules.hooks import messages, schemas
 from omninode_bridge.modules.hooks.consumers import PROCESSOR, build_router
 from omninode_bridge.modules.hooks.controllers import (
     HookIngestController,
@@ -25,7 +25,7 @@ from omninode_bridge.modules.hooks.controllers import (
     WebhookSourceController,
 )
 from omninode_bridge.modules.hooks.controllers._requests import state_opt
-from omninode_bridge.modules.hooks.events import EVENT_TYPE, HOOK_TOPIC
+from omninode_bridge.modules.hooks.messages import EVENT_TYPE, HOOK_TOPIC, HookEventReceived
 from omninode_bridge.modules.hooks.redaction import REDACTED, Redactor
 from omninode_bridge.modules.hooks.settings import HooksSettings
 from omninode_bridge.modules.hooks.state import HooksState
@@ -35,9 +35,11 @@ __all__ = [
     "HOOK_TOPIC",
     "PROCESSOR",
     "REDACTED",
+    "HookEventReceived",
     "HooksSettings",
     "Redactor",
     "build_module",
+    "messages",
     "schemas",
 ]
 

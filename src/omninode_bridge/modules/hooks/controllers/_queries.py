@@ -19,7 +19,7 @@ from omninode_bridge.core.openapi import error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.controllers._requests import visible_namespaces
-from omninode_bridge.modules.hooks.services import HookQueryService
+from omninode_bridge.modules.hooks.services import HookQueryService, HookStatsService
 from omninode_bridge.modules.hooks.state import HooksState
 
 __all__ = ["HookQueryController"]
@@ -160,4 +160,4 @@ class HookQueryController(Controller):
     ) -> schemas.HookStats:
         """Processed events per source and event type; per tool the calls, completed calls, errors and the
         p50/p95/max duration in milliseconds (over the key's namespaces, or the one named)."""
-        return await HookQueryService(uow).stats(source=source, namespaces=await visible_namespaces(request, namespace))
+        return await HookStatsService(uow).stats(source=source, namespaces=await visible_namespaces(request, namespace))

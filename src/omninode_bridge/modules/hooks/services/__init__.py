@@ -1,4 +1,4 @@
-"""The hooks module's services: ingest, processing, queries, webhook sources, live feed and retention."""
+"""The hooks module's services: ingest, processing, queries, statistics, webhook sources, live feed and retention."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from omninode_bridge.modules.hooks.services._processing import process_hook, too
 from omninode_bridge.modules.hooks.services._queries import HookQueryService, to_event
 from omninode_bridge.modules.hooks.services._retention import RetentionPurger
 from omninode_bridge.modules.hooks.services._sources import WebhookSourceService, to_source
+from omninode_bridge.modules.hooks.services._stats import HookStatsService
 
 __all__ = [
     "CLAUDE_CODE_EVENT_TYPES",
@@ -40,6 +41,7 @@ __all__ = [
     "LIVE_STREAM",
     "HookIngestService",
     "HookQueryService",
+    "HookStatsService",
     "LiveFeed",
     "RetentionPurger",
     "StreamFilter",

@@ -18,7 +18,7 @@ import msgspec
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.inputs import MalformedBodyError, check_datetime_range
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.events import MAX_EVENT_DATA_BYTES, AcceptedHook
+from omninode_bridge.modules.hooks.messages import MAX_EVENT_DATA_BYTES, AcceptedHook
 from omninode_bridge.modules.hooks.redaction import Redactor
 
 __all__ = [

@@ -17,7 +17,7 @@ from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.events import EventPublisher
 from omninode_bridge.core.events.models import OUTBOX_TABLE
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.events import HOOK_TOPIC, MAX_EVENT_DATA_BYTES, AcceptedHook, envelope_of
+from omninode_bridge.modules.hooks.messages import HOOK_TOPIC, MAX_EVENT_DATA_BYTES, AcceptedHook, envelope_of
 from omninode_bridge.modules.hooks.models import HOOK_EVENTS_TABLE, HookEvent, IdempotencyClaim, WebhookSource
 from omninode_bridge.modules.hooks.redaction import Redactor
 from omninode_bridge.modules.hooks.services._live import LiveFeed

@@ -29,8 +29,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from omninode_bridge.core.db import Database
-from omninode_bridge.modules.hooks.events import AcceptedHook
+from omninode_bridge.modules.hooks.messages import AcceptedHook
 from omninode_bridge.modules.hooks.models import HookEvent
+from omninode_bridge.modules.hooks.schemas import DEFAULT_NAMESPACE
 
 __all__ = [
     "LIVE_STREAM",
@@ -63,7 +64,7 @@ class _Head(msgspec.Struct):
     """The fields of a live entry a filter looks at (the rest is skipped by the decoder)."""
 
     source: str | None = None
-    namespace: str = "default"
+    namespace: str = DEFAULT_NAMESPACE
     session_id: str | None = None
     event_type: str | None = None
 

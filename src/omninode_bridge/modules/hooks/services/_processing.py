@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import OnexEnvelopeV1
-from omninode_bridge.modules.hooks import schemas
+from omninode_bridge.modules.hooks.messages import HookEventReceived
 from omninode_bridge.modules.hooks.models import HookEvent, SourceStat, ToolCall
 
 __all__ = ["POST_TOOL_USE", "PRE_TOOL_USE", "SESSION_END", "SESSION_START", "process_hook", "tool_outcome"]
@@ -78,7 +78,7 @@ def tool_outcome(data: dict[str, Any] | None) -> tuple[str, str | None]:
 
 async def process_hook(envelope: OnexEnvelopeV1, uow: UnitOfWork) -> None:
     """Mark the hook processed and update its session, its tool call and the per-source statistics."""
-    hook = msgspec.convert(envelope.payload, schemas.HookEventReceived)
+    hook = msgspec.convert(envelope.payload, HookEventReceived)
     session = uow.session
     at = hook.occurred_at
     await session.execute(
@@ -108,7 +108,7 @@ async def process_hook(envelope: OnexEnvelopeV1, uow: UnitOfWork) -> None:
         await _pair_tool_call(uow, envelope, hook)
 
 
-async def _pair_tool_call(uow: UnitOfWork, envelope: OnexEnvelopeV1, hook: schemas.HookEventReceived) -> None:
+async def _pair_tool_call(uow: UnitOfWork, envelope: OnexEnvelopeV1, hook: HookEventReceived) -> None:
     """Record one side of a tool call; when both sides are in, its duration and outcome."""
     session = uow.session
     assert hook.tool_call_id is not None

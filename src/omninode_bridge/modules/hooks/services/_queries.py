@@ -1,11 +1,11 @@
-"""Reading hooks back: events, sessions with their timelines, statistics; and replays."""
+"""Reading hooks back: events and sessions with their timelines; and replays (statistics are in ``_stats``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 
-from sqlalchemy import func, literal_column, select, tuple_
+from sqlalchemy import select, tuple_
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
@@ -14,8 +14,9 @@ from omninode_bridge.core.events import EventPublisher, encode_envelope
 from omninode_bridge.core.events.envelope import kafka_headers
 from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.events import EVENT_TYPE, HOOK_TOPIC, AcceptedHook, envelope_of
-from omninode_bridge.modules.hooks.models import HookEvent, HookSession, SourceStat, ToolCall
+from omninode_bridge.modules.hooks.messages import EVENT_TYPE, HOOK_TOPIC, AcceptedHook, envelope_of
+from omninode_bridge.modules.hooks.models import HookEvent, HookSession, ToolCall
+from omninode_bridge.modules.hooks.services._stats import Namespaces
 
 __all__ = ["HookQueryService", "to_event"]
 
@@ -23,9 +24,6 @@ __all__ = ["HookQueryService", "to_event"]
 TIMELINE_LIMIT = 5000
 #: Sessions of one id (from several sources or namespaces) listed in a 409 at most.
 AMBIGUOUS_LIMIT = 20
-
-#: Which namespaces a caller sees: ``None`` is every namespace.
-Namespaces = frozenset[str] | None
 
 
 def _bad_cursor() -> ProblemError:
@@ -218,74 +216,6 @@ class HookQueryService:
             events_truncated=len(events) > TIMELINE_LIMIT,
         )
 
-    async def stats(self, *, source: str | None = None, namespaces: Namespaces = None) -> schemas.HookStats:
-        """Counts per source and event type, and per tool the calls, errors and p50/p95/max durations.
-
-        ``namespaces`` limits every figure to the caller's namespaces.
-        """
-        stats_query = (
-            select(
-                SourceStat.source,
-                SourceStat.event_type,
-                func.sum(SourceStat.count).label("total"),  # not "count": Row.count is also a tuple method
-                func.max(SourceStat.last_seen).label("last_seen"),
-            )
-            .group_by(SourceStat.source, SourceStat.event_type)
-            .order_by(SourceStat.source, SourceStat.event_type)
-        )
-        if source is not None:
-            stats_query = stats_query.where(SourceStat.source == source)
-        if namespaces is not None:
-            stats_query = stats_query.where(SourceStat.namespace.in_(namespaces))
-        counts = (await self.uow.session.execute(stats_query)).all()
-        duration = ToolCall.duration_ms
-        # A literal, not a parameter: PostgreSQL must see the same expression in SELECT and GROUP BY.
-        tool = func.coalesce(ToolCall.tool_name, literal_column("'(unknown)'"))
-        tools_query = (
-            select(
-                tool.label("tool_name"),
-                func.count().label("calls"),
-                func.count(duration).label("completed"),
-                func.count().filter(ToolCall.outcome == "error").label("errors"),
-                func.percentile_cont(0.5).within_group(duration).label("p50"),
-                func.percentile_cont(0.95).within_group(duration).label("p95"),
-                func.max(duration).label("max"),
-            )
-            .group_by(tool)
-            .order_by(tool)
-        )
-        if source is not None:
-            tools_query = tools_query.where(ToolCall.source == source)
-        if namespaces is not None:
-            tools_query = tools_query.where(ToolCall.namespace.in_(namespaces))
-        tools = (await self.uow.session.execute(tools_query)).all()
-        sessions_query = select(func.count()).select_from(HookSession)
-        if source is not None:
-            sessions_query = sessions_query.where(HookSession.source == source)
-        if namespaces is not None:
-            sessions_query = sessions_query.where(HookSession.namespace.in_(namespaces))
-        sessions_total = await self.uow.session.scalar(sessions_query)
-        return schemas.HookStats(
-            sources=[
-                schemas.SourceStat(source=c.source, event_type=c.event_type, count=int(c.total), last_seen=c.last_seen)
-                for c in counts
-            ],
-            tools=[
-                schemas.ToolStat(
-                    tool_name=t.tool_name,
-                    calls=t.calls,
-                    completed=t.completed,
-                    errors=t.errors,
-                    p50_ms=_round(t.p50),
-                    p95_ms=_round(t.p95),
-                    max_ms=_round(t.max),
-                )
-                for t in tools
-            ],
-            events_total=sum(int(c.total) for c in counts),
-            sessions_total=int(sessions_total or 0),
-        )
-
     async def replay(
         self,
         publisher: EventPublisher,
@@ -327,7 +257,3 @@ class HookQueryService:
         )
         await self.uow.commit()
         return to_event(row)
-
-
-def _round(value: float | None) -> float | None:
-    return round(float(value), 3) if value is not None else None

@@ -1,9 +1,11 @@
-"""The events module: the event log, dead-letter queues and their re-drive, and the AsyncAPI document.
+"""The eventlog module, an operator console over the event backbone: the event log, the dead-letter queues
+and their re-drive, and the AsyncAPI document.
 
 Endpoints: ``GET /events`` (follow a request end to end with ``?correlation_id=``), ``GET /events/dlq``,
 ``POST /events/dlq/{id}/redrive`` and ``POST /events/dlq/redrive`` (scope ``admin``), and the public
-``GET /asyncapi`` (HTML) and ``GET /asyncapi.json``. Its lifespan runs the DLQ monitor (DLQ sizes,
-consumer lag and the threshold alert).
+``GET /asyncapi`` (HTML) and ``GET /asyncapi.json``. The other endpoints need the scope :data:`SCOPE`
+(``events``, the name keys were issued with). Its lifespan runs the DLQ monitor (DLQ sizes, consumer lag
+and the threshold alert).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from litestar.di import Provide
 
 from omninode_bridge.core.events import DlqMonitor
 from omninode_bridge.core.module import Module, Resources
-from omninode_bridge.modules.events.controllers import ASYNCAPI_PATH, AsyncApiController, EventsController
-from omninode_bridge.modules.events.state import EventLogState
+from omninode_bridge.modules.eventlog.controllers import ASYNCAPI_PATH, SCOPE, AsyncApiController, EventsController
+from omninode_bridge.modules.eventlog.state import EventLogState
 
-__all__ = ["ASYNCAPI_PATH", "build_module"]
+__all__ = ["ASYNCAPI_PATH", "SCOPE", "build_module"]
 
 
 def build_module(bootstrap_servers: str) -> Module:
-    """The events module.
+    """The eventlog module.
 
     Args:
         bootstrap_servers: The Kafka broker the DLQ monitor reads offsets from.
@@ -44,7 +46,7 @@ def build_module(bootstrap_servers: str) -> Module:
             await asyncio.wait([task], timeout=15.0)
 
     return Module(
-        name="events",
+        name="eventlog",
         route_handlers=[EventsController, AsyncApiController],
         dependencies={"eventlog": Provide(lambda: state, sync_to_thread=False)},
         lifespans=[lifespan],

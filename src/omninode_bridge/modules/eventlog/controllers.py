@@ -1,4 +1,5 @@
-"""Events endpoints: the event log, the DLQs and their re-drive, and the public AsyncAPI document."""
+"""The eventlog endpoints: the event log and the DLQs with their re-drive (under ``/events``), and the public
+AsyncAPI document."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from omninode_bridge.core.events.catalog import TopicName
 from omninode_bridge.core.inputs import BIGINT_MAX, AwareDatetime, param, text
 from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
-from omninode_bridge.modules.events import schemas
-from omninode_bridge.modules.events.services import EventLogService
-from omninode_bridge.modules.events.state import EventLogState
+from omninode_bridge.modules.eventlog import schemas
+from omninode_bridge.modules.eventlog.services import EventLogService
+from omninode_bridge.modules.eventlog.state import EventLogState
 from omninode_bridge.platform import (
     API_KEY_SECURITY,
     AUTH_RESPONSES,
@@ -25,7 +26,11 @@ from omninode_bridge.platform import (
     require_scope,
 )
 
-__all__ = ["ASYNCAPI_PATH", "AsyncApiController", "EventsController"]
+__all__ = ["ASYNCAPI_PATH", "SCOPE", "AsyncApiController", "EventsController"]
+
+#: The API-key scope of these endpoints. It stays ``events``, not the module's name: keys issued before the
+#: module was named ``eventlog`` carry it.
+SCOPE = "events"
 
 #: Where the AsyncAPI page is served (its JSON is at ``ASYNCAPI_PATH + ".json"``).
 ASYNCAPI_PATH = "/asyncapi"
@@ -48,7 +53,7 @@ class EventsController(Controller):
     path = "/events"
     tags = ["events"]
     security = API_KEY_SECURITY
-    guards = [require_scope("events")]
+    guards = [require_scope(SCOPE)]
 
     @get("/", operation_id="listEvents", summary="Page through the event log", responses=AUTH_RESPONSES)
     async def list_events(

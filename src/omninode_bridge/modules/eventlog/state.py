@@ -1,20 +1,20 @@
-"""The events module's per-app state: the DLQ monitor it runs and the AsyncAPI document it serves."""
+"""The eventlog module's per-app state: the DLQ monitor it runs and the AsyncAPI document it serves."""
 
 from __future__ import annotations
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import DlqMonitor
 from omninode_bridge.core.module import Resources, Started
-from omninode_bridge.modules.events.services import AsyncApiDocument, DeadLetterService, asyncapi_document
+from omninode_bridge.modules.eventlog.services import AsyncApiDocument, DeadLetterService, asyncapi_document
 
 __all__ = ["EventLogState"]
 
 
 class EventLogState:
-    """What the events endpoints share in one app; the module's lifespan fills it."""
+    """What the eventlog endpoints share in one app; the module's lifespan fills it."""
 
     def __init__(self) -> None:
-        self.resources: Started[Resources] = Started("the events module's resources")
+        self.resources: Started[Resources] = Started("the eventlog module's resources")
         self.monitor: Started[DlqMonitor] = Started("the DLQ monitor")
         self._asyncapi: AsyncApiDocument | None = None
 

@@ -1,8 +1,7 @@
-"""The event log, dead letters and their re-drive, and the AsyncAPI document of the broker.
+"""DLQ sizes, stored dead letters and their re-drive through the transactional outbox.
 
-Services stage their changes in the caller's unit of work and commit themselves; nothing here opens a
-transaction of its own. Dead letters are re-driven through the transactional outbox, so a re-drive
-that rolls back publishes nothing and one that commits is never lost.
+A re-drive stages its changes in the caller's unit of work and commits them itself, so one that rolls
+back publishes nothing and one that commits is never lost.
 """
 
 from __future__ import annotations
@@ -10,60 +9,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
-import msgspec
 import structlog
-import yaml
-from faststream.kafka import KafkaBroker
-from faststream.specification import AsyncAPI, get_asyncapi_html
 from sqlalchemy import delete, func, select, tuple_
 
-from omninode_bridge import __version__, platform
+from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import DlqMonitor, EventPublisher, OnexEnvelopeV1, TopicCatalog
-from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
-from omninode_bridge.core.paging import Filter, newest_first
+from omninode_bridge.core.events import DlqMonitor, EventPublisher, TopicCatalog
+from omninode_bridge.core.events.models import DeadLetter, ProcessedEvent
 from omninode_bridge.core.safe_errors import describe_error
-from omninode_bridge.modules.events import schemas
-
-__all__ = [
-    "KAFKA_CHECK_TIMEOUT_SECONDS",
-    "AsyncApiDocument",
-    "DeadLetterService",
-    "EventLogService",
-    "asyncapi_document",
-]
+from omninode_bridge.modules.eventlog import schemas
 
 log = structlog.get_logger(__name__)
 
 #: Upper bound on asking Kafka for DLQ sizes; past it the endpoint answers with the last known counts.
 KAFKA_CHECK_TIMEOUT_SECONDS = 5.0
-
-_ENVELOPE_SCHEMA = "OnexEnvelopeV1"
-_DLQ_MESSAGE = (
-    "The record a consumer gave up on, with its original key and bytes (usually an OnexEnvelopeV1). Headers: "
-    "error, original_topic, original_partition, original_offset, consumer, attempts, and event_id and "
-    "event_type when the record was an envelope."
-)
-
-
-def _entry(row: EventLog) -> schemas.EventLogEntry:
-    return schemas.EventLogEntry(
-        id=row.id,
-        event_id=row.event_id,
-        event_type=row.event_type,
-        topic=row.topic,
-        correlation_id=row.correlation_id,
-        direction=row.direction,
-        status=row.status,
-        consumer=row.consumer,
-        duration_ms=row.duration_ms,
-        error=row.error,
-        created_at=row.created_at,
-    )
 
 
 def _dead_letter(row: DeadLetter) -> schemas.DeadLetter:
@@ -81,59 +42,6 @@ def _dead_letter(row: DeadLetter) -> schemas.DeadLetter:
         created_at=row.created_at,
         redriven_at=row.redriven_at,
     )
-
-
-class EventLogService:
-    """Reads the event log (``event_logs``) to follow requests end to end.
-
-    Args:
-        uow: The request's unit of work.
-    """
-
-    def __init__(self, uow: UnitOfWork) -> None:
-        self.uow = uow
-
-    async def page(
-        self,
-        *,
-        limit: int,
-        cursor: int | None = None,
-        correlation_id: str | None = None,
-        event_type: str | None = None,
-        topic: str | None = None,
-        direction: str | None = None,
-        status: str | None = None,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-    ) -> schemas.EventLogPage:
-        """Entries newest first, after ``cursor`` (an entry id), matching every filter given.
-
-        Args:
-            limit: Page size.
-            cursor: The id of the last entry of the previous page.
-            correlation_id: Only events of this correlation id.
-            event_type: Only events of this type.
-            topic: Only events of this topic.
-            direction: ``published`` or ``consumed``.
-            status: e.g. ``sent``, ``processed``, ``dead_lettered``.
-            since: Only events created at or after this time.
-            until: Only events created before this time.
-
-        Returns:
-            The page and the cursor of the next one (None on the last page).
-        """
-        table = EventLog
-        filters: list[Filter] = [
-            (correlation_id, lambda: table.correlation_id == correlation_id),
-            (event_type, lambda: table.event_type == event_type),
-            (topic, lambda: table.topic == topic),
-            (direction, lambda: table.direction == direction),
-            (status, lambda: table.status == status),
-            (since, lambda: table.created_at >= since),
-            (until, lambda: table.created_at < until),
-        ]
-        rows, next_cursor = await newest_first(self.uow.session, table, limit=limit, cursor=cursor, filters=filters)
-        return schemas.EventLogPage(items=[_entry(r) for r in rows], next_cursor=next_cursor)
 
 
 class DeadLetterService:
@@ -330,110 +238,3 @@ class DeadLetterService:
                 event_type=row.event_type or "Redrive",
             )
             row.redriven_at = now
-
-
-@dataclass(frozen=True, slots=True)
-class AsyncApiDocument:
-    """The app's AsyncAPI document, rendered once.
-
-    It satisfies FastStream's ``Specification`` protocol so FastStream's HTML page can render it.
-
-    Attributes:
-        title: The document's title.
-        json: The document as JSON text.
-        html: The AsyncAPI web component page showing it.
-    """
-
-    title: str
-    json: str
-    html: str = ""
-
-    def to_json(self) -> str:
-        """The document as JSON text."""
-        return self.json
-
-    def to_jsonable(self) -> Any:
-        """The document as plain data."""
-        return msgspec.json.decode(self.json)
-
-    def to_yaml(self) -> str:
-        """The document as YAML text."""
-        return yaml.safe_dump(self.to_jsonable(), sort_keys=False)
-
-
-def asyncapi_document(broker: KafkaBroker, catalog: TopicCatalog) -> AsyncApiDocument:
-    """The AsyncAPI 3.0 document of the broker's topics (build it once per app: it registers publishers).
-
-    Every catalog topic is in it: topics no subscriber of this process consumes get a documentation-only
-    publisher on the broker first (never used to send: the outbox relay publishes). Messages of event
-    topics are described as :class:`OnexEnvelopeV1`.
-
-    Args:
-        broker: The app's broker (its subscribers and publishers are the document's operations).
-        catalog: The topic catalog.
-
-    Returns:
-        The document.
-    """
-    # Synchronous on purpose: with no await in between, concurrent first requests cannot both register
-    # the documentation publishers.
-    documented = _addresses(_specification(broker).to_jsonable())
-    for topic in catalog.topics.values():
-        if topic.name not in documented:
-            broker.publisher(topic.name, title=topic.name, description=topic.description or None)
-    raw = _specification(broker).to_jsonable()
-    _describe_envelopes(raw, catalog)
-    title = raw["info"]["title"]
-    json_text = msgspec.json.encode(raw).decode()
-    # FastStream's page renders any Specification; ours is the post-processed document. Without the "try it"
-    # plugin, because this app serves no AsyncAPI try-out endpoint.
-    html = get_asyncapi_html(AsyncApiDocument(title=title, json=json_text), try_it_out_path=None)
-    return AsyncApiDocument(title=title, json=json_text, html=html)
-
-
-def _specification(broker: KafkaBroker) -> Any:
-    return AsyncAPI(
-        broker,
-        title="OmniNode Bridge events",
-        version=__version__,
-        description=(
-            "Kafka topics of OmniNode Bridge, from the topic catalog (contracts/topics.yaml). Every event is "
-            "an OnexEnvelopeV1 in JSON, keyed by its correlation id, with event_type, event_id and "
-            "envelope_version headers. A consumer that gives up on a record sends the original bytes to the "
-            "topic's DLQ; admins re-drive them with POST /events/dlq/{id}/redrive."
-        ),
-        schema_version="3.0.0",
-    ).to_specification()
-
-
-def _addresses(raw: dict[str, Any]) -> set[str]:
-    return {c.get("address") for c in (raw.get("channels") or {}).values() if c.get("address")}
-
-
-def _describe_envelopes(raw: dict[str, Any], catalog: TopicCatalog) -> None:
-    """Point the messages of event topics at the envelope's JSON schema and name their event types; say
-    what DLQ records carry."""
-    components = raw.setdefault("components", {})
-    messages: dict[str, Any] = components.setdefault("messages", {})
-    schema_defs: dict[str, Any] = components.setdefault("schemas", {})
-    # FastStream derives payload schemas with pydantic, which cannot describe a msgspec Struct.
-    (envelope,), defs = msgspec.json.schema_components([OnexEnvelopeV1], ref_template="#/components/schemas/{name}")
-    schema_defs.update(defs)
-    for channel in (raw.get("channels") or {}).values():
-        topic = catalog.topics.get(channel.get("address", ""))
-        if topic is None:
-            continue
-        for ref in (channel.get("messages") or {}).values():
-            message = messages.get(str(ref.get("$ref", "")).rpartition("/")[2])
-            if message is None:
-                continue
-            if topic.kind == "dlq":
-                # The original bytes, which may not be an envelope at all (poison messages): no schema.
-                message["description"] = _DLQ_MESSAGE
-                continue
-            old = str((message.get("payload") or {}).get("$ref", "")).rpartition("/")[2]
-            if old and old != _ENVELOPE_SCHEMA:
-                schema_defs.pop(old, None)
-            message["payload"] = envelope
-            if topic.event_types:
-                message["description"] = "Event types: " + ", ".join(topic.event_types)

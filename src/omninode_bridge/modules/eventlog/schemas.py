@@ -1,4 +1,4 @@
-"""Request and response bodies of the events endpoints (event log, dead letters, re-drive)."""
+"""Request and response bodies of the eventlog endpoints (``/events``: event log, dead letters, re-drive)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,17 @@
-"""The hook topic, its ``HookEventReceived`` envelope, and the record every accepted hook becomes."""
+"""What the hooks module publishes: the hook topic, the ``HookEventReceived`` payload and envelope, and the
+record every accepted hook becomes."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from omninode_bridge.core.events import OnexEnvelopeV1, new_envelope
-from omninode_bridge.modules.hooks import schemas
+from omninode_bridge.modules.hooks.schemas import DEFAULT_NAMESPACE
 
 __all__ = [
     "ENVELOPE_SOURCE",
@@ -18,6 +19,7 @@ __all__ = [
     "HOOK_TOPIC",
     "MAX_EVENT_DATA_BYTES",
     "AcceptedHook",
+    "HookEventReceived",
     "envelope_of",
 ]
 
@@ -27,6 +29,24 @@ ENVELOPE_SOURCE = "omninode-bridge.hooks"
 #: Data larger than this (encoded) stays in the database: the event says ``data_truncated`` instead, so a
 #: record never exceeds Kafka's default 1 MB message size and live viewers are not flooded.
 MAX_EVENT_DATA_BYTES = 256 * 1024
+
+
+class HookEventReceived(msgspec.Struct, kw_only=True):
+    """Payload of the ``HookEventReceived`` event on ``omninode_bridge_hook_events_v1`` (data is redacted)."""
+
+    kind: Literal["hook", "webhook"]
+    source: str
+    namespace: str = DEFAULT_NAMESPACE
+    event_type: str
+    session_id: str | None = None
+    correlation_id: str
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    occurred_at: dt.datetime
+    data: dict[str, Any] | None
+    data_truncated: bool = False
+    body_hash: str | None = None
+    replay: bool = False
 
 
 @dataclass(slots=True)
@@ -51,7 +71,7 @@ class AcceptedHook:
     key_id: uuid.UUID | None = None
     data_truncated: bool = False
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    namespace: str = schemas.DEFAULT_NAMESPACE
+    namespace: str = DEFAULT_NAMESPACE
 
     def row(self) -> dict[str, Any]:
         """Column values of its ``hook_events`` row."""
@@ -64,9 +84,9 @@ class AcceptedHook:
             "key_id": self.key_id, "namespace": self.namespace,
         }  # fmt: skip
 
-    def payload(self, *, replay: bool = False) -> schemas.HookEventReceived:
+    def payload(self, *, replay: bool = False) -> HookEventReceived:
         """The event's payload."""
-        return schemas.HookEventReceived(
+        return HookEventReceived(
             kind=self.kind,  # type: ignore[arg-type]  # "hook" or "webhook": the services set no other
             source=self.source,
             namespace=self.namespace,
