@@ -98,9 +98,7 @@ class EventPublisher:
         if not envelopes:
             return
         rows = self._rows(uow, topic, envelopes)
-        connection = await uow.session.connection()
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None  # None only for a connection already closed
+        driver = await uow.driver_connection()
         await driver.copy_records_to_table(
             OUTBOX_TABLE.name,
             columns=list(_COLUMNS),

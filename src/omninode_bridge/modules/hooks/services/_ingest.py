@@ -314,9 +314,7 @@ class HookIngestService:
                 return await self._duplicate_batch(original)
         # COPY on the unit of work's own connection (same transaction): per-row parameter binding through
         # SQLAlchemy costs more than everything else a batch does. The outbox's COPY is the publisher's.
-        connection = await self.uow.session.connection()
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None  # None only for a connection already closed
+        driver = await self.uow.driver_connection()
         await driver.copy_records_to_table(
             "hook_events", columns=_EVENT_COLUMNS, records=[_event_record(h) for h in hooks]
         )
