@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import structlog
 from advanced_alchemy.base import orm_registry
-from sqlalchemy import event, text
+from sqlalchemy import event, literal, select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -88,6 +88,21 @@ class UnitOfWork:
     async def rollback(self) -> None:
         """Roll the transaction back."""
         await self.session.rollback()
+
+    async def driver_connection(self) -> asyncpg.Connection:
+        """The asyncpg connection of this unit's transaction, for what SQLAlchemy does not offer (``COPY``).
+
+        SQLAlchemy's asyncpg adapter sends ``BEGIN`` only with the first statement it executes; a ``COPY``
+        on the driver before that would run outside the transaction (committed at once, never rolled
+        back). A first statement is executed here when none has been.
+        """
+        connection = await self.session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        if driver is None:
+            raise RuntimeError("the unit of work's connection is closed")
+        if not driver.is_in_transaction():
+            await self.session.execute(select(literal(1)))
+        return driver
 
     @property
     def used(self) -> bool:

@@ -1,8 +1,13 @@
-"""The event backbone: envelope, topic catalog, transactional outbox, idempotent consumers, DLQ."""
+"""The event backbone: envelope, topic catalog, transactional outbox, inbox, event log, idempotent consumers, DLQ.
+
+Its tables (``event_outbox``, ``event_outbox_pending``, ``event_processed``, ``event_logs``,
+``event_dead_letters``) are written and read only through the names below: other packages import this
+package, never its submodules (an import-linter contract holds them to it).
+"""
 
 from __future__ import annotations
 
-from omninode_bridge.core.events.catalog import CatalogError, TopicCatalog, load_catalog
+from omninode_bridge.core.events.catalog import CatalogError, TopicCatalog, TopicName, load_catalog
 from omninode_bridge.core.events.consumers import (
     ConsumerResources,
     EventHandler,
@@ -11,37 +16,63 @@ from omninode_bridge.core.events.consumers import (
     dead_letter,
     subscribe,
 )
+from omninode_bridge.core.events.dead_letters import (
+    DeadLetterRecord,
+    latest_dead_letters,
+    lock_dead_letter,
+    lock_dead_letters,
+    redrive,
+    stored_dead_letter_counts,
+)
 from omninode_bridge.core.events.dlq import DlqMonitor
 from omninode_bridge.core.events.envelope import (
     InvalidEnvelopeError,
     OnexEnvelopeV1,
     decode_envelope,
     encode_envelope,
+    kafka_headers,
     new_envelope,
     payload_hash,
 )
-from omninode_bridge.core.events.outbox import EventPublisher
+from omninode_bridge.core.events.eventlog import LoggedEvent, event_log_page, log_consumed
+from omninode_bridge.core.events.inbox import claim, claim_and_log, release
+from omninode_bridge.core.events.outbox import EventPublisher, staged_after
 from omninode_bridge.core.events.relay import OutboxRelay
 from omninode_bridge.core.events.topics import ensure_topics
 
 __all__ = [
     "CatalogError",
     "ConsumerResources",
+    "DeadLetterRecord",
     "DlqMonitor",
     "EventHandler",
     "EventPublisher",
     "InvalidEnvelopeError",
+    "LoggedEvent",
     "OnexEnvelopeV1",
     "OutboxRelay",
     "TopicCatalog",
+    "TopicName",
     "bind_consumers",
+    "claim",
+    "claim_and_log",
     "consume",
     "dead_letter",
     "decode_envelope",
     "encode_envelope",
     "ensure_topics",
+    "event_log_page",
+    "kafka_headers",
+    "latest_dead_letters",
     "load_catalog",
+    "lock_dead_letter",
+    "lock_dead_letters",
+    "log_consumed",
     "new_envelope",
     "payload_hash",
+    "redrive",
+    "release",
+    "staged_after",
+    "stored_dead_letter_counts",
     "subscribe",
 ]

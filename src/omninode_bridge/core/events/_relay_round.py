@@ -39,11 +39,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from omninode_bridge.core.events.eventlog import log_published
+
 __all__ = ["RelayRound"]
 
 # The round's three statements run on the asyncpg connection under the session's transaction: they are
 # fixed, return plain tuples and sit on the relay's critical path, where SQLAlchemy's per-row and
-# per-statement work showed up in profiles. Tables: ``OutboxPending``, ``OutboxEntry`` and ``EventLog``.
+# per-statement work showed up in profiles. Tables: ``OutboxPending`` and ``OutboxEntry``; the marks are the
+# event log's (:func:`log_published`).
 # Claim the round: only the ids are sorted (a few bytes each, in memory, whatever the planner's row
 # estimate); the wide columns are then read by primary key. Rows for topics this process's catalog
 # lacks (written under another contract) wait for a process that knows them.
@@ -54,14 +57,6 @@ ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
 _FETCH = "SELECT id, topic, key, envelope, headers::text FROM event_outbox WHERE id = ANY($1::bigint[]) ORDER BY id"
-# Mark the acknowledged rows sent (their pending rows go) and log them as published, in one statement.
-_MARK = """
-WITH sent AS (DELETE FROM event_outbox_pending WHERE id = ANY($1::bigint[]) RETURNING id)
-INSERT INTO event_logs (event_id, event_type, topic, correlation_id, direction, status, duration_ms, created_at)
-SELECT o.event_id, o.event_type, o.topic, o.key, 'published', 'sent', extract(epoch FROM now() - o.created_at) * 1000,
-       o.created_at
-FROM event_outbox AS o JOIN sent USING (id)
-"""
 _decode_headers = msgspec.json.Decoder(dict[str, str | None]).decode
 
 
@@ -245,4 +240,4 @@ class RelayRound:
         while self._acked:
             ids, self._acked = self._acked, []
             async with self._db:
-                await self.conn.execute(_MARK, ids)
+                await log_published(self.conn, ids)

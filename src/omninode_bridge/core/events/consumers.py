@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -25,14 +24,14 @@ from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
-from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import Database, UnitOfWork, is_database_unavailable
 from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import InvalidEnvelopeError, OnexEnvelopeV1, decode_envelope
-from omninode_bridge.core.events.models import DeadLetter, EventLog, ProcessedEvent
+from omninode_bridge.core.events.eventlog import log_consumed
+from omninode_bridge.core.events.inbox import claim
+from omninode_bridge.core.events.models import DeadLetter
 from omninode_bridge.core.events.outbox import EventPublisher
 from omninode_bridge.core.safe_errors import describe_error
 
@@ -118,23 +117,13 @@ async def consume(
         started = time.perf_counter()
         try:
             async with database.unit_of_work() as uow:
-                claimed = await uow.session.scalar(
-                    pg_insert(ProcessedEvent)
-                    .values(consumer=consumer, event_id=envelope.event_id)
-                    .on_conflict_do_nothing()
-                    .returning(ProcessedEvent.event_id)
-                )
-                if claimed is None:
+                if not await claim(uow, consumer, [envelope.event_id]):
                     consumed_total.labels(consumer=consumer, outcome="duplicate").inc()
                     return "duplicate"
                 await handler(envelope, uow)
-                await uow.session.execute(
-                    insert(EventLog).values(
-                        event_id=envelope.event_id, event_type=envelope.event_type, topic=record["topic"],
-                        correlation_id=envelope.correlation_id, direction="consumed", status="processed",
-                        consumer=consumer, duration_ms=(time.perf_counter() - started) * 1000,
-                    )
-                )  # fmt: skip
+                await log_consumed(
+                    uow, consumer, record["topic"], [envelope], duration_ms=(time.perf_counter() - started) * 1000
+                )
                 await uow.commit()
             consumed_total.labels(consumer=consumer, outcome="processed").inc()
             return "processed"
@@ -180,9 +169,7 @@ async def dead_letter(
     async with resources.database.unit_of_work() as uow:
         if envelope is not None:
             # Mark it handled so a redelivery of the same record is not dead-lettered twice.
-            await uow.session.execute(
-                pg_insert(ProcessedEvent).values(consumer=consumer, event_id=envelope.event_id).on_conflict_do_nothing()
-            )
+            await claim(uow, consumer, [envelope.event_id])
         uow.session.add(
             DeadLetter(
                 consumer=consumer, topic=record["topic"], dlq_topic=dlq_topic, partition=record["partition"],
@@ -192,24 +179,10 @@ async def dead_letter(
             )
         )  # fmt: skip
         if envelope is not None:
-            uow.session.add(
-                EventLog(
-                    event_id=envelope.event_id, event_type=envelope.event_type, topic=record["topic"],
-                    correlation_id=envelope.correlation_id, direction="consumed", status="dead_lettered",
-                    consumer=consumer, error=error[:2000],
-                )
-            )  # fmt: skip
+            await log_consumed(uow, consumer, record["topic"], [envelope], status="dead_lettered", error=error[:2000])
         await resources.publisher.publish_raw(
             uow, dlq_topic, key=record["key"], value=value, headers=headers,
             event_type=envelope.event_type if envelope else "PoisonMessage",
         )  # fmt: skip
         await uow.commit()
     log.error("message dead-lettered", consumer=consumer, dlq_topic=dlq_topic, error=error, **record)
-
-
-async def already_processed(uow: UnitOfWork, consumer: str, event_id: uuid.UUID) -> bool:
-    """Whether ``consumer`` has applied ``event_id`` (for tests and diagnostics)."""
-    found = await uow.session.scalar(
-        select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id)
-    )
-    return found is not None

@@ -1,8 +1,14 @@
-"""The transactional outbox: ``publish`` inside a unit of work; the relay (``relay.py``) ships the rows.
+"""The transactional outbox: envelopes staged inside a unit of work; the relay (``relay.py``) ships the rows.
 
-``EventPublisher.publish`` inserts the encoded envelope into ``event_outbox`` in the caller's
-transaction, so rolled-back work publishes nothing and committed work is never lost, whatever Kafka
-is doing. After the commit it wakes the relay through the database's ``outbox`` signal.
+:class:`EventPublisher` writes ``event_outbox`` in the caller's transaction, so rolled-back work publishes
+nothing and committed work is never lost, whatever Kafka is doing; after the commit it wakes the relay
+through the database's ``outbox`` signal. It is the only writer of the outbox, in three shapes:
+
+* :meth:`~EventPublisher.publish` (one envelope) and :meth:`~EventPublisher.publish_many` (a few, one
+  ``INSERT``);
+* :meth:`~EventPublisher.stage_many`: a large batch by ``COPY`` on the transaction's connection;
+* :func:`staged_after` with :meth:`~EventPublisher.staged_params`: the outbox row as a CTE that a module
+  chains after its own insert, so its row and the event are written by one statement.
 """
 
 from __future__ import annotations
@@ -11,17 +17,50 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
+import msgspec
+from sqlalchemy import CTE, FromClause, String, Text, bindparam, cast, insert, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import OnexEnvelopeV1, encode_envelope, kafka_headers
 from omninode_bridge.core.events.models import OUTBOX_TABLE, OutboxEntry
 
-__all__ = ["OUTBOX_SIGNAL", "EventPublisher"]
+__all__ = ["OUTBOX_SIGNAL", "EventPublisher", "staged_after"]
 
 #: Name of the database signal that wakes the relay after a commit that staged events.
 OUTBOX_SIGNAL = "outbox"
+
+_COLUMNS = ("event_id", "topic", "key", "event_type", "envelope", "headers")
+_json = msgspec.json.Encoder()
+
+
+def staged_after(gate: FromClause, name: str = "staged") -> CTE:
+    """The outbox row of one envelope as a data-modifying CTE, written once per row of ``gate``.
+
+    A module chains it after its own insert to write its row and the event in one statement: ``gate`` is
+    the module's CTE (``INSERT ... RETURNING``), so the event is staged exactly when the module's row was
+    written (none when a conflict skipped it). Build the statement once, at import; bind the values of
+    :meth:`EventPublisher.staged_params` when executing it.
+
+    Args:
+        gate: The rows that decide whether the event is staged (usually zero or one).
+        name: The CTE's name.
+
+    Returns:
+        ``INSERT INTO event_outbox ... RETURNING event_id`` as a CTE.
+    """
+    table = OUTBOX_TABLE
+    values = select(
+        bindparam("outbox_event_id", type_=table.c.event_id.type),
+        bindparam("outbox_topic", type_=String()),
+        bindparam("outbox_key", type_=String()),
+        bindparam("outbox_event_type", type_=String()),
+        bindparam("outbox_envelope", type_=table.c.envelope.type),
+        # Encoded here (msgspec), not by the JSONB type: the same text COPY and the relay read.
+        cast(bindparam("outbox_headers", type_=Text()), JSONB),
+    ).select_from(gate)
+    return insert(table).from_select(list(_COLUMNS), values).returning(table.c.event_id).cte(name)
 
 
 class EventPublisher:
@@ -41,15 +80,50 @@ class EventPublisher:
         await self.publish_many(uow, topic, [envelope])
 
     async def publish_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> None:
-        """Stage several envelopes in one statement (batch endpoints)."""
+        """Stage a few envelopes in one ``INSERT`` (for thousands, :meth:`stage_many` is faster)."""
         if not envelopes:
             return
         # A Core insert of the table: no ORM bulk-persistence bookkeeping, no RETURNING.
-        await uow.session.execute(insert(OUTBOX_TABLE), self.outbox_rows(uow, topic, envelopes))
+        await uow.session.execute(insert(OUTBOX_TABLE), self._rows(uow, topic, envelopes))
 
-    def outbox_rows(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> list[dict[str, Any]]:
-        """The ``event_outbox`` rows of ``envelopes``, for a caller that inserts them in a statement of its own
-        (together with its change, in one round trip); the relay is woken when ``uow`` commits.
+    async def stage_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> None:
+        """Stage a batch of envelopes by ``COPY`` on ``uow``'s connection (its transaction).
+
+        For batches of hundreds or thousands: per-row parameter binding through SQLAlchemy costs more than
+        everything else a batch endpoint does.
+
+        Raises:
+            CatalogError: ``topic`` is not in the catalog.
+        """
+        if not envelopes:
+            return
+        rows = self._rows(uow, topic, envelopes)
+        driver = await uow.driver_connection()
+        await driver.copy_records_to_table(
+            OUTBOX_TABLE.name,
+            columns=list(_COLUMNS),
+            # jsonb travels as its JSON text
+            records=[(*(r[c] for c in _COLUMNS[:-1]), _json.encode(r["headers"]).decode()) for r in rows],
+        )
+
+    def staged_params(self, uow: UnitOfWork, topic: str, envelope: OnexEnvelopeV1) -> dict[str, Any]:
+        """The parameters of a :func:`staged_after` CTE for ``envelope``; the relay is woken when ``uow`` commits.
+
+        Raises:
+            CatalogError: ``topic`` is not in the catalog.
+        """
+        (row,) = self._rows(uow, topic, [envelope])
+        return {
+            "outbox_event_id": row["event_id"],
+            "outbox_topic": row["topic"],
+            "outbox_key": row["key"],
+            "outbox_event_type": row["event_type"],
+            "outbox_envelope": row["envelope"],
+            "outbox_headers": _json.encode(row["headers"]).decode(),
+        }
+
+    def _rows(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> list[dict[str, Any]]:
+        """The ``event_outbox`` rows of ``envelopes``; the relay is woken when ``uow`` commits.
 
         Raises:
             CatalogError: ``topic`` is not in the catalog.

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events.catalog import TopicName
+from omninode_bridge.core.events import TopicName
 from omninode_bridge.core.inputs import BIGINT_MAX, AwareDatetime, param, text
 from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor

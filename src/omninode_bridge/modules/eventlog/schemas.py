@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from omninode_bridge.core.events.catalog import TopicName
+from omninode_bridge.core.events import TopicName
 
 __all__ = [
     "DeadLetter",

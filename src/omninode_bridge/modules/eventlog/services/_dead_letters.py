@@ -7,17 +7,23 @@ back publishes nothing and one that commits is never lost.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-from collections.abc import Sequence
 
 import structlog
-from sqlalchemy import delete, func, select, tuple_
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import DlqMonitor, EventPublisher, TopicCatalog
-from omninode_bridge.core.events.models import DeadLetter, ProcessedEvent
+from omninode_bridge.core.events import (
+    DeadLetterRecord,
+    DlqMonitor,
+    EventPublisher,
+    TopicCatalog,
+    latest_dead_letters,
+    lock_dead_letter,
+    lock_dead_letters,
+    redrive,
+    stored_dead_letter_counts,
+)
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.eventlog import schemas
 
@@ -27,7 +33,7 @@ log = structlog.get_logger(__name__)
 KAFKA_CHECK_TIMEOUT_SECONDS = 5.0
 
 
-def _dead_letter(row: DeadLetter) -> schemas.DeadLetter:
+def _dead_letter(row: DeadLetterRecord) -> schemas.DeadLetter:
     return schemas.DeadLetter(
         id=row.id,
         consumer=row.consumer,
@@ -78,12 +84,7 @@ class DeadLetterService:
         catalog = self.catalog
         threshold = catalog.dlq_monitor.alert_threshold
 
-        stored_query = (
-            select(DeadLetter.dlq_topic, func.count())
-            .where(DeadLetter.redriven_at.is_(None))
-            .group_by(DeadLetter.dlq_topic)
-        )
-        stored: dict[str, int] = {topic: int(n) for topic, n in (await self.uow.session.execute(stored_query)).all()}
+        stored = await stored_dead_letter_counts(self.uow)
         # Dead letters can name a DLQ topic the catalog no longer has; list them too so none is hidden.
         names = [*catalog.dlq_topics(), *sorted(set(stored) - set(catalog.dlq_topics()))]
         if dlq_topic is not None:
@@ -100,10 +101,7 @@ class DeadLetterService:
             for name in names
         ]
 
-        latest_query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
-        if dlq_topic is not None:
-            latest_query = latest_query.where(DeadLetter.dlq_topic == dlq_topic)
-        latest = [_dead_letter(r) for r in (await self.uow.session.scalars(latest_query)).all()]
+        latest = [_dead_letter(r) for r in await latest_dead_letters(self.uow, limit=limit, dlq_topic=dlq_topic)]
         return schemas.DlqOverview(
             kafka_available=kafka_error is None, topics=topics, latest=latest, kafka_error=kafka_error
         )
@@ -137,8 +135,7 @@ class DeadLetterService:
             ProblemError: 404 when it does not exist; 409 when it was re-driven already or its original
                 topic is no longer in the catalog.
         """
-        # FOR UPDATE: two concurrent re-drives of the same dead letter must not both publish it.
-        row = await self.uow.session.scalar(select(DeadLetter).where(DeadLetter.id == dead_letter_id).with_for_update())
+        row = await lock_dead_letter(self.uow, dead_letter_id)
         if row is None:
             raise ProblemError(404, f"No dead letter with id {dead_letter_id}.")
         if row.redriven_at is not None:
@@ -153,7 +150,7 @@ class DeadLetterService:
                 f"The original topic {row.topic} of dead letter {dead_letter_id} is not in the catalog.",
                 slug="topic-not-in-catalog",
             )
-        await self._stage([row])
+        (row,) = await redrive(self.uow, self.publisher, [row])
         self.audit.add(
             "events.dead_letter.redriven",
             "allowed",
@@ -180,22 +177,12 @@ class DeadLetterService:
         Returns:
             How many were re-driven, and the ids left alone because their topic left the catalog.
         """
-        query = (
-            select(DeadLetter)
-            .where(DeadLetter.redriven_at.is_(None))
-            .order_by(DeadLetter.id)
-            .limit(limit)
-            # SKIP LOCKED: rows another re-drive holds right now are its to publish, not ours.
-            .with_for_update(skip_locked=True)
-        )
-        if dlq_topic is not None:
-            query = query.where(DeadLetter.dlq_topic == dlq_topic)
-        rows = list((await self.uow.session.scalars(query)).all())
+        rows = await lock_dead_letters(self.uow, limit=limit, dlq_topic=dlq_topic)
         # A topic removed from the catalog would fail the whole batch at publish time; leave those rows.
         known = self.catalog.topics
         redrivable = [r for r in rows if r.topic in known]
         skipped = [r.id for r in rows if r.topic not in known]
-        await self._stage(redrivable)
+        await redrive(self.uow, self.publisher, redrivable)
         self.audit.add(
             "events.dead_letters.redriven",
             "allowed",
@@ -209,32 +196,3 @@ class DeadLetterService:
         )
         await self.uow.commit()
         return schemas.RedriveResult(redriven=len(redrivable), skipped=skipped)
-
-    async def _stage(self, rows: Sequence[DeadLetter]) -> None:
-        """Stage the re-drive of ``rows`` in the unit of work (no commit)."""
-        if not rows:
-            return
-        keyed = [(r.consumer, r.event_id) for r in rows if r.event_id is not None]
-        if keyed:
-            # The consumer recorded these events as handled when it dead-lettered them; without this
-            # delete it would skip the re-driven copies as duplicates.
-            await self.uow.session.execute(
-                delete(ProcessedEvent).where(tuple_(ProcessedEvent.consumer, ProcessedEvent.event_id).in_(keyed))
-            )
-        now = dt.datetime.now(dt.UTC)
-        for row in rows:
-            headers = {"redriven_from": row.dlq_topic, "dead_letter_id": str(row.id)}
-            if row.event_type is not None:
-                headers["event_type"] = row.event_type
-            if row.event_id is not None:
-                headers["event_id"] = str(row.event_id)
-            # The original bytes, unchanged: the envelope keeps its event_id, hash and correlation id.
-            await self.publisher.publish_raw(
-                self.uow,
-                row.topic,
-                key=row.key,
-                value=row.value,
-                headers=headers,
-                event_type=row.event_type or "Redrive",
-            )
-            row.redriven_at = now

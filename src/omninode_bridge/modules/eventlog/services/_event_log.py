@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events.models import EventLog
-from omninode_bridge.core.paging import Filter, newest_first
+from omninode_bridge.core.events import LoggedEvent, event_log_page
 from omninode_bridge.modules.eventlog import schemas
 
 
-def _entry(row: EventLog) -> schemas.EventLogEntry:
+def _entry(row: LoggedEvent) -> schemas.EventLogEntry:
     return schemas.EventLogEntry(
         id=row.id,
         event_id=row.event_id,
@@ -65,15 +64,8 @@ class EventLogService:
         Returns:
             The page and the cursor of the next one (None on the last page).
         """
-        table = EventLog
-        filters: list[Filter] = [
-            (correlation_id, lambda: table.correlation_id == correlation_id),
-            (event_type, lambda: table.event_type == event_type),
-            (topic, lambda: table.topic == topic),
-            (direction, lambda: table.direction == direction),
-            (status, lambda: table.status == status),
-            (since, lambda: table.created_at >= since),
-            (until, lambda: table.created_at < until),
-        ]
-        rows, next_cursor = await newest_first(self.uow.session, table, limit=limit, cursor=cursor, filters=filters)
+        rows, next_cursor = await event_log_page(
+            self.uow, limit=limit, cursor=cursor, correlation_id=correlation_id, event_type=event_type, topic=topic,
+            direction=direction, status=status, since=since, until=until,
+        )  # fmt: skip
         return schemas.EventLogPage(items=[_entry(r) for r in rows], next_cursor=next_cursor)

@@ -6,16 +6,17 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from typing import cast as typing_cast
 
 import blake3
 import msgspec
-from sqlalchemy import insert, select, text
+from sqlalchemy import Table, Text, bindparam, cast, func, insert, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import EventPublisher
-from omninode_bridge.core.events.models import OUTBOX_TABLE
+from omninode_bridge.core.events import EventPublisher, staged_after
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.messages import HOOK_TOPIC, MAX_EVENT_DATA_BYTES, AcceptedHook, envelope_of
 from omninode_bridge.modules.hooks.models import HOOK_EVENTS_TABLE, HookEvent, IdempotencyClaim, WebhookSource
@@ -35,7 +36,6 @@ _EVENT_COLUMNS = [
     "occurred_at", "received_at", "data", "body_hash", "raw_body", "content_type", "redacted", "batch_id", "key_id",
     "namespace",
 ]  # fmt: skip
-_OUTBOX_COLUMNS = ["event_id", "topic", "key", "event_type", "envelope", "headers"]
 
 
 def _event_record(hook: AcceptedHook) -> tuple[Any, ...]:
@@ -47,42 +47,66 @@ def _event_record(hook: AcceptedHook) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-# Core inserts of the tables: no ORM bulk-persistence bookkeeping and no RETURNING.
-_INSERT_EVENTS = insert(HOOK_EVENTS_TABLE)
-_INSERT_OUTBOX = insert(OUTBOX_TABLE)
-# Claim, event row and outbox row in one round trip; the SELECT reports whether the rows were written and,
-# for a duplicate, which event holds the key (visible when it committed before this statement began).
-_ACCEPT_ONE = text(
-    """
-    WITH claim AS (
-        INSERT INTO hooks_idempotency (scope, key, event_id, expires_at)
-        VALUES (:scope, :key, CAST(:event_id AS uuid), CAST(:expires_at AS timestamptz))
-        ON CONFLICT (scope, key) DO UPDATE SET event_id = EXCLUDED.event_id, expires_at = EXCLUDED.expires_at
-            WHERE hooks_idempotency.expires_at < CAST(:now AS timestamptz)
-        RETURNING event_id
-    ), stored AS (
-        INSERT INTO hook_events (event_id, kind, source, event_type, session_id, correlation_id, tool_name,
-            tool_call_id, occurred_at, received_at, data, body_hash, raw_body, content_type, redacted, batch_id, key_id,
-            namespace)
-        SELECT event_id, CAST(:kind AS varchar), CAST(:source AS varchar), CAST(:event_type AS varchar),
-            CAST(:session_id AS varchar), CAST(:correlation_id AS varchar), CAST(:tool_name AS varchar),
-            CAST(:tool_call_id AS varchar), CAST(:occurred_at AS timestamptz), CAST(:received_at AS timestamptz),
-            CAST(:data AS jsonb), CAST(:body_hash AS varchar), CAST(:raw_body AS bytea),
-            CAST(:content_type AS varchar), CAST(:redacted AS boolean), CAST(:batch_id AS uuid),
-            CAST(:key_id AS uuid), CAST(:namespace AS varchar)
-        FROM claim
-        RETURNING event_id
-    ), staged AS (
-        INSERT INTO event_outbox (event_id, topic, key, event_type, envelope, headers)
-        SELECT event_id, CAST(:topic AS varchar), CAST(:outbox_key AS varchar), CAST(:outbox_event_type AS varchar),
-            CAST(:envelope AS bytea), CAST(:headers AS jsonb)
-        FROM stored
-        RETURNING event_id
-    )
-    SELECT (SELECT count(*) FROM staged) AS staged,
-        (SELECT i.event_id FROM hooks_idempotency AS i WHERE i.scope = :scope AND i.key = :key) AS holder
-    """
+_claims = typing_cast("Table", IdempotencyClaim.__table__)
+_claim_values = pg_insert(_claims).values(
+    scope=bindparam("scope", type_=_claims.c.scope.type),
+    key=bindparam("key", type_=_claims.c.key.type),
+    event_id=bindparam("event_id", type_=_claims.c.event_id.type),
+    expires_at=bindparam("expires_at", type_=_claims.c.expires_at.type),
 )
+# The claim takes the key unless a live claim holds it (an expired one is taken over).
+_claim = (
+    _claim_values.on_conflict_do_update(
+        index_elements=[_claims.c.scope, _claims.c.key],
+        set_={"event_id": _claim_values.excluded.event_id, "expires_at": _claim_values.excluded.expires_at},
+        where=_claims.c.expires_at < bindparam("now", type_=_claims.c.expires_at.type),
+    )
+    .returning(_claims.c.event_id)
+    .cte("claim")
+)
+_stored = (
+    insert(HOOK_EVENTS_TABLE)
+    .from_select(
+        _EVENT_COLUMNS,
+        select(
+            _claim.c.event_id,
+            *[
+                # data arrives as JSON text (msgspec), the same encoding as the batch's COPY.
+                cast(bindparam(name, type_=Text()), JSONB) if name == "data"
+                else bindparam(name, type_=HOOK_EVENTS_TABLE.c[name].type)
+                for name in _EVENT_COLUMNS[1:]
+            ],
+        ).select_from(_claim),
+        include_defaults=False,
+    )
+    .returning(HOOK_EVENTS_TABLE.c.event_id)
+    .cte("stored")
+)  # fmt: skip
+_staged = staged_after(_stored)
+# Claim, event row and outbox row in one round trip: the event row exists only if the claim succeeded and the
+# outbox row only if the event row does. The SELECT reports whether the rows were written and, for a
+# duplicate, which event holds the key (visible when it committed before this statement began).
+_ACCEPT_ONE = select(
+    select(func.count()).select_from(_staged).scalar_subquery().label("staged"),
+    select(_claims.c.event_id)
+    .where(_claims.c.scope == bindparam("scope"), _claims.c.key == bindparam("key"))
+    .scalar_subquery()
+    .label("holder"),
+)
+# Without a key: the event row and its outbox row, also one statement.
+_staged_plain = staged_after(
+    insert(HOOK_EVENTS_TABLE)
+    .values(
+        {
+            name: cast(bindparam(name, type_=Text()), JSONB) if name == "data"
+            else bindparam(name, type_=HOOK_EVENTS_TABLE.c[name].type)
+            for name in _EVENT_COLUMNS
+        }
+    )
+    .returning(HOOK_EVENTS_TABLE.c.event_id)
+    .cte("stored")
+)  # fmt: skip
+_STORE_ONE = select(select(func.count()).select_from(_staged_plain).scalar_subquery())
 
 
 def _invalid(exc: msgspec.DecodeError) -> ProblemError:
@@ -251,26 +275,17 @@ class HookIngestService:
         """
         body_key = f"blake3:{hook.body_hash}" if hook.body_hash and hook.kind == "webhook" else None
         key = idempotency_key or body_key
-        (outbox_row,) = self.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(hook)])
+        params = {
+            **hook.row(),
+            "data": _json.encode(hook.data).decode(),
+            **self.publisher.staged_params(self.uow, HOOK_TOPIC, envelope_of(hook)),
+        }
         if key is None or self.window <= 0:
-            await self.uow.session.execute(_INSERT_EVENTS, [hook.row()])
-            await self.uow.session.execute(_INSERT_OUTBOX, [outbox_row])
+            await self.uow.session.execute(_STORE_ONE, params)
         else:
             scope, key = f"{hook.kind}:{hook.source}"[:120], key[:300]
             now = dt.datetime.now(dt.UTC)
-            params = {
-                **hook.row(),
-                "data": _json.encode(hook.data).decode(),
-                "scope": scope,
-                "key": key,
-                "now": now,
-                "expires_at": now + dt.timedelta(seconds=self.window),
-                "topic": outbox_row["topic"],
-                "outbox_key": outbox_row["key"],
-                "outbox_event_type": outbox_row["event_type"],
-                "envelope": outbox_row["envelope"],
-                "headers": _json.encode(outbox_row["headers"]).decode(),
-            }
+            params |= {"scope": scope, "key": key, "now": now, "expires_at": now + dt.timedelta(seconds=self.window)}
             staged, holder = (await self.uow.session.execute(_ACCEPT_ONE, params)).one()
             if not staged:
                 if holder is None:  # the claim was committed after this statement's snapshot
@@ -299,30 +314,13 @@ class HookIngestService:
             original = await self._claim(f"batch:{source}", idempotency_key, batch_id)
             if original is not None:
                 return await self._duplicate_batch(original)
-        outbox = self.publisher.outbox_rows(self.uow, HOOK_TOPIC, [envelope_of(h) for h in hooks])
         # COPY on the unit of work's own connection (same transaction): per-row parameter binding through
-        # SQLAlchemy costs more than everything else a batch does.
-        connection = await self.uow.session.connection()
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None  # None only for a connection already closed
+        # SQLAlchemy costs more than everything else a batch does. The outbox's COPY is the publisher's.
+        driver = await self.uow.driver_connection()
         await driver.copy_records_to_table(
             "hook_events", columns=_EVENT_COLUMNS, records=[_event_record(h) for h in hooks]
         )
-        await driver.copy_records_to_table(
-            "event_outbox",
-            columns=_OUTBOX_COLUMNS,
-            records=[
-                (
-                    r["event_id"],
-                    r["topic"],
-                    r["key"],
-                    r["event_type"],
-                    r["envelope"],
-                    _json.encode(r["headers"]).decode(),
-                )
-                for r in outbox
-            ],
-        )
+        await self.publisher.stage_many(self.uow, HOOK_TOPIC, [envelope_of(h) for h in hooks])
         self.uow.after_commit(lambda: self.live.push([h.live() for h in hooks]))
         await self.uow.commit()
         return schemas.HookBatchAccepted(

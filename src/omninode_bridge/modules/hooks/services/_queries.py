@@ -10,8 +10,7 @@ from sqlalchemy import select, tuple_
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import EventPublisher, encode_envelope
-from omninode_bridge.core.events.envelope import kafka_headers
+from omninode_bridge.core.events import EventPublisher, encode_envelope, kafka_headers
 from omninode_bridge.core.paging import Filter, newest_first
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.messages import EVENT_TYPE, HOOK_TOPIC, AcceptedHook, envelope_of
