@@ -1,9 +1,10 @@
 """Unit tests: pure logic, no servers. This conftest enforces it.
 
-Every unit test runs with network connections refused (any TCP/UDP ``connect``: PostgreSQL, Redis, Kafka and
-the app's own ports alike) and with ``EmbeddedStack.start`` refused, and fails when its call takes longer than
-:data:`MAX_SECONDS`. The embedded-stack fixtures are defined in ``tests/integration/conftest.py``, which
-pytest does not load for tests under ``tests/unit``, so asking for ``stack`` or ``client`` here is an error.
+Every unit test runs with network connections refused (any TCP/UDP ``connect``: PostgreSQL, Redis, Kafka
+and the app's own ports alike) and with ``EmbeddedStack.start`` refused, and fails when its call takes longer
+than :data:`MAX_SECONDS`. ``settings`` here points at a closed port. The embedded-stack fixtures are defined
+in ``tests/integration/conftest.py``, which pytest does not load for tests under ``tests/unit``, so asking
+for ``stack`` or ``client`` here is an error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 
 from omninode_bridge.embedded import EmbeddedStack
+from omninode_bridge.settings import Settings
+from tests.support import offline_settings
 
 # The per-test budget: unit tests take milliseconds; the margin covers a loaded 2-core CI machine.
 MAX_SECONDS = 2.0
@@ -46,6 +49,12 @@ def _no_servers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _refuse_connect(socket.socket.connect))
     monkeypatch.setattr(socket.socket, "connect_ex", _refuse_connect(socket.socket.connect_ex))
     monkeypatch.setattr(EmbeddedStack, "start", _refuse_stack)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Test settings pointing at a closed port, for code that takes settings but must not connect."""
+    return offline_settings()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from omninode_bridge.cli import dev_banner
-from omninode_bridge.cli._stamp import MANIFEST_NAME, summary_line
-from omninode_bridge.cli._stamp_run import FileResult
+from omninode_bridge.cli._stamp import MANIFEST_NAME
 from omninode_bridge.embedded import EmbeddedStack, recorded_state_dir, state_pointer
 from omninode_bridge.platform import parse_key_specs
 from omninode_bridge.settings import Settings
@@ -90,16 +88,6 @@ async def test_d16_stamp_writes_the_manifest_by_default_and_counts_what_verified
     assert json.loads((tree / MANIFEST_NAME).read_text())["mode"] == "stamp", "--verify keeps the stamp manifest"
 
 
-def test_d16_summary_wording() -> None:
-    def results(*statuses: str) -> list[FileResult]:
-        return [FileResult(f"f{i}", 1, status) for i, status in enumerate(statuses)]
-
-    assert summary_line(results(*["verified"] * 89, "missing"), verify=True) == "Verified 89 of 90 files; 1 missing"
-    assert summary_line(results("created", "existing"), verify=False) == "Stamped 2 of 2 files"
-    assert summary_line(results("verified"), verify=True) == "Verified 1 of 1 file"
-    assert summary_line(results("created", "failed", "failed"), verify=False) == "Stamped 1 of 3 files; 2 failed"
-
-
 async def test_d16_cli_finds_the_running_dev_stack_from_any_directory(
     stack: EmbeddedStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,18 +132,3 @@ async def test_d16_bare_api_key_is_accepted_at_start_up(stack: EmbeddedStack) ->
         listed = await client.get("/admin/api-keys", headers={"X-API-Key": bare})
         assert listed.status_code == 200, listed.text
         assert spec.name in {key["name"] for key in listed.json()}
-
-
-def test_d17_dev_log_shows_a_key_prefix_and_where_the_key_is_kept(tmp_path: Path) -> None:
-    stack = EmbeddedStack(tmp_path / "state", postgres=False, redis=False, kafka=False)
-    key = stack.dev_api_key
-    assert stack.credentials_path.stat().st_mode & 0o777 == 0o600
-    stack.credentials_path.chmod(0o644)  # loosened by hand: tightened again on the next read
-    assert EmbeddedStack(tmp_path / "state", postgres=False, redis=False, kafka=False).dev_api_key == key
-    assert stack.credentials_path.stat().st_mode & 0o777 == 0o600
-
-    banner = dev_banner("http://127.0.0.1:8000", key, stack.credentials_path)
-    assert key not in banner
-    assert key[:12] in banner
-    assert str(stack.credentials_path) in banner
-    assert EmbeddedStack.stored_dev_key(stack.state_dir) == key  # where the CLI reads it

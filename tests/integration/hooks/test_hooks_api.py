@@ -17,11 +17,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from omninode_bridge.core.observability import configure_logging
 from omninode_bridge.embedded import EmbeddedStack
-from omninode_bridge.modules.hooks import Redactor
-from omninode_bridge.modules.hooks.services import RetentionPurger, tool_outcome
+from omninode_bridge.modules.hooks.services import RetentionPurger
 from omninode_bridge.settings import HooksSettings, Settings
 from tests.integration.conftest import ADMIN_KEY, app_client, make_settings, sql_rows, wait_until
-from tests.integration.kafka_helpers import read_topic, verify_envelope
+from tests.support.kafka_helpers import read_topic, verify_envelope
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 HOOK_TOPIC = "omninode_bridge_hook_events_v1"
@@ -42,35 +41,6 @@ async def _processed(client: Client, event_ids: list[str]) -> bool:
 
 
 # --- pure logic ------------------------------------------------------------------------------------
-
-
-def test_redactor_matches_secret_keys_at_any_depth_but_not_lookalikes() -> None:
-    redactor = Redactor(HooksSettings().redact_key_set())
-    data = {
-        "api_key": "sk-1",
-        "nested": [{"accessToken": "t", "input_tokens": 12, "token_count": 3}],
-        "headers": {"Authorization": "Bearer x", "X-Api-Key": "k", "content-type": "json"},
-        "db_password": "pw",
-        "plain": "fine",
-    }
-    redacted, changed = redactor.redact(data)
-    assert changed
-    assert redacted["api_key"] == redacted["db_password"] == "[REDACTED]"
-    assert redacted["nested"][0] == {"accessToken": "[REDACTED]", "input_tokens": 12, "token_count": 3}
-    assert redacted["headers"] == {"Authorization": "[REDACTED]", "X-Api-Key": "[REDACTED]", "content-type": "json"}
-    assert data["api_key"] == "sk-1", "the input must not be modified"
-    untouched = {"a": [1, {"b": 2}]}
-    assert redactor.redact(untouched) == (untouched, False)
-    custom = Redactor(["ssn"])
-    assert custom.redact({"ssn": "1", "api_key": "2"})[0] == {"ssn": "[REDACTED]", "api_key": "2"}
-
-
-def test_tool_outcome_reads_error_markers() -> None:
-    assert tool_outcome({"result": "ok"}) == ("success", None)
-    assert tool_outcome({"error": "boom"}) == ("error", "boom")
-    assert tool_outcome({"success": False})[0] == "error"
-    assert tool_outcome({"status": "failed"}) == ("error", "failed")
-    assert tool_outcome(None) == ("success", None)
 
 
 # --- POST /hooks -----------------------------------------------------------------------------------

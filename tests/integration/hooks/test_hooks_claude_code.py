@@ -17,7 +17,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from omninode_bridge.embedded import free_port
-from omninode_bridge.modules.hooks.services import claude_code_event_type, tool_outcome
 from omninode_bridge.settings import Settings
 from tests.integration.conftest import ADMIN_KEY, live_server, wait_until
 from tests.support import DATA_DIR, REPO_ROOT
@@ -43,16 +42,6 @@ async def _session(client: Client, session_id: str, **params: str) -> dict[str, 
 
 
 # --- pure logic ------------------------------------------------------------------------------------
-
-
-def test_hook_event_names_map_to_event_types() -> None:
-    assert claude_code_event_type("PreToolUse") == "pre_tool_use"
-    assert claude_code_event_type("PostToolUseFailure") == "post_tool_use"
-    assert claude_code_event_type("SubagentStop") == "subagent_stop"
-    assert claude_code_event_type("SubagentStart") == "subagent_start"  # a later event: its snake_case name
-    assert tool_outcome({"hook_event_name": "PostToolUseFailure", "error": "Exit code 1"}) == ("error", "Exit code 1")
-    assert tool_outcome({"hook_event_name": "PostToolUseFailure", "is_interrupt": True}) == ("error", "interrupted")
-    assert tool_outcome({"hook_event_name": "PostToolUse", "tool_response": {"stdout": ""}}) == ("success", None)
 
 
 # --- the recorded session --------------------------------------------------------------------------

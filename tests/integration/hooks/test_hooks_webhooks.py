@@ -20,7 +20,7 @@ from standardwebhooks import Webhook
 
 from omninode_bridge.embedded import EmbeddedStack
 from tests.integration.conftest import ADMIN_KEY, wait_until
-from tests.integration.kafka_helpers import read_topic
+from tests.support.kafka_helpers import read_topic
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 HOOK_TOPIC = "omninode_bridge_hook_events_v1"

@@ -5,17 +5,12 @@ from __future__ import annotations
 import io
 import logging
 import uuid
-from typing import Any, Literal
 
 import asyncpg
-import httpx
-import msgspec
 import pytest
 import structlog
 
-from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.observability import configure_logging
-from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.embedded import EmbeddedStack
 from tests.integration.conftest import make_settings
 
@@ -47,29 +42,3 @@ def test_d01_tracebacks_show_no_locals_and_classify_database_errors(stack: Embed
     assert rendered.count("database error (23505 unique_violation, constraint uq_name, table things)") >= 4
     assert "Traceback (most recent call last)" in rendered
     assert value not in rendered
-
-
-def _msgspec_error(value: str) -> Exception:
-    try:
-        msgspec.json.decode(msgspec.json.encode({"mode": value}), type=dict[str, Literal["a", "b"]])
-    except msgspec.ValidationError as exc:
-        return exc
-    raise AssertionError("no error")
-
-
-@pytest.mark.parametrize(
-    ("make", "expected"),
-    [
-        (lambda v: httpx.ConnectError(f"cannot reach https://user:{v}@host"), "httpx.ConnectError"),
-        (lambda v: ValueError(f"bad value {v}"), "ValueError"),
-        (lambda v: TimeoutError(f"{v} timed out"), "timed out"),
-        (lambda v: ConnectionRefusedError(111, "Connection refused", v), "ConnectionRefusedError: Connection refused"),
-        (_msgspec_error, "invalid data: Invalid enum value '…' - at `$[...]`"),
-        (lambda v: CircuitOpenError("database", 3), "database is unavailable (circuit open); retry in 3s"),
-    ],
-)
-def test_d02_describe_error_keeps_only_a_classification(make: Any, expected: str) -> None:
-    value = _secret("described")
-    described = describe_error(make(value))
-    assert described == expected
-    assert value not in described

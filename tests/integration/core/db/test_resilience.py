@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-import pytest
-
-from omninode_bridge.core import db as db_module
 from omninode_bridge.embedded import EmbeddedStack
-from omninode_bridge.settings import Settings
 from tests.integration.conftest import ADMIN_KEY, app_client, make_settings, wait_until
 
 
@@ -53,21 +48,3 @@ async def test_database_outage_fails_fast_and_recovers(stack: EmbeddedStack) -> 
             return (await client.get("/health")).json()["status"] == "healthy"
 
         await wait_until(healthy, timeout=10, interval=0.1, message="health did not return to healthy")
-
-
-def test_pool_exhaustion_is_warned_once_a_minute_not_per_checkout(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    warnings: list[dict[str, Any]] = []
-
-    class Recorder:
-        def warning(self, event: str, **fields: Any) -> None:
-            warnings.append({"event": event, **fields})
-
-    database = db_module.Database(settings.database)  # the engine does not connect until first used
-    monkeypatch.setattr(db_module, "log", Recorder())
-    usage = iter([(35, 36), (20, 36), (35, 36)] * 100)  # hovering around the threshold under load
-    monkeypatch.setattr(database, "pool_usage", lambda: next(usage))
-    for _ in range(300):
-        database._on_checkout()
-    assert warnings == [{"event": "database pool nearly exhausted", "in_use": 35, "capacity": 36}]

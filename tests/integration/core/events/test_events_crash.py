@@ -14,7 +14,7 @@ import pytest
 
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from tests.integration.conftest import ADMIN_KEY
-from tests.integration.kafka_helpers import read_topic, verify_envelope
+from tests.support.kafka_helpers import read_topic, verify_envelope
 
 STATUS_TOPIC = "omninode_codegen_status_session_v1"
 

@@ -30,8 +30,8 @@ from omninode_bridge.core.events import (
 )
 from omninode_bridge.embedded import EmbeddedStack
 from tests.integration.conftest import make_settings, wait_until
-from tests.integration.kafka_helpers import verify_envelope
 from tests.support.contracts_helper import contracts_copy
+from tests.support.kafka_helpers import verify_envelope
 
 
 def _catalog_with_topic(tmp_path: Path, topic: str, **outbox: int) -> TopicCatalog:
