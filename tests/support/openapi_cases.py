@@ -22,10 +22,13 @@ from omninode_bridge.settings import load_settings
 
 __all__ = [
     "DOCUMENT",
+    "PROBLEM",
+    "PROBLEM_REF",
     "body_cases",
     "body_fields",
     "body_operations",
     "fill_path",
+    "is_problem",
     "of_type",
     "operations",
     "options",
@@ -37,6 +40,8 @@ __all__ = [
 ]
 
 METHODS = ("get", "post", "put", "patch", "delete")
+PROBLEM = "application/problem+json"
+PROBLEM_REF = "#/components/schemas/Problem"
 HAND_READ_BODIES: dict[tuple[str, str], type[msgspec.Struct]] = {
     ("POST", "/stamp"): StampCreate,
     ("POST", "/hash"): HashRequest,
@@ -239,3 +244,9 @@ def body_cases(select: Any) -> list[Any]:
                     )
                 )  # fmt: skip
     return cases
+
+
+def is_problem(response: dict[str, Any]) -> bool:
+    """Whether a documented response is the shared ``Problem`` schema, and only that."""
+    content = response.get("content") or {}
+    return list(content) == [PROBLEM] and content[PROBLEM]["schema"] == {"$ref": PROBLEM_REF}
