@@ -44,13 +44,17 @@ browser:
 		fi; \
 	fi
 
-# Two workers, each with its own embedded stack, a test file per worker at a time: most of the suite's
-# wall time is spent waiting on servers (app start-up and Kafka group joins), which two workers overlap.
+# Unit tests first (pure logic, no servers, seconds): the fastest feedback. Then the integration tests on
+# two workers, each with its own embedded stack, a test file per worker at a time: most of their wall time
+# is spent waiting on servers (app start-up and Kafka group joins), which two workers overlap.
 # schemathesis runs on its own afterwards: its pytest plugin builds its cases per operation at run time,
 # which xdist's workers do not collect (they would run one operation).
+SCHEMATHESIS := tests/integration/test_schemathesis.py
+
 test: lint browser
-	.venv/bin/pytest -n 2 --dist loadfile --ignore=tests/test_schemathesis.py
-	.venv/bin/pytest tests/test_schemathesis.py
+	.venv/bin/pytest tests/unit
+	.venv/bin/pytest -n 2 --dist loadfile tests/integration --ignore=$(SCHEMATHESIS)
+	.venv/bin/pytest $(SCHEMATHESIS)
 
 bench: install
 	.venv/bin/python -m bench.outbox_relay

@@ -12,7 +12,7 @@ from omninode_bridge.core.contracts import ContractError, load_contract
 from omninode_bridge.core.steps import validate_contract
 from omninode_bridge.modules.stamping.contract import StampingContract, load_stamping_contract
 from omninode_bridge.modules.stamping.services import STEP_NAMES, check_contract_steps
-from tests.contracts_helper import contracts_copy
+from tests.support.contracts_helper import contracts_copy
 
 STEPS_FILE = "stamping/subcontracts/workflow_steps.yaml"
 

@@ -1,0 +1,167 @@
+"""Integration fixtures: the same embedded stack as ``omninode-bridge dev``, migrated with Alembic.
+
+Tests talk to real PostgreSQL, Redis and Kafka-compatible servers; nothing here is a mock of them. The stack
+starts when a test first asks for it (one per pytest session, per xdist worker), never at import. Unit tests
+(``tests/unit``) cannot reach these fixtures; what both kinds share without servers is in ``tests/support``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import uvicorn
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from omninode_bridge.app import create_app
+from omninode_bridge.core.module import Module
+from omninode_bridge.embedded import EmbeddedStack, free_port
+from omninode_bridge.migrations import upgrade
+from omninode_bridge.settings import Settings, load_settings
+
+ADMIN_KEY = "onb_test_admin_key_0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[EmbeddedStack]:
+    """PostgreSQL, Redis and Tansu from their wheels, in a temporary state directory."""
+    directory = Path(tempfile.mkdtemp(prefix="omninode-test-"))
+    embedded = EmbeddedStack(directory)
+    embedded.start()
+    assert embedded.postgres is not None
+    upgrade(embedded.postgres.url)
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
+    """A stack no other app uses, for tests that stop the broker or kill app processes.
+
+    With the session's app also relaying, a restart of the in-memory broker can lose a record (see the
+    relay's notes); these tests check one process's guarantees.
+    """
+    embedded = EmbeddedStack(tmp_path / "stack")
+    embedded.start()
+    assert embedded.postgres is not None
+    upgrade(embedded.postgres.url)
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+def make_settings(stack: EmbeddedStack, **overrides: dict[str, Any]) -> Settings:
+    """Settings pointing at the test stack; ``overrides`` maps a group name to replaced fields."""
+    urls = stack.urls
+    base = load_settings(
+        {
+            "OMNINODE_ENV": "test",
+            "OMNINODE_API_KEYS": f"test-admin:{ADMIN_KEY}:admin",
+            "OMNINODE_RATE_LIMIT_REQUESTS": "100000",
+            "OMNINODE_LOG_LEVEL": "WARNING",
+        },
+        env_file=None,
+    ).with_services(database_url=urls["database_url"], redis_url=urls["redis_url"], kafka=urls["kafka"])
+    for group, fields in overrides.items():
+        base = msgspec.structs.replace(base, **{group: msgspec.structs.replace(getattr(base, group), **fields)})
+    return base
+
+
+@pytest.fixture(scope="session")
+def settings(stack: EmbeddedStack) -> Settings:
+    """Default test settings (rate limit high enough not to interfere)."""
+    return make_settings(stack)
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """An in-process client of one app shared by the session (its lifespan runs once)."""
+    async with AsyncTestClient(create_app(settings), timeout=30) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    """Headers carrying the seeded admin key."""
+    return {"X-API-Key": ADMIN_KEY}
+
+
+@contextlib.asynccontextmanager
+async def app_client(
+    settings: Settings, modules: list[Module] | None = None
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A client of a fresh app with its own settings (for tests that change configuration)."""
+    async with AsyncTestClient(create_app(settings, modules=modules), timeout=30) as test_client:
+        yield test_client
+
+
+@contextlib.asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[str]:
+    """Serve an app with uvicorn on a free loopback port in this event loop; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_until(lambda: _is_up(port), timeout=20, message="live server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _is_up(port: int) -> bool:
+    try:
+        async with httpx.AsyncClient() as http:
+            return (await http.get(f"http://127.0.0.1:{port}/health/live", timeout=1)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def sql_rows(database_url: str, query: str, **params: Any) -> list[Any]:
+    """Rows of one SQL query on its own short-lived engine (to look at what the app stored)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(text(query), params)).all())
+    finally:
+        await engine.dispose()
+
+
+async def clear_rate_limits(stack: EmbeddedStack) -> None:
+    """Start from empty rate-limit windows (other tests counted requests in the same Redis)."""
+    redis = Redis.from_url(stack.urls["redis_url"])
+    keys = [key async for key in redis.scan_iter("ratelimit:*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.05, message: str = ""
+) -> None:
+    """Poll ``condition`` until it is true or ``timeout`` passes (tests never sleep blindly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(message or f"condition not met within {timeout}s")

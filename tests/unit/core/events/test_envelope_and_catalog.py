@@ -1,0 +1,66 @@
+"""Envelopes (canonical payload hash, poison detection) and the topic catalog, without a broker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omninode_bridge.app import create_app
+from omninode_bridge.core.events import (
+    CatalogError,
+    InvalidEnvelopeError,
+    decode_envelope,
+    encode_envelope,
+    load_catalog,
+    new_envelope,
+)
+from omninode_bridge.core.module import Module
+from omninode_bridge.settings import Settings
+from tests.support.contracts_helper import contracts_copy
+from tests.support.kafka_helpers import verify_envelope
+
+STATUS_TOPIC = "omninode_codegen_status_session_v1"
+
+
+def test_envelope_round_trip_and_poison_detection() -> None:
+    envelope = new_envelope(event_type="X", payload={"b": 1, "a": "é"}, session_id=uuid.uuid4())
+    data = encode_envelope(envelope)
+    assert decode_envelope(data) == envelope
+    verify_envelope(data)
+    with pytest.raises(InvalidEnvelopeError, match="malformed"):
+        decode_envelope(b"{not json")
+    tampered = json.loads(data)
+    tampered["payload"]["b"] = 2
+    with pytest.raises(InvalidEnvelopeError, match="payload_hash"):
+        decode_envelope(json.dumps(tampered).encode())
+
+
+def test_catalog_has_the_seed_topics_and_rejects_unknown_ones() -> None:
+    catalog = load_catalog()
+    codegen = [t for t in catalog.topics if t.startswith("omninode_codegen_")]
+    assert len(codegen) == 13
+    assert catalog.partitions(STATUS_TOPIC) == 6
+    assert catalog.dlq_for("omninode_codegen_request_analyze_v1") == "omninode_codegen_dlq_analyze_v1"
+    assert {"omninode_system_alerts", "omninode_bridge_hook_events_v1", "omninode_bridge_stamps_v1"} <= set(
+        catalog.topics
+    )
+    with pytest.raises(CatalogError, match="no_such_topic"):
+        catalog.require("no_such_topic")
+
+
+def test_invalid_catalog_fails_to_load(tmp_path: Path) -> None:
+    def bad_dlq(data: dict[str, Any]) -> None:
+        data["topics"][0]["dlq"] = "omninode_bridge_stamps_v1"  # not a DLQ topic
+
+    with pytest.raises(CatalogError, match="dlq"):
+        load_catalog(contracts_copy(tmp_path, bad_dlq))
+
+
+def test_unknown_topic_in_code_is_a_start_up_error(settings: Settings) -> None:
+    rogue = Module(name="rogue", publishes=["not_in_the_catalog_v1"])
+    with pytest.raises(CatalogError, match="not_in_the_catalog_v1"):
+        create_app(settings, modules=[rogue])

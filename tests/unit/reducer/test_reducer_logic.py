@@ -1,0 +1,49 @@
+"""NodeBridgeReducer's pure logic: grouping by namespace, its contract FSM, the event types it counts."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from omninode_bridge.core.contracts import contracts_dir
+from omninode_bridge.core.events import new_envelope
+from omninode_bridge.core.steps import IllegalTransitionError
+from omninode_bridge.modules.reducer import NamespaceReducer, aggregate, load_reducer_contract
+from omninode_bridge.modules.stamping import StampCreated
+from omninode_bridge.settings import Settings
+
+
+def _item(namespace: str, size: int, content_type: str = "text/plain") -> StampCreated:
+    return StampCreated(namespace=namespace, size_bytes=size, content_type=content_type, workflow_id=uuid.uuid4(),
+                        stamp_id=uuid.uuid4(), file_hash="0" * 64, key_id="k")  # fmt: skip
+
+
+def test_namespace_grouping() -> None:
+    items = [_item("a", 10), _item("b", 5, "image/png"), _item("a", 7, "application/pdf"), _item("a", 1)]
+    groups = aggregate(items, keep_workflow_ids=2)
+    assert groups["a"].total_stamps == 3
+    assert groups["a"].total_size_bytes == 18
+    assert groups["a"].file_types == {"text/plain", "application/pdf"}
+    assert groups["a"].workflow_ids == [items[3].workflow_id, items[2].workflow_id]
+    assert groups["b"].total_stamps == 1
+
+
+def test_reducer_fsm_follows_the_contract(settings: Settings) -> None:
+    reducer = NamespaceReducer(load_reducer_contract(contracts_dir(settings.server.contracts_dir)))
+    assert reducer.state == "IDLE"
+    with pytest.raises(IllegalTransitionError):
+        reducer.transition("PERSISTING")  # IDLE may only go to AGGREGATING
+    reducer.transition("AGGREGATING")
+    reducer.transition("PERSISTING")
+    reducer.transition("IDLE")
+
+
+def test_reducer_counts_only_its_event_types(settings: Settings) -> None:
+    reducer = NamespaceReducer(load_reducer_contract(contracts_dir(settings.server.contracts_dir)))
+    payload = {"namespace": "n", "size_bytes": 3, "content_type": "text/plain", "workflow_id": str(uuid.uuid4()),
+               "stamp_id": str(uuid.uuid4()), "file_hash": "0" * 64, "key_id": "k"}  # fmt: skip
+    stamp = new_envelope(event_type="STAMP_CREATED", payload=payload)
+    other = new_envelope(event_type="HASH_GENERATED", payload=payload)
+    items = reducer.items_of([stamp, other, stamp])
+    assert [envelope.event_id for envelope, _ in items] == [stamp.event_id]
