@@ -57,7 +57,13 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True):
     env: Annotated[Environment, _env("OMNINODE_ENV", "development, test or production.")] = "development"
     host: Annotated[str, msgspec.Meta(description="Interface the API listens on.")] = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535, description="TCP port of the API.")] = 8000
-    workers: Annotated[int, msgspec.Meta(ge=1, description="Uvicorn worker processes (serve).")] = 1
+    workers: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Worker processes of serve and dev, each a whole app on the shared port; 0 = one per CPU core.",
+        ),
+    ] = 0
     state_dir: Annotated[str, msgspec.Meta(description="Directory of the embedded stack's data (dev only).")] = (
         ".omninode"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 from typing import Any
 
 import structlog
@@ -88,6 +89,8 @@ class DlqMonitor:
         return counts
 
     async def _alert(self, topic: str, count: int) -> None:
+        if not await self._first_to_alert(topic, count):
+            return
         log.error("DLQ threshold exceeded", dlq_topic=topic, count=count, threshold=self.threshold)
         envelope = new_envelope(
             event_type="DLQAlertEvent",
@@ -101,6 +104,20 @@ class DlqMonitor:
         async with self.runtime.database.unit_of_work() as uow:
             await self.runtime.publisher.publish(uow, self.catalog.dlq_monitor.alert_topic, envelope)
             await uow.commit()
+
+    async def _first_to_alert(self, topic: str, count: int) -> bool:
+        """Whether this process is the first to see ``count`` on ``topic`` (every worker runs a monitor).
+
+        A Redis ``SET NX`` per (topic, count) elects one alerting process; the lease outlives several
+        check intervals so workers that check later see it. Without Redis every worker alerts: a
+        duplicate alert is better than none.
+        """
+        lease = f"dlq:alert:{topic}:{count}"
+        try:
+            return bool(await self.runtime.redis.set(lease, os.getpid(), nx=True, ex=max(60, int(self.interval * 10))))
+        except Exception as exc:
+            log.warning("DLQ alert lease unavailable; alerting anyway", error=loggable_error(exc))
+            return True
 
     async def lag(self) -> dict[tuple[str, str], int]:
         """Refresh the consumer-lag gauge: per (group, topic), end offsets minus the group's commits.
