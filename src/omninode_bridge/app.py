@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
             redis,
             limit=settings.security.rate_limit_requests,
             window_seconds=settings.security.rate_limit_window_seconds,
+            lease_max=settings.security.rate_limit_lease,
         )
         relay = OutboxRelay(
             database,

@@ -166,6 +166,16 @@ class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
         float, _env("OMNINODE_RATE_LIMIT_WINDOW_SECONDS", "Length of the sliding rate-limit window.")
     ] = 60.0
     rate_limit_enabled: Annotated[bool, _env("OMNINODE_RATE_LIMIT_ENABLED", "Turn rate limiting on or off.")] = True
+    rate_limit_lease: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="Most requests of one key a process leases from Redis at once (blocks double from 1 "
+            "while the key stays busy). Never more than the limit per window across processes; a busy key may "
+            "be refused up to this many minus one requests early per process. 1: one Redis call per request.",
+            extra={"env": "OMNINODE_RATE_LIMIT_LEASE"},
+        ),
+    ] = 16
     auth_cache_seconds: Annotated[
         float,
         _env(
