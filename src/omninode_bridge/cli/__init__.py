@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from omninode_bridge.cli._devstack import find_running_dev, local_url
+from omninode_bridge.cli._serve import run_workers, worker_count
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -92,10 +93,6 @@ def dev(
     import shutil
     import tempfile
 
-    import msgspec
-    import uvicorn
-
-    from omninode_bridge.app import create_app
     from omninode_bridge.embedded import EmbeddedStack, StackError
     from omninode_bridge.migrations import upgrade
 
@@ -124,22 +121,20 @@ def dev(
         upgrade(settings.database.url or "")
         dev_key = stack.dev_api_key
         seeds = ",".join(filter(None, [settings.security.api_keys, f"development:{dev_key}:admin"]))
-        settings = msgspec.structs.replace(
-            settings, security=msgspec.structs.replace(settings.security, api_keys=seeds)
-        )
         err_console().print(dev_banner(base, dev_key, stack.credentials_path), highlight=False)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings),
-                host=settings.server.host,
-                port=settings.server.port,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=10,
-                proxy_headers=False,  # the client IP is resolved by OMNINODE_TRUSTED_PROXIES alone
-            )
+        workers = worker_count(settings.server.workers)
+        err_console().print(f"Serving with {workers} worker process(es) (OMNINODE_WORKERS).")
+        run_workers(
+            settings.server.host,
+            settings.server.port,
+            workers,
+            {
+                "OMNINODE_DATABASE_URL": settings.database.url or "",
+                "OMNINODE_REDIS_URL": settings.redis.url or "",
+                "OMNINODE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers or "",
+                "OMNINODE_API_KEYS": seeds,
+            },
         )
-        server.run()
     finally:
         stack.stop()
         if ephemeral:
@@ -163,22 +158,10 @@ def dev_banner(base: str, dev_key: str, credentials: Path) -> str:
 
 @app.command()
 def serve() -> None:
-    """Serve the API against configured services only (no embedded stack)."""
-    import uvicorn
-
+    """Serve the API against configured services only (no embedded stack), in OMNINODE_WORKERS processes."""
     settings = _settings()
     _require(settings, "OMNINODE_DATABASE_URL", "OMNINODE_REDIS_URL", "OMNINODE_KAFKA_BOOTSTRAP_SERVERS")
-    uvicorn.run(
-        "omninode_bridge.app:create_app",
-        factory=True,
-        host=settings.server.host,
-        port=settings.server.port,
-        workers=settings.server.workers,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,  # the client IP is resolved by OMNINODE_TRUSTED_PROXIES alone
-    )
+    run_workers(settings.server.host, settings.server.port, worker_count(settings.server.workers), {})
 
 
 @app.command()

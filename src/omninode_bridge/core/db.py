@@ -21,7 +21,7 @@ import asyncpg
 import structlog
 from advanced_alchemy.base import orm_registry
 from sqlalchemy import event, literal, select, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -33,6 +33,9 @@ __all__ = ["Database", "UnitOfWork", "is_database_unavailable", "metadata"]
 log = structlog.get_logger(__name__)
 
 _EXHAUSTION_WARNING_INTERVAL_S = 60.0
+#: A pooled connection idle longer than this is pinged when checked out (see ``Database._on_checkout``).
+_IDLE_PING_SECONDS = 2.0
+_IDLE_SINCE = "omninode_idle_since"
 
 #: The metadata every module's tables register on (advanced-alchemy's shared registry).
 metadata = orm_registry.metadata
@@ -56,6 +59,14 @@ def is_database_unavailable(exc: BaseException) -> bool:
             | asyncpg.InterfaceError,
         )
     return isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError)
+
+
+def _stamp_idle_since(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _stamp_connected(_dbapi_connection: Any, record: Any) -> None:
+    record.info.pop(_IDLE_SINCE, None)
 
 
 class UnitOfWork:
@@ -138,7 +149,10 @@ class Database:
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
             pool_timeout=settings.pool_timeout_seconds,
-            pool_pre_ping=True,
+            # No ping per checkout (a round trip on every request): connections idle for a while are
+            # pinged in ``_on_checkout`` instead, and a disconnect seen on any statement invalidates
+            # the whole pool (SQLAlchemy recycles every connection older than that error).
+            pool_pre_ping=False,
             pool_recycle=1800,
             echo=settings.echo,
             # Bound values (webhook secrets, key hashes, stamp metadata) never reach exception text or echo.
@@ -148,7 +162,10 @@ class Database:
         self.session_maker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self._next_exhaustion_warning = 0.0
         self._signals: dict[str, asyncio.Event] = {}
-        event.listen(self.engine.sync_engine.pool, "checkout", self._on_checkout)
+        pool = self.engine.sync_engine.pool
+        event.listen(pool, "checkout", self._on_checkout)
+        event.listen(pool, "checkin", _stamp_idle_since)
+        event.listen(pool, "connect", _stamp_connected)
 
     def signal(self, name: str) -> asyncio.Event:
         """A named in-process event that ``after_commit`` callbacks set to wake background workers."""
@@ -157,7 +174,16 @@ class Database:
             event = self._signals[name] = asyncio.Event()
         return event
 
-    def _on_checkout(self, *_: Any) -> None:
+    def _on_checkout(self, dbapi_connection: Any, record: Any, *_: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is not None and time.monotonic() - idle_since > _IDLE_PING_SECONDS:
+            # Only a connection that sat idle may have been cut (server restart, idle timeout in a proxy);
+            # under load connections come back within milliseconds and are not pinged.
+            try:
+                dbapi_connection.ping()
+            except Exception as exc:
+                # The pool discards this connection and checks out another (up to three attempts).
+                raise DisconnectionError(f"stale pooled connection: {type(exc).__name__}") from exc
         in_use, capacity = self.pool_usage()
         # At most one warning a minute: under steady load the usage hovers around the threshold, and
         # warning at each crossing wrote a line per request.

@@ -38,7 +38,13 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True):
     env: Annotated[Environment, env_var("OMNINODE_ENV", "development, test or production.")] = "development"
     host: Annotated[str, msgspec.Meta(description="Interface the API listens on.")] = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535, description="TCP port of the API.")] = 8000
-    workers: Annotated[int, msgspec.Meta(ge=1, description="Uvicorn worker processes (serve).")] = 1
+    workers: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Worker processes of serve and dev, each a whole app on the shared port; 0 = one per CPU core.",
+        ),
+    ] = 0
     state_dir: Annotated[str, msgspec.Meta(description="Directory of the embedded stack's data (dev only).")] = (
         ".omninode"
     )
@@ -141,6 +147,16 @@ class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
         float, env_var("OMNINODE_RATE_LIMIT_WINDOW_SECONDS", "Length of the sliding rate-limit window.")
     ] = 60.0
     rate_limit_enabled: Annotated[bool, env_var("OMNINODE_RATE_LIMIT_ENABLED", "Turn rate limiting on or off.")] = True
+    rate_limit_lease: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="Most requests of one key a process leases from Redis at once (blocks double from 1 "
+            "while the key stays busy). Never more than the limit per window across processes; a busy key may "
+            "be refused up to this many minus one requests early per process. 1: one Redis call per request.",
+            extra={"env": "OMNINODE_RATE_LIMIT_LEASE"},
+        ),
+    ] = 16
     auth_cache_seconds: Annotated[
         float,
         env_var(

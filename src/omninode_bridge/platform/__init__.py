@@ -85,7 +85,10 @@ def build_module(state: PlatformState) -> Module:
         state.resources.set(resources)
         state.rate_limiter.set(
             SlidingWindowLimiter(
-                resources.redis, limit=security.rate_limit_requests, window_seconds=security.rate_limit_window_seconds
+                resources.redis,
+                limit=security.rate_limit_requests,
+                window_seconds=security.rate_limit_window_seconds,
+                lease_max=security.rate_limit_lease,
             )
         )
         await _seed_keys(state.database, security.api_keys)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Gauge
+from redis.asyncio import Redis
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.events.catalog import TopicCatalog
@@ -35,12 +37,19 @@ class DlqMonitor:
         bootstrap_servers: The broker to read offsets from.
         database: Where an alert is staged (the outbox).
         publisher: Publishes the alert event.
+        redis: Elects the one process that alerts when several run a monitor (None: this one always does).
     """
 
     def __init__(
-        self, catalog: TopicCatalog, bootstrap_servers: str, database: Database, publisher: EventPublisher
+        self,
+        catalog: TopicCatalog,
+        bootstrap_servers: str,
+        database: Database,
+        publisher: EventPublisher,
+        redis: Redis | None = None,
     ) -> None:
         self.catalog = catalog
+        self.redis = redis
         self.bootstrap = bootstrap_servers
         self.database = database
         self.publisher = publisher
@@ -99,6 +108,8 @@ class DlqMonitor:
         return counts
 
     async def _alert(self, topic: str, count: int) -> None:
+        if not await self._first_to_alert(topic, count):
+            return
         log.error("DLQ threshold exceeded", dlq_topic=topic, count=count, threshold=self.threshold)
         envelope = new_envelope(
             event_type="DLQAlertEvent",
@@ -112,6 +123,22 @@ class DlqMonitor:
         async with self.database.unit_of_work() as uow:
             await self.publisher.publish(uow, self.catalog.dlq_monitor.alert_topic, envelope)
             await uow.commit()
+
+    async def _first_to_alert(self, topic: str, count: int) -> bool:
+        """Whether this process is the first to see ``count`` on ``topic`` (every worker runs a monitor).
+
+        A Redis ``SET NX`` per (topic, count) elects one alerting process; the lease outlives several
+        check intervals so workers that check later see it. Without Redis every worker alerts: a
+        duplicate alert is better than none.
+        """
+        if self.redis is None:
+            return True
+        lease = f"dlq:alert:{topic}:{count}"
+        try:
+            return bool(await self.redis.set(lease, os.getpid(), nx=True, ex=max(60, int(self.interval * 10))))
+        except Exception as exc:
+            log.warning("DLQ alert lease unavailable; alerting anyway", error=loggable_error(exc))
+            return True
 
     async def lag(self) -> dict[tuple[str, str], int]:
         """Refresh the consumer-lag gauge: per (group, topic), end offsets minus the group's commits.

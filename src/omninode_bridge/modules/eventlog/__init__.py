@@ -34,7 +34,9 @@ def build_module(bootstrap_servers: str) -> Module:
 
     @contextlib.asynccontextmanager
     async def lifespan(resources: Resources) -> AsyncIterator[None]:
-        monitor = DlqMonitor(resources.catalog, bootstrap_servers, resources.database, resources.publisher)
+        monitor = DlqMonitor(
+            resources.catalog, bootstrap_servers, resources.database, resources.publisher, resources.redis
+        )
         state.resources.set(resources)
         state.monitor.set(monitor)
         task = asyncio.create_task(monitor.run(), name="dlq-monitor")

@@ -1,0 +1,98 @@
+"""The two in-Python figures of ``bench.suite``: the 1 GiB upload and the reducer's items/s."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import msgspec
+import psutil
+from blake3 import blake3
+
+from omninode_bridge.core.db import Database
+from omninode_bridge.core.events import decode_envelope, encode_envelope, new_envelope
+from omninode_bridge.modules.reducer import NamespaceReducer, StampItem, aggregate, load_reducer_contract
+from omninode_bridge.settings import load_settings
+
+__all__ = ["gib_upload", "reducer_rates"]
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+async def gib_upload(base: str, key: str, server_pid: int) -> tuple[float, float, int]:
+    """``POST /hash`` of 1 GiB streamed in 1 MiB pieces: (GiB/s, raw one-thread blake3 GiB/s, RSS growth)."""
+    block = os.urandom(MIB)
+    began = time.perf_counter()
+    raw = blake3(max_threads=1)
+    for _ in range(GIB // MIB):
+        raw.update(block)
+    raw_rate = 1 / (time.perf_counter() - began)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(GIB // MIB):
+            yield block
+
+    server = psutil.Process(server_pid)
+    before = peak = server.memory_info().rss
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, server.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    began = time.perf_counter()
+    try:
+        async with httpx.AsyncClient(timeout=300) as http:
+            response = await http.post(
+                base + "/hash", content=chunks(), headers={"x-api-key": key, "content-type": "application/octet-stream"}
+            )
+    finally:
+        stop.set()
+        sampler.join()
+    seconds = time.perf_counter() - began
+    assert response.json()["file_hash"] == raw.hexdigest(), response.text
+    return 1 / seconds, raw_rate, peak - before
+
+
+async def reducer_rates(database_url: str, items: int) -> list[tuple[int, float, float]]:
+    """Reducer persistence at the contract's batch, 1,000 and 5,000: (batch, items/s, in-memory items/s)."""
+    settings = load_settings({"OMNINODE_DATABASE_URL": database_url}, env_file=None)
+    contract = load_reducer_contract(settings)
+    raw = [
+        encode_envelope(new_envelope(event_type="STAMP_CREATED", payload={
+            "stamp_id": str(uuid.uuid4()), "workflow_id": str(uuid.uuid4()), "file_hash": "0" * 64,
+            "namespace": f"bench-ns-{i % 5}", "content_type": "text/plain", "size_bytes": 1024 + i % 7, "key_id": "k",
+        }))
+        for i in range(items)
+    ]  # fmt: skip
+    began = time.perf_counter()
+    decoded = [decode_envelope(value) for value in raw]
+    aggregate((msgspec.convert(e.payload, StampItem) for e in decoded), contract.aggregation.recent_workflow_ids)
+    memory_rate = items / (time.perf_counter() - began)
+    database = Database(settings.database)
+    results = []
+    try:
+        for batch_size in (contract.aggregation.batch.size, 1000, 5000):
+            # A fresh consumer name per run, so no event counts as already processed.
+            fresh_input = msgspec.structs.replace(contract.aggregation.input, consumer=f"bench.{uuid.uuid4().hex[:8]}")
+            aggregation = msgspec.structs.replace(contract.aggregation, input=fresh_input)
+            reducer = NamespaceReducer(msgspec.structs.replace(contract, aggregation=aggregation))
+            began = time.perf_counter()
+            for start in range(0, items, batch_size):
+                envelopes = [decode_envelope(value) for value in raw[start : start + batch_size]]
+                async with database.unit_of_work() as uow:
+                    await reducer.persist(uow, envelopes, "omninode_bridge_stamps_v1")
+                    await uow.commit()
+            results.append((batch_size, items / (time.perf_counter() - began), memory_rate))
+    finally:
+        await database.dispose()
+    return results
