@@ -1,0 +1,110 @@
+"""The metrics module (ModelMetrics): ``POST /execute`` over OpenAI-compatible model endpoints, measured,
+scored, and routed by what it has learned.
+
+Endpoints (scope ``metrics``): ``POST /execute`` (JSON, or SSE with ``stream: true``),
+``POST /executions/{id}/feedback``, ``GET /executions``, ``GET /executions/{id}``, ``GET /models``,
+``GET /models/{id}/stats``, ``GET /recommendations``. Every execution is stored in ``metrics_executions``
+(one row per execution and per attempt) and published as ``TaskExecuted`` on ``omninode_bridge_metrics_v1``
+through the outbox. The catalog is ``contracts/models.yaml`` (``OMNINODE_MODELS_FILE``), validated at start-up.
+
+Public interface: :func:`build_module`, :class:`ModelExecutor` (what the workflow module calls to run AI
+tasks), the settings group, and the event payload :class:`TaskExecuted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import structlog
+from litestar.di import Provide
+
+from omninode_bridge.core.module import Module, Runtime
+from omninode_bridge.modules.metrics.contract import ModelsContract, load_models
+from omninode_bridge.modules.metrics.controllers import MetricsController
+from omninode_bridge.modules.metrics.messages import EVENT_TYPE, METRICS_TOPIC, TaskExecuted
+from omninode_bridge.modules.metrics.services import (
+    Coordination,
+    ExecutionFailed,
+    ModelExecutor,
+    Redact,
+    UpstreamClient,
+)
+from omninode_bridge.modules.metrics.settings import MetricsSettings
+from omninode_bridge.modules.metrics.state import MetricsState
+from omninode_bridge.settings import Settings
+
+__all__ = [
+    "EVENT_TYPE",
+    "METRICS_TOPIC",
+    "ExecutionFailed",
+    "MetricsSettings",
+    "MetricsState",
+    "ModelExecutor",
+    "ModelsContract",
+    "Redact",
+    "TaskExecuted",
+    "build_module",
+]
+
+log = structlog.get_logger(__name__)
+
+
+def build_module(settings: MetricsSettings | None = None, *, redact: Redact | None = None) -> Module:
+    """The metrics module.
+
+    Args:
+        settings: The module's settings group; None reads it from the app's settings when it starts (the
+            registration that exists before the typed wiring hands every module its own group).
+        redact: Replaces secrets in prompts and answers before they are stored (``store_prompts``); without it
+            they are never stored.
+
+    Returns:
+        The registration; its state lives in this closure, never in a shared bag.
+    """
+    state = MetricsState()
+
+    def own(root: Settings) -> MetricsSettings:
+        return settings if settings is not None else root.metrics
+
+    def check(root: Settings) -> None:
+        own_settings = own(root)
+        state.catalog = load_models(own_settings.models_file)  # a bad catalog stops start-up here
+        if own_settings.store_prompts and redact is None:
+            raise ValueError("OMNINODE_METRICS_STORE_PROMPTS needs a redactor: prompts are stored only redacted")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+        own_settings = own(runtime.settings)
+        catalog = state.catalog or load_models(own_settings.models_file)
+        client = UpstreamClient(catalog.models, os.environ)
+        coordination = Coordination(
+            runtime.redis,
+            cooldown_failures=own_settings.cooldown_failures,
+            cooldown_seconds=own_settings.cooldown_seconds,
+            lease_seconds=own_settings.concurrency_lease_seconds,
+        )
+        state.catalog = catalog
+        state.executor = ModelExecutor(
+            own_settings, catalog, client, coordination, runtime.database, runtime.publisher, redact
+        )
+        if not catalog.models:
+            log.warning("metrics: the model catalog is empty; /execute answers 503 until a model is configured")
+        try:
+            yield
+        finally:
+            state.executor = None
+            await client.aclose()
+
+    def provide() -> MetricsState:
+        return state
+
+    return Module(
+        name="metrics",
+        route_handlers=[MetricsController],
+        publishes=[METRICS_TOPIC],
+        dependencies={"metrics": Provide(provide, sync_to_thread=False)},
+        lifespans=[lifespan],
+        checks=[check],
+    )
