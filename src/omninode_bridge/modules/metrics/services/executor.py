@@ -392,6 +392,7 @@ class ModelExecutor:
                 event_id=plan.execution_id, source="omninode-bridge.metrics",
             )  # fmt: skip
             await self.publisher.publish(uow, METRICS_TOPIC, envelope)
+            await uow.commit()
         await self.coordination.put_stats(plan.task_type, learned)
         if success is not None:
             await self.coordination.succeeded(success.spec.id)
@@ -418,6 +419,7 @@ class ModelExecutor:
                 head.task_type, head.model_id, success=False, quality=feedback.score,
                 alpha=self.settings.latency_alpha, counts_as_execution=False,
             )  # fmt: skip
+            await uow.commit()
         await self.coordination.put_stats(head.task_type, {head.model_id: stats})
         return schemas.FeedbackAccepted(
             execution_id=execution_id, model=head.model_id, task_type=head.task_type,

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import BigInteger, Float, String, bindparam, func, insert, select, text, update
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.paging import newest_first
@@ -43,7 +43,12 @@ ON CONFLICT (task_type, model_id) DO UPDATE SET
   updated_at = now()
 RETURNING {_STATS_COLUMNS}
 """  # noqa: S608 - only the constant column list is formatted in; every value is a bound parameter
-_UPSERT = text(_UPSERT_SQL)
+# Typed parameters: asyncpg deduces one type per parameter, and :succ meets both integer and bigint here.
+_UPSERT = text(_UPSERT_SQL).bindparams(
+    *(bindparam(name, type_=BigInteger) for name in ("inc", "succ", "qn")),
+    *(bindparam(name, type_=Float) for name in ("lat", "cost", "q", "alpha")),
+    *(bindparam(name, type_=String) for name in ("task_type", "model_id")),
+)
 
 
 def stats_of_row(row: Any) -> ModelStats:
