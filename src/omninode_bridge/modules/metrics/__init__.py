@@ -18,6 +18,7 @@ import os
 from collections.abc import AsyncIterator
 
 import structlog
+from litestar.datastructures import State
 from litestar.di import Provide
 
 from omninode_bridge.core.module import Module, Runtime
@@ -63,21 +64,21 @@ def build_module(settings: MetricsSettings | None = None, *, redact: Redact | No
     Returns:
         The registration; its state lives in this closure, never in a shared bag.
     """
-    state = MetricsState()
+    module_state = MetricsState()
 
     def own(root: Settings) -> MetricsSettings:
         return settings if settings is not None else root.metrics
 
     def check(root: Settings) -> None:
         own_settings = own(root)
-        state.catalog = load_models(own_settings.models_file)  # a bad catalog stops start-up here
+        module_state.catalog = load_models(own_settings.models_file)  # a bad catalog stops start-up here
         if own_settings.store_prompts and redact is None:
             raise ValueError("OMNINODE_METRICS_STORE_PROMPTS needs a redactor: prompts are stored only redacted")
 
     @contextlib.asynccontextmanager
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         own_settings = own(runtime.settings)
-        catalog = state.catalog or load_models(own_settings.models_file)
+        catalog = load_models(own_settings.models_file)  # this app's own (the check validated it already)
         client = UpstreamClient(catalog.models, os.environ)
         coordination = Coordination(
             runtime.redis,
@@ -85,20 +86,22 @@ def build_module(settings: MetricsSettings | None = None, *, redact: Redact | No
             cooldown_seconds=own_settings.cooldown_seconds,
             lease_seconds=own_settings.concurrency_lease_seconds,
         )
-        state.catalog = catalog
-        state.executor = ModelExecutor(
+        module_state.catalog = catalog
+        executor = ModelExecutor(
             own_settings, catalog, client, coordination, runtime.database, runtime.publisher, redact
         )
+        module_state.executors[id(runtime)] = executor
         if not catalog.models:
             log.warning("metrics: the model catalog is empty; /execute answers 503 until a model is configured")
         try:
             yield
         finally:
-            state.executor = None
+            module_state.executors.pop(id(runtime), None)
+            await executor.drain(seconds=10.0)  # streamed executions still storing their measurements
             await client.aclose()
 
-    def provide() -> MetricsState:
-        return state
+    def provide(state: State) -> ModelExecutor:  # Litestar injects the app's State by this name
+        return module_state.running(id(state.runtime))
 
     return Module(
         name="metrics",

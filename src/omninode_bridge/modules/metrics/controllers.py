@@ -23,8 +23,7 @@ from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.core.paging import BigintCursorQuery, bigint_cursor
 from omninode_bridge.modules.metrics import schemas
 from omninode_bridge.modules.metrics.models import MetricsExecution
-from omninode_bridge.modules.metrics.services import MetricsStore, Plan, stats_of_row
-from omninode_bridge.modules.metrics.state import MetricsState
+from omninode_bridge.modules.metrics.services import MetricsStore, ModelExecutor, Plan, stats_of_row
 
 __all__ = ["MetricsController"]
 
@@ -76,12 +75,12 @@ class MetricsController(Controller):
     @post("/execute", operation_id="executeTask", summary="Run an AI task on the best model for it",
           status_code=200, responses=_EXECUTE_RESPONSES)  # fmt: skip
     async def execute(
-        self, request: Request[Any, Any, Any], metrics: NamedDependency[MetricsState], data: schemas.ExecuteRequest
+        self, request: Request[Any, Any, Any], metrics: NamedDependency[ModelExecutor], data: schemas.ExecuteRequest
     ) -> Response[Any]:
         """Route the task (or use `model`), call the model with failover, measure latency, tokens and cost,
         score the answer against the task type's checks, store and publish the measurements, and answer with
         the response, the metrics and the current recommendations."""
-        executor = metrics.running()
+        executor = metrics
         correlation_id = correlation_id_of(request) or str(uuid.uuid4())
         plan = await executor.prepare(data, key_id=_key_id(request), correlation_id=correlation_id)
         if not data.stream:
@@ -89,8 +88,7 @@ class MetricsController(Controller):
         return ServerSentEvent(self._stream(metrics, plan))
 
     @staticmethod
-    async def _stream(metrics: MetricsState, plan: Plan) -> AsyncIterator[ServerSentEventMessage]:
-        executor = metrics.running()
+    async def _stream(executor: ModelExecutor, plan: Plan) -> AsyncIterator[ServerSentEventMessage]:
         queue: asyncio.Queue[ServerSentEventMessage | None] = asyncio.Queue()
 
         async def delta(text: str) -> None:
@@ -109,8 +107,7 @@ class MetricsController(Controller):
 
         # The execution finishes (and is stored) even if the client goes away mid-stream.
         task = asyncio.create_task(run(), name=f"metrics-execution-{plan.execution_id}")
-        metrics.background.add(task)
-        task.add_done_callback(metrics.background.discard)
+        executor.detach(task)
         while (message := await queue.get()) is not None:
             yield message
 
@@ -119,11 +116,11 @@ class MetricsController(Controller):
           responses=error_responses({404: "No such execution", 409: "The execution produced no answer"},
                                     body=True))  # fmt: skip
     async def feedback(
-        self, metrics: NamedDependency[MetricsState], execution_id: FromPath[uuid.UUID], data: schemas.Feedback
+        self, metrics: NamedDependency[ModelExecutor], execution_id: FromPath[uuid.UUID], data: schemas.Feedback
     ) -> schemas.FeedbackAccepted:
         """A score 0..1 (and a label) for the answer's real quality; it joins the model's quality statistics
         on the task type, which the router learns from."""
-        return await metrics.running().feedback(execution_id, data)
+        return await metrics.feedback(execution_id, data)
 
     @get("/executions", operation_id="listExecutions", summary="Executions, newest first",
          responses=platform.AUTH_RESPONSES)  # fmt: skip
@@ -170,11 +167,11 @@ class MetricsController(Controller):
     @get("/models", operation_id="listModels", summary="The model catalog with live status",
          responses=platform.AUTH_RESPONSES)  # fmt: skip
     async def models(
-        self, metrics: NamedDependency[MetricsState], uow: NamedDependency[UnitOfWork]
+        self, metrics: NamedDependency[ModelExecutor], uow: NamedDependency[UnitOfWork]
     ) -> schemas.ModelList:
         """Every catalog model: endpoint, prices, limits, task types, and now: cooldown, calls in flight, and the
         success rate of its last 100 attempts."""
-        executor = metrics.running()
+        executor = metrics
         specs = executor.catalog.models
         ids = [m.id for m in specs]
         cooling = await executor.coordination.cooling(ids)
@@ -196,7 +193,7 @@ class MetricsController(Controller):
          responses=error_responses({404: "No such model in the catalog"}))  # fmt: skip
     async def model_stats(
         self,
-        metrics: NamedDependency[MetricsState],
+        metrics: NamedDependency[ModelExecutor],
         uow: NamedDependency[UnitOfWork],
         model_id: ModelPath,
         task_type: TaskTypeQuery = None,
@@ -205,7 +202,7 @@ class MetricsController(Controller):
         """What the router has learned (all time, moving averages) and exact figures (p50/p95 latency, cost,
         tokens, quality, feedback) of the executions since `since`."""
         check_datetime_range(since, "since", source="query")
-        executor = metrics.running()
+        executor = metrics
         if executor.catalog.model(model_id) is None:
             raise ProblemError(404, f"No model {model_id} in the catalog.")
         store = MetricsStore(uow)
@@ -226,13 +223,13 @@ class MetricsController(Controller):
          responses=error_responses({422: "Invalid input (e.g. an unknown task type)"}))  # fmt: skip
     async def recommendations(
         self,
-        metrics: NamedDependency[MetricsState],
+        metrics: NamedDependency[ModelExecutor],
         task_type: Annotated[str, param(schemas.TaskType)],
         strategy: Annotated[Literal["quality", "cost", "latency", "balanced"], QueryParameter()] = "balanced",
     ) -> schemas.RecommendationList:
         """The task type's models ranked by the strategy's expected utility, each with the figures behind it, a
         reason, and its confidence (its chance of being the best under the current posteriors)."""
-        executor = metrics.running()
+        executor = metrics
         if task_type not in executor.catalog.task_types:
             raise InputError("unknown task type", field="task_type", source="query")
         items = await executor.recommendations(task_type, strategy)

@@ -6,6 +6,7 @@ cooldowns) before anything is sent upstream or a stream is opened; :meth:`ModelE
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 import time
@@ -107,6 +108,17 @@ class ModelExecutor:
         self.publisher = publisher
         self.redact = redact
         self.rng = rng or random.Random()  # noqa: S311 - exploration, not security
+        self.background: set[asyncio.Task[None]] = set()
+
+    def detach(self, task: asyncio.Task[None]) -> None:
+        """Keep a streamed execution running (and storing) after its client went away."""
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def drain(self, seconds: float) -> None:
+        """Wait (at most ``seconds``) for detached executions at shutdown."""
+        if self.background:
+            await asyncio.wait(set(self.background), timeout=seconds)
 
     # Statistics ---------------------------------------------------------------------------------------------
     async def stats(self, task_type: str, model_ids: list[str]) -> dict[str, ModelStats]:
