@@ -29,6 +29,7 @@ from omninode_bridge.core.settings import (
     trusted_networks,
 )
 from omninode_bridge.modules.hooks.settings import HooksSettings, compile_redaction_pattern
+from omninode_bridge.modules.metrics.settings import MetricsSettings
 from omninode_bridge.modules.stamping.settings import StampingSettings
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "DatabaseSettings",
     "HooksSettings",
     "KafkaSettings",
+    "MetricsSettings",
     "ObservabilitySettings",
     "RedisSettings",
     "SecuritySettings",
@@ -68,6 +70,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     stamping: StampingSettings = msgspec.field(default_factory=StampingSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
     @property
     def is_production(self) -> bool:
@@ -107,6 +110,7 @@ _GROUPS: dict[str, type[msgspec.Struct]] = {
     "stamping": StampingSettings,
     "observability": ObservabilitySettings,
     "hooks": HooksSettings,
+    "metrics": MetricsSettings,
 }
 
 

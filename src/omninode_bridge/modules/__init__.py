@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.module import Module
-from omninode_bridge.modules import codegen, eventlog, hooks, orchestrator, reducer, stamping
+from omninode_bridge.modules import codegen, eventlog, hooks, metrics, orchestrator, reducer, stamping
 
 if TYPE_CHECKING:
     from omninode_bridge.settings import Settings
@@ -35,4 +35,12 @@ def build_modules(settings: Settings) -> list[Module]:
             contracts_dir=settings.server.contracts_dir,
         ),
         reducer.build_module(contracts, settings.kafka),
+        # Stored prompts are redacted like hooks, with the operator's hooks redaction settings.
+        metrics.build_module(settings.metrics, redact=_prompt_redactor(settings.hooks)),
     ]
+
+
+def _prompt_redactor(settings: hooks.HooksSettings) -> metrics.Redact:
+    """The hooks module's redactor (the operator's key list and secret shapes) as the metrics module's port."""
+    redactor = hooks.Redactor.from_settings(settings)
+    return lambda value: redactor.redact(value)[0]

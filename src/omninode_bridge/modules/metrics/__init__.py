@@ -1,0 +1,102 @@
+"""The metrics module (ModelMetrics): ``POST /execute`` over OpenAI-compatible model endpoints, measured,
+scored, and routed by what it has learned.
+
+Endpoints (scope ``metrics``): ``POST /execute`` (JSON, or SSE with ``stream: true``),
+``POST /executions/{id}/feedback``, ``GET /executions``, ``GET /executions/{id}``, ``GET /models``,
+``GET /models/{id}/stats``, ``GET /recommendations``. Every execution is stored in ``metrics_executions``
+(one row per execution and per attempt) and published as ``TaskExecuted`` on ``omninode_bridge_metrics_v1``
+through the outbox. The catalog is ``contracts/models.yaml`` (``OMNINODE_MODELS_FILE``), validated at start-up.
+
+Public interface: :func:`build_module`, :class:`ModelExecutor` (what the workflow module calls to run AI
+tasks), the settings group, and the event payload :class:`TaskExecuted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import structlog
+from litestar.di import Provide
+
+from omninode_bridge.core.module import Module, Resources
+from omninode_bridge.modules.metrics.contract import ModelsContract, load_models
+from omninode_bridge.modules.metrics.controllers import MetricsController
+from omninode_bridge.modules.metrics.messages import EVENT_TYPE, METRICS_TOPIC, TaskExecuted
+from omninode_bridge.modules.metrics.services import (
+    Coordination,
+    ExecutionFailed,
+    ModelExecutor,
+    Redact,
+    UpstreamClient,
+)
+from omninode_bridge.modules.metrics.settings import MetricsSettings
+from omninode_bridge.modules.metrics.state import MetricsState
+
+__all__ = [
+    "EVENT_TYPE",
+    "METRICS_TOPIC",
+    "ExecutionFailed",
+    "MetricsSettings",
+    "MetricsState",
+    "ModelExecutor",
+    "ModelsContract",
+    "Redact",
+    "TaskExecuted",
+    "build_module",
+]
+
+log = structlog.get_logger(__name__)
+
+
+def build_module(settings: MetricsSettings, *, redact: Redact | None = None) -> Module:
+    """The metrics module.
+
+    Args:
+        settings: The module's settings group.
+        redact: Replaces secrets in prompts and answers before they are stored (``store_prompts``); without it
+            they are never stored.
+
+    Returns:
+        The registration; its state lives in this closure, never in a shared bag.
+    """
+    module_state = MetricsState()
+
+    def check() -> None:
+        module_state.catalog = load_models(settings.models_file)  # a bad catalog stops start-up here
+        if settings.store_prompts and redact is None:
+            raise ValueError("OMNINODE_METRICS_STORE_PROMPTS needs a redactor: prompts are stored only redacted")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(resources: Resources) -> AsyncIterator[None]:
+        catalog = load_models(settings.models_file)  # this app's own (the check validated it already)
+        client = UpstreamClient(catalog.models, os.environ)
+        coordination = Coordination(
+            resources.redis,
+            cooldown_failures=settings.cooldown_failures,
+            cooldown_seconds=settings.cooldown_seconds,
+            lease_seconds=settings.concurrency_lease_seconds,
+        )
+        module_state.catalog = catalog
+        executor = ModelExecutor(
+            settings, catalog, client, coordination, resources.database, resources.publisher, redact
+        )
+        module_state.executor = executor
+        if not catalog.models:
+            log.warning("metrics: the model catalog is empty; /execute answers 503 until a model is configured")
+        try:
+            yield
+        finally:
+            module_state.executor = None
+            await executor.drain(seconds=10.0)  # streamed executions still storing their measurements
+            await client.aclose()
+
+    return Module(
+        name="metrics",
+        route_handlers=[MetricsController],
+        publishes=[METRICS_TOPIC],
+        dependencies={"metrics": Provide(module_state.running, sync_to_thread=False)},
+        lifespans=[lifespan],
+        checks=[check],
+    )

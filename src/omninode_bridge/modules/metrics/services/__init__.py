@@ -1,0 +1,19 @@
+"""Services of the metrics module."""
+
+from __future__ import annotations
+
+from omninode_bridge.modules.metrics.services.coordination import Coordination
+from omninode_bridge.modules.metrics.services.executor import ExecutionFailed, ModelExecutor, Plan, Redact
+from omninode_bridge.modules.metrics.services.store import MetricsStore, stats_of_row
+from omninode_bridge.modules.metrics.services.upstream import UpstreamClient
+
+__all__ = [
+    "Coordination",
+    "ExecutionFailed",
+    "MetricsStore",
+    "ModelExecutor",
+    "Plan",
+    "Redact",
+    "UpstreamClient",
+    "stats_of_row",
+]

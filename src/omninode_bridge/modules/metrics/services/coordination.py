@@ -1,0 +1,170 @@
+"""What processes share through Redis: the fast copy of the statistics, cooldowns, concurrency slots and
+per-key spend. Redis is a cache of PostgreSQL here: a missing statistic or spend total is rebuilt from the
+durable rows (see :mod:`.store`), so flushing Redis loses no learning and no budget."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Sequence
+
+import msgspec
+from redis.asyncio import Redis
+
+from omninode_bridge.modules.metrics.services.router import ModelStats
+
+__all__ = ["Coordination"]
+
+_PREFIX = "metrics:"
+# Take a slot if fewer than ARGV[2] unexpired leases are held; leases of dead processes expire (ARGV[3]).
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0
+"""
+_stats_encoder = msgspec.json.Encoder()
+
+
+class _Stats(msgspec.Struct, array_like=True):
+    samples: int
+    successes: int
+    latency_ewma_ms: float
+    latency_ewvar: float
+    cost_total_usd: float
+    quality_n: int
+    quality_mean: float
+    quality_m2: float
+
+
+_stats_decoder = msgspec.json.Decoder(_Stats)
+
+
+def _to_wire(stats: ModelStats) -> bytes:
+    return _stats_encoder.encode(
+        _Stats(
+            stats.samples,
+            stats.successes,
+            stats.latency_ewma_ms,
+            stats.latency_ewvar,
+            stats.cost_total_usd,
+            stats.quality_n,
+            stats.quality_mean,
+            stats.quality_m2,
+        )
+    )
+
+
+def _from_wire(raw: bytes | str) -> ModelStats:
+    s = _stats_decoder.decode(raw)
+    return ModelStats(
+        s.samples, s.successes, s.latency_ewma_ms, s.latency_ewvar, s.cost_total_usd, s.quality_n, s.quality_mean,
+        s.quality_m2,
+    )  # fmt: skip
+
+
+class Coordination:
+    """Redis state of the metrics module.
+
+    Args:
+        redis: The app's client.
+        cooldown_failures: Consecutive failures that start a cooldown.
+        cooldown_seconds: Its length.
+        lease_seconds: Life of a concurrency slot whose holder never released it.
+    """
+
+    def __init__(self, redis: Redis, *, cooldown_failures: int, cooldown_seconds: float, lease_seconds: float):
+        self.redis = redis
+        self.cooldown_failures = cooldown_failures
+        self.cooldown_ms = max(1, int(cooldown_seconds * 1000))
+        self.lease_ms = int(lease_seconds * 1000)
+        self._acquire = redis.register_script(_ACQUIRE)
+
+    # Statistics -------------------------------------------------------------------------------------------
+    async def stats(self, task_type: str, model_ids: Sequence[str]) -> dict[str, ModelStats | None]:
+        """The cached statistics of these models (None where Redis has none: load them from PostgreSQL)."""
+        if not model_ids:
+            return {}
+        raw = await self.redis.hmget(f"{_PREFIX}stats:{task_type}", list(model_ids))
+        return {m: (_from_wire(r) if r is not None else None) for m, r in zip(model_ids, raw, strict=True)}
+
+    async def put_stats(self, task_type: str, values: dict[str, ModelStats]) -> None:
+        """Cache statistics read from (or just written to) PostgreSQL."""
+        if values:
+            await self.redis.hset(f"{_PREFIX}stats:{task_type}", mapping={m: _to_wire(s) for m, s in values.items()})
+
+    # Cooldowns --------------------------------------------------------------------------------------------
+    async def cooling(self, model_ids: Sequence[str]) -> dict[str, float]:
+        """Models cooling down, with the seconds left."""
+        if not model_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for model_id in model_ids:
+                pipe.pttl(f"{_PREFIX}cooldown:{model_id}")
+            ttls = await pipe.execute()
+        return {m: ttl / 1000 for m, ttl in zip(model_ids, ttls, strict=True) if ttl and ttl > 0}
+
+    async def failed(self, model_id: str) -> bool:
+        """Count a failure; True when it starts the model's cooldown."""
+        key = f"{_PREFIX}failures:{model_id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.pexpire(key, self.cooldown_ms * 20)
+            count, _ = await pipe.execute()
+        if int(count) < self.cooldown_failures:
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{_PREFIX}cooldown:{model_id}", b"1", px=self.cooldown_ms)
+            pipe.delete(key)
+            await pipe.execute()
+        return True
+
+    async def succeeded(self, model_id: str) -> None:
+        """A success ends the run of consecutive failures."""
+        await self.redis.delete(f"{_PREFIX}failures:{model_id}")
+
+    # Concurrency ------------------------------------------------------------------------------------------
+    async def acquire(self, model_id: str, limit: int) -> str | None:
+        """A concurrency slot of the model (across processes), or None when all ``limit`` are taken."""
+        lease = uuid.uuid4().hex
+        now = int(time.time() * 1000)
+        args: list[str | int] = [now, limit, now + self.lease_ms, lease, self.lease_ms]
+        taken = await self._acquire(keys=[f"{_PREFIX}inflight:{model_id}"], args=args)
+        return lease if int(taken) == 1 else None
+
+    async def release(self, model_id: str, lease: str) -> None:
+        """Give a slot back."""
+        await self.redis.zrem(f"{_PREFIX}inflight:{model_id}", lease)
+
+    async def in_flight(self, model_ids: Sequence[str]) -> dict[str, int]:
+        """Calls in flight per model (unexpired leases)."""
+        now = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for model_id in model_ids:
+                pipe.zcount(f"{_PREFIX}inflight:{model_id}", now, "+inf")
+            counts = await pipe.execute()
+        return {m: int(c) for m, c in zip(model_ids, counts, strict=True)}
+
+    # Budgets ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _spend_key(key_id: uuid.UUID, day: dt.date) -> str:
+        return f"{_PREFIX}spent:{key_id}:{day.isoformat()}"
+
+    async def spent(self, key_id: uuid.UUID, day: dt.date) -> float | None:
+        """What the key spent on ``day`` (None when Redis does not know: sum it from PostgreSQL)."""
+        raw = await self.redis.get(self._spend_key(key_id, day))
+        return float(raw) if raw is not None else None
+
+    async def seed_spent(self, key_id: uuid.UUID, day: dt.date, total: float) -> None:
+        """Set the day's total from PostgreSQL unless another process did first."""
+        await self.redis.set(self._spend_key(key_id, day), repr(total), nx=True, ex=2 * 86_400)
+
+    async def spend(self, key_id: uuid.UUID, day: dt.date, cost: float) -> None:
+        """Add an execution's cost to the key's day (only once the day's total is known to Redis)."""
+        key = self._spend_key(key_id, day)
+        if cost > 0 and await self.redis.exists(key):
+            await self.redis.incrbyfloat(key, cost)
