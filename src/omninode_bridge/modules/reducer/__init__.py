@@ -13,8 +13,8 @@ from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.core.settings import KafkaSettings
 from omninode_bridge.modules.reducer import schemas
 from omninode_bridge.modules.reducer.consumers import ReducerConsumer
+from omninode_bridge.modules.reducer.contract import ReducerContract
 from omninode_bridge.modules.reducer.controllers import NamespaceStatsController
-from omninode_bridge.modules.reducer.schemas import ReducerContract
 from omninode_bridge.modules.reducer.services import NamespaceReducer, aggregate
 
 __all__ = [

@@ -16,8 +16,9 @@ from uuid_utils.compat import uuid7
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import OnexEnvelopeV1, claim_and_log
 from omninode_bridge.core.steps import StateMachine
+from omninode_bridge.modules.reducer.contract import ReducerContract
 from omninode_bridge.modules.reducer.models import BridgeState
-from omninode_bridge.modules.reducer.schemas import NamespaceStats, ReducerContract
+from omninode_bridge.modules.reducer.schemas import NamespaceStats
 from omninode_bridge.modules.stamping import StampCreated
 
 __all__ = ["NamespaceAggregate", "NamespaceReducer", "aggregate", "namespace_stats"]
