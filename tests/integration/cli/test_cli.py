@@ -74,7 +74,7 @@ def _run_dev(state_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], float
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], port: int, started: float) -> dict[str, object]:
-    deadline = started + 30
+    deadline = started + 60  # the embedded stack, then one app process per core
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
         try:
@@ -85,7 +85,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], port: int, started: float) -
         except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.2)
-    raise AssertionError("dev did not report healthy within 30 s")
+    raise AssertionError("dev did not report healthy within 60 s")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> str:
