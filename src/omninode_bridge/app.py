@@ -120,8 +120,10 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         logger=structlog.get_logger("omninode_bridge.kafka"),
     )
     catalog = load_catalog(Path(settings.server.contracts_dir) if settings.server.contracts_dir else None)
-    platform_state = platform.build_state(settings.security, database)
     features = build_modules(settings) if modules is None else modules
+    platform_state = platform.build_state(
+        settings.security, database, module_health={m.name: m.health for m in features if m.health is not None}
+    )
     all_modules = start_order([platform.build_module(platform_state), *features])
     for module in all_modules:
         for check in module.checks:

@@ -264,6 +264,16 @@ def _register_stamp() -> None:
 _register_stamp()
 
 
+def _register_metrics() -> None:
+    from omninode_bridge.cli._metrics import execute_command, models_app
+
+    app.add_typer(models_app, name="models")
+    app.command("execute")(execute_command)
+
+
+_register_metrics()
+
+
 def main() -> None:
     """Entry point of the ``omninode-bridge`` script."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.events import EventPublisher, TopicCatalog
+from omninode_bridge.core.health import HealthProbe
 
 __all__ = ["Module", "NotStartedError", "Resources", "Started", "start_order"]
 
@@ -89,6 +90,8 @@ class Module:
         lifespans: Context managers entered after the platform resources are up (background tasks).
         checks: Run by ``create_app`` before anything connects (closures over the module's own settings):
             validate contracts so a bad one stops the app at once, not in the middle of its start-up.
+        health: The module's own health check, reported by ``/health`` under the module's name (e.g. a
+            module that runs but cannot serve everything says ``degraded`` and why). None: not reported.
     """
 
     name: str
@@ -99,6 +102,7 @@ class Module:
     dependencies: Mapping[str, Provide] = field(default_factory=dict)
     lifespans: Sequence[Callable[[Resources], AbstractAsyncContextManager[None]]] = ()
     checks: Sequence[Callable[[], None]] = ()
+    health: HealthProbe | None = None
 
 
 def start_order(modules: Sequence[Module]) -> list[Module]:

@@ -7,12 +7,13 @@ Other modules use :func:`require_scope` and :func:`principal_of` to protect thei
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import structlog
 from litestar.di import Provide
 
 from omninode_bridge.core.db import Database
+from omninode_bridge.core.health import HealthProbe
 from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.core.settings import SecuritySettings
 from omninode_bridge.platform.controllers import (
@@ -67,9 +68,22 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 
-def build_state(security: SecuritySettings, database: Database) -> PlatformState:
-    """The platform state of a new app (nothing connects; the lifespan of :func:`build_module` fills it)."""
-    return PlatformState(security=security, database=database, auth_cache=AuthCache(security.auth_cache_seconds))
+def build_state(
+    security: SecuritySettings, database: Database, module_health: Mapping[str, HealthProbe] | None = None
+) -> PlatformState:
+    """The platform state of a new app (nothing connects; the lifespan of :func:`build_module` fills it).
+
+    Args:
+        security: The security settings group.
+        database: The app's database.
+        module_health: The feature modules' health checks by module name, reported by ``/health``.
+    """
+    return PlatformState(
+        security=security,
+        database=database,
+        auth_cache=AuthCache(security.auth_cache_seconds),
+        module_health=dict(module_health or {}),
+    )
 
 
 def build_module(state: PlatformState) -> Module:
@@ -100,6 +114,7 @@ def build_module(state: PlatformState) -> Module:
         dependencies={
             "resources": Provide(state.resources.get, sync_to_thread=False),
             "auth_cache": Provide(lambda: state.auth_cache, sync_to_thread=False),
+            "module_health": Provide(lambda: state.module_health, sync_to_thread=False),
         },
         lifespans=[lifespan],
     )

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
@@ -17,6 +17,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from omninode_bridge import __version__
 from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.health import HealthProbe
 from omninode_bridge.core.inputs import AwareDatetime, check_datetime_range, param, text
 from omninode_bridge.core.module import Resources
 from omninode_bridge.core.openapi import documented, error_responses
@@ -51,10 +52,13 @@ class HealthController(Controller):
     @get("/", operation_id="getHealth", summary="Overall and per-component health",
          responses=error_responses({503: documented(schemas.Health, "Unhealthy: the database is down")},
                                    key=False))  # fmt: skip
-    async def health(self, resources: NamedDependency[Resources]) -> Response[schemas.Health]:
+    async def health(
+        self, resources: NamedDependency[Resources], module_health: NamedDependency[Mapping[str, HealthProbe]]
+    ) -> Response[schemas.Health]:
         """Healthy when every component is up; degraded when Kafka or Redis is down; unhealthy (503) when
-        the database is down."""
-        checks = await _check_components(resources)
+        the database is down. Modules that check their own health are listed by name beside them: a module
+        says what it cannot serve without making the whole service degraded."""
+        checks, modules = await asyncio.gather(_check_components(resources), _check_modules(module_health))
         status: Literal["healthy", "degraded", "unhealthy"]
         if checks["database"].status != "up":
             status = "unhealthy"
@@ -64,7 +68,7 @@ class HealthController(Controller):
             status = "healthy"
         body = schemas.Health(
             status=status,
-            components=checks,
+            components={**modules, **checks},
             version=__version__,
             uptime_seconds=round(time.time() - resources.started_at, 3),
         )
@@ -95,6 +99,24 @@ async def _timed(probe: Callable[[], Awaitable[object]], limit_seconds: float = 
         # A classification only: a driver's message can name hosts, users or statements.
         return schemas.ComponentHealth(status="down", detail=describe_error(exc)[:200])
     return schemas.ComponentHealth(status="up", latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+async def _check_modules(
+    probes: Mapping[str, HealthProbe], limit_seconds: float = 2.0
+) -> dict[str, schemas.ComponentHealth]:
+    async def one(probe: HealthProbe) -> schemas.ComponentHealth:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(limit_seconds):
+                result = await probe()
+        except Exception as exc:
+            return schemas.ComponentHealth(status="down", detail=describe_error(exc)[:200])
+        if result.latency_ms is None:
+            result.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        return result
+
+    results = await asyncio.gather(*(one(p) for p in probes.values()))
+    return dict(zip(probes, results, strict=True))
 
 
 async def _check_components(

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from omninode_bridge.core.health import ComponentHealth
 from omninode_bridge.core.inputs import AwareDatetime, Namespace, anchored, text
 
 __all__ = [
@@ -98,19 +99,12 @@ class AuditPage(msgspec.Struct):
     next_cursor: str | None
 
 
-ComponentStatus = Literal["up", "down", "degraded"]
-
-
-class ComponentHealth(msgspec.Struct):
-    """One dependency's health."""
-
-    status: ComponentStatus
-    latency_ms: float | None = None
-    detail: str | None = None
-
-
 class Health(msgspec.Struct):
-    """Overall health: unhealthy when the database is down, degraded when Kafka or Redis is."""
+    """Overall health: unhealthy when the database is down, degraded when Kafka or Redis is.
+
+    ``components`` also holds each module that reports its own health (``Module.health``), by module name; a
+    module's status is its own and does not change the overall ``status``.
+    """
 
     status: Literal["healthy", "degraded", "unhealthy"]
     components: dict[str, ComponentHealth]

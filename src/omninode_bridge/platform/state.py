@@ -6,12 +6,14 @@ Middleware runs outside Litestar's dependency injection, so it reads this one ty
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from litestar import Litestar
 
 from omninode_bridge.core.db import Database
+from omninode_bridge.core.health import HealthProbe
 from omninode_bridge.core.module import NotStartedError, Resources, Started
 from omninode_bridge.core.settings import SecuritySettings
 
@@ -33,6 +35,7 @@ class PlatformState:
         auth_cache: Verified keys, cached in-process.
         rate_limiter: The Redis sliding-window limiter (set when the app starts).
         resources: The app's resources, for the health probes (set when the app starts).
+        module_health: The feature modules' own health checks (``Module.health``) by module name.
     """
 
     security: SecuritySettings
@@ -40,6 +43,7 @@ class PlatformState:
     auth_cache: AuthCache
     rate_limiter: Started[SlidingWindowLimiter] = field(default_factory=lambda: Started("the rate limiter"))
     resources: Started[Resources] = field(default_factory=lambda: Started("the app's resources"))
+    module_health: Mapping[str, HealthProbe] = field(default_factory=dict)
 
 
 def attach_platform_state(app: Litestar, state: PlatformState) -> None:

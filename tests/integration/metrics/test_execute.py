@@ -293,3 +293,32 @@ async def test_empty_catalog_answers_503(stack: EmbeddedStack) -> None:
         assert response.status_code == 503
         assert response.json()["detail"] == "No model configured for task type chat."
         assert (await client.get("/models", headers=HEADERS)).json() == {"items": []}
+        health = await client.get("/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "healthy"  # the service is; the metrics component is not
+        assert health.json()["components"]["metrics"] == {
+            "status": "degraded",
+            "latency_ms": health.json()["components"]["metrics"]["latency_ms"],
+            "detail": "the model catalog is empty: POST /execute answers 503",
+        }
+
+
+async def test_health_degraded_while_every_model_cools_down(
+    api: AsyncTestClient[Litestar], stack: EmbeddedStack
+) -> None:
+    assert (await api.get("/health")).json()["components"]["metrics"]["status"] == "up"
+    redis = Redis.from_url(stack.urls["redis_url"])
+    keys = [f"metrics:cooldown:{m}" for m in ("fast", "flaky", "backup")]
+    try:
+        for key in keys:
+            await redis.set(key, "1", px=60_000)
+        body = (await api.get("/health")).json()
+        assert body["status"] == "healthy"
+        assert body["components"]["metrics"]["status"] == "degraded"
+        assert body["components"]["metrics"]["detail"] == "every model is cooling down after failures"
+        await redis.delete(keys[0])
+        partly = (await api.get("/health")).json()["components"]["metrics"]
+        assert partly == {"status": "up", "latency_ms": partly["latency_ms"], "detail": "2 of 3 models cooling down"}
+    finally:
+        await redis.delete(*keys)
+        await redis.aclose()

@@ -59,3 +59,23 @@ def test_d17_dev_log_shows_a_key_prefix_and_where_the_key_is_kept(tmp_path: Path
     assert key[:12] in banner
     assert str(stack.credentials_path) in banner
     assert EmbeddedStack.stored_dev_key(stack.state_dir) == key  # where the CLI reads it
+
+
+def test_execute_result_lines_name_model_latency_tokens_cost_quality() -> None:
+    from omninode_bridge.cli._metrics import result_lines
+
+    lines = result_lines({
+        "model": "m1", "latency_ms": 12.345, "ttft_ms": 3.2, "tokens": {"input": 4, "output": 9, "estimated": True},
+        "cost_usd": 0.0000123, "quality": {"score": 0.75, "checks": [{"name": "json", "passed": False}]},
+        "attempts": [{"model": "m0", "outcome": "timeout"}, {"model": "m1", "outcome": "success"}],
+        "execution_id": "e1",
+    })  # fmt: skip
+    assert lines == [
+        "model     m1",
+        "latency   12.3 ms, first token 3.2 ms",
+        "tokens    4 in, 9 out (estimated)",
+        "cost      $0.000012",
+        "quality   0.75 json:FAILED",
+        "attempts  m0 timeout, m1 success",
+        "execution e1",
+    ]

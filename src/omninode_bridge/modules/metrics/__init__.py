@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 import structlog
 from litestar.di import Provide
 
+from omninode_bridge.core.health import ComponentHealth
 from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.modules.metrics.contract import ModelsContract, load_models
 from omninode_bridge.modules.metrics.controllers import MetricsController
@@ -92,6 +93,22 @@ def build_module(settings: MetricsSettings, *, redact: Redact | None = None) -> 
             await executor.drain(seconds=10.0)  # streamed executions still storing their measurements
             await client.aclose()
 
+    async def health() -> ComponentHealth:
+        """Degraded when no model can be called: the catalog is empty, or every model is cooling down."""
+        executor = module_state.executor
+        if executor is None:
+            return ComponentHealth(status="down", detail="the metrics module is not running")
+        ids = [m.id for m in executor.catalog.models]
+        if not ids:
+            return ComponentHealth(status="degraded", detail="the model catalog is empty: POST /execute answers 503")
+        unserved = sorted(t for t in executor.catalog.task_types if not executor.catalog.serving(t))
+        cooling = await executor.coordination.cooling(ids)
+        if len(cooling) == len(ids):
+            return ComponentHealth(status="degraded", detail="every model is cooling down after failures")
+        notes = [f"{len(cooling)} of {len(ids)} models cooling down"] if cooling else []
+        notes += [f"no model serves {', '.join(unserved)}"] if unserved else []
+        return ComponentHealth(status="up", detail="; ".join(notes) or None)
+
     return Module(
         name="metrics",
         route_handlers=[MetricsController],
@@ -99,4 +116,5 @@ def build_module(settings: MetricsSettings, *, redact: Redact | None = None) -> 
         dependencies={"metrics": Provide(module_state.running, sync_to_thread=False)},
         lifespans=[lifespan],
         checks=[check],
+        health=health,
     )

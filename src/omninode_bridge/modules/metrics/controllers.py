@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from omninode_bridge import platform
@@ -75,7 +75,10 @@ class MetricsController(Controller):
     @post("/execute", operation_id="executeTask", summary="Run an AI task on the best model for it",
           status_code=200, responses=_EXECUTE_RESPONSES)  # fmt: skip
     async def execute(
-        self, request: Request[Any, Any, Any], metrics: NamedDependency[ModelExecutor], data: schemas.ExecuteRequest
+        self,
+        request: Request[Any, Any, Any],
+        metrics: NamedDependency[ModelExecutor],
+        data: JSONBody[schemas.ExecuteRequest],
     ) -> Response[Any]:
         """Route the task (or use `model`), call the model with failover, measure latency, tokens and cost,
         score the answer against the task type's checks, store and publish the measurements, and answer with
@@ -116,7 +119,10 @@ class MetricsController(Controller):
           responses=error_responses({404: "No such execution", 409: "The execution produced no answer"},
                                     body=True))  # fmt: skip
     async def feedback(
-        self, metrics: NamedDependency[ModelExecutor], execution_id: FromPath[uuid.UUID], data: schemas.Feedback
+        self,
+        metrics: NamedDependency[ModelExecutor],
+        execution_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.Feedback],
     ) -> schemas.FeedbackAccepted:
         """A score 0..1 (and a label) for the answer's real quality; it joins the model's quality statistics
         on the task type, which the router learns from."""

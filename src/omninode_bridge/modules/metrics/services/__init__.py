@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from omninode_bridge.modules.metrics.services.coordination import Coordination
-from omninode_bridge.modules.metrics.services.executor import ExecutionFailed, ModelExecutor, Plan, Redact
+from omninode_bridge.modules.metrics.services.executor import ModelExecutor
+from omninode_bridge.modules.metrics.services.plan import ExecutionFailed, Plan, Redact
 from omninode_bridge.modules.metrics.services.store import MetricsStore, stats_of_row
 from omninode_bridge.modules.metrics.services.upstream import UpstreamClient
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import msgspec
 from redis.asyncio import Redis
 
-from omninode_bridge.modules.metrics.services.router import ModelStats
+from omninode_bridge.modules.metrics.services.stats import ModelStats
 
 __all__ = ["Coordination"]
 

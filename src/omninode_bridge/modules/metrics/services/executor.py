@@ -11,68 +11,43 @@ import datetime as dt
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import structlog
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import EventPublisher, new_envelope
+from omninode_bridge.core.events import EventPublisher
 from omninode_bridge.core.inputs import InputError
 from omninode_bridge.modules.metrics import schemas
 from omninode_bridge.modules.metrics.contract import ModelsContract, ModelSpec
-from omninode_bridge.modules.metrics.messages import EVENT_TYPE, METRICS_TOPIC, AttemptMeasured, TaskExecuted
 from omninode_bridge.modules.metrics.services import instruments
 from omninode_bridge.modules.metrics.services.coordination import Coordination
-from omninode_bridge.modules.metrics.services.quality import Score, score
-from omninode_bridge.modules.metrics.services.router import Candidate, Constraints, ModelStats, rank, recommend
+from omninode_bridge.modules.metrics.services.plan import (
+    Delta,
+    ExecutionFailed,
+    Plan,
+    Redact,
+    Tried,
+    failure,
+    msg_to_dict,
+    msgspec_to_dict,
+    recommendations_of,
+)
+from omninode_bridge.modules.metrics.services.quality import score
+from omninode_bridge.modules.metrics.services.recording import Recorder
+from omninode_bridge.modules.metrics.services.router import Candidate, Constraints, rank
+from omninode_bridge.modules.metrics.services.stats import ModelStats
 from omninode_bridge.modules.metrics.services.store import MetricsStore
-from omninode_bridge.modules.metrics.services.upstream import Call, Completion, UpstreamClient, UpstreamError
+from omninode_bridge.modules.metrics.services.upstream import Call, UpstreamClient, UpstreamError
 from omninode_bridge.modules.metrics.settings import MetricsSettings
 
 __all__ = ["ExecutionFailed", "ModelExecutor", "Plan", "Redact"]
 
 log = structlog.get_logger(__name__)
 
-#: Replaces secrets in a stored prompt (the hooks module's redactor, handed in by the composition root).
-Redact = Callable[[Any], Any]
 #: Output tokens assumed when pricing a model never measured and no max_tokens is given.
 _ASSUMED_OUTPUT_TOKENS = 256
-Delta = Callable[[str], Awaitable[None]]
-
-
-class ExecutionFailed(ProblemError):
-    """Every model tried failed (502), or the request itself was refused upstream (the upstream's 4xx)."""
-
-
-@dataclass(slots=True)
-class Plan:
-    """A request that passed every check, with the models to try in order."""
-
-    execution_id: uuid.UUID
-    task_type: str
-    strategy: str
-    routed: bool
-    stream: bool
-    call: Call
-    order: list[ModelSpec]
-    skipped: list[schemas.Attempt]
-    key_id: uuid.UUID | None
-    correlation_id: str
-    metadata: dict[str, Any]
-    input_estimate: int
-    candidates: list[Candidate] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Tried:
-    spec: ModelSpec
-    latency_ms: float
-    error: UpstreamError | None = None
-    completion: Completion | None = None
 
 
 class ModelExecutor:
@@ -107,6 +82,7 @@ class ModelExecutor:
         self.database = database
         self.publisher = publisher
         self.redact = redact
+        self.recorder = Recorder(settings, database, publisher, coordination, redact)
         self.rng = rng or random.Random()  # noqa: S311 - exploration, not security
         self.background: set[asyncio.Task[None]] = set()
 
@@ -140,7 +116,7 @@ class ModelExecutor:
         stats = await self.stats(task_type, ids)
         cooling = await self.coordination.cooling(ids)
         candidates = [Candidate(m.id, stats[m.id], m.price.cost(500, _ASSUMED_OUTPUT_TOKENS)) for m in specs]
-        return _recommendations(candidates, strategy, self.rng, cooling)
+        return recommendations_of(candidates, strategy, self.rng, cooling)
 
     # Preparation ---------------------------------------------------------------------------------------------
     async def prepare(self, request: schemas.ExecuteRequest, *, key_id: uuid.UUID | None, correlation_id: str) -> Plan:
@@ -243,7 +219,7 @@ class ModelExecutor:
             ExecutionFailed: No model answered (502), or the upstream refused the request itself (its 4xx).
         """
         started = time.perf_counter()
-        tried: list[_Tried] = []
+        tried: list[Tried] = []
         attempts = list(plan.skipped)
         delivered = False
 
@@ -253,7 +229,7 @@ class ModelExecutor:
             assert on_delta is not None
             await on_delta(delta)
 
-        success: _Tried | None = None
+        success: Tried | None = None
         for spec in plan.order:
             if len(tried) >= self.settings.max_attempts:
                 break
@@ -271,7 +247,7 @@ class ModelExecutor:
                     else self.client.complete(spec, plan.call)
                 )  # fmt: skip
             except UpstreamError as exc:
-                tried.append(_Tried(spec, exc.latency_ms, error=exc))
+                tried.append(Tried(spec, exc.latency_ms, error=exc))
                 attempts.append(schemas.Attempt(model=spec.id, outcome=exc.error_class, latency_ms=exc.latency_ms,
                                                 detail=exc.detail))  # fmt: skip
                 instruments.failed(spec.id, plan.task_type, exc.error_class)
@@ -282,7 +258,7 @@ class ModelExecutor:
                 continue
             finally:
                 await self.coordination.release(spec.id, lease)
-            success = _Tried(spec, completion.latency_ms, completion=completion)
+            success = Tried(spec, completion.latency_ms, completion=completion)
             tried.append(success)
             attempts.append(schemas.Attempt(model=spec.id, outcome="success", latency_ms=completion.latency_ms))
             break
@@ -291,9 +267,9 @@ class ModelExecutor:
             score(self.catalog.task_types[plan.task_type].checks, success.completion.text, plan.call.response_format)
             if success is not None and success.completion is not None else None
         )  # fmt: skip
-        cost = await self._store(plan, tried, attempts, success, quality, total_ms)
+        cost = await self.recorder.record(plan, tried, attempts, success, quality, total_ms)
         if success is None or success.completion is None or quality is None:
-            raise self._failure(plan, attempts)
+            raise failure(plan, attempts)
         done = success.completion
         instruments.succeeded(success.spec.id, plan.task_type, done, cost)
         return schemas.ExecuteResponse(
@@ -313,161 +289,7 @@ class ModelExecutor:
             finish_reason=done.finish_reason,
         )
 
-    def _failure(self, plan: Plan, attempts: list[schemas.Attempt]) -> ExecutionFailed:
-        extra = {"execution_id": str(plan.execution_id), "attempts": [msgspec_to_dict(a) for a in attempts]}
-        last = next((a for a in reversed(attempts) if a.outcome == "client_error"), None)
-        if last is not None:
-            return ExecutionFailed(422, f"The model refused the request: {last.detail}", slug="upstream-refused",
-                                   extra=extra)  # fmt: skip
-        if not any(a.outcome not in ("cooldown", "at_capacity") for a in attempts):
-            return ExecutionFailed(503, "Every candidate model is at its concurrency limit.", slug="models-busy",
-                                   headers={"Retry-After": "1"}, extra=extra)  # fmt: skip
-        return ExecutionFailed(502, f"No model answered ({len(attempts)} attempts); see attempts.",
-                               slug="models-failed", extra=extra)  # fmt: skip
-
-    async def _store(
-        self,
-        plan: Plan,
-        tried: list[_Tried],
-        attempts: list[schemas.Attempt],
-        success: _Tried | None,
-        quality: Score | None,
-        total_ms: float,
-    ) -> float:
-        """Rows, statistics and the event in one transaction; then the Redis copies. Returns the cost."""
-        rows: list[dict[str, Any]] = []
-        cost_total = 0.0
-        base = {
-            "execution_id": plan.execution_id, "task_type": plan.task_type, "strategy": plan.strategy,
-            "routed": plan.routed, "streamed": plan.stream, "key_id": plan.key_id,
-            "correlation_id": plan.correlation_id, "prompt": None, "response": None, "feedback_score": None,
-            "feedback_label": None, "details": {},
-        }  # fmt: skip
-        for number, one in enumerate(tried, start=1):
-            done = one.completion
-            cost = one.spec.price.cost(done.input_tokens, done.output_tokens) if done is not None else 0.0
-            cost_total += cost
-            rows.append({
-                **base, "attempt": number, "model_id": one.spec.id,
-                "outcome": "success" if done is not None else (one.error.error_class if one.error else "failed"),
-                "error_class": one.error.error_class if one.error else None,
-                "error_detail": one.error.detail if one.error else None,
-                "latency_ms": one.latency_ms, "ttft_ms": done.ttft_ms if done else None,
-                "input_tokens": done.input_tokens if done else 0, "output_tokens": done.output_tokens if done else 0,
-                "tokens_estimated": done.usage_estimated if done else False, "cost_usd": cost,
-                "quality_score": quality.value if done is not None and quality is not None else None,
-                "quality_checks": None,
-            })  # fmt: skip
-        done = success.completion if success is not None else None
-        last_error = next((t.error for t in reversed(tried) if t.error is not None), None)
-        checks = [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in quality.checks] if quality else None
-        prompt, response = None, None
-        if self.settings.store_prompts and self.redact is not None:
-            prompt = self.redact(list(plan.call.messages))
-            response = self.redact({"text": done.text})["text"] if done is not None else None
-        rows.insert(0, {
-            **base, "attempt": 0, "model_id": success.spec.id if success else (tried[-1].spec.id if tried else None),
-            "outcome": "success" if done is not None else "failed",
-            "error_class": None if done is not None else (last_error.error_class if last_error else "unavailable"),
-            "error_detail": None, "latency_ms": total_ms, "ttft_ms": done.ttft_ms if done else None,
-            "input_tokens": done.input_tokens if done else 0, "output_tokens": done.output_tokens if done else 0,
-            "tokens_estimated": done.usage_estimated if done else False, "cost_usd": cost_total,
-            "quality_score": quality.value if quality else None, "quality_checks": checks, "prompt": prompt,
-            "response": response,
-            "details": {"metadata": plan.metadata, "attempts": [msgspec_to_dict(a) for a in attempts]},
-        })  # fmt: skip
-        payload = TaskExecuted(
-            execution_id=str(plan.execution_id), task_type=plan.task_type, model=rows[0]["model_id"],
-            strategy=plan.strategy, routed=plan.routed, streamed=plan.stream, outcome=rows[0]["outcome"],
-            error_class=rows[0]["error_class"], latency_ms=total_ms, ttft_ms=rows[0]["ttft_ms"],
-            input_tokens=rows[0]["input_tokens"], output_tokens=rows[0]["output_tokens"],
-            tokens_estimated=rows[0]["tokens_estimated"], cost_usd=cost_total,
-            quality_score=rows[0]["quality_score"],
-            attempts=[AttemptMeasured(model=a.model, outcome=a.outcome, latency_ms=a.latency_ms) for a in attempts],
-        )  # fmt: skip
-        learned: dict[str, ModelStats] = {}
-        async with self.database.unit_of_work() as uow:
-            store = MetricsStore(uow)
-            await store.record(rows)
-            for one in tried:
-                if one.error is not None and not one.error.retryable:
-                    continue  # the request's fault (a 4xx), not the model's: nothing learned
-                c = one.completion
-                learned[one.spec.id] = await store.observe(
-                    plan.task_type, one.spec.id, success=c is not None, latency_ms=one.latency_ms,
-                    cost_usd=one.spec.price.cost(c.input_tokens, c.output_tokens) if c else 0.0,
-                    quality=quality.value if c is not None and quality is not None else None,
-                    alpha=self.settings.latency_alpha,
-                )  # fmt: skip
-            envelope = new_envelope(
-                event_type=EVENT_TYPE, payload=payload, correlation_id=plan.correlation_id,
-                event_id=plan.execution_id, source="omninode-bridge.metrics",
-            )  # fmt: skip
-            await self.publisher.publish(uow, METRICS_TOPIC, envelope)
-            await uow.commit()
-        await self.coordination.put_stats(plan.task_type, learned)
-        if success is not None:
-            await self.coordination.succeeded(success.spec.id)
-        if plan.key_id is not None and self.settings.daily_budget_usd > 0:
-            await self.coordination.spend(plan.key_id, dt.datetime.now(dt.UTC).date(), cost_total)
-        return cost_total
-
     async def feedback(self, execution_id: uuid.UUID, feedback: schemas.Feedback) -> schemas.FeedbackAccepted:
-        """Store a caller's outcome score and fold it into the model's quality statistics.
-
-        Raises:
-            ProblemError: 404 for an unknown execution; 409 for one that produced no answer.
-        """
-        async with self.database.unit_of_work() as uow:
-            store = MetricsStore(uow)
-            rows = await store.execution(execution_id)
-            if not rows:
-                raise ProblemError(404, f"No execution with id {execution_id}.")
-            head = rows[0]
-            if head.outcome != "success" or head.model_id is None:
-                raise ProblemError(409, "This execution produced no answer; there is nothing to score.")
-            await store.set_feedback(execution_id, feedback.score, feedback.label)
-            stats = await store.observe(
-                head.task_type, head.model_id, success=False, quality=feedback.score,
-                alpha=self.settings.latency_alpha, counts_as_execution=False,
-            )  # fmt: skip
-            await uow.commit()
-        await self.coordination.put_stats(head.task_type, {head.model_id: stats})
-        return schemas.FeedbackAccepted(
-            execution_id=execution_id, model=head.model_id, task_type=head.task_type,
-            quality_mean=round(stats.quality_mean, 6), quality_samples=stats.quality_n,
-        )  # fmt: skip
-
-
-def _recommendations(
-    candidates: list[Candidate], strategy: str, rng: random.Random, cooling: Mapping[str, float]
-) -> list[schemas.Recommendation]:
-    return [
-        schemas.Recommendation(
-            model=r.model_id,
-            utility=r.utility,
-            expected_quality=r.expected_quality,
-            expected_latency_ms=r.expected_latency_ms,
-            expected_cost_usd=r.expected_cost_usd,
-            success_rate=r.success_rate,
-            samples=r.samples,
-            confidence=r.confidence,
-            reason=r.reason,
-            cooling_down=r.model_id in cooling,
-        )
-        for r in recommend(candidates, strategy, rng)
-    ]
-
-
-def msg_to_dict(message: schemas.Message) -> dict[str, Any]:
-    """A message as the upstream expects it (no null fields)."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.name is not None:
-        out["name"] = message.name
-    return out
-
-
-def msgspec_to_dict(value: Any) -> dict[str, Any]:
-    """A Struct's fields as a dict."""
-    built: dict[str, Any] = msgspec.to_builtins(value)
-    return built
+        """Store a caller's outcome score and fold it into the model's quality statistics (see
+        :meth:`Recorder.feedback`)."""
+        return await self.recorder.feedback(execution_id, feedback)

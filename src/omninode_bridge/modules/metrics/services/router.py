@@ -9,7 +9,8 @@ exploration counter, and its exploration fades by itself as the posteriors narro
 worse still gets a small, non-zero share). Costs are known from the catalog's prices, so they are not
 explored: a model never called is priced at its catalog price for the request's estimated tokens.
 
-Everything here is pure (no I/O): the executor loads statistics and hands them in.
+Everything here is pure (no I/O): the executor loads statistics and hands them in. The statistics and their
+update arithmetic are in :mod:`.stats` (re-exported here).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from omninode_bridge.modules.metrics.services.stats import ModelStats, add_quality, observe
 
 __all__ = [
     "EXPLORATION_FLOOR",
@@ -49,53 +52,6 @@ _PRIOR_QUALITY, _PRIOR_SD = 0.5, 0.3
 #: Floor of a quality standard deviation (a model that always scored 0.8 is not certainly 0.8).
 _MIN_SD = 0.05
 _MIN_FOR_CONSTRAINT = 5
-
-
-@dataclass(slots=True)
-class ModelStats:
-    """What has been measured of one model on one task type.
-
-    Attributes:
-        samples: Executions attempted (successes and failures).
-        successes: Executions that answered.
-        latency_ewma_ms: Exponentially weighted mean latency of successes.
-        latency_ewvar: Exponentially weighted variance of that latency.
-        cost_total_usd: Summed cost of successes.
-        quality_n: Quality samples (automatic scores and feedback).
-        quality_mean: Their mean.
-        quality_m2: Sum of squared deviations (Welford), for the variance.
-    """
-
-    samples: int = 0
-    successes: int = 0
-    latency_ewma_ms: float = 0.0
-    latency_ewvar: float = 0.0
-    cost_total_usd: float = 0.0
-    quality_n: int = 0
-    quality_mean: float = 0.0
-    quality_m2: float = 0.0
-
-    @property
-    def success_rate(self) -> float:
-        """Successes over samples (1.0 before any)."""
-        return self.successes / self.samples if self.samples else 1.0
-
-    @property
-    def cost_mean_usd(self) -> float | None:
-        """Mean cost of a successful call."""
-        return self.cost_total_usd / self.successes if self.successes else None
-
-    @property
-    def quality_variance(self) -> float:
-        """Sample variance of quality (0 with fewer than two samples)."""
-        return self.quality_m2 / (self.quality_n - 1) if self.quality_n > 1 else 0.0
-
-    @property
-    def latency_p95_ms(self) -> float | None:
-        """p95 latency under a normal approximation of the moving mean and variance."""
-        if not self.successes:
-            return None
-        return self.latency_ewma_ms + 1.645 * math.sqrt(max(self.latency_ewvar, 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,35 +226,3 @@ def _reason(stats: ModelStats, candidate: Candidate, strategy: str) -> str:
         parts.append(f"latency {stats.latency_ewma_ms:.0f} ms (p95 ~{stats.latency_p95_ms or 0:.0f} ms)")
     parts.append(f"${candidate.expected_cost:.6f} per call")
     return "; ".join(parts) + f" ({strategy})"
-
-
-def observe(
-    stats: ModelStats,
-    *,
-    success: bool,
-    latency_ms: float = 0.0,
-    cost_usd: float = 0.0,
-    quality: float | None = None,
-    alpha: float = 0.2,
-) -> None:
-    """Fold one execution into ``stats`` (the same arithmetic as the durable upsert in SQL)."""
-    stats.samples += 1
-    if success:
-        if stats.successes == 0:
-            stats.latency_ewma_ms, stats.latency_ewvar = latency_ms, 0.0
-        else:
-            delta = latency_ms - stats.latency_ewma_ms
-            stats.latency_ewma_ms += alpha * delta
-            stats.latency_ewvar = (1 - alpha) * (stats.latency_ewvar + alpha * delta * delta)
-        stats.successes += 1
-        stats.cost_total_usd += cost_usd
-    if quality is not None:
-        add_quality(stats, quality)
-
-
-def add_quality(stats: ModelStats, score: float) -> None:
-    """One more quality sample (an automatic score or a caller's feedback), by Welford's update."""
-    stats.quality_n += 1
-    delta = score - stats.quality_mean
-    stats.quality_mean += delta / stats.quality_n
-    stats.quality_m2 += delta * (score - stats.quality_mean)

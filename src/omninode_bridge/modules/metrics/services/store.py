@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, Float, String, bindparam, func, insert, selec
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.paging import newest_first
 from omninode_bridge.modules.metrics.models import MetricsExecution, MetricsModelStats
-from omninode_bridge.modules.metrics.services.router import ModelStats
+from omninode_bridge.modules.metrics.services.stats import ModelStats
 
 __all__ = ["MetricsStore", "stats_of_row"]
 

@@ -1,0 +1,184 @@
+"""``make bench`` (metrics line): the overhead of ``POST /execute`` and the router's learning.
+
+**Overhead.** A zero-latency upstream (``bench._openai``: raw ASGI under uvicorn, one process) is called by
+the same client (wrk, C, keep-alive) twice in one run: directly (``POST /v1/chat/completions``) and through
+the app (``POST /execute`` with a one-model catalog pointing at it; ``omninode-bridge serve``, one worker,
+default settings except a rate limit raised out of the way and WARNING logs). Through the app each request
+also authenticates its key, reads the routing statistics from Redis, takes and returns a Redis concurrency
+slot, scores the answer, commits its rows, statistics and outbox event to PostgreSQL and ranks the
+recommendations. Figures: added latency p50/p99 at one connection, and the req/s ratio at 16 connections.
+Targets (issue 14): added p50 <= 2 ms, req/s >= 0.5 of direct.
+
+**Learning.** The router alone (``services.router.rank``, as ``/execute`` calls it, Thompson sampling on)
+over three simulated models with hidden quality, latency and cost (fast-cheap-poor, slow-expensive-good,
+mid; ``tests/unit/metrics/simulation.py``), averaged over several seeds: the share of traffic on each
+strategy's best model (by the strategy's utility of the true values) in the first 200, 500 and 1,000
+executions and in the 100 executions before each, and the cumulative regret against always choosing the
+best (the sum of the true utility lost per execution, in the strategy's utility units).
+
+Numbers from a shared 2-core machine are indicative; the ratios, from one run, are what to compare.
+
+Run: ``.venv/bin/python -m bench.metrics [--seconds 5] [--seeds 5]`` (needs ``wrk``: ``apt-get install wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.unit.metrics.simulation import THREE, Hidden, simulate
+
+from bench._tools import Load, _run, require_wrk, serve_app, wrk
+from omninode_bridge.embedded import EmbeddedStack, free_port
+from omninode_bridge.migrations import upgrade
+from omninode_bridge.modules.metrics.services.router import STRATEGIES
+
+KEY = "onb_bench_key_0123456789abcdef0123456789"
+PROMPT = "Summarise the release notes of version 2.4 in one sentence, please."
+DIRECT_BODY = (
+    'local payload = \'{"model":"bench-m","messages":[{"role":"user","content":"' + PROMPT + "\"}]}'\n"
+    "function body(tid, n) return payload end\n"
+)
+EXECUTE_BODY = (
+    'local payload = \'{"task_type":"chat","prompt":"' + PROMPT + "\"}'\nfunction body(tid, n) return payload end\n"
+)
+CATALOG = """task_types:
+  chat: {{checks: [{{kind: non_empty}}]}}
+models:
+  - {{id: bench, base_url: '{base}/v1', model: bench-m, task_types: [chat], max_concurrency: 10000,
+     timeout_seconds: 30, price: {{input_per_million: 0.5, output_per_million: 1.5}}}}
+"""
+CHECKPOINTS = (200, 500, 1000)
+ADDED_P50_TARGET_MS = 2.0
+RATE_TARGET = 0.5
+
+rows: list[tuple[str, str, str, str, str]] = []
+
+
+def row(figure: str, ours: str, baseline: str, ratio: str, target: str) -> None:
+    """Record (and print at once) one line of the table."""
+    rows.append((figure, ours, baseline, ratio, target))
+    print(f"  {figure}: {ours} | {baseline} | {ratio}", flush=True)
+
+
+def _fmt(load: Load) -> str:
+    return f"{load.rate:,.0f} req/s, p50 {load.p50_ms:.2f} p99 {load.p99_ms:.2f} ms"
+
+
+def overhead(stack: EmbeddedStack, seconds: float) -> None:
+    """Direct vs through ``/execute``, same upstream, same client, same run."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "bench._openai:app", "--host", "127.0.0.1", "--port", str(port),
+               "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    catalog = Path(tempfile.mkdtemp(prefix="bench-metrics-")) / "models.yaml"
+    urls = stack.urls
+    env = {
+        "OMNINODE_ENV": "test", "OMNINODE_DATABASE_URL": urls["database_url"], "OMNINODE_REDIS_URL": urls["redis_url"],
+        "OMNINODE_KAFKA_BOOTSTRAP_SERVERS": urls["kafka"], "OMNINODE_API_KEYS": f"bench:{KEY}:admin",
+        "OMNINODE_RATE_LIMIT_REQUESTS": "1000000000", "OMNINODE_LOG_LEVEL": "WARNING",
+        "OMNINODE_MODELS_FILE": str(catalog),
+    }  # fmt: skip
+    json_headers = {"content-type": "application/json"}
+    auth = {**json_headers, "x-api-key": KEY}
+
+    def load(url: str, body: str, headers: dict[str, str], connections: int) -> Load:
+        result = wrk(url, body, headers, connections=connections, seconds=seconds)
+        if result.errors:
+            print(f"  warning: {url} c={connections}: {result.errors} errors", flush=True)
+        return result
+
+    with _run(command, {}, port) as (upstream, _):
+        catalog.write_text(CATALOG.format(base=upstream))
+        with serve_app(env, workers=1) as (app, _):
+            load(app + "/execute", EXECUTE_BODY, auth, 4)  # warm-up: connections, statistics, JIT-free caches
+            direct1 = load(upstream + "/v1/chat/completions", DIRECT_BODY, json_headers, 1)
+            bridge1 = load(app + "/execute", EXECUTE_BODY, auth, 1)
+            direct16 = load(upstream + "/v1/chat/completions", DIRECT_BODY, json_headers, 16)
+            bridge16 = load(app + "/execute", EXECUTE_BODY, auth, 16)
+    added50, added99 = bridge1.p50_ms - direct1.p50_ms, bridge1.p99_ms - direct1.p99_ms
+    verdict = "met" if added50 <= ADDED_P50_TARGET_MS else "NOT met"
+    row("POST /execute, 1 conn: added latency", f"p50 +{added50:.2f} ms, p99 +{added99:.2f} ms",
+        "direct " + _fmt(direct1), f"{bridge1.rate / direct1.rate:.3f}",
+        f"added p50 <= {ADDED_P50_TARGET_MS:.0f} ms: {verdict}")  # fmt: skip
+    row("POST /execute, 1 conn", _fmt(bridge1), "direct " + _fmt(direct1), f"{bridge1.rate / direct1.rate:.3f}", "")
+    ratio = bridge16.rate / direct16.rate
+    row("POST /execute, 16 conns", _fmt(bridge16), "direct " + _fmt(direct16), f"{ratio:.3f}",
+        f">= {RATE_TARGET} of direct: {'met' if ratio >= RATE_TARGET else 'NOT met'}")  # fmt: skip
+
+
+def _utility(strategy: str, model: Hidden, models: tuple[Hidden, ...]) -> float:
+    """The strategy's utility of a model's true values (the router's formula, without the draws)."""
+    w_quality, w_cost, w_latency = STRATEGIES[strategy]
+    top_cost = max(m.cost_usd for m in models)
+    top_latency = max(m.latency_ms for m in models)
+    return w_quality * model.quality - w_cost * model.cost_usd / top_cost - w_latency * model.latency_ms / top_latency
+
+
+def learning(seeds: int) -> None:
+    """Share on the best model and cumulative regret per strategy, averaged over ``seeds`` runs."""
+    executions = CHECKPOINTS[-1]
+    by_id = {m.model_id: m for m in THREE}
+    for strategy in STRATEGIES:
+        utility = {m.model_id: _utility(strategy, m, THREE) for m in THREE}
+        best = max(utility, key=lambda m: utility[m])
+        share = dict.fromkeys(CHECKPOINTS, 0.0)
+        recent = dict.fromkeys(CHECKPOINTS, 0.0)
+        regret = dict.fromkeys(CHECKPOINTS, 0.0)
+        for seed in range(seeds):
+            _, sequence = simulate(strategy, executions, seed=seed)
+            lost = 0.0
+            for index, chosen in enumerate(sequence, start=1):
+                lost += utility[best] - utility[by_id[chosen].model_id]
+                if index in share:
+                    share[index] += sequence[:index].count(best) / index / seeds
+                    recent[index] += sequence[index - 100 : index].count(best) / 100 / seeds
+                    regret[index] += lost / seeds
+        figures = ", ".join(f"{n}: {share[n]:.0%} (last 100: {recent[n]:.0%})" for n in CHECKPOINTS)
+        regrets = ", ".join(f"{n}: {regret[n]:.1f}" for n in CHECKPOINTS)
+        worst = max(utility[best] - u for u in utility.values())
+        row(f"router, {strategy}: share on best ({best})", figures,
+            f"always {best}: 100%, regret 0", f"regret {regrets}",
+            ">= 80% after 500" if strategy in ("quality", "cost") else "")  # fmt: skip
+        print(f"    (regret of always the worst model: {worst:.3f} per execution)", flush=True)
+
+
+def print_table() -> None:
+    """The rows as one Markdown table."""
+    headers = ("figure", "this service", "baseline (same run)", "ratio / regret", "target")
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(5)]
+
+    def line(r: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+
+    print()
+    print(line(headers))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
+    parser.add_argument("--seeds", type=int, default=5, help="Simulation runs averaged per strategy (default 5).")
+    parser.add_argument("--no-http", action="store_true", help="Only the learning simulation.")
+    args = parser.parse_args()
+    print("learning simulation", flush=True)
+    learning(args.seeds)
+    if not args.no_http:
+        require_wrk()
+        stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="bench-metrics-")))
+        stack.start()
+        try:
+            upgrade(stack.urls["database_url"])
+            print("POST /execute vs the upstream directly", flush=True)
+            overhead(stack, args.seconds)
+        finally:
+            stack.stop()
+    print_table()
+
+
+if __name__ == "__main__":
+    main()

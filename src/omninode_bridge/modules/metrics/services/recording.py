@@ -1,0 +1,161 @@
+"""Recording an execution: its rows, the statistics it teaches and its event in one transaction, then the
+Redis copies; and a caller's feedback folded into the same statistics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from omninode_bridge.core.db import Database
+from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.events import EventPublisher, new_envelope
+from omninode_bridge.modules.metrics import schemas
+from omninode_bridge.modules.metrics.messages import EVENT_TYPE, METRICS_TOPIC, AttemptMeasured, TaskExecuted
+from omninode_bridge.modules.metrics.services.coordination import Coordination
+from omninode_bridge.modules.metrics.services.plan import Plan, Redact, Tried, msgspec_to_dict
+from omninode_bridge.modules.metrics.services.quality import Score
+from omninode_bridge.modules.metrics.services.stats import ModelStats
+from omninode_bridge.modules.metrics.services.store import MetricsStore
+from omninode_bridge.modules.metrics.settings import MetricsSettings
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Stores what executions measured and what callers report (the one place the module commits).
+
+    Args:
+        settings: The module's settings.
+        database: For the unit of work of each record.
+        publisher: The outbox.
+        coordination: Redis state shared by processes (the statistics' and spend's fast copies).
+        redact: Applied to prompts and answers before they are stored (only with ``store_prompts``).
+    """
+
+    def __init__(
+        self,
+        settings: MetricsSettings,
+        database: Database,
+        publisher: EventPublisher,
+        coordination: Coordination,
+        redact: Redact | None,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.publisher = publisher
+        self.coordination = coordination
+        self.redact = redact
+
+    async def record(
+        self,
+        plan: Plan,
+        tried: list[Tried],
+        attempts: list[schemas.Attempt],
+        success: Tried | None,
+        quality: Score | None,
+        total_ms: float,
+    ) -> float:
+        """Rows, statistics and the event in one transaction; then the Redis copies. Returns the cost."""
+        rows: list[dict[str, Any]] = []
+        cost_total = 0.0
+        base = {
+            "execution_id": plan.execution_id, "task_type": plan.task_type, "strategy": plan.strategy,
+            "routed": plan.routed, "streamed": plan.stream, "key_id": plan.key_id,
+            "correlation_id": plan.correlation_id, "prompt": None, "response": None, "feedback_score": None,
+            "feedback_label": None, "details": {},
+        }  # fmt: skip
+        for number, one in enumerate(tried, start=1):
+            done = one.completion
+            cost = one.spec.price.cost(done.input_tokens, done.output_tokens) if done is not None else 0.0
+            cost_total += cost
+            rows.append({
+                **base, "attempt": number, "model_id": one.spec.id,
+                "outcome": "success" if done is not None else (one.error.error_class if one.error else "failed"),
+                "error_class": one.error.error_class if one.error else None,
+                "error_detail": one.error.detail if one.error else None,
+                "latency_ms": one.latency_ms, "ttft_ms": done.ttft_ms if done else None,
+                "input_tokens": done.input_tokens if done else 0, "output_tokens": done.output_tokens if done else 0,
+                "tokens_estimated": done.usage_estimated if done else False, "cost_usd": cost,
+                "quality_score": quality.value if done is not None and quality is not None else None,
+                "quality_checks": None,
+            })  # fmt: skip
+        done = success.completion if success is not None else None
+        last_error = next((t.error for t in reversed(tried) if t.error is not None), None)
+        checks = [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in quality.checks] if quality else None
+        prompt, response = None, None
+        if self.settings.store_prompts and self.redact is not None:
+            prompt = self.redact(list(plan.call.messages))
+            response = self.redact({"text": done.text})["text"] if done is not None else None
+        rows.insert(0, {
+            **base, "attempt": 0, "model_id": success.spec.id if success else (tried[-1].spec.id if tried else None),
+            "outcome": "success" if done is not None else "failed",
+            "error_class": None if done is not None else (last_error.error_class if last_error else "unavailable"),
+            "error_detail": None, "latency_ms": total_ms, "ttft_ms": done.ttft_ms if done else None,
+            "input_tokens": done.input_tokens if done else 0, "output_tokens": done.output_tokens if done else 0,
+            "tokens_estimated": done.usage_estimated if done else False, "cost_usd": cost_total,
+            "quality_score": quality.value if quality else None, "quality_checks": checks, "prompt": prompt,
+            "response": response,
+            "details": {"metadata": plan.metadata, "attempts": [msgspec_to_dict(a) for a in attempts]},
+        })  # fmt: skip
+        payload = TaskExecuted(
+            execution_id=str(plan.execution_id), task_type=plan.task_type, model=rows[0]["model_id"],
+            strategy=plan.strategy, routed=plan.routed, streamed=plan.stream, outcome=rows[0]["outcome"],
+            error_class=rows[0]["error_class"], latency_ms=total_ms, ttft_ms=rows[0]["ttft_ms"],
+            input_tokens=rows[0]["input_tokens"], output_tokens=rows[0]["output_tokens"],
+            tokens_estimated=rows[0]["tokens_estimated"], cost_usd=cost_total,
+            quality_score=rows[0]["quality_score"],
+            attempts=[AttemptMeasured(model=a.model, outcome=a.outcome, latency_ms=a.latency_ms) for a in attempts],
+        )  # fmt: skip
+        learned: dict[str, ModelStats] = {}
+        async with self.database.unit_of_work() as uow:
+            store = MetricsStore(uow)
+            await store.record(rows)
+            for one in tried:
+                if one.error is not None and not one.error.retryable:
+                    continue  # the request's fault (a 4xx), not the model's: nothing learned
+                c = one.completion
+                learned[one.spec.id] = await store.observe(
+                    plan.task_type, one.spec.id, success=c is not None, latency_ms=one.latency_ms,
+                    cost_usd=one.spec.price.cost(c.input_tokens, c.output_tokens) if c else 0.0,
+                    quality=quality.value if c is not None and quality is not None else None,
+                    alpha=self.settings.latency_alpha,
+                )  # fmt: skip
+            envelope = new_envelope(
+                event_type=EVENT_TYPE, payload=payload, correlation_id=plan.correlation_id,
+                event_id=plan.execution_id, source="omninode-bridge.metrics",
+            )  # fmt: skip
+            await self.publisher.publish(uow, METRICS_TOPIC, envelope)
+            await uow.commit()
+        await self.coordination.put_stats(plan.task_type, learned)
+        if success is not None:
+            await self.coordination.succeeded(success.spec.id)
+        if plan.key_id is not None and self.settings.daily_budget_usd > 0:
+            await self.coordination.spend(plan.key_id, dt.datetime.now(dt.UTC).date(), cost_total)
+        return cost_total
+
+    async def feedback(self, execution_id: uuid.UUID, feedback: schemas.Feedback) -> schemas.FeedbackAccepted:
+        """Store a caller's outcome score and fold it into the model's quality statistics.
+
+        Raises:
+            ProblemError: 404 for an unknown execution; 409 for one that produced no answer.
+        """
+        async with self.database.unit_of_work() as uow:
+            store = MetricsStore(uow)
+            rows = await store.execution(execution_id)
+            if not rows:
+                raise ProblemError(404, f"No execution with id {execution_id}.")
+            head = rows[0]
+            if head.outcome != "success" or head.model_id is None:
+                raise ProblemError(409, "This execution produced no answer; there is nothing to score.")
+            await store.set_feedback(execution_id, feedback.score, feedback.label)
+            stats = await store.observe(
+                head.task_type, head.model_id, success=False, quality=feedback.score,
+                alpha=self.settings.latency_alpha, counts_as_execution=False,
+            )  # fmt: skip
+            await uow.commit()
+        await self.coordination.put_stats(head.task_type, {head.model_id: stats})
+        return schemas.FeedbackAccepted(
+            execution_id=execution_id, model=head.model_id, task_type=head.task_type,
+            quality_mean=round(stats.quality_mean, 6), quality_samples=stats.quality_n,
+        )  # fmt: skip
