@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -115,31 +116,32 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         if settings.log_json
         else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
+    render = [_safe_exception_values, structlog.processors.ExceptionRenderer(format_exception_safely), renderer]
+    # Our own events are rendered by structlog's chain and written by _DirectLogger, with no stdlib
+    # LogRecord, handler or formatter round trip; the stdlib loggers' records get the same processors
+    # through the formatter, so both kinds of line look the same.
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
             *shared,
             _drop_expected_warnings,
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            *render,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=_direct_logger,
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _safe_exception_values,
-            structlog.processors.ExceptionRenderer(format_exception_safely),
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    global _handler  # loggers cached before a reconfiguration write to the new handler too
+    _handler = handler
     root.setLevel(settings.log_level.upper())
     # Our request line replaces uvicorn's access log; library chatter stays at WARNING.
     for name, level in {
@@ -153,6 +155,51 @@ def configure_logging(settings: ObservabilitySettings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+_handler: logging.StreamHandler[Any] = logging.StreamHandler(sys.stdout)
+
+
+class _DirectLogger:
+    """What structlog's stdlib ``BoundLogger`` wraps: level checks and name from the stdlib logger of the
+    same name (so ``OMNINODE_LOG_LEVEL`` and per-library levels apply alike), the rendered line written
+    straight to the root handler's stream under its lock.
+    """
+
+    __slots__ = ("_logger", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logger = logging.getLogger(name)
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802  # the stdlib name filter_by_level calls
+        return self._logger.isEnabledFor(level)
+
+    def getEffectiveLevel(self) -> int:  # noqa: N802  # the stdlib name
+        return self._logger.getEffectiveLevel()
+
+    def _write(self, line: str) -> None:
+        handler = _handler
+        with handler.lock or contextlib.nullcontext():
+            try:
+                handler.stream.write(line + "\n")
+                handler.stream.flush()
+            except Exception:  # as logging.Handler.emit: a broken stream must not break the caller
+                handler.handleError(logging.makeLogRecord({"msg": line}))
+
+    debug = info = warning = warn = error = exception = critical = fatal = msg = _write
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
+_stdlib_factory = structlog.stdlib.LoggerFactory()
+
+
+def _direct_logger(*args: Any) -> _DirectLogger:
+    """structlog's logger factory: the logger named in ``get_logger(name)`` or, as structlog's stdlib
+    factory does, the caller's module's."""
+    return _DirectLogger(_stdlib_factory(*args).name)
 
 
 _tracer_provider: TracerProvider | None = None
@@ -220,6 +267,7 @@ class CorrelationMiddleware:
         self.app = app
         self.trace_context = trace_context
         self.log = structlog.get_logger("omninode_bridge.http")
+        self._level_of = logging.getLogger("omninode_bridge.http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -258,17 +306,21 @@ class CorrelationMiddleware:
             status = exc.status_code
             raise
         finally:
-            self.log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                client=(scope.get("client") or ("", 0))[0],
-            )
+            if self._level_of.isEnabledFor(logging.INFO):
+                self._log_request(scope, status, started)
             structlog.contextvars.clear_contextvars()
             if token is not None:
                 otel_context.detach(token)
+
+    def _log_request(self, scope: Scope, status: int, started: float) -> None:
+        self.log.info(
+            "request",
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            client=(scope.get("client") or ("", 0))[0],
+        )
 
 
 class GaugeCollector(Collector):
