@@ -94,10 +94,9 @@ class HttpMetricsMiddleware:
 
         async def timed_send(message: Message) -> None:
             nonlocal status, duration
-            kind = message["type"]
-            if kind == "http.response.start":
+            if message["type"] == "http.response.start":
                 status = message["status"]
-            elif kind == "http.response.body":
+            elif message["type"] == "http.response.body":
                 duration = time.perf_counter() - started
             await send(message)
 

@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -172,10 +172,10 @@ class _DirectLogger:
         self.name = name
         self._logger = logging.getLogger(name)
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802  # the stdlib name filter_by_level calls
+    def isEnabledFor(self, level: int) -> bool:  # the stdlib name filter_by_level calls
         return self._logger.isEnabledFor(level)
 
-    def getEffectiveLevel(self) -> int:  # noqa: N802  # the stdlib name
+    def getEffectiveLevel(self) -> int:  # the stdlib name
         return self._logger.getEffectiveLevel()
 
     def _write(self, line: str) -> None:
@@ -312,7 +312,7 @@ class CorrelationMiddleware:
             if token is not None:
                 otel_context.detach(token)
 
-    def _log_request(self, scope: Scope, status: int, started: float) -> None:
+    def _log_request(self, scope: HTTPScope, status: int, started: float) -> None:
         self.log.info(
             "request",
             method=scope["method"],

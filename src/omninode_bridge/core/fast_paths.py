@@ -1,4 +1,10 @@
-"""Route dependencies resolved one after another, not in an anyio task group per request.
+"""Two per-request costs of Litestar removed: dependencies resolved in a task group, guards given copies.
+
+Guards get the route handler itself, not a ``copy(handler)`` per guard call (a shallow copy of an object
+of ~60 attributes, ~4% of a small request). A guard must not mutate the handler it is given; the app's
+guards (``platform.require_scope``) do not read it at all.
+
+Dependencies are resolved one after another, not in an anyio task group per request.
 
 Litestar resolves the independent dependencies of a handler (a "batch": ``uow``, a service and a state
 object are one) concurrently, in a task group: three tasks, a cancel scope and an exception group per
@@ -17,8 +23,9 @@ from litestar._kwargs.cleanup import DependencyCleanupGroup
 from litestar._kwargs.dependencies import resolve_dependency
 from litestar._kwargs.kwargs_model import KwargsModel
 from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 
-__all__ = ["resolve_dependencies_in_turn"]
+__all__ = ["install_request_fast_paths"]
 
 
 async def _resolve_in_turn(
@@ -31,6 +38,12 @@ async def _resolve_in_turn(
     return cleanup_group
 
 
-def resolve_dependencies_in_turn() -> None:
-    """Install the in-turn resolution for every Litestar app of the process (idempotent)."""
-    KwargsModel.resolve_dependencies = _resolve_in_turn  # type: ignore[method-assign,assignment]
+async def _authorize(self: BaseRouteHandler, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    for guard in self.resolve_guards():
+        await guard(connection, self)  # type: ignore[misc]  # Litestar's own call, minus the copy
+
+
+def install_request_fast_paths() -> None:
+    """Install both for every Litestar app of the process (idempotent)."""
+    KwargsModel.resolve_dependencies = _resolve_in_turn  # type: ignore[method-assign]
+    BaseRouteHandler.authorize_connection = _authorize  # type: ignore[method-assign]
