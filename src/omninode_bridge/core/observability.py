@@ -126,7 +126,7 @@ def configure_logging(settings: ObservabilitySettings) -> None:
             *shared,
             _drop_expected_warnings,
             structlog.processors.StackInfoRenderer(),
-            *render,
+            _RenderOrWrap(render),
         ],
         logger_factory=_direct_logger,
         wrapper_class=structlog.stdlib.BoundLogger,
@@ -162,8 +162,9 @@ _handler: logging.StreamHandler[Any] = logging.StreamHandler(sys.stdout)
 
 class _DirectLogger:
     """What structlog's stdlib ``BoundLogger`` wraps: level checks and name from the stdlib logger of the
-    same name (so ``OMNINODE_LOG_LEVEL`` and per-library levels apply alike), the rendered line written
-    straight to the root handler's stream under its lock.
+    same name (so ``OMNINODE_LOG_LEVEL`` and per-library levels apply alike), a rendered line written
+    straight to the root handler's stream under its lock. When other handlers are attached (a test's
+    capture, a library's), the event goes the stdlib way instead, so every handler still sees it.
     """
 
     __slots__ = ("_logger", "name")
@@ -178,19 +179,68 @@ class _DirectLogger:
     def getEffectiveLevel(self) -> int:  # the stdlib name
         return self._logger.getEffectiveLevel()
 
-    def _write(self, line: str) -> None:
+    def only_root_handler(self) -> bool:
+        """True when the one handler this event would reach is the configured root handler."""
+        current: logging.Logger | None = self._logger
+        while current is not None:
+            if current.handlers and (current.parent is not None or current.handlers != [_handler]):
+                return False
+            if not current.propagate:
+                return False
+            current = current.parent
+        return True
+
+    def _emit(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if kwargs or len(args) != 1 or not isinstance(args[0], str):
+            getattr(self._logger, method)(*args, **kwargs)  # wrapped for the formatter: the stdlib way
+            return
         handler = _handler
         with handler.lock or contextlib.nullcontext():
             try:
-                handler.stream.write(line + "\n")
+                handler.stream.write(args[0] + "\n")
                 handler.stream.flush()
             except Exception:  # as logging.Handler.emit: a broken stream must not break the caller
-                handler.handleError(logging.makeLogRecord({"msg": line}))
+                handler.handleError(logging.makeLogRecord({"msg": args[0]}))
 
-    debug = info = warning = warn = error = exception = critical = fatal = msg = _write
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("debug", *args, **kwargs)
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("info", *args, **kwargs)
+
+    def warning(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("warning", *args, **kwargs)
+
+    def error(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("error", *args, **kwargs)
+
+    def exception(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("exception", *args, **kwargs)
+
+    def critical(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("critical", *args, **kwargs)
+
+    warn = warning
+    fatal = critical
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._logger, name)
+
+
+class _RenderOrWrap:
+    """structlog's last processor: render the line (for :class:`_DirectLogger` to write) or, when other
+    handlers listen, hand the event to the stdlib formatter as ``ProcessorFormatter.wrap_for_formatter``."""
+
+    def __init__(self, render: list[Any]) -> None:
+        self.render = render
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        if isinstance(logger, _DirectLogger) and logger.only_root_handler():
+            rendered: Any = event_dict
+            for processor in self.render:
+                rendered = processor(logger, method_name, rendered)
+            return rendered
+        return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method_name, event_dict)
 
 
 _stdlib_factory = structlog.stdlib.LoggerFactory()
