@@ -55,7 +55,9 @@ class SlidingWindowLimiter:
     ``lease_max``) while an identity uses its blocks up within :data:`LEASE_SECONDS`, so a busy key costs
     one Redis call per block while a slow one is counted exactly. Leased requests a process does not use
     within :data:`LEASE_SECONDS` expire unused but stay counted: a busy key can be refused early by up to
-    ``lease_max - 1`` requests per process. Near the limit a lease is at most a quarter of what is left
+    ``lease_max - 1`` requests per process. Concurrent requests that find a process's lease empty share
+    one refill (its block, its refusal or its error), so a burst costs one Redis call, not one each.
+    Near the limit a lease is at most a quarter of what is left
     (down to one request), so the last requests of a window are exact. ``lease_max=1`` is a Redis call
     per request.
     """
