@@ -22,8 +22,8 @@ from pathlib import Path
 
 import psutil
 
+from bench._gib import gib_upload
 from bench._tools import _wait_ready, require_wrk, wrk
-from bench._upload import gib_upload
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
 
