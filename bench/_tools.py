@@ -72,7 +72,9 @@ def require_wrk() -> str:
     return path
 
 
-def wrk(url: str, body_lua: str, headers: dict[str, str], *, connections: int, seconds: float) -> Load:
+def wrk(
+    url: str, body_lua: str, headers: dict[str, str], *, connections: int, seconds: float, method: str = "POST"
+) -> Load:
     """Run wrk against ``url`` with ``connections`` keep-alive connections (2 threads at most).
 
     ``body_lua`` defines ``function body(tid, n)`` returning the request body (``tid``: wrk thread,
@@ -80,7 +82,7 @@ def wrk(url: str, body_lua: str, headers: dict[str, str], *, connections: int, s
     """
     header_lua = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in headers.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(body_lua + header_lua + _WRK_REQUEST + _WRK_DONE)
+        script.write(body_lua + header_lua + _WRK_REQUEST.replace('"POST"', f'"{method}"') + _WRK_DONE)
     try:
         threads = min(2, connections)
         duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds

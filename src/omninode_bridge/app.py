@@ -25,7 +25,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from opentelemetry import metrics
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from redis.asyncio import Redis
@@ -43,6 +43,8 @@ from omninode_bridge.core.events import (
     ensure_topics,
     load_catalog,
 )
+from omninode_bridge.core.fast_paths import install_request_fast_paths
+from omninode_bridge.core.http_metrics import HttpMetricsMiddleware
 from omninode_bridge.core.inputs import InputGuardMiddleware, SafeRequest
 from omninode_bridge.core.module import Module, Resources, start_order
 from omninode_bridge.core.observability import (
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
     if missing:
         raise ValueError(f"cannot create the app: {', '.join(missing)} not set")
     configure_logging(settings.observability)
+    install_request_fast_paths()
     tracer_provider = configure_tracing(settings.observability)
     tracing = settings.observability.otlp_endpoint is not None
 
@@ -184,13 +187,13 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         lifespan=[lifespan],
         middleware=[
             InputGuardMiddleware,
-            PrometheusConfig(
+            DefineMiddleware(
+                HttpMetricsMiddleware,
                 app_name="omninode-bridge",
                 prefix="omninode",
                 buckets=REQUEST_BUCKETS,
-                group_path=True,
-                exclude=["^/metrics"],
-            ).middleware,
+                exclude="^/metrics",
+            ),
             DefineMiddleware(platform.SecurityMiddleware),
         ],
         plugins=[

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 import structlog
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -115,31 +116,32 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         if settings.log_json
         else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
+    render = [_safe_exception_values, structlog.processors.ExceptionRenderer(format_exception_safely), renderer]
+    # Our own events are rendered by structlog's chain and written by _DirectLogger, with no stdlib
+    # LogRecord, handler or formatter round trip; the stdlib loggers' records get the same processors
+    # through the formatter, so both kinds of line look the same.
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
             *shared,
             _drop_expected_warnings,
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            _RenderOrWrap(render),
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=_direct_logger,
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _safe_exception_values,
-            structlog.processors.ExceptionRenderer(format_exception_safely),
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    global _handler  # loggers cached before a reconfiguration write to the new handler too
+    _handler = handler
     root.setLevel(settings.log_level.upper())
     # Our request line replaces uvicorn's access log; library chatter stays at WARNING.
     for name, level in {
@@ -153,6 +155,101 @@ def configure_logging(settings: ObservabilitySettings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+_handler: logging.StreamHandler[Any] = logging.StreamHandler(sys.stdout)
+
+
+class _DirectLogger:
+    """What structlog's stdlib ``BoundLogger`` wraps: level checks and name from the stdlib logger of the
+    same name (so ``OMNINODE_LOG_LEVEL`` and per-library levels apply alike), a rendered line written
+    straight to the root handler's stream under its lock. When other handlers are attached (a test's
+    capture, a library's), the event goes the stdlib way instead, so every handler still sees it.
+    """
+
+    __slots__ = ("_logger", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logger = logging.getLogger(name)
+
+    def isEnabledFor(self, level: int) -> bool:  # the stdlib name filter_by_level calls
+        return self._logger.isEnabledFor(level)
+
+    def getEffectiveLevel(self) -> int:  # the stdlib name
+        return self._logger.getEffectiveLevel()
+
+    def only_root_handler(self) -> bool:
+        """True when the one handler this event would reach is the configured root handler."""
+        current: logging.Logger | None = self._logger
+        while current is not None:
+            if current.handlers and (current.parent is not None or current.handlers != [_handler]):
+                return False
+            if not current.propagate:
+                return False
+            current = current.parent
+        return True
+
+    def _emit(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if kwargs or len(args) != 1 or not isinstance(args[0], str):
+            getattr(self._logger, method)(*args, **kwargs)  # wrapped for the formatter: the stdlib way
+            return
+        handler = _handler
+        with handler.lock or contextlib.nullcontext():
+            try:
+                handler.stream.write(args[0] + "\n")
+                handler.stream.flush()
+            except Exception:  # as logging.Handler.emit: a broken stream must not break the caller
+                handler.handleError(logging.makeLogRecord({"msg": args[0]}))
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("debug", *args, **kwargs)
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("info", *args, **kwargs)
+
+    def warning(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("warning", *args, **kwargs)
+
+    def error(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("error", *args, **kwargs)
+
+    def exception(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("exception", *args, **kwargs)
+
+    def critical(self, *args: Any, **kwargs: Any) -> None:
+        self._emit("critical", *args, **kwargs)
+
+    warn = warning
+    fatal = critical
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
+class _RenderOrWrap:
+    """structlog's last processor: render the line (for :class:`_DirectLogger` to write) or, when other
+    handlers listen, hand the event to the stdlib formatter as ``ProcessorFormatter.wrap_for_formatter``."""
+
+    def __init__(self, render: list[Any]) -> None:
+        self.render = render
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        if isinstance(logger, _DirectLogger) and logger.only_root_handler():
+            rendered: Any = event_dict
+            for processor in self.render:
+                rendered = processor(logger, method_name, rendered)
+            return rendered
+        return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method_name, event_dict)
+
+
+_stdlib_factory = structlog.stdlib.LoggerFactory()
+
+
+def _direct_logger(*args: Any) -> _DirectLogger:
+    """structlog's logger factory: the logger named in ``get_logger(name)`` or, as structlog's stdlib
+    factory does, the caller's module's."""
+    return _DirectLogger(_stdlib_factory(*args).name)
 
 
 _tracer_provider: TracerProvider | None = None
@@ -220,6 +317,7 @@ class CorrelationMiddleware:
         self.app = app
         self.trace_context = trace_context
         self.log = structlog.get_logger("omninode_bridge.http")
+        self._level_of = logging.getLogger("omninode_bridge.http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -258,17 +356,21 @@ class CorrelationMiddleware:
             status = exc.status_code
             raise
         finally:
-            self.log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                client=(scope.get("client") or ("", 0))[0],
-            )
+            if self._level_of.isEnabledFor(logging.INFO):
+                self._log_request(scope, status, started)
             structlog.contextvars.clear_contextvars()
             if token is not None:
                 otel_context.detach(token)
+
+    def _log_request(self, scope: HTTPScope, status: int, started: float) -> None:
+        self.log.info(
+            "request",
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            client=(scope.get("client") or ("", 0))[0],
+        )
 
 
 class GaugeCollector(Collector):

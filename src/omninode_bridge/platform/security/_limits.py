@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ class SlidingWindowLimiter:
     ``lease_max``) while an identity uses its blocks up within :data:`LEASE_SECONDS`, so a busy key costs
     one Redis call per block while a slow one is counted exactly. Leased requests a process does not use
     within :data:`LEASE_SECONDS` expire unused but stay counted: a busy key can be refused early by up to
-    ``lease_max - 1`` requests per process. Near the limit a lease is at most a quarter of what is left
+    ``lease_max - 1`` requests per process. Concurrent requests that find a process's lease empty share
+    one refill (its block, its refusal or its error), so a burst costs one Redis call, not one each.
+    Near the limit a lease is at most a quarter of what is left
     (down to one request), so the last requests of a window are exact. ``lease_max=1`` is a Redis call
     per request.
     """
@@ -92,15 +95,56 @@ class SlidingWindowLimiter:
         self._script = redis.register_script(self._SCRIPT)
         self._counter = 0
         self._leases: dict[tuple[str, int], _Lease] = {}
+        self._refills: dict[tuple[str, int], asyncio.Future[RateLimitDecision | None]] = {}
 
     async def hit(self, identity: str, limit: int | None = None) -> RateLimitDecision:
         """Count one request for ``identity`` unless it is over ``limit`` (default: the limiter's)."""
         limit = self.limit if limit is None else limit
+        key = (identity, limit)
+        decision = self._from_lease(key, limit)
+        if decision is not None:
+            return decision
+        # One refill per identity at a time: concurrent requests that found the lease empty wait for it
+        # and take from the new block (or share its refusal or its error), rather than each asking Redis.
+        while True:
+            pending = self._refills.get(key)
+            if pending is None:
+                break
+            refused = await asyncio.shield(pending)
+            if refused is not None:
+                return refused
+            decision = self._from_lease(key, limit)
+            if decision is not None:
+                return decision
+        future: asyncio.Future[RateLimitDecision | None] = asyncio.get_running_loop().create_future()
+        self._refills[key] = future
+        try:
+            decision = await self._refill(key, limit)
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters may be none
+            raise
+        except BaseException:
+            future.set_result(None)  # cancelled: a waiter refills for itself
+            raise
+        else:
+            future.set_result(None if decision.allowed else decision)
+            return decision
+        finally:
+            del self._refills[key]
+
+    def _from_lease(self, key: tuple[str, int], limit: int) -> RateLimitDecision | None:
+        lease = self._leases.get(key)
         now = time.monotonic()
-        lease = self._leases.get((identity, limit))
         if lease is not None and lease.tokens > 0 and now < lease.expires:
             lease.tokens -= 1
             return RateLimitDecision(True, limit, max(0, limit - lease.count + lease.tokens), lease.reset_at - now)
+        return None
+
+    async def _refill(self, key: tuple[str, int], limit: int) -> RateLimitDecision:
+        identity = key[0]
+        now = time.monotonic()
+        lease = self._leases.get(key)
         # Used up in time: the identity is busy, ask for twice as many next time; otherwise one.
         busy = lease is not None and lease.tokens == 0 and now < lease.expires
         want = min(self.lease_max, lease.block * 2) if busy and lease is not None else 1
@@ -110,10 +154,8 @@ class SlidingWindowLimiter:
         )
         granted, count, reset = int(granted), int(count), int(reset_ms) / 1000
         if len(self._leases) > _MAX_LEASES:
-            self._leases = {key: kept for key, kept in self._leases.items() if kept.expires > now}
-        self._leases[(identity, limit)] = _Lease(
-            max(0, granted - 1), max(1, granted), count, now + self._lease_seconds, now + reset
-        )
+            self._leases = {k: kept for k, kept in self._leases.items() if kept.expires > now}
+        self._leases[key] = _Lease(max(0, granted - 1), max(1, granted), count, now + self._lease_seconds, now + reset)
         return RateLimitDecision(
             allowed=granted > 0,
             limit=limit,
