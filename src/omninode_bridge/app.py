@@ -43,7 +43,6 @@ from omninode_bridge.core.events import (
     ensure_topics,
     load_catalog,
 )
-from omninode_bridge.core.fast_paths import install_request_fast_paths
 from omninode_bridge.core.http_metrics import HttpMetricsMiddleware
 from omninode_bridge.core.inputs import InputGuardMiddleware, SafeRequest
 from omninode_bridge.core.module import Module, Resources, start_order
@@ -96,7 +95,6 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
     if missing:
         raise ValueError(f"cannot create the app: {', '.join(missing)} not set")
     configure_logging(settings.observability)
-    install_request_fast_paths()
     tracer_provider = configure_tracing(settings.observability)
     tracing = settings.observability.otlp_endpoint is not None
 
