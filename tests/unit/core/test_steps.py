@@ -17,6 +17,7 @@ from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.steps import (
     FsmSpec,
     IllegalTransitionError,
+    Lead,
     Run,
     RunFailedError,
     RunRecord,
@@ -64,11 +65,20 @@ class FakeRecorder:
     def separate(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
         return self._separate()
 
-    async def publish(self, uow: UnitOfWork, correlation_id: str, events: Sequence[tuple[str, Any]]) -> None:
-        self.published.extend((uow, event_type) for event_type, _ in events)
-
-    async def save(self, uow: UnitOfWork, run: RunRecord) -> None:
+    async def save(
+        self,
+        uow: UnitOfWork,
+        run: RunRecord,
+        events: Sequence[tuple[str, Any]],
+        *,
+        lead: Lead | None = None,
+        commit: bool = False,
+    ) -> bool:
         self.saved.append((uow, run))
+        self.published.extend((uow, event_type) for event_type, _ in events)
+        if commit:
+            await uow.commit()
+        return True
 
     def events(self, uow: UnitOfWork) -> list[str]:
         return [event_type for written_in, event_type in self.published if written_in is uow]

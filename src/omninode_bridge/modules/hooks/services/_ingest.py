@@ -287,7 +287,8 @@ class HookIngestService:
             scope, key = f"{hook.kind}:{hook.source}"[:120], key[:300]
             now = dt.datetime.now(dt.UTC)
             params |= {"scope": scope, "key": key, "now": now, "expires_at": now + dt.timedelta(seconds=self.window)}
-            staged, holder = (await self.uow.commit_one(_ACCEPT_ONE, params)).one()
+            outcome: Any = (await self.uow.commit_one(_ACCEPT_ONE, params)).one()
+            staged, holder = outcome[0], outcome[1]
             if not staged:
                 if holder is None:  # the claim was committed after this statement's snapshot
                     holder = await self.uow.session.scalar(
