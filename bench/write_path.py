@@ -48,12 +48,12 @@ def _line(name: str, load: Load, unit: str, baseline: float) -> None:
           f"errors {load.errors}, ratio to pgbench {load.rate / baseline:.3f}", flush=True)  # fmt: skip
 
 
-def run(stack: EmbeddedStack, seconds: float, profile: Path | None) -> None:
+def run(stack: EmbeddedStack, seconds: float, profile: Path | None, extra: dict[str, str], only: str | None) -> None:
     urls = stack.urls
     env = {
         "OMNINODE_ENV": "test", "OMNINODE_DATABASE_URL": urls["database_url"], "OMNINODE_REDIS_URL": urls["redis_url"],
         "OMNINODE_KAFKA_BOOTSTRAP_SERVERS": urls["kafka"], "OMNINODE_API_KEYS": f"bench:{KEY}:admin",
-        "OMNINODE_RATE_LIMIT_REQUESTS": "1000000000", "OMNINODE_LOG_LEVEL": "WARNING",
+        "OMNINODE_RATE_LIMIT_REQUESTS": "1000000000", "OMNINODE_LOG_LEVEL": "WARNING", **extra,
     }  # fmt: skip
     pg32 = pgbench(urls["database_url"], clients=32, seconds=seconds)
     pg1 = pgbench(urls["database_url"], clients=1, seconds=seconds)
@@ -67,6 +67,8 @@ def run(stack: EmbeddedStack, seconds: float, profile: Path | None) -> None:
         ]
         wrk(app + "/stamp", STAMP_BODY.format(run=run_id + "warm"), AUTH, connections=8, seconds=2)
         for path, body, unit in cases:
+            if only and path != only:
+                continue
             with _spy(profile, f"{path}-32-cpu", worker.pid, seconds, idle=False):
                 before = worker.cpu_times()
                 load = wrk(app + "/" + path, body, AUTH, connections=32, seconds=seconds)
@@ -99,6 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--profile", type=Path, default=None, help="Record py-spy flame graphs into this folder.")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the app (repeatable).")
+    parser.add_argument("--only", choices=["stamp", "hooks"], default=None, help="Measure one endpoint.")
     args = parser.parse_args()
     require_wrk()
     if args.profile:
@@ -107,7 +111,7 @@ def main() -> None:
     stack.start()
     try:
         upgrade(stack.urls["database_url"])
-        run(stack, args.seconds, args.profile)
+        run(stack, args.seconds, args.profile, dict(e.split("=", 1) for e in args.env), args.only)
     finally:
         stack.stop()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -175,13 +176,18 @@ class RunRecorder:
         Returns:
             Whether the run was written (always, without a ``lead``).
         """
-        envelopes = [new_envelope(event_type=event_type, payload=payload, correlation_id=run.correlation_id,
-                                  source=self.source) for event_type, payload in events]  # fmt: skip
+        # One random draw and one clock read for all of them: per event they were a third of an envelope's CPU.
+        random, now = os.urandom(16 * len(events)), dt.datetime.now(dt.UTC)
+        envelopes = [
+            new_envelope(event_type=event_type, payload=payload, correlation_id=run.correlation_id, source=self.source,
+                         event_id=uuid.UUID(bytes=random[16 * i : 16 * i + 16], version=4), timestamp=now)
+            for i, (event_type, payload) in enumerate(events)
+        ]  # fmt: skip
         steps, moves = run.steps, run.transitions
         params = {
             "id": run.workflow_id, "workflow_type": run.workflow_type, "contract_version": run.contract_version,
             "correlation_id": run.correlation_id, "namespace": run.namespace, "state": run.state,
-            "degraded": run.degraded, "started_at": run.started_at, "completed_at": dt.datetime.now(dt.UTC),
+            "degraded": run.degraded, "started_at": run.started_at, "completed_at": now,
             "duration_ms": round(run.duration_ms, 3), "error": run.error, "result": json.dumps(run.result),
             "step_positions": list(range(len(steps))), "step_names": [s.name for s in steps],
             "step_types": [s.type for s in steps], "step_statuses": [s.status for s in steps],
