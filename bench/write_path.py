@@ -65,7 +65,7 @@ def run(stack: EmbeddedStack, seconds: float, profile: Path | None, extra: dict[
             ("stamp", STAMP_BODY.format(run=run_id), "stamps/s"),
             ("hooks", HOOK_BODY.format(run=run_id), "events/s"),
         ]
-        wrk(app + "/stamp", STAMP_BODY.format(run=run_id + "warm"), AUTH, connections=8, seconds=2)
+        wrk(app + "/stamp", STAMP_BODY.format(run=run_id + "warm"), AUTH, connections=32, seconds=2)
         for path, body, unit in cases:
             if only and path != only:
                 continue

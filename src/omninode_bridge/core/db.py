@@ -12,6 +12,7 @@ repositories do come from advanced-alchemy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -117,7 +118,14 @@ class UnitOfWork:
         # Autocommit is a flag of SQLAlchemy's asyncpg adapter (no round trip): it sends no BEGIN, and the
         # pool resets the connection's isolation level when it is checked in.
         connection = await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        result = await connection.execute(statement, params)
+        try:
+            result = await connection.execute(statement, params)
+        except BaseException:
+            # PostgreSQL undid the statement; release the connection so the unit can be used again (the
+            # statement's error is what matters if the connection is gone too).
+            with contextlib.suppress(Exception):
+                await self.session.rollback()
+            raise
         buffered = result.freeze()
         await self.commit()
         return buffered()

@@ -56,6 +56,7 @@ class FakeRecorder:
     saved: list[tuple[UnitOfWork, RunRecord]] = field(default_factory=list)
     leads: list[tuple[Lead | None, bool]] = field(default_factory=list)
     lead_writes: bool = True
+    lead_error: Exception | None = None
     published: list[tuple[UnitOfWork, str]] = field(default_factory=list)
     separate_sessions: list[FakeSession] = field(default_factory=list)
 
@@ -78,6 +79,8 @@ class FakeRecorder:
         commit: bool = False,
     ) -> bool:
         self.leads.append((lead, commit))
+        if lead is not None and self.lead_error is not None:
+            raise self.lead_error
         if lead is not None and not self.lead_writes:
             return False  # the deferred write met a conflict: nothing of the run is written
         self.saved.append((uow, run))
@@ -283,3 +286,13 @@ async def test_a_deferred_write_that_wrote_nothing_leaves_no_run_behind() -> Non
     assert recorder.saved == []
     assert recorder.published == []
     assert recorder.separate_sessions == []  # not a failure: nothing is recorded
+
+
+async def test_a_deferred_write_that_failed_is_handed_back_unrecorded_for_the_caller_to_run_again() -> None:
+    runner, recorder = _runner(_contract([_step("defer"), _step("publish")]), {"defer": _defer, "publish": _publish})
+    recorder.lead_error = RuntimeError("forced")
+    uow, _session = _uow()
+    with pytest.raises(LeadSkippedError) as raised:
+        await runner.run(uow, Ctx(), workflow_type="t", correlation_id="c", namespace="ns", commit=True)
+    assert raised.value.cause is recorder.lead_error
+    assert recorder.separate_sessions == []  # recorded when the run is made again, by the step that writes

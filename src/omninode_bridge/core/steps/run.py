@@ -152,14 +152,21 @@ class RunFailedError(RuntimeError):
 
 
 class LeadSkippedError(RuntimeError):
-    """A run's deferred write (:meth:`Run.write_with_run`) wrote no row, so nothing of the run was written.
+    """A run's deferred write (:meth:`Run.write_with_run`) wrote no row or failed: nothing of the run was written.
 
-    Not a failure: the caller decides (typically runs again without deferring, to see what was there).
+    Not recorded as a failure: the caller runs again without deferring, to see what was there (a conflict)
+    or to have the failure happen, and be recorded, in the step that makes the write.
+
+    Attributes:
+        workflow_id: The run that was not written.
+        cause: The error of the statement, when it failed (None when it wrote nothing).
     """
 
-    def __init__(self, workflow_id: uuid.UUID) -> None:
-        super().__init__(f"workflow {workflow_id}: its deferred write wrote nothing; the run was not recorded")
+    def __init__(self, workflow_id: uuid.UUID, cause: BaseException | None = None) -> None:
+        super().__init__(f"workflow {workflow_id}: its deferred write {'failed' if cause else 'wrote nothing'}; "
+                         "the run was not recorded")  # fmt: skip
         self.workflow_id = workflow_id
+        self.cause = cause
 
 
 class StepTimeoutError(TimeoutError):

@@ -118,7 +118,7 @@ class StepRunner(Generic[C]):
         is committed with ``uow`` (one round trip when the steps wrote nothing else).
 
         Raises:
-            LeadSkippedError: The deferred write wrote nothing; nothing of the run was written.
+            LeadSkippedError: The deferred write wrote nothing, or failed; nothing of the run was written.
             RunFailedError: A required step failed or timed out, or a transition was illegal. The failed run
                 is committed on its own; ``uow`` is left as the steps left it (the caller rolls it back).
         """
@@ -155,7 +155,15 @@ class StepRunner(Generic[C]):
         run.record(messages.WORKFLOW_COMPLETED, completed)
         await self._flush(run)
         done = self._record(run, workflow_type, started_at, elapsed_ms, None, result, steps, transitions)
-        if not await self.recorder.save(uow, done, run.staged, lead=run.lead, commit=commit):
+        try:
+            written = await self.recorder.save(uow, done, run.staged, lead=run.lead, commit=commit)
+        except Exception as exc:
+            if run.lead is None:
+                raise
+            # The deferred write failed after its step had completed: the caller runs again without deferring,
+            # so the failure happens in its step and is recorded there, as it would have been.
+            raise LeadSkippedError(run.workflow_id, exc) from exc
+        if not written:
             raise LeadSkippedError(run.workflow_id)
         return RunResult(run.workflow_id, run.state, run.degraded, elapsed_ms, context, steps)
 
