@@ -12,15 +12,16 @@ repositories do come from advanced-alchemy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import structlog
 from advanced_alchemy.base import orm_registry
-from sqlalchemy import event, literal, select, text
+from sqlalchemy import Executable, Result, event, literal, select, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -95,6 +96,39 @@ class UnitOfWork:
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()
+
+    async def commit_one(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
+        """Execute ``statement`` as the whole transaction and commit it: the fast way to write durably.
+
+        A unit that has not touched the database yet runs the statement on its own (PostgreSQL commits a
+        single statement by itself): one round trip, where ``BEGIN``, the statement and ``COMMIT`` are
+        three. Build the statement once at import (a CTE that writes the rows and their outbox events,
+        compiled once, prepared once per connection). A unit already in a transaction executes it there
+        and commits, so the statement still commits with the earlier work. Callbacks of
+        :meth:`after_commit` run afterwards either way; the unit is committed.
+
+        Returns:
+            The statement's result, already buffered (the transaction is over).
+        """
+        if self.session.in_transaction():
+            result = await self.session.execute(statement, params)
+            buffered = result.freeze()
+            await self.commit()
+            return buffered()
+        # Autocommit is a flag of SQLAlchemy's asyncpg adapter (no round trip): it sends no BEGIN, and the
+        # pool resets the connection's isolation level when it is checked in.
+        connection = await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        try:
+            result = await connection.execute(statement, params)
+        except BaseException:
+            # PostgreSQL undid the statement; release the connection so the unit can be used again (the
+            # statement's error is what matters if the connection is gone too).
+            with contextlib.suppress(Exception):
+                await self.session.rollback()
+            raise
+        buffered = result.freeze()
+        await self.commit()
+        return buffered()
 
     async def rollback(self) -> None:
         """Roll the transaction back."""

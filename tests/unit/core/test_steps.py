@@ -17,6 +17,8 @@ from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.steps import (
     FsmSpec,
     IllegalTransitionError,
+    Lead,
+    LeadSkippedError,
     Run,
     RunFailedError,
     RunRecord,
@@ -52,6 +54,9 @@ class FakeRecorder:
     """Keeps runs and events in memory, by the unit of work they were written in."""
 
     saved: list[tuple[UnitOfWork, RunRecord]] = field(default_factory=list)
+    leads: list[tuple[Lead | None, bool]] = field(default_factory=list)
+    lead_writes: bool = True
+    lead_error: Exception | None = None
     published: list[tuple[UnitOfWork, str]] = field(default_factory=list)
     separate_sessions: list[FakeSession] = field(default_factory=list)
 
@@ -64,11 +69,25 @@ class FakeRecorder:
     def separate(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
         return self._separate()
 
-    async def publish(self, uow: UnitOfWork, correlation_id: str, events: Sequence[tuple[str, Any]]) -> None:
-        self.published.extend((uow, event_type) for event_type, _ in events)
-
-    async def save(self, uow: UnitOfWork, run: RunRecord) -> None:
+    async def save(
+        self,
+        uow: UnitOfWork,
+        run: RunRecord,
+        events: Sequence[tuple[str, Any]],
+        *,
+        lead: Lead | None = None,
+        commit: bool = False,
+    ) -> bool:
+        self.leads.append((lead, commit))
+        if lead is not None and self.lead_error is not None:
+            raise self.lead_error
+        if lead is not None and not self.lead_writes:
+            return False  # the deferred write met a conflict: nothing of the run is written
         self.saved.append((uow, run))
+        self.published.extend((uow, event_type) for event_type, _ in events)
+        if commit:
+            await uow.commit()
+        return True
 
     def events(self, uow: UnitOfWork) -> list[str]:
         return [event_type for written_in, event_type in self.published if written_in is uow]
@@ -232,3 +251,48 @@ def test_contract_step_without_a_callable_is_refused() -> None:
     contract = _contract([_step("record"), _step("sign_with_hsm")])
     with pytest.raises(ValueError, match=r"no handler for contract steps \['sign_with_hsm'\]"):
         _runner(contract, {"record": _record})
+
+
+async def _defer(context: Ctx, run: Run) -> dict[str, Any]:
+    run.write_with_run(Lead("INSERT INTO t VALUES (:x) RETURNING 1", {"x": context.value}))
+    run.emit("DID", {"deferred": True})
+    return {}
+
+
+async def test_a_deferred_write_and_every_event_go_with_the_run_record_in_one_save() -> None:
+    runner, recorder = _runner(_contract([_step("defer"), _step("publish")]), {"defer": _defer, "publish": _publish})
+    uow, session = _uow()
+    result = await runner.run(uow, Ctx(), workflow_type="t", correlation_id="c", namespace="ns", commit=True)
+    [(lead, commit)] = recorder.leads
+    assert lead is not None
+    assert lead.params == {"x": 0}
+    assert commit
+    assert session.commits == 1  # committed with the statement, not by the caller
+    [(written_in, record)] = recorder.saved
+    assert written_in is uow
+    assert record.workflow_id == result.workflow_id
+    events = recorder.events(uow)
+    assert events[0] == "WORKFLOW_STARTED"
+    assert events[-1] == "WORKFLOW_COMPLETED"
+    assert "DID" in events
+
+
+async def test_a_deferred_write_that_wrote_nothing_leaves_no_run_behind() -> None:
+    runner, recorder = _runner(_contract([_step("defer"), _step("publish")]), {"defer": _defer, "publish": _publish})
+    recorder.lead_writes = False
+    uow, _session = _uow()
+    with pytest.raises(LeadSkippedError):
+        await runner.run(uow, Ctx(), workflow_type="t", correlation_id="c", namespace="ns", commit=True)
+    assert recorder.saved == []
+    assert recorder.published == []
+    assert recorder.separate_sessions == []  # not a failure: nothing is recorded
+
+
+async def test_a_deferred_write_that_failed_is_handed_back_unrecorded_for_the_caller_to_run_again() -> None:
+    runner, recorder = _runner(_contract([_step("defer"), _step("publish")]), {"defer": _defer, "publish": _publish})
+    recorder.lead_error = RuntimeError("forced")
+    uow, _session = _uow()
+    with pytest.raises(LeadSkippedError) as raised:
+        await runner.run(uow, Ctx(), workflow_type="t", correlation_id="c", namespace="ns", commit=True)
+    assert raised.value.cause is recorder.lead_error
+    assert recorder.separate_sessions == []  # recorded when the run is made again, by the step that writes

@@ -36,7 +36,7 @@ from omninode_bridge.core.events.envelope import (
 )
 from omninode_bridge.core.events.eventlog import LoggedEvent, event_log_page, log_consumed
 from omninode_bridge.core.events.inbox import claim, claim_and_log, release
-from omninode_bridge.core.events.outbox import EventPublisher, staged_after
+from omninode_bridge.core.events.outbox import EventPublisher, outbox_rows_sql, staged_after
 from omninode_bridge.core.events.relay import OutboxRelay
 from omninode_bridge.core.events.topics import ensure_topics
 
@@ -69,6 +69,7 @@ __all__ = [
     "lock_dead_letters",
     "log_consumed",
     "new_envelope",
+    "outbox_rows_sql",
     "payload_hash",
     "redrive",
     "release",

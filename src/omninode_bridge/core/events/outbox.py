@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import CTE, FromClause, String, Text, bindparam, cast, insert, select
+from sqlalchemy import CTE, FromClause, String, Text, bindparam, cast, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from omninode_bridge.core.db import Database, UnitOfWork
@@ -26,13 +26,35 @@ from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.envelope import OnexEnvelopeV1, encode_envelope, kafka_headers
 from omninode_bridge.core.events.models import OUTBOX_TABLE, OutboxEntry
 
-__all__ = ["OUTBOX_SIGNAL", "EventPublisher", "staged_after"]
+__all__ = ["OUTBOX_SIGNAL", "EventPublisher", "outbox_rows_sql", "staged_after"]
 
 #: Name of the database signal that wakes the relay after a commit that staged events.
 OUTBOX_SIGNAL = "outbox"
 
 _COLUMNS = ("event_id", "topic", "key", "event_type", "envelope", "headers")
 _json = msgspec.json.Encoder()
+
+
+def outbox_rows_sql(gate: str = "true") -> str:
+    """SQL of the outbox rows of many envelopes as one ``INSERT ... SELECT FROM unnest(arrays)``.
+
+    The text is the same whatever the number of events, so it is compiled once and prepared once per
+    connection (a multi-row ``VALUES`` is new SQL for each count). A module may use it as a CTE of its own
+    statement (``outbox AS (<this>)``), binding :meth:`EventPublisher.staged_arrays`.
+
+    Args:
+        gate: An SQL condition; the rows are written only where it holds (e.g. ``EXISTS (SELECT 1 FROM lead)``).
+    """
+    return _OUTBOX_ROWS + gate  # the gate is the calling code's SQL, never input
+
+
+_OUTBOX_ROWS = (
+    "INSERT INTO event_outbox (event_id, topic, key, event_type, envelope, headers) "
+    "SELECT * FROM unnest(CAST(:outbox_event_ids AS uuid[]), CAST(:outbox_topics AS text[]), "
+    "CAST(:outbox_keys AS text[]), CAST(:outbox_event_types AS text[]), CAST(:outbox_envelopes AS bytea[]), "
+    "CAST(:outbox_headers AS jsonb[])) AS staged WHERE "
+)
+_PUBLISH_MANY = text(outbox_rows_sql())
 
 
 def staged_after(gate: FromClause, name: str = "staged") -> CTE:
@@ -63,6 +85,11 @@ def staged_after(gate: FromClause, name: str = "staged") -> CTE:
     return insert(table).from_select(list(_COLUMNS), values).returning(table.c.event_id).cte(name)
 
 
+def _headers_json(envelope: OnexEnvelopeV1) -> str:
+    """The ``headers`` column of an envelope's outbox row, as JSON text."""
+    return _json.encode({name: value.decode() for name, value in kafka_headers(envelope)}).decode()
+
+
 class EventPublisher:
     """Writes envelopes to the outbox; the only way modules publish.
 
@@ -83,8 +110,26 @@ class EventPublisher:
         """Stage a few envelopes in one ``INSERT`` (for thousands, :meth:`stage_many` is faster)."""
         if not envelopes:
             return
-        # A Core insert of the table: no ORM bulk-persistence bookkeeping, no RETURNING.
-        await uow.session.execute(insert(OUTBOX_TABLE), self._rows(uow, topic, envelopes))
+        # One statement from arrays, the same text for any count: no per-count compile or prepare.
+        await uow.session.execute(_PUBLISH_MANY, self.staged_arrays(uow, topic, envelopes))
+
+    def staged_arrays(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> dict[str, Any]:
+        """The parameters of :func:`outbox_rows_sql` for ``envelopes`` (each encoded once); the relay is woken
+        when ``uow`` commits.
+
+        Raises:
+            CatalogError: ``topic`` is not in the catalog.
+        """
+        self.catalog.require(topic)
+        uow.after_commit(self.database.signal(OUTBOX_SIGNAL).set)
+        return {
+            "outbox_event_ids": [e.event_id for e in envelopes],
+            "outbox_topics": [topic] * len(envelopes),
+            "outbox_keys": [e.correlation_id for e in envelopes],
+            "outbox_event_types": [e.event_type for e in envelopes],
+            "outbox_envelopes": [encode_envelope(e) for e in envelopes],
+            "outbox_headers": [_headers_json(e) for e in envelopes],
+        }
 
     async def stage_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> None:
         """Stage a batch of envelopes by ``COPY`` on ``uow``'s connection (its transaction).

@@ -9,9 +9,17 @@ from __future__ import annotations
 from omninode_bridge.core.steps import messages
 from omninode_bridge.core.steps.fsm import FsmSpec, IllegalTransitionError, StateMachine, StateSpec
 from omninode_bridge.core.steps.models import FsmTransitionRow, WorkflowExecutionRow, WorkflowStepRow
-from omninode_bridge.core.steps.records import RunRecord, RunRecorder, StepRecord, StepStatus, TransitionRecord
+from omninode_bridge.core.steps.records import Lead, RunRecord, RunRecorder, StepRecord, StepStatus, TransitionRecord
 from omninode_bridge.core.steps.routing import RoutedService, ServiceUnavailableError
-from omninode_bridge.core.steps.run import Recorder, Run, RunFailedError, RunResult, Step, StepTimeoutError
+from omninode_bridge.core.steps.run import (
+    LeadSkippedError,
+    Recorder,
+    Run,
+    RunFailedError,
+    RunResult,
+    Step,
+    StepTimeoutError,
+)
 from omninode_bridge.core.steps.runner import StepRunner, check_steps, validate_contract
 from omninode_bridge.core.steps.specs import (
     BreakerSpec,
@@ -32,6 +40,8 @@ __all__ = [
     "FsmSpec",
     "FsmTransitionRow",
     "IllegalTransitionError",
+    "Lead",
+    "LeadSkippedError",
     "Lifecycle",
     "Recorder",
     "RoutedService",

@@ -10,9 +10,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.safe_errors import describe_error
-from omninode_bridge.core.steps.records import RunRecord, StepRecord
+from omninode_bridge.core.steps.records import Lead, RunRecord, StepRecord
 
-__all__ = ["Recorder", "Run", "RunFailedError", "RunResult", "Step", "StepTimeoutError"]
+__all__ = ["LeadSkippedError", "Recorder", "Run", "RunFailedError", "RunResult", "Step", "StepTimeoutError"]
 
 C = TypeVar("C")
 
@@ -29,8 +29,8 @@ class Run:
         degraded: True once an optional step was skipped.
     """
 
-    __slots__ = ("_flush", "_lifecycle", "_pending", "correlation_id", "degraded", "namespace", "state", "uow",
-                 "workflow_id")  # fmt: skip
+    __slots__ = ("_flush", "_lifecycle", "_pending", "correlation_id", "degraded", "lead", "namespace", "staged",
+                 "state", "uow", "workflow_id")  # fmt: skip
 
     def __init__(
         self,
@@ -50,6 +50,20 @@ class Run:
         self._pending: list[tuple[str, Any]] = []
         self._lifecycle: list[tuple[str, Any]] = []
         self._flush = flush
+        #: Events an event-publishing step released: written with the run record, in this order.
+        self.staged: list[tuple[str, Any]] = []
+        #: A step's write deferred to the run's one statement (:meth:`write_with_run`).
+        self.lead: Lead | None = None
+
+    def write_with_run(self, lead: Lead) -> None:
+        """Defer a step's write to the statement that records the run: one round trip for both.
+
+        The write goes first and gates the rest: when it writes no row (e.g. ``ON CONFLICT DO NOTHING``
+        met an existing row), nothing of the run is written and :meth:`StepRunner.run` raises
+        :class:`LeadSkippedError`. A step that needs the write's answer before the run goes on cannot
+        defer it. One per run: a retried step's last attempt replaces its earlier one.
+        """
+        self.lead = lead
 
     def emit(self, event_type: str, payload: Any) -> None:
         """Publish ``event_type`` with the run's events, if the contract lists it.
@@ -74,7 +88,11 @@ class Run:
         return list(self._lifecycle)
 
     async def publish_emitted(self) -> int:
-        """Write the events emitted so far to the outbox now (an event-publishing step); returns how many."""
+        """Release the events emitted so far to the outbox (an event-publishing step); returns how many.
+
+        They are written with the run record (one statement, in the order they happened), in the same
+        transaction as before: a rolled-back run publishes none of them.
+        """
         return await self._flush(self)
 
 
@@ -89,12 +107,16 @@ class Recorder(Protocol):
         """A fresh unit of work for a failed run."""
         ...
 
-    async def publish(self, uow: UnitOfWork, correlation_id: str, events: Sequence[tuple[str, Any]]) -> None:
-        """Stage events (type, payload) in the outbox."""
-        ...
-
-    async def save(self, uow: UnitOfWork, run: RunRecord) -> None:
-        """Write the run, its steps and transitions."""
+    async def save(
+        self,
+        uow: UnitOfWork,
+        run: RunRecord,
+        events: Sequence[tuple[str, Any]],
+        *,
+        lead: Lead | None = None,
+        commit: bool = False,
+    ) -> bool:
+        """Write the run, its steps, transitions and events (type, payload) after ``lead``; whether it wrote."""
         ...
 
 
@@ -126,6 +148,24 @@ class RunFailedError(RuntimeError):
         super().__init__(f"workflow {workflow_id} failed at {step or 'a state transition'}: {self.error}")
         self.workflow_id = workflow_id
         self.step = step
+        self.cause = cause
+
+
+class LeadSkippedError(RuntimeError):
+    """A run's deferred write (:meth:`Run.write_with_run`) wrote no row or failed: nothing of the run was written.
+
+    Not recorded as a failure: the caller runs again without deferring, to see what was there (a conflict)
+    or to have the failure happen, and be recorded, in the step that makes the write.
+
+    Attributes:
+        workflow_id: The run that was not written.
+        cause: The error of the statement, when it failed (None when it wrote nothing).
+    """
+
+    def __init__(self, workflow_id: uuid.UUID, cause: BaseException | None = None) -> None:
+        super().__init__(f"workflow {workflow_id}: its deferred write {'failed' if cause else 'wrote nothing'}; "
+                         "the run was not recorded")  # fmt: skip
+        self.workflow_id = workflow_id
         self.cause = cause
 
 

@@ -24,7 +24,15 @@ from omninode_bridge.core.safe_errors import describe_error, loggable_error
 from omninode_bridge.core.steps import messages
 from omninode_bridge.core.steps.fsm import StateMachine
 from omninode_bridge.core.steps.records import RunRecord, StepRecord, StepStatus, TransitionRecord
-from omninode_bridge.core.steps.run import Recorder, Run, RunFailedError, RunResult, Step, StepTimeoutError
+from omninode_bridge.core.steps.run import (
+    LeadSkippedError,
+    Recorder,
+    Run,
+    RunFailedError,
+    RunResult,
+    Step,
+    StepTimeoutError,
+)
 from omninode_bridge.core.steps.specs import StepSpec, WorkflowContract
 
 __all__ = ["StepRunner", "check_steps", "validate_contract"]
@@ -94,11 +102,23 @@ class StepRunner(Generic[C]):
         self._version = str(contract.contract_version)
 
     async def run(
-        self, uow: UnitOfWork, context: C, *, workflow_type: str, correlation_id: str, namespace: str | None
+        self,
+        uow: UnitOfWork,
+        context: C,
+        *,
+        workflow_type: str,
+        correlation_id: str,
+        namespace: str | None,
+        commit: bool = False,
     ) -> RunResult[C]:
-        """Run the contract's steps in ``uow``; the caller commits on success.
+        """Run the contract's steps in ``uow``; the caller commits on success, unless ``commit``.
+
+        The run's record and every event it publishes are written at the end by one statement, after a
+        step's deferred write if it made one (:meth:`Run.write_with_run`). With ``commit`` that statement
+        is committed with ``uow`` (one round trip when the steps wrote nothing else).
 
         Raises:
+            LeadSkippedError: The deferred write wrote nothing, or failed; nothing of the run was written.
             RunFailedError: A required step failed or timed out, or a transition was illegal. The failed run
                 is committed on its own; ``uow`` is left as the steps left it (the caller rolls it back).
         """
@@ -133,9 +153,18 @@ class StepRunner(Generic[C]):
         result = self.result(context)
         completed = messages.WorkflowCompleted(run.workflow_id, run.state, run.degraded, round(elapsed_ms, 3), result)
         run.record(messages.WORKFLOW_COMPLETED, completed)
-        await self.recorder.save(uow, self._record(run, workflow_type, started_at, elapsed_ms, None, result,
-                                                   steps, transitions))  # fmt: skip
         await self._flush(run)
+        done = self._record(run, workflow_type, started_at, elapsed_ms, None, result, steps, transitions)
+        try:
+            written = await self.recorder.save(uow, done, run.staged, lead=run.lead, commit=commit)
+        except Exception as exc:
+            if run.lead is None:
+                raise
+            # The deferred write failed after its step had completed: the caller runs again without deferring,
+            # so the failure happens in its step and is recorded there, as it would have been.
+            raise LeadSkippedError(run.workflow_id, exc) from exc
+        if not written:
+            raise LeadSkippedError(run.workflow_id)
         return RunResult(run.workflow_id, run.state, run.degraded, elapsed_ms, context, steps)
 
     async def _run_step(self, run: Run, context: C, spec: StepSpec) -> tuple[StepRecord, Exception | None]:
@@ -223,9 +252,7 @@ class StepRunner(Generic[C]):
         elapsed_ms = (time.perf_counter() - clock) * 1000
         record = self._record(run, workflow_type, started_at, elapsed_ms, error[:4000], {}, steps, transitions)
         async with self.recorder.separate() as own:
-            await self.recorder.save(own, record)
-            await self.recorder.publish(own, run.correlation_id, lifecycle)
-            await own.commit()
+            await self.recorder.save(own, record, lifecycle, commit=True)
         log.warning("workflow failed", workflow_id=str(run.workflow_id), step=failed_step, error=error)
 
     def _record(
@@ -244,7 +271,7 @@ class StepRunner(Generic[C]):
                          list(transitions))  # fmt: skip
 
     async def _flush(self, run: Run) -> int:
-        """Write the run's pending events, in the order they happened, to the outbox."""
+        """Release the run's pending events that the contract publishes, in the order they happened."""
         events = [event for event in run.take_pending() if event[0] in self._published]
-        await self.recorder.publish(run.uow, run.correlation_id, events)
+        run.staged.extend(events)
         return len(events)

@@ -280,13 +280,15 @@ class HookIngestService:
             "data": _json.encode(hook.data).decode(),
             **self.publisher.staged_params(self.uow, HOOK_TOPIC, envelope_of(hook)),
         }
+        # One statement is the whole transaction: committed by PostgreSQL in one round trip (no BEGIN/COMMIT).
         if key is None or self.window <= 0:
-            await self.uow.session.execute(_STORE_ONE, params)
+            await self.uow.commit_one(_STORE_ONE, params)
         else:
             scope, key = f"{hook.kind}:{hook.source}"[:120], key[:300]
             now = dt.datetime.now(dt.UTC)
             params |= {"scope": scope, "key": key, "now": now, "expires_at": now + dt.timedelta(seconds=self.window)}
-            staged, holder = (await self.uow.session.execute(_ACCEPT_ONE, params)).one()
+            outcome: Any = (await self.uow.commit_one(_ACCEPT_ONE, params)).one()
+            staged, holder = outcome[0], outcome[1]
             if not staged:
                 if holder is None:  # the claim was committed after this statement's snapshot
                     holder = await self.uow.session.scalar(
@@ -295,8 +297,7 @@ class HookIngestService:
                         )
                     )
                 return await self._duplicate(holder)
-        self.uow.after_commit(lambda: self.live.push([hook.live()]))
-        await self.uow.commit()
+        self.live.push([hook.live()])  # committed: live viewers may see it
         return schemas.HookAccepted(event_id=hook.event_id, correlation_id=hook.correlation_id)
 
     async def accept_batch(

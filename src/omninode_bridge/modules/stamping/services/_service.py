@@ -11,7 +11,14 @@ from typing import Any
 from litestar.exceptions import HTTPException
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.steps import Recorder, RoutedService, RunFailedError, StepRunner, check_steps
+from omninode_bridge.core.steps import (
+    LeadSkippedError,
+    Recorder,
+    RoutedService,
+    RunFailedError,
+    StepRunner,
+    check_steps,
+)
 from omninode_bridge.modules.stamping.contract import StampingContract
 from omninode_bridge.modules.stamping.services._hashing import HashPolicy
 from omninode_bridge.modules.stamping.services._stamp_format import Keyring, render_block
@@ -80,23 +87,32 @@ class StampingService(StampLookups):
         self.runner = StepRunner(contract, steps.for_contract(contract), recorder, run_result)
 
     async def stamp(self, uow: UnitOfWork, request: StampRequest) -> StampOutcome:
-        """Run the stamping workflow in ``uow`` and commit it: the only commit of a ``/stamp`` request.
+        """Run the stamping workflow in ``uow`` and commit it: the only write of a ``/stamp`` request.
 
         Raises:
             HTTPException: A client error a step found (invalid input); nothing is committed in ``uow``.
             RunFailedError: The workflow failed; the failed run is on record, ``uow`` is rolled back.
         """
         try:
-            result = await self.runner.run(
-                uow, StampContext(request), workflow_type="stamping", correlation_id=request.correlation_id,
-                namespace=request.namespace,
-            )  # fmt: skip
+            try:
+                # New content is the common case: the stamp, its run record and its events are one statement,
+                # committed on its own (one round trip). Content stamped before writes nothing there; the run
+                # is made again, looking the stamp up, in a transaction.
+                result = await self.runner.run(
+                    uow, StampContext(request), workflow_type="stamping", correlation_id=request.correlation_id,
+                    namespace=request.namespace, commit=True,
+                )  # fmt: skip
+            except LeadSkippedError:
+                result = await self.runner.run(
+                    uow, StampContext(request, deferred=False), workflow_type="stamping",
+                    correlation_id=request.correlation_id, namespace=request.namespace,
+                )  # fmt: skip
+                await uow.commit()
         except RunFailedError as exc:
             await uow.rollback()  # the steps' writes (a stamp row, its events) go; the failure is recorded
             if isinstance(exc.cause, HTTPException) and exc.cause.status_code < 500:
                 raise exc.cause from exc  # bad input found by validate_input
             raise
-        await uow.commit()
         context = result.context
         fields, row = context.fields, context.row
         return StampOutcome(

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from uuid_utils.compat import uuid7
 
-from omninode_bridge.core.steps import RoutedService, Run, ServiceUnavailableError, Step, WorkflowContract
+from omninode_bridge.core.steps import Lead, RoutedService, Run, ServiceUnavailableError, Step, WorkflowContract
 from omninode_bridge.modules.stamping import messages
 from omninode_bridge.modules.stamping.models import STAMPS_TABLE, StampRow
 from omninode_bridge.modules.stamping.services._content_type import detect_content_type, is_textual, looks_like_text
@@ -46,6 +46,21 @@ _INSERT_STAMP = (
 )
 
 
+#: The same insert as the lead of the run's one statement (:meth:`Run.write_with_run`): the stamp, its run record
+#: and its events in one round trip. Nothing of the run is written when the content is already stamped.
+_INSERT_STAMP_LEAD = """
+INSERT INTO stamping_stamps (id, namespace, file_hash, content_type, size_bytes, file_path, metadata, key_id,
+                             signature, stamp, workflow_id, created_at)
+VALUES (CAST(:stamp_id AS uuid), CAST(:stamp_namespace AS text), CAST(:stamp_file_hash AS text),
+        CAST(:stamp_content_type AS text), CAST(:stamp_size_bytes AS bigint), CAST(:stamp_file_path AS text),
+        CAST(:stamp_metadata AS jsonb), CAST(:stamp_key_id AS text), CAST(:stamp_signature AS text),
+        CAST(:stamp_block AS text), CAST(:stamp_workflow_id AS uuid), CAST(:stamp_created_at AS timestamptz))
+ON CONFLICT ON CONSTRAINT uq_stamping_stamps_namespace_hash DO NOTHING
+RETURNING id
+"""
+_json = msgspec.json.Encoder()
+
+
 @dataclass(slots=True)
 class StampContext:
     """One stamping run: the request, then what each step found.
@@ -61,6 +76,8 @@ class StampContext:
         existing: Whether the content was stamped before in this namespace.
         row: The existing stamp's row, when ``existing``.
         stamped_content: Text content with the block inserted, if it can carry one.
+        deferred: Whether stamp_creation defers its insert to the run's one statement (assuming new
+            content: the run is not written if it is not); False looks the existing stamp up instead.
     """
 
     request: StampRequest
@@ -73,6 +90,7 @@ class StampContext:
     existing: bool = False
     row: StampRow | None = None
     stamped_content: str | None = None
+    deferred: bool = True
 
     def scalars(self) -> dict[str, str | int]:
         """What a routed service is told about the content so far (never the content itself)."""
@@ -167,6 +185,16 @@ class StampSteps:
             "size_bytes": str(context.size_bytes), "created_at": now.isoformat(timespec="microseconds"),
         })  # fmt: skip
         stamp_id = uuid.UUID(fields["stamp_id"])
+        if context.deferred:
+            run.write_with_run(Lead(_INSERT_STAMP_LEAD, {
+                "stamp_id": stamp_id, "stamp_namespace": request.namespace, "stamp_file_hash": fields["file_hash"],
+                "stamp_content_type": fields["content_type"], "stamp_size_bytes": context.size_bytes,
+                "stamp_file_path": request.file_path, "stamp_metadata": _json.encode(request.metadata).decode(),
+                "stamp_key_id": fields["key_id"], "stamp_signature": fields["signature"],
+                "stamp_block": render_block(fields), "stamp_workflow_id": run.workflow_id, "stamp_created_at": now,
+            }))  # fmt: skip
+            self._created(context, run, fields, stamp_id)
+            return {"stamp_id": fields["stamp_id"], "existing": False}
         inserted = await run.uow.session.scalar(_INSERT_STAMP, {
             "id": stamp_id, "namespace": request.namespace, "file_hash": fields["file_hash"],
             "content_type": fields["content_type"], "size_bytes": context.size_bytes, "file_path": request.file_path,
@@ -183,15 +211,22 @@ class StampSteps:
             fields = existing.fields if existing else fields
             context.existing, context.row = True, row
         else:
-            context.existing, context.row = False, None
-            run.emit(messages.STAMP_CREATED, messages.StampCreated(
-                stamp_id=stamp_id, workflow_id=run.workflow_id, file_hash=fields["file_hash"],
-                namespace=request.namespace, content_type=fields["content_type"], size_bytes=context.size_bytes,
-                file_path=request.file_path, key_id=fields["key_id"],
-            ))  # fmt: skip
+            self._created(context, run, fields, stamp_id)
+            return {"stamp_id": fields["stamp_id"], "existing": False}
         context.fields = fields
         context.stamped_content = self._stamped_content(context.body, fields)
-        return {"stamp_id": fields["stamp_id"], "existing": context.existing}
+        return {"stamp_id": fields["stamp_id"], "existing": True}
+
+    def _created(self, context: StampContext, run: Run, fields: dict[str, str], stamp_id: uuid.UUID) -> None:
+        """A new stamp: its event, its fields and the stamped content."""
+        request = context.request
+        context.existing, context.row, context.fields = False, None, fields
+        run.emit(messages.STAMP_CREATED, messages.StampCreated(
+            stamp_id=stamp_id, workflow_id=run.workflow_id, file_hash=fields["file_hash"],
+            namespace=request.namespace, content_type=fields["content_type"], size_bytes=context.size_bytes,
+            file_path=request.file_path, key_id=fields["key_id"],
+        ))  # fmt: skip
+        context.stamped_content = self._stamped_content(context.body, fields)
 
     @staticmethod
     async def event_publishing(context: StampContext, run: Run) -> dict[str, Any]:
