@@ -15,7 +15,9 @@ from blake3 import blake3
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.events import decode_envelope, encode_envelope, new_envelope
-from omninode_bridge.modules.reducer import NamespaceReducer, StampItem, aggregate, load_reducer_contract
+from omninode_bridge.core.contracts import contracts_dir
+from omninode_bridge.modules.reducer import NamespaceReducer, aggregate, load_reducer_contract
+from omninode_bridge.modules.stamping import StampCreated
 from omninode_bridge.settings import load_settings
 
 __all__ = ["gib_upload", "reducer_rates"]
@@ -66,7 +68,7 @@ async def gib_upload(base: str, key: str, server_pid: int) -> tuple[float, float
 async def reducer_rates(database_url: str, items: int) -> list[tuple[int, float, float]]:
     """Reducer persistence at the contract's batch, 1,000 and 5,000: (batch, items/s, in-memory items/s)."""
     settings = load_settings({"OMNINODE_DATABASE_URL": database_url}, env_file=None)
-    contract = load_reducer_contract(settings)
+    contract = load_reducer_contract(contracts_dir(settings.server.contracts_dir))
     raw = [
         encode_envelope(new_envelope(event_type="STAMP_CREATED", payload={
             "stamp_id": str(uuid.uuid4()), "workflow_id": str(uuid.uuid4()), "file_hash": "0" * 64,
@@ -76,7 +78,7 @@ async def reducer_rates(database_url: str, items: int) -> list[tuple[int, float,
     ]  # fmt: skip
     began = time.perf_counter()
     decoded = [decode_envelope(value) for value in raw]
-    aggregate((msgspec.convert(e.payload, StampItem) for e in decoded), contract.aggregation.recent_workflow_ids)
+    aggregate((msgspec.convert(e.payload, StampCreated) for e in decoded), contract.aggregation.recent_workflow_ids)
     memory_rate = items / (time.perf_counter() - began)
     database = Database(settings.database)
     results = []
