@@ -1,4 +1,5 @@
-"""The OpenAPI request body of ``POST /hooks``: our hook format or Claude Code's, told apart by ``hook_event_name``.
+"""The OpenAPI request bodies of ``POST /hooks`` (our hook format or Claude Code's, told apart by
+``hook_event_name``) and ``POST /hooks/batch``.
 
 The endpoint parses its body itself (strictly, and in two formats), so it declares no ``data`` parameter for
 Litestar to document; this operation class states the body instead, from msgspec's own JSON Schema of the
@@ -15,7 +16,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
 from omninode_bridge.modules.hooks import schemas
 
-__all__ = ["HOOK_BODY_OPERATION", "inline_schema"]
+__all__ = ["BATCH_BODY_OPERATION", "HOOK_BODY_OPERATION", "inline_schema"]
 
 
 def inline_schema(kind: Any) -> dict[str, Any]:
@@ -57,3 +58,21 @@ class HookBodyOperation(Operation):
 
 
 HOOK_BODY_OPERATION = HookBodyOperation
+
+
+_BATCH_BODY = inline_schema(schemas.HookBatch)
+
+
+@dataclass
+class BatchBodyOperation(Operation):
+    """``POST /hooks/batch``'s request body: the endpoint parses it itself (once, strictly), so it declares no
+    ``data`` parameter for Litestar to convert a second time."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=_BATCH_BODY)},  # type: ignore[arg-type]  # as above
+            required=True,
+        )
+
+
+BATCH_BODY_OPERATION = BatchBodyOperation
