@@ -18,7 +18,7 @@ from omninode_bridge.core.errors import ProblemError, correlation_id_of
 from omninode_bridge.core.inputs import Namespace, param
 from omninode_bridge.core.openapi import documented, error_responses
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.controllers._openapi import BATCH_BODY_OPERATION, HOOK_BODY_OPERATION
+from omninode_bridge.modules.hooks.controllers._openapi import HOOK_BODY_OPERATION
 from omninode_bridge.modules.hooks.controllers._requests import (
     check_body_size,
     check_content_length,
@@ -167,9 +167,10 @@ class HookIngestController(Controller):
 
     @post("/batch", operation_id="postHookBatch", summary="Accept up to 1,000 hook events in one transaction",
           status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_batch,
-          responses=_BATCH_RESPONSES, operation_class=BATCH_BODY_OPERATION)  # fmt: skip
+          responses=_BATCH_RESPONSES)  # fmt: skip
     async def post_batch(
         self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.HookBatch],
     ) -> Response[schemas.HookBatchAccepted]:  # fmt: skip
         """All events are stored and published in one transaction, or none. Each event's data is subject to
         the per-hook limit; a key restricted to namespaces may write only to those (403 otherwise). Only a

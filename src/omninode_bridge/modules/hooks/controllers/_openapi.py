@@ -1,5 +1,4 @@
-"""The OpenAPI request bodies of ``POST /hooks`` (our hook format or Claude Code's, told apart by
-``hook_event_name``) and ``POST /hooks/batch``.
+"""The OpenAPI request body of ``POST /hooks``: our hook format or Claude Code's, told apart by ``hook_event_name``.
 
 The endpoint parses its body itself (strictly, and in two formats), so it declares no ``data`` parameter for
 Litestar to document; this operation class states the body instead, from msgspec's own JSON Schema of the
@@ -16,7 +15,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
 from omninode_bridge.modules.hooks import schemas
 
-__all__ = ["BATCH_BODY_OPERATION", "HOOK_BODY_OPERATION", "inline_schema"]
+__all__ = ["HOOK_BODY_OPERATION", "inline_schema"]
 
 
 def inline_schema(kind: Any) -> dict[str, Any]:
@@ -58,21 +57,3 @@ class HookBodyOperation(Operation):
 
 
 HOOK_BODY_OPERATION = HookBodyOperation
-
-
-_BATCH_BODY = inline_schema(schemas.HookBatch)
-
-
-@dataclass
-class BatchBodyOperation(Operation):
-    """``POST /hooks/batch``'s request body: the endpoint parses it itself (once, strictly), so it declares no
-    ``data`` parameter for Litestar to convert a second time."""
-
-    def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=_BATCH_BODY)},  # type: ignore[arg-type]  # as above
-            required=True,
-        )
-
-
-BATCH_BODY_OPERATION = BatchBodyOperation
