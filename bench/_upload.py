@@ -8,9 +8,11 @@ import uuid
 import msgspec
 
 from bench._gib import gib_upload
+from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.db import Database
-from omninode_bridge.core.events import decode_envelope, encode_envelope, new_envelope
-from omninode_bridge.modules.reducer import NamespaceReducer, StampItem, aggregate, load_reducer_contract
+from omninode_bridge.core.events import encode_envelope, new_envelope
+from omninode_bridge.modules.reducer import NamespaceReducer, aggregate, load_reducer_contract
+from omninode_bridge.modules.stamping import StampCreated
 from omninode_bridge.settings import load_settings
 
 __all__ = ["gib_upload", "reducer_rates"]
@@ -20,20 +22,29 @@ MIB = 1024**2
 
 
 async def reducer_rates(database_url: str, items: int) -> list[tuple[int, float, float]]:
-    """Reducer persistence at the contract's batch, 1,000 and 5,000: (batch, items/s, in-memory items/s)."""
+    """Reducer decoding and persistence at the contract's batch, 1,000 and 5,000: (batch, items/s, in-memory items/s).
+
+    Each batch is decoded from the envelope bytes the relay sends (as the consumer does), then claimed,
+    logged and upserted in one committed transaction. The baseline, from the same run, is the in-memory
+    part alone: decoding (hash checked) and NAMESPACE_GROUPING, nothing persisted.
+    """
     settings = load_settings({"OMNINODE_DATABASE_URL": database_url}, env_file=None)
-    contract = load_reducer_contract(settings)
+    contract = load_reducer_contract(contracts_dir(settings.server.contracts_dir))
     raw = [
-        encode_envelope(new_envelope(event_type="STAMP_CREATED", payload={
-            "stamp_id": str(uuid.uuid4()), "workflow_id": str(uuid.uuid4()), "file_hash": "0" * 64,
-            "namespace": f"bench-ns-{i % 5}", "content_type": "text/plain", "size_bytes": 1024 + i % 7, "key_id": "k",
-        }))
+        encode_envelope(new_envelope(event_type="STAMP_CREATED", payload=StampCreated(
+            stamp_id=uuid.uuid4(), workflow_id=uuid.uuid4(), file_hash="0" * 64, namespace=f"bench-ns-{i % 5}",
+            content_type="text/plain", size_bytes=1024 + i % 7, key_id="k",
+        )))
         for i in range(items)
     ]  # fmt: skip
-    began = time.perf_counter()
-    decoded = [decode_envelope(value) for value in raw]
-    aggregate((msgspec.convert(e.payload, StampItem) for e in decoded), contract.aggregation.recent_workflow_ids)
-    memory_rate = items / (time.perf_counter() - began)
+    keep = contract.aggregation.recent_workflow_ids
+    probe = NamespaceReducer(contract)
+    memory_rate = 0.0
+    for _ in range(3):  # the best of three: the machine is shared
+        began = time.perf_counter()
+        decoded = [probe.decode(value) for value in raw]
+        aggregate((event[1] for event in decoded if event is not None), keep)
+        memory_rate = max(memory_rate, items / (time.perf_counter() - began))
     database = Database(settings.database)
     results = []
     try:
@@ -44,9 +55,9 @@ async def reducer_rates(database_url: str, items: int) -> list[tuple[int, float,
             reducer = NamespaceReducer(msgspec.structs.replace(contract, aggregation=aggregation))
             began = time.perf_counter()
             for start in range(0, items, batch_size):
-                envelopes = [decode_envelope(value) for value in raw[start : start + batch_size]]
+                events = [event for value in raw[start : start + batch_size] if (event := reducer.decode(value))]
                 async with database.unit_of_work() as uow:
-                    await reducer.persist(uow, envelopes, "omninode_bridge_stamps_v1")
+                    await reducer.persist(uow, events, "omninode_bridge_stamps_v1")
                     await uow.commit()
             results.append((batch_size, items / (time.perf_counter() - began), memory_rate))
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from omninode_bridge.modules.hooks.redaction import REDACTED, Redactor
@@ -125,3 +127,34 @@ def test_d11_delivery_ids_are_trusted_only_when_signed_or_unsigned_source() -> N
     assert idempotency_header("standard_webhooks", headers) == "msg_1"
     assert idempotency_header("none", headers) == "d-1"
     assert idempotency_header("none", {"Idempotency-Key": "k-1"}) == "k-1"
+
+
+def _every_pattern_spans(scanner: SecretScanner, text: str) -> list[tuple[int, int]]:
+    """The reference scan: every pattern run on the text (no needle, gate or prefilter skipped)."""
+    found = []
+    for rank, pattern in enumerate(scanner.patterns):
+        for match in re.finditer(pattern.regex, text, pattern.flags):
+            start, end = match.span(pattern.group)
+            if start < 0:
+                start, end = match.span()
+            if end > start:
+                found.append((start, rank, end))
+    spans: list[tuple[int, int]] = []
+    for start, _, end in sorted(found):
+        if not spans or start >= spans[-1][1]:
+            spans.append((start, end))
+    return spans
+
+
+def test_skipping_patterns_by_needle_finds_what_running_every_pattern_finds() -> None:
+    scanner = SecretScanner(builtin_patterns() + custom_patterns([r"corp-[0-9]{6}", r"(?i)internal_(\w+)"]))
+    texts = [
+        "x" * 200,
+        "export GITHUB_TOKEN=ghp_" + "a" * 36 + " && gh pr list",
+        "curl -H 'Authorization: Bearer abcdefghijklmnop1234' https://u:pw@example.com/?api_key=s3cr3t",
+        '{"password": "hunter2", "AccessKey": "AKIAIOSFODNN7EXAMPLE"} sk-' + "b" * 30,
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- corp-123456 INTERNAL_thing",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig xoxb-123-456-abc npm_" + "c" * 36,
+    ]
+    for text in texts:
+        assert scanner.spans(text) == _every_pattern_spans(scanner, text), text

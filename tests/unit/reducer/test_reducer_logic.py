@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 
 from omninode_bridge.core.contracts import contracts_dir
-from omninode_bridge.core.events import new_envelope
+from omninode_bridge.core.events import InvalidEnvelopeError, encode_envelope, new_envelope
 from omninode_bridge.core.steps import IllegalTransitionError
 from omninode_bridge.modules.reducer import NamespaceReducer, aggregate, load_reducer_contract
 from omninode_bridge.modules.stamping import StampCreated
@@ -41,9 +42,28 @@ def test_reducer_fsm_follows_the_contract(settings: Settings) -> None:
 
 def test_reducer_counts_only_its_event_types(settings: Settings) -> None:
     reducer = NamespaceReducer(load_reducer_contract(contracts_dir(settings.server.contracts_dir)))
+    item = _item("n", 3)
+    stamp = encode_envelope(new_envelope(event_type="STAMP_CREATED", payload=item))
+    other = encode_envelope(new_envelope(event_type="HASH_GENERATED", payload={"anything": 1}))
+    event = reducer.decode(stamp)
+    assert event is not None
+    assert isinstance(event[1], StampCreated)  # decoded straight to the payload type
+    assert msgspec.structs.asdict(event[1]) == msgspec.structs.asdict(item)
+    assert reducer.decode(other) is None
+
+
+def test_reducer_decodes_payloads_of_older_producers_and_refuses_tampered_ones(settings: Settings) -> None:
+    reducer = NamespaceReducer(load_reducer_contract(contracts_dir(settings.server.contracts_dir)))
     payload = {"namespace": "n", "size_bytes": 3, "content_type": "text/plain", "workflow_id": str(uuid.uuid4()),
                "stamp_id": str(uuid.uuid4()), "file_hash": "0" * 64, "key_id": "k"}  # fmt: skip
-    stamp = new_envelope(event_type="STAMP_CREATED", payload=payload)
-    other = new_envelope(event_type="HASH_GENERATED", payload=payload)
-    items = reducer.items_of([stamp, other, stamp])
-    assert [envelope.event_id for envelope, _ in items] == [stamp.event_id]
+    # Without file_path (a field with a default): the typed value's encoding is not what was hashed.
+    event = reducer.decode(encode_envelope(new_envelope(event_type="STAMP_CREATED", payload=payload)))
+    assert event is not None
+    assert (event[1].namespace, event[1].size_bytes, event[1].file_path) == ("n", 3, None)
+    tampered = new_envelope(event_type="STAMP_CREATED", payload=payload)
+    forged = encode_envelope(tampered).replace(b'"size_bytes":3', b'"size_bytes":4')
+    with pytest.raises(InvalidEnvelopeError, match="payload_hash"):
+        reducer.decode(forged)
+    wrong_shape = encode_envelope(new_envelope(event_type="STAMP_CREATED", payload={"namespace": "n"}))
+    with pytest.raises(InvalidEnvelopeError, match="unexpected payload"):
+        reducer.decode(wrong_shape)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import blake3
 import msgspec
@@ -18,10 +18,13 @@ from omninode_bridge.core.safe_errors import describe_error
 
 __all__ = [
     "ENVELOPE_VERSION",
+    "EnvelopeHead",
     "InvalidEnvelopeError",
     "OnexEnvelopeV1",
+    "PayloadDecoder",
     "canonical_payload",
     "decode_envelope",
+    "decode_head",
     "encode_envelope",
     "kafka_headers",
     "new_envelope",
@@ -120,3 +123,86 @@ def kafka_headers(envelope: OnexEnvelopeV1) -> list[tuple[str, bytes]]:
         ("event_id", str(envelope.event_id).encode()),
         ("envelope_version", envelope.envelope_version.encode()),
     ]
+
+
+class EnvelopeHead(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """An envelope with its payload left as the raw JSON it arrived as (see :class:`PayloadDecoder`).
+
+    A consumer that reads many events decodes the head of each, skips the event types it does not apply,
+    and decodes the payload of the others straight to its own type: no dict of the payload is built.
+    Not tracked by the garbage collector (its fields cannot form a cycle): a consumer's window of
+    thousands of heads does not make every collection longer.
+    """
+
+    envelope_version: str = ENVELOPE_VERSION
+    event_id: uuid.UUID
+    correlation_id: str
+    session_id: str | None = None
+    event_type: str
+    source: str
+    timestamp: dt.datetime
+    payload: msgspec.Raw
+    payload_hash: str
+
+
+_head_decoder = msgspec.json.Decoder(EnvelopeHead)
+_any_decoder = msgspec.json.Decoder()
+
+
+def decode_head(data: bytes) -> EnvelopeHead:
+    """Parse an envelope's fields and check its version; the payload (and its hash) is not checked yet.
+
+    Raises:
+        InvalidEnvelopeError: Malformed JSON, a missing or mistyped field, or an unknown version.
+    """
+    try:
+        head = _head_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise InvalidEnvelopeError(f"malformed envelope: {describe_error(exc)}") from exc
+    if head.envelope_version != ENVELOPE_VERSION:
+        raise InvalidEnvelopeError(f"unsupported envelope_version (this service reads {ENVELOPE_VERSION})")
+    return head
+
+
+P = TypeVar("P")
+
+
+class PayloadDecoder(Generic[P]):
+    """Decodes envelope payloads straight to ``payload_type`` (a msgspec Struct), verifying ``payload_hash``.
+
+    The hash is checked on the canonical encoding of the decoded value, which is the producer's own
+    canonical bytes whenever the producer sent this type (every field, none extra): one typed decode, one
+    encode and one BLAKE3 per event. Anything else (an older producer without a field that has a default,
+    extra fields) falls back to hashing the payload as sent, then converting it: exactly what
+    :func:`decode_envelope` accepts, at its cost.
+
+    Args:
+        payload_type: The type of the payload.
+    """
+
+    def __init__(self, payload_type: type[P]) -> None:
+        self.payload_type = payload_type
+        self._decoder = msgspec.json.Decoder(payload_type)
+
+    def decode(self, head: EnvelopeHead) -> P:
+        """The payload of ``head`` as ``payload_type``.
+
+        Raises:
+            InvalidEnvelopeError: The payload does not match its hash or is not a ``payload_type``.
+        """
+        try:
+            value = self._decoder.decode(head.payload)
+        except msgspec.DecodeError:
+            value = None
+        if value is not None and blake3.blake3(_canonical.encode(value)).hexdigest() == head.payload_hash:
+            return value
+        try:
+            document = _any_decoder.decode(head.payload)
+        except msgspec.DecodeError as exc:
+            raise InvalidEnvelopeError(f"malformed payload: {describe_error(exc)}") from exc
+        if payload_hash(document) != head.payload_hash:
+            raise InvalidEnvelopeError("payload_hash does not match the payload")
+        try:
+            return msgspec.convert(document, self.payload_type)
+        except msgspec.ValidationError as exc:
+            raise InvalidEnvelopeError(f"unexpected payload: {describe_error(exc)}") from exc

@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy import text
@@ -22,7 +22,15 @@ from omninode_bridge.core.events.envelope import OnexEnvelopeV1
 from omninode_bridge.core.events.models import EventLog
 from omninode_bridge.core.paging import Filter, newest_first
 
-__all__ = ["LoggedEvent", "consumed_params", "consumed_rows_sql", "event_log_page", "log_consumed", "log_published"]
+__all__ = [
+    "EventRef",
+    "LoggedEvent",
+    "consumed_params",
+    "consumed_rows_sql",
+    "event_log_page",
+    "log_consumed",
+    "log_published",
+]
 
 
 _CONSUMED_ROWS = """
@@ -35,6 +43,19 @@ _CONSUMED_ROWS = """
     {where}
     ORDER BY e.n
 """
+
+
+class EventRef(Protocol):
+    """What the inbox and the event log read of an event: an envelope, or a consumer's lighter record of one."""
+
+    @property
+    def event_id(self) -> uuid.UUID: ...
+
+    @property
+    def event_type(self) -> str: ...
+
+    @property
+    def correlation_id(self) -> str: ...
 
 
 def consumed_rows_sql(*, only_claimed: bool = False) -> str:
@@ -55,7 +76,7 @@ _LOG_CONSUMED = text(consumed_rows_sql())
 def consumed_params(
     consumer: str,
     topic: str,
-    envelopes: Sequence[OnexEnvelopeV1],
+    envelopes: Sequence[EventRef],
     *,
     status: str = "processed",
     duration_ms: float | None = None,

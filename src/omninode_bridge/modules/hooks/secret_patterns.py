@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from re import _parser  # type: ignore[attr-defined]  # the stdlib's regex parser: a pattern's leading literal, exactly
 
 from omninode_bridge.modules.hooks.settings import compile_redaction_pattern
 
@@ -163,6 +164,19 @@ def custom_patterns(regexes: Iterable[str]) -> list[SecretPattern]:
     return patterns
 
 
+def _leading_literal(regex: str, flags: int) -> str:
+    """The characters every match of ``regex`` starts with ("" when it starts otherwise or ignores case)."""
+    parsed = _parser.parse(regex, flags)
+    if (flags | parsed.state.flags) & re.IGNORECASE:
+        return ""
+    literal = []
+    for op, argument in parsed:
+        if op is not _parser.LITERAL:
+            break
+        literal.append(chr(argument))
+    return "".join(literal)
+
+
 class SecretScanner:
     """Replaces secrets inside strings with :data:`REDACTED`.
 
@@ -182,29 +196,64 @@ class SecretScanner:
             )
             for p in self.patterns
         ]
+        # Each pattern's needle: a literal every match contains (the characters the regex, or its prefilter,
+        # starts with). One ``in`` per distinct needle picks the patterns worth running on a string; most
+        # strings contain none, and skipping a pattern whose needle is absent cannot change what is found.
+        by_needle: dict[str, list[int]] = {}
+        always: list[int] = []
+        for rank, p in enumerate(self.patterns):
+            needle = _leading_literal(p.regex, p.flags) or (_leading_literal(p.prefilter, 0) if p.prefilter else "")
+            if needle:
+                by_needle.setdefault(needle, []).append(rank)
+            else:
+                always.append(rank)
+        self._needles = tuple((needle, tuple(ranks)) for needle, ranks in by_needle.items())
+        self._always = tuple(always)
+        # Gates numbered, their words compared as they will be (lower case when folded): a library plugin's
+        # patterns share one gate, checked once per string.
+        gates: dict[tuple[tuple[str, ...], bool], int] = {}
+        self._gate_of: list[int] = []
+        for _, _, gate, _, folded in self._compiled:
+            words = tuple(w.lower() for w in gate) if folded else gate
+            self._gate_of.append(gates.setdefault((words, folded), len(gates)) if gate else -1)
+        self._gates = tuple(gates)
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """The (start, end) of each secret in ``text``, in order, without overlaps."""
         found: list[tuple[int, int, int]] = []
         lowered: str | None = None
-        checked: dict[object, bool] = {}  # a library plugin's patterns share one gate: check it once
-        for rank, (regex, group, gate, prefilter, folded) in enumerate(self._compiled):
-            if gate:
-                can = checked.get((gate, folded))
+        gate_passed: list[bool | None] = [None] * len(self._gates)
+        prefilter_passed: dict[re.Pattern[str], bool] = {}
+        ranks = list(self._always)
+        for needle, needing in self._needles:
+            if needle in text:
+                ranks.extend(needing)
+        ranks.sort()  # the patterns' order breaks ties between overlapping spans
+        for rank in ranks:
+            regex, group, _, prefilter, _ = self._compiled[rank]
+            gate_id = self._gate_of[rank]
+            if gate_id >= 0:
+                can = gate_passed[gate_id]
                 if can is None:
+                    words, folded = self._gates[gate_id]
                     if folded:
                         if lowered is None:
                             lowered = text.lower()
                         haystack = lowered
                     else:
                         haystack = text
-                    can = checked[(gate, folded)] = any((w.lower() if folded else w) in haystack for w in gate)
+                    can = False
+                    for word in words:
+                        if word in haystack:
+                            can = True
+                            break
+                    gate_passed[gate_id] = can
                 if not can:
                     continue
             if prefilter is not None:
-                can = checked.get(prefilter)
+                can = prefilter_passed.get(prefilter)
                 if can is None:
-                    can = checked[prefilter] = prefilter.search(text) is not None
+                    can = prefilter_passed[prefilter] = prefilter.search(text) is not None
                 if not can:
                     continue
             for match in regex.finditer(text):

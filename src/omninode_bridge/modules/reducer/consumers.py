@@ -21,16 +21,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import is_database_unavailable
-from omninode_bridge.core.events import (
-    ConsumerResources,
-    InvalidEnvelopeError,
-    OnexEnvelopeV1,
-    dead_letter,
-    decode_envelope,
-)
+from omninode_bridge.core.events import ConsumerResources, InvalidEnvelopeError, dead_letter
 from omninode_bridge.core.safe_errors import loggable_error
 from omninode_bridge.core.settings import KafkaSettings
-from omninode_bridge.modules.reducer.services import NamespaceReducer
+from omninode_bridge.modules.reducer.services import NamespaceReducer, StampEvent
 
 __all__ = ["ReducerConsumer"]
 
@@ -60,7 +54,7 @@ class ReducerConsumer:
         self.batch_size = spec.batch.size
         self.poll_ms = min(spec.batch.max_wait_ms, spec.window.size_ms)
         self.window_seconds = spec.window.size_ms / 1000
-        self._window: list[tuple[OnexEnvelopeV1, Any]] = []
+        self._window: list[StampEvent] = []
         self._offsets: dict[TopicPartition, int] = {}
         self._opened_at = 0.0
 
@@ -113,38 +107,40 @@ class ReducerConsumer:
 
     async def _add(self, record: Any) -> None:
         try:
-            envelope = decode_envelope(record.value)
+            event = self.reducer.decode(record.value)
         except InvalidEnvelopeError as exc:
             info = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
                     "key": record.key.decode(errors="replace") if record.key else None}  # fmt: skip
             await dead_letter(self.resources, self.reducer.consumer, record.value, info, None, str(exc), attempts=0)
             return
+        if event is None:  # an event type the reducer does not count: only its offset moves on
+            return
         if not self._window:
             self._opened_at = time.monotonic()
             self.reducer.transition(AGGREGATING)
-        self._window.append((envelope, record))
+        self._window.append(event)
 
     async def _persist(self) -> None:
         """Persist the window, retrying while the database is unavailable (the offsets wait with it)."""
         if not self._window:
             return
         self.reducer.transition(PERSISTING)
-        envelopes = [envelope for envelope, _ in self._window]
+        events = self._window
         delay = 0.2
         while True:
             try:
                 async with self.resources.database.unit_of_work() as uow:
-                    counted = await self.reducer.persist(uow, envelopes, self.topic)
+                    counted = await self.reducer.persist(uow, events, self.topic)
                     await uow.commit()
             except Exception as exc:
                 if not (isinstance(exc, CircuitOpenError) or is_database_unavailable(exc)):
-                    log.exception("reducer batch failed; retrying", items=len(envelopes))
+                    log.exception("reducer batch failed; retrying", items=len(events))
                 else:
-                    log.warning("database unavailable; reducer batch waits", items=len(envelopes))
+                    log.warning("database unavailable; reducer batch waits", items=len(events))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            log.debug("reducer batch persisted", items=len(envelopes), counted=counted)
+            log.debug("reducer batch persisted", items=len(events), counted=counted)
             break
         self._window.clear()
         self.reducer.transition(IDLE)

