@@ -117,7 +117,16 @@ async def live_server(settings: Settings) -> AsyncIterator[str]:
     """Serve an app with uvicorn on a free loopback port in this event loop; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            # Longer than any test's pause between two requests on one pooled connection: a server that closes
+            # an idle keep-alive connection just as the client reuses it makes the client see a ReadError.
+            timeout_keep_alive=60,
+        )
     )
     task = asyncio.create_task(server.serve())
     try:
