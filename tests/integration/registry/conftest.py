@@ -32,7 +32,7 @@ class HealthServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802  # http.server's name
+            def do_GET(self) -> None:  # http.server's name
                 owner.calls += 1
                 body = b"ok" if owner.status == 200 else b"database down"
                 self.send_response(owner.status)
@@ -60,5 +60,3 @@ def health_server() -> Iterator[HealthServer]:
     """A running :class:`HealthServer`."""
     with HealthServer() as server:
         yield server
-
-

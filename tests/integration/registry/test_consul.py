@@ -41,7 +41,8 @@ async def test_consul_client_registers_passes_discovers_and_deregisters(stack: E
             assert client.agent.services()[service_id]["Port"] == 9000
             assert client.agent.service.deregister(service_id)
             later_index, gone = client.health.service(name, index=index, wait="2s")
-            assert gone == [] and int(later_index) > int(index)
+            assert gone == []
+            assert int(later_index) > int(index)
 
         await asyncio.to_thread(scenario)
 

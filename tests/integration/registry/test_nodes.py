@@ -50,7 +50,8 @@ async def test_ttl_node_goes_critical_comes_back_and_is_deregistered(
     assert time.monotonic() - began < 3.0  # within about one TTL (2 s) plus a checker tick
     assert await passing_ids() == []
     beat = await client.put(f"/registry/nodes/{node_id}/heartbeat", headers=H)
-    assert beat.status_code == 200 and beat.json()["status"] == "passing"
+    assert beat.status_code == 200
+    assert beat.json()["status"] == "passing"
     assert await passing_ids() == [node_id]
     await wait_until(lambda: _is(client, node_id, None), timeout=8, message="not deregistered")
     rows = await sql_rows(
@@ -79,7 +80,8 @@ async def test_http_check_goes_critical_with_output_and_runs_once_per_interval(
     health_server.status = 500
     await wait_until(lambda: _is(client, node_id, "critical"), timeout=4, message="HTTP check never failed")
     node = (await client.get(f"/registry/nodes/{node_id}", headers=H)).json()
-    assert "500" in node["output"] and "database down" in node["output"]
+    assert "500" in node["output"]
+    assert "database down" in node["output"]
     calls, began = health_server.calls, time.monotonic()
     await asyncio.sleep(3.2)  # measuring a rate over a window: the one place a test waits on the clock
     elapsed = time.monotonic() - began
@@ -111,7 +113,8 @@ async def test_capability_version_ranges(registry_client: AsyncTestClient[Litest
     assert {"1.2.0", "1.9.3", "2.0.0", "1.1.9"} <= set(stamping["versions"])
     small = await client.get("/registry/nodes", params={"tag": tag, "limit": 3}, headers=H)
     rest = await client.get("/registry/nodes", params={"tag": tag, "cursor": small.json()["next_cursor"]}, headers=H)
-    assert len(small.json()["items"]) == 3 and len(rest.json()["items"]) == 1
+    assert len(small.json()["items"]) == 3
+    assert len(rest.json()["items"]) == 1
 
 
 async def test_blocking_query_wakes_on_its_change_only(stack: EmbeddedStack) -> None:
@@ -150,4 +153,6 @@ async def test_tool_search_finds_tools_of_healthy_providers(registry_client: Asy
                               headers=H)  # fmt: skip
     assert failed.json()["status"] == "critical"
     assert (await client.get("/registry/tools", params={"q": word}, headers=H)).json()["items"] == []
-    assert len((await client.get("/registry/tools", params={"q": word, "status": "any"}, headers=H)).json()["items"]) == 1
+    assert (
+        len((await client.get("/registry/tools", params={"q": word, "status": "any"}, headers=H)).json()["items"]) == 1
+    )

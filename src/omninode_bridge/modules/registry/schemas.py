@@ -42,9 +42,7 @@ Host = Annotated[
         pattern=anchored(r"[a-zA-Z0-9.:\[\]-]{1,253}"), max_length=253, description="Host name or IP address."
     ),
 ]
-HttpUrl = Annotated[
-    str, msgspec.Meta(pattern=anchored(r"https?://[^\s\x00-\x1f\x7f]{1,2040}"), max_length=2048)
-]
+HttpUrl = Annotated[str, msgspec.Meta(pattern=anchored(r"https?://[^\s\x00-\x1f\x7f]{1,2040}"), max_length=2048)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400, description="Seconds.")]
 
 
@@ -67,9 +65,9 @@ class Check(msgspec.Struct, forbid_unknown_fields=True):
     """A health check: ``ttl`` (the node heartbeats) or ``http`` (the registry GETs the URL every interval)."""
 
     kind: Literal["ttl", "http"]
-    ttl: Annotated[Seconds, msgspec.Meta(description="TTL checks: critical after this long without heartbeat.")] | None = (
-        None
-    )
+    ttl: (
+        Annotated[Seconds, msgspec.Meta(description="TTL checks: critical after this long without heartbeat.")] | None
+    ) = None
     http: Annotated[HttpUrl, msgspec.Meta(description="HTTP checks: on the node's own address.")] | None = None
     interval: Seconds = 10.0
     timeout: Seconds = 5.0
@@ -164,8 +162,6 @@ class ToolPage(msgspec.Struct):
     """Tools ranked by relevance."""
 
     items: list[ToolHit]
-
-
 
 
 class ConsulCheckUpdate(msgspec.Struct, rename="pascal"):

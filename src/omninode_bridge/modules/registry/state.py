@@ -68,7 +68,7 @@ class RegistryState:
                         await catalog.heartbeat(uow, self.self_id, schemas.Heartbeat())
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001  # retried at the next beat (database or Redis away)
+            except Exception:  # retried at the next beat (database or Redis away)
                 registered = False
                 log.warning("registry: self-registration heartbeat failed", exc_info=True)
             await asyncio.sleep(self.settings.self_ttl_seconds / 3)

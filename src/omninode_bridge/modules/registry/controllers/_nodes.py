@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
@@ -20,7 +19,7 @@ from omninode_bridge.modules.registry.semver import RangeError, parse_range
 from omninode_bridge.modules.registry.services import WAIT_PATTERN, Catalog, NodeQuery, parse_wait
 from omninode_bridge.modules.registry.state import RegistryState
 
-__all__ = ["NodeController", "node_query", "INDEX_HEADER"]
+__all__ = ["INDEX_HEADER", "NodeController", "node_query"]
 
 INDEX_HEADER = "X-Consul-Index"
 NodeIdPath = Annotated[str, param(Identifier, path=True, description="The node's id.")]
@@ -42,6 +41,16 @@ WaitQuery = Annotated[
     param(text(max_length=12, pattern=WAIT_PATTERN), description="Longest hold of a blocking query (30s, 5m)."),
 ]
 Limit = Annotated[int, param(Annotated[int, page_size(500)])]
+_REGISTER_RESPONSES = error_responses(
+    {
+        200: documented(schemas.NodeOut, "Already registered with these attributes"),
+        201: documented(schemas.NodeOut, "Registered or updated"),
+    },
+    body=True,
+)
+_LIST_RESPONSES = error_responses(
+    {200: documented(schemas.NodePage, "The matching nodes; X-Consul-Index holds the query index")}
+)
 
 
 def node_query(
@@ -76,8 +85,7 @@ class NodeController(Controller):
     guards = [platform.require_scope("registry")]
 
     @post("/nodes", operation_id="registerNode", summary="Register or update a node (idempotent by node_id)",
-          responses=error_responses({200: documented(schemas.NodeOut, "Already registered with these attributes"),
-                                     201: documented(schemas.NodeOut, "Registered or updated")}, body=True))  # fmt: skip
+          responses=_REGISTER_RESPONSES)  # fmt: skip
     async def register(
         self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], data: schemas.NodeIn
     ) -> Response[schemas.NodeOut]:
@@ -86,7 +94,7 @@ class NodeController(Controller):
         return Response(node, status_code=201 if changed else 200)
 
     @get("/nodes", operation_id="listNodes", summary="Discover nodes",
-         responses=error_responses({200: documented(schemas.NodePage, "The matching nodes; X-Consul-Index holds the query index")}))  # fmt: skip
+         responses=_LIST_RESPONSES)  # fmt: skip
     async def list_nodes(
         self, request: Request[Any, Any, Any], registry: NamedDependency[Catalog],
         registry_state: NamedDependency[RegistryState],
@@ -153,5 +161,3 @@ class NodeController(Controller):
         """Tools whose name or description match (full-text, ranked), of healthy providers unless asked."""
         hits = await registry.tools(q, node_type=node_type, status=None if status == "any" else status, limit=limit)
         return schemas.ToolPage(items=hits)
-
-

@@ -29,8 +29,8 @@ def registered_hosts(address: str | None, url: str | None) -> set[str]:
 
 
 def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or (
-        ip.is_unspecified
+    return (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or (ip.is_unspecified)
     )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.events import EventPublisher, new_envelope
+from omninode_bridge.core.inputs import InputError
 from omninode_bridge.modules.registry import messages, schemas
 from omninode_bridge.modules.registry.models import INDEX_SEQUENCE, NodeRegistration, RegistryTool
 from omninode_bridge.modules.registry.semver import Range
@@ -123,7 +124,7 @@ class Catalog:
         self.allow_private = allow_private
 
     async def _next_index(self, uow: UnitOfWork) -> int:
-        return int(await uow.session.scalar(select(INDEX_SEQUENCE.next_value())))
+        return int(await uow.session.scalar(select(INDEX_SEQUENCE.next_value())) or 0)
 
     async def _stage(self, uow: UnitOfWork, event_type: str, payload: msgspec.Struct, node_id: str) -> None:
         envelope = new_envelope(event_type=event_type, payload=payload, correlation_id=f"node:{node_id}")
@@ -134,22 +135,17 @@ class Catalog:
         if check is None:
             return
         if check.kind == "ttl" and check.ttl is None:
-            raise ProblemError(422, "Invalid check.ttl: a TTL check needs its ttl",
-                               extra={"errors": [{"field": "check.ttl", "source": "body", "message": "required"}]})  # fmt: skip
+            raise InputError("a TTL check needs its ttl", field="check.ttl", source="body")
         if check.kind == "http":
             if check.http is None:
-                raise ProblemError(422, "Invalid check.http: an HTTP check needs its URL",
-                                   extra={"errors": [{"field": "check.http", "source": "body", "message": "required"}]})  # fmt: skip
+                raise InputError("an HTTP check needs its URL", field="check.http", source="body")
             host = host_of(check.http)
             if host not in registered_hosts(node.address, node.url):
-                raise ProblemError(422, "Invalid check.http: it must target the node's own address or url host",
-                                   extra={"errors": [{"field": "check.http", "source": "body",
-                                                      "message": "not a registered address"}]})  # fmt: skip
+                raise InputError("must target the node's own address or url host", field="check.http", source="body")
             try:
                 await check_address(host, allow_private=self.allow_private)
             except AddressRefused as exc:
-                raise ProblemError(422, f"Invalid check.http: {exc}",
-                                   extra={"errors": [{"field": "check.http", "source": "body", "message": str(exc)}]}) from None  # fmt: skip
+                raise InputError(str(exc), field="check.http", source="body") from None
 
     async def register(self, uow: UnitOfWork, node: schemas.NodeIn) -> tuple[schemas.NodeOut, bool]:
         """Register or update ``node`` and commit; an identical re-registration changes nothing.
@@ -175,18 +171,28 @@ class Catalog:
         row = await uow.session.scalar(
             select(NodeRegistration).where(NodeRegistration.node_id == node.node_id).with_for_update()
         )
-        if row is not None and row.deleted_at is None:
-            if all(getattr(row, k) == values[k] for k in (*_STATIC, *_CHECK)):
-                out = node_out(row)
-                await uow.rollback()
-                return out, False
+        if (
+            row is not None
+            and row.deleted_at is None
+            and all(getattr(row, k) == values[k] for k in (*_STATIC, *_CHECK))
+        ):
+            out = node_out(row)
+            await uow.rollback()
+            return out, False
         index = await self._next_index(uow)
         status = check.status if check else "passing"
         if row is None:
             inserted = await uow.session.scalar(
                 pg_insert(NodeRegistration)
-                .values(node_id=node.node_id, status=status, output="", status_changed_at=now, create_index=index,
-                        modify_index=index, **values)  # fmt: skip
+                .values(
+                    node_id=node.node_id,
+                    status=status,
+                    output="",
+                    status_changed_at=now,
+                    create_index=index,
+                    modify_index=index,
+                    **values,
+                )
                 .on_conflict_do_nothing(index_elements=["node_id"])
                 .returning(NodeRegistration.id)
             )
@@ -338,7 +344,9 @@ class Catalog:
         """A registered node, or None."""
         async with self.database.unit_of_work() as uow:
             row = await uow.session.scalar(
-                select(NodeRegistration).where(NodeRegistration.node_id == node_id, NodeRegistration.deleted_at.is_(None))
+                select(NodeRegistration).where(
+                    NodeRegistration.node_id == node_id, NodeRegistration.deleted_at.is_(None)
+                )
             )
             return node_out(row) if row is not None else None
 
@@ -361,7 +369,9 @@ class Catalog:
                     statement = statement.where(NodeRegistration.status == query.status)
                 if cursor is not None:
                     statement = statement.where(NodeRegistration.id > cursor)
-                batch = list((await uow.session.scalars(statement.order_by(NodeRegistration.id).limit(limit + 1))).all())
+                batch = list(
+                    (await uow.session.scalars(statement.order_by(NodeRegistration.id).limit(limit + 1))).all()
+                )
                 found.extend((r.id, node_out(r)) for r in batch if query.matches_version(r))
                 # A version range drops rows after SQL: read on until the page is full or the rows run out.
                 if len(found) > limit or len(batch) <= limit:
@@ -391,7 +401,9 @@ class Catalog:
                 name.label("name"),
                 func.array_agg(func.distinct(version)).label("versions"),
                 func.count(func.distinct(NodeRegistration.id)).label("providers"),
-                func.count(func.distinct(NodeRegistration.id)).filter(NodeRegistration.status == "passing").label("passing"),
+                func.count(func.distinct(NodeRegistration.id))
+                .filter(NodeRegistration.status == "passing")
+                .label("passing"),
             )
             .select_from(NodeRegistration)
             .join(cap, literal_column("true"))

@@ -31,7 +31,7 @@ class ChangeFeed:
         """Tell every process that the catalog changed at ``index`` (after the commit)."""
         try:
             await self.redis.publish(CHANNEL, str(index))
-        except Exception:  # noqa: BLE001  # a lost wake-up delays waiters until their wait ends; never fails a change
+        except Exception:  # a lost wake-up delays waiters until their wait ends; never fails a change
             log.warning("registry: change notification not sent", exc_info=True)
             await self._bump()
 
@@ -40,10 +40,10 @@ class ChangeFeed:
             self.generation += 1
             self._changed.notify_all()
 
-    async def wait_after(self, generation: int, timeout: float) -> None:
-        """Return once the generation moved past ``generation``, or after ``timeout`` seconds."""
+    async def wait_after(self, generation: int, seconds: float) -> None:
+        """Return once the generation moved past ``generation``, or after ``seconds``."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 async with self._changed:
                     await self._changed.wait_for(lambda: self.generation != generation)
 
@@ -59,6 +59,6 @@ class ChangeFeed:
                             await self._bump()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001  # Redis went away: retry; waiters fall back to their timeouts
+            except Exception:  # Redis went away: retry; waiters fall back to their timeouts
                 log.warning("registry: change listener lost Redis; retrying", exc_info=True)
                 await asyncio.sleep(1.0)

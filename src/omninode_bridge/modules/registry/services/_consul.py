@@ -43,7 +43,9 @@ def consul_duration(value: Any, field: str) -> float:
 def _lower(document: Any) -> Any:
     # Consul decodes service definitions case-insensitively (clients send "name", "Name" or "ID").
     if isinstance(document, dict):
-        return {str(k).lower().replace("_", ""): v if str(k).lower() == "meta" else _lower(v) for k, v in document.items()}
+        return {
+            str(k).lower().replace("_", ""): v if str(k).lower() == "meta" else _lower(v) for k, v in document.items()
+        }
     if isinstance(document, list):
         return [_lower(item) for item in document]
     return document
@@ -78,7 +80,9 @@ def node_in_of(body: Any) -> schemas.NodeIn:
             raise InputError("must be an object", field="Check", source="body")
         after = first.get("deregistercriticalserviceafter")
         common: dict[str, Any] = {
-            "deregister_critical_after": consul_duration(after, "Check.DeregisterCriticalServiceAfter") if after else None,
+            "deregister_critical_after": consul_duration(after, "Check.DeregisterCriticalServiceAfter")
+            if after
+            else None,
             "status": first.get("status") or "critical",
         }
         if first.get("ttl"):
@@ -161,14 +165,16 @@ class ConsulFilter:
             match = _TERM.fullmatch(part)
             if match is None:
                 raise ProblemError(400, f"Unsupported filter expression {part.strip()!r}: see the README's subset.")
-            self.terms.append(match.groups())  # type: ignore[arg-type]
+            self.terms.append(match.groups())
 
     def matches(self, node: schemas.NodeOut) -> bool:
         """Whether every term holds for ``node``."""
         for key, op, value, tag_in, tag_contains, service, status in self.terms:
             if key is not None and (node.meta.get(key) == value) != (op == "=="):
                 return False
-            if (tag_in or tag_contains) is not None and (tag_in if tag_in is not None else tag_contains) not in node.tags:
+            if (tag_in or tag_contains) is not None and (
+                tag_in if tag_in is not None else tag_contains
+            ) not in node.tags:
                 return False
             if service is not None and node.name != service:
                 return False

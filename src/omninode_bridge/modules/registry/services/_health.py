@@ -42,12 +42,12 @@ class Lease:
 
     async def hold(self) -> bool:
         """Take or renew the lease; whether this owner holds it."""
-        return bool(await self.redis.eval(_RENEW, 1, self.key, self.owner, self.ms))  # type: ignore[misc]
+        return bool(await self.redis.eval(_RENEW, 1, self.key, self.owner, self.ms))
 
     async def release(self) -> None:
         """Give it up (only if still ours)."""
         script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-        await self.redis.eval(script, 1, self.key, self.owner)  # type: ignore[misc]
+        await self.redis.eval(script, 1, self.key, self.owner)
 
 
 def http_status(code: int) -> str:
@@ -84,14 +84,14 @@ class HealthChecker:
                         await self.round()
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001  # a failed round (database, Redis down) is retried next tick
+                except Exception:  # a failed round (database, Redis down) is retried next tick
                     log.warning("registry: health round failed", exc_info=True)
                 await asyncio.sleep(self.tick)
         finally:
             await self.http.aclose()
             try:
                 await self.lease.release()
-            except Exception:  # noqa: BLE001  # the lease expires by itself
+            except Exception:  # the lease expires by itself
                 log.debug("registry: lease not released", exc_info=True)
 
     async def round(self) -> None:
@@ -132,31 +132,33 @@ class HealthChecker:
             for (node_id, ttl), value in zip(ttl_nodes, present, strict=True):
                 if value is None:
                     async with self.database.unit_of_work() as uow:
-                        await self.catalog.set_status(uow, node_id, "critical", f"TTL expired: no heartbeat in {ttl:g}s")
+                        await self.catalog.set_status(
+                            uow, node_id, "critical", f"TTL expired: no heartbeat in {ttl:g}s"
+                        )
         for node_id, url, timeout in due:
-            if node_id not in self.running:
+            if node_id not in self.running and url is not None:
                 self.running.add(node_id)
-                asyncio.create_task(self._check(node_id, url, timeout), name=f"registry-check-{node_id}")  # noqa: RUF006
+                asyncio.create_task(self._check(node_id, url, timeout or 5.0), name=f"registry-check-{node_id}")  # noqa: RUF006
         for node_id in expired_critical:
             async with self.database.unit_of_work() as uow:
                 await self.catalog.deregister(uow, node_id, reason="critical past deregister_critical_after")
 
-    async def _check(self, node_id: str, url: str, timeout: float) -> None:
+    async def _check(self, node_id: str, url: str, seconds: float) -> None:
         try:
             try:
                 await check_address(host_of(url), allow_private=self.allow_private)
-                response = await self.http.get(url, timeout=timeout)
+                response = await self.http.get(url, timeout=seconds)
                 status = http_status(response.status_code)
-                output = f"HTTP GET {url}: {response.status_code} {response.reason_phrase} Output: {response.text[:512]}"
+                output = (
+                    f"HTTP GET {url}: {response.status_code} {response.reason_phrase} Output: {response.text[:512]}"
+                )
             except AddressRefused as exc:
                 status, output = "critical", f"HTTP GET {url}: refused: {exc}"
             except httpx.HTTPError as exc:
                 status, output = "critical", f"HTTP GET {url}: {type(exc).__name__}: {exc}"[:1024]
             async with self.database.unit_of_work() as uow:
                 await self.catalog.set_status(uow, node_id, status, output, checked=True)
-        except Exception:  # noqa: BLE001  # one failed check must not stop the others
+        except Exception:  # one failed check must not stop the others
             log.warning("registry: HTTP check failed", node_id=node_id, exc_info=True)
         finally:
             self.running.discard(node_id)
-
-
