@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from omninode_bridge.core.module import Resources, Started
 from omninode_bridge.modules.registry import schemas
-from omninode_bridge.modules.registry.services import Catalog, ChangeFeed, HealthChecker
+from omninode_bridge.modules.registry.services import Catalog, ChangeFeed, HealthChecker, McpRegistry
 from omninode_bridge.modules.registry.settings import RegistrySettings
 
 __all__ = ["RegistryState"]
@@ -36,11 +36,16 @@ class RegistryState:
         self.version = version
         self.catalog: Started[Catalog] = Started("the node catalog")
         self.checker: Started[HealthChecker] = Started("the registry health checker")
+        self.mcp: Started[McpRegistry] = Started("the MCP server registry")
         self.self_id = f"omninode-bridge-{socket.gethostname()}-{os.getpid()}"
 
     def running(self) -> Catalog:
         """The catalog (a dependency provider)."""
         return self.catalog.get()
+
+    def running_mcp(self) -> McpRegistry:
+        """The MCP server registry (a dependency provider)."""
+        return self.mcp.get()
 
     def provide_state(self) -> RegistryState:
         """This state (a dependency provider)."""
@@ -87,6 +92,7 @@ class RegistryState:
         reader = Redis.from_url(self.redis_url)
         self.catalog.set(catalog)
         self.checker.set(checker)
+        self.mcp.set(McpRegistry(resources.database))
         tasks = [
             asyncio.create_task(changes.listen(reader), name="registry-changes"),
             asyncio.create_task(checker.run(), name="registry-checker"),
@@ -106,3 +112,4 @@ class RegistryState:
             await reader.aclose()
             self.catalog.set(None)
             self.checker.set(None)
+            self.mcp.set(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from omninode_bridge.modules.registry.controllers._consul import ConsulController
+from omninode_bridge.modules.registry.controllers._mcp import McpController
 from omninode_bridge.modules.registry.controllers._nodes import INDEX_HEADER, NodeController
 
-__all__ = ["INDEX_HEADER", "ConsulController", "NodeController"]
+__all__ = ["INDEX_HEADER", "ConsulController", "McpController", "NodeController"]

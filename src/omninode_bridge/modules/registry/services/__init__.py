@@ -7,6 +7,7 @@ from omninode_bridge.modules.registry.services._blocking import WAIT_PATTERN, pa
 from omninode_bridge.modules.registry.services._catalog import Catalog, NodeQuery, node_out, ttl_key
 from omninode_bridge.modules.registry.services._changes import ChangeFeed
 from omninode_bridge.modules.registry.services._health import HealthChecker, Lease, http_status
+from omninode_bridge.modules.registry.services._mcp import McpRegistry
 
 __all__ = [
     "WAIT_PATTERN",
@@ -15,6 +16,7 @@ __all__ = [
     "ChangeFeed",
     "HealthChecker",
     "Lease",
+    "McpRegistry",
     "NodeQuery",
     "check_address",
     "http_status",
