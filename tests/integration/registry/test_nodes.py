@@ -156,3 +156,12 @@ async def test_tool_search_finds_tools_of_healthy_providers(registry_client: Asy
     assert (
         len((await client.get("/registry/tools", params={"q": word, "status": "any"}, headers=H)).json()["items"]) == 1
     )
+
+
+async def test_the_app_registers_itself_and_stays_passing(registry_client: AsyncTestClient[Litestar]) -> None:
+    async def registered() -> bool:
+        page = await registry_client.get("/registry/nodes", params={"name": "omninode-bridge", "status": "passing"},
+                                         headers=H)  # fmt: skip
+        return any(n["capabilities"] == [{"name": "registry", "version": "1.0.0"}] for n in page.json()["items"])
+
+    await wait_until(registered, timeout=10, message="the app did not register itself")

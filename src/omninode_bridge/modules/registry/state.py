@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator
 
 import structlog
@@ -37,7 +38,8 @@ class RegistryState:
         self.catalog: Started[Catalog] = Started("the node catalog")
         self.checker: Started[HealthChecker] = Started("the registry health checker")
         self.mcp: Started[McpRegistry] = Started("the MCP server registry")
-        self.self_id = f"omninode-bridge-{socket.gethostname()}-{os.getpid()}"
+        # One registration per app (several apps may share a process, as in tests).
+        self.self_id = f"omninode-bridge-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def running(self) -> Catalog:
         """The catalog (a dependency provider)."""
