@@ -57,7 +57,7 @@ async def test_ttl_node_goes_critical_comes_back_and_is_deregistered(
     rows = await sql_rows(
         stack.urls["database_url"],
         "SELECT event_type FROM event_outbox WHERE topic = 'omninode_bridge_registry_v1' AND key = :k ORDER BY id",
-        k=f"node:{node_id}",
+        k=node_id,
     )
     assert [r[0] for r in rows] == [
         "NodeRegistered", "NodeStatusChanged", "NodeStatusChanged", "NodeStatusChanged", "NodeDeregistered",

@@ -22,7 +22,7 @@ NODE_DEREGISTERED = "NodeDeregistered"
 
 
 class NodeRegistered(msgspec.Struct, kw_only=True):
-    """A node registered, or re-registered with changed attributes."""
+    """A node registered, or re-registered with changed attributes (events of a node are keyed by its id)."""
 
     node_id: str
     name: str

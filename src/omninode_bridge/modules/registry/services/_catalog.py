@@ -127,7 +127,7 @@ class Catalog:
         return int(await uow.session.scalar(select(INDEX_SEQUENCE.next_value())) or 0)
 
     async def _stage(self, uow: UnitOfWork, event_type: str, payload: msgspec.Struct, node_id: str) -> None:
-        envelope = new_envelope(event_type=event_type, payload=payload, correlation_id=f"node:{node_id}")
+        envelope = new_envelope(event_type=event_type, payload=payload, correlation_id=node_id)
         await self.publisher.publish(uow, messages.REGISTRY_TOPIC, envelope)
 
     async def _validate_check(self, node: schemas.NodeIn) -> None:
