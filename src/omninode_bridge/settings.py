@@ -30,6 +30,7 @@ from omninode_bridge.core.settings import (
 )
 from omninode_bridge.modules.hooks.settings import HooksSettings, compile_redaction_pattern
 from omninode_bridge.modules.metrics.settings import MetricsSettings
+from omninode_bridge.modules.registry.settings import RegistrySettings
 from omninode_bridge.modules.stamping.settings import StampingSettings
 
 __all__ = [
@@ -71,6 +72,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    registry: RegistrySettings = msgspec.field(default_factory=RegistrySettings)
 
     @property
     def is_production(self) -> bool:
@@ -111,6 +113,7 @@ _GROUPS: dict[str, type[msgspec.Struct]] = {
     "observability": ObservabilitySettings,
     "hooks": HooksSettings,
     "metrics": MetricsSettings,
+    "registry": RegistrySettings,
 }
 
 

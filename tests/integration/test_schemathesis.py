@@ -70,7 +70,12 @@ class _ServerThread:
     """The app under uvicorn in a daemon thread; ``url`` once it answers, ``stop()`` to end it."""
 
     def __init__(self, stack: EmbeddedStack, contracts: Path) -> None:
-        self.settings = make_settings(stack, server={"contracts_dir": str(contracts)})
+        self.settings = make_settings(
+            stack,
+            server={"contracts_dir": str(contracts)},
+            # A generated ?index= equal to a query's index holds the request: keep the hold short here.
+            registry={"max_wait_seconds": 0.2},
+        )
         self.url: str | None = None
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

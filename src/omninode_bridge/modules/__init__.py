@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.module import Module
-from omninode_bridge.modules import codegen, eventlog, hooks, metrics, orchestrator, reducer, stamping
+from omninode_bridge.modules import codegen, eventlog, hooks, metrics, orchestrator, reducer, registry, stamping
 
 if TYPE_CHECKING:
     from omninode_bridge.settings import Settings
@@ -37,6 +37,7 @@ def build_modules(settings: Settings) -> list[Module]:
         reducer.build_module(contracts, settings.kafka),
         # Stored prompts are redacted like hooks, with the operator's hooks redaction settings.
         metrics.build_module(settings.metrics, redact=_prompt_redactor(settings.hooks)),
+        registry.build_module(settings.registry, redis_url=settings.redis.url or ""),
     ]
 
 

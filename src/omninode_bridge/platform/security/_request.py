@@ -37,7 +37,7 @@ def auth_is_optional(scope: Scope) -> bool:
 
 def presented_key(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
-        if name == b"x-api-key":
+        if name in (b"x-api-key", b"x-consul-token"):  # Consul clients send their token as X-Consul-Token
             return value.decode("latin-1").strip() or None
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")

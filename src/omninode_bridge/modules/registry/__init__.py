@@ -1,0 +1,75 @@
+"""The registry module: nodes with health checks and discovery by capability and semantic-version range,
+blocking queries, a Consul-compatible API subset, an MCP server registry (the official v0 API shape) and a
+tool index across the catalog.
+
+Endpoints (scope ``registry``): ``POST /registry/nodes``, ``GET /registry/nodes``, ``GET|DELETE
+/registry/nodes/{id}``, ``PUT /registry/nodes/{id}/heartbeat``, ``GET /registry/capabilities``,
+``GET /registry/tools``; the Consul subset under ``/v1/``; ``POST /v0/publish``, ``GET /v0/servers``,
+``GET /v0/servers/{name}/versions[/{version}]``. Changes are published as ``NodeRegistered``,
+``NodeStatusChanged`` and ``NodeDeregistered`` on ``omninode_bridge_registry_v1`` through the outbox.
+
+Public interface: :func:`build_module`, the settings group, the event payloads and the semver ranges.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
+from litestar.di import Provide
+
+from omninode_bridge.core.module import Module
+from omninode_bridge.modules.registry import semver
+from omninode_bridge.modules.registry.controllers import ConsulController, McpController, NodeController
+from omninode_bridge.modules.registry.messages import (
+    NODE_DEREGISTERED,
+    NODE_REGISTERED,
+    NODE_STATUS_CHANGED,
+    REGISTRY_TOPIC,
+    NodeDeregistered,
+    NodeRegistered,
+    NodeStatusChanged,
+)
+from omninode_bridge.modules.registry.settings import RegistrySettings
+from omninode_bridge.modules.registry.state import RegistryState
+
+__all__ = [
+    "NODE_DEREGISTERED",
+    "NODE_REGISTERED",
+    "NODE_STATUS_CHANGED",
+    "REGISTRY_TOPIC",
+    "NodeDeregistered",
+    "NodeRegistered",
+    "NodeStatusChanged",
+    "RegistrySettings",
+    "build_module",
+    "semver",
+]
+
+
+def _bridge_version() -> str:
+    try:
+        return package_version("omninode-bridge")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_module(settings: RegistrySettings, *, redis_url: str) -> Module:
+    """The registry module.
+
+    Args:
+        settings: Its settings group.
+        redis_url: The Redis its change listener subscribes on.
+    """
+    state = RegistryState(settings, redis_url, _bridge_version())
+    return Module(
+        name="registry",
+        route_handlers=[NodeController, ConsulController, McpController],
+        publishes=[REGISTRY_TOPIC],
+        dependencies={
+            "registry": Provide(state.running, sync_to_thread=False),
+            "registry_state": Provide(state.provide_state, sync_to_thread=False),
+            "mcp": Provide(state.running_mcp, sync_to_thread=False),
+        },
+        lifespans=[state.lifespan],
+    )

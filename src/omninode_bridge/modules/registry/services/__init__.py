@@ -1,0 +1,27 @@
+"""The registry's services: the node catalog, health checking, blocking queries, the MCP server registry."""
+
+from __future__ import annotations
+
+from omninode_bridge.modules.registry.services._addresses import AddressRefused, check_address, registered_hosts
+from omninode_bridge.modules.registry.services._blocking import WAIT_PATTERN, parse_wait
+from omninode_bridge.modules.registry.services._catalog import Catalog, NodeQuery, node_out, ttl_key
+from omninode_bridge.modules.registry.services._changes import ChangeFeed
+from omninode_bridge.modules.registry.services._health import HealthChecker, Lease, http_status
+from omninode_bridge.modules.registry.services._mcp import McpRegistry
+
+__all__ = [
+    "WAIT_PATTERN",
+    "AddressRefused",
+    "Catalog",
+    "ChangeFeed",
+    "HealthChecker",
+    "Lease",
+    "McpRegistry",
+    "NodeQuery",
+    "check_address",
+    "http_status",
+    "node_out",
+    "parse_wait",
+    "registered_hosts",
+    "ttl_key",
+]

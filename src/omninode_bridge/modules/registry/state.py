@@ -1,0 +1,117 @@
+"""The registry module's per-app state, built by :func:`build_module` and filled by its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import structlog
+from redis.asyncio import Redis
+
+from omninode_bridge.core.module import Resources, Started
+from omninode_bridge.modules.registry import schemas
+from omninode_bridge.modules.registry.services import Catalog, ChangeFeed, HealthChecker, McpRegistry
+from omninode_bridge.modules.registry.settings import RegistrySettings
+
+__all__ = ["RegistryState"]
+
+log = structlog.get_logger(__name__)
+
+
+class RegistryState:
+    """What the registry endpoints share in one app.
+
+    Args:
+        settings: The registry settings group.
+        redis_url: The Redis the change listener subscribes on (a connection of its own).
+        version: The bridge's version (its own registration).
+    """
+
+    def __init__(self, settings: RegistrySettings, redis_url: str, version: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.version = version
+        self.catalog: Started[Catalog] = Started("the node catalog")
+        self.checker: Started[HealthChecker] = Started("the registry health checker")
+        self.mcp: Started[McpRegistry] = Started("the MCP server registry")
+        # One registration per app (several apps may share a process, as in tests).
+        self.self_id = f"omninode-bridge-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def running(self) -> Catalog:
+        """The catalog (a dependency provider)."""
+        return self.catalog.get()
+
+    def running_mcp(self) -> McpRegistry:
+        """The MCP server registry (a dependency provider)."""
+        return self.mcp.get()
+
+    def provide_state(self) -> RegistryState:
+        """This state (a dependency provider)."""
+        return self
+
+    async def _self_node(self) -> schemas.NodeIn:
+        ttl = self.settings.self_ttl_seconds
+        return schemas.NodeIn(
+            node_id=self.self_id, name="omninode-bridge", node_type="service", version=self.version,
+            address=socket.gethostname()[:253], tags=["bridge"], meta={"pid": str(os.getpid())},
+            capabilities=[schemas.Capability(name="registry", version="1.0.0")],
+            check=schemas.Check(kind="ttl", ttl=ttl, deregister_critical_after=ttl * 4, status="passing"),
+        )  # fmt: skip
+
+    async def _keep_alive(self, catalog: Catalog, resources: Resources) -> None:
+        """Register this process and heartbeat it at a third of its TTL."""
+        registered = False
+        while True:
+            try:
+                async with resources.database.unit_of_work() as uow:
+                    if not registered:
+                        await catalog.register(uow, await self._self_node())
+                        registered = True
+                    else:
+                        await catalog.heartbeat(uow, self.self_id, schemas.Heartbeat())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # retried at the next beat (database or Redis away)
+                registered = False
+                log.warning("registry: self-registration heartbeat failed", exc_info=True)
+            await asyncio.sleep(self.settings.self_ttl_seconds / 3)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, resources: Resources) -> AsyncIterator[None]:
+        """Fill the state; run the change listener, the elected checker and the app's own registration."""
+        changes = ChangeFeed(resources.redis)
+        catalog = Catalog(resources.database, resources.publisher, resources.redis, changes,
+                          allow_private=self.settings.allow_private_addresses)  # fmt: skip
+        checker = HealthChecker(
+            catalog, resources.database, resources.redis, tick=self.settings.checker_tick_seconds,
+            lease_seconds=self.settings.checker_lease_seconds, tombstone_seconds=self.settings.tombstone_seconds,
+            allow_private=self.settings.allow_private_addresses,
+        )  # fmt: skip
+        reader = Redis.from_url(self.redis_url)
+        self.catalog.set(catalog)
+        self.checker.set(checker)
+        self.mcp.set(McpRegistry(resources.database))
+        tasks = [
+            asyncio.create_task(changes.listen(reader), name="registry-changes"),
+            asyncio.create_task(checker.run(), name="registry-checker"),
+        ]
+        if self.settings.self_register:
+            tasks.append(asyncio.create_task(self._keep_alive(catalog, resources), name="registry-self"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.settings.self_register:
+                with contextlib.suppress(Exception):
+                    async with resources.database.unit_of_work() as uow:
+                        await catalog.deregister(uow, self.self_id, reason="shutdown")
+            await reader.aclose()
+            self.catalog.set(None)
+            self.checker.set(None)
+            self.mcp.set(None)
