@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, put
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
@@ -54,7 +55,7 @@ class ConsulController(Controller):
     @put("/agent/service/register", operation_id="consulRegisterService", summary="Consul: register a service",
          responses=error_responses(body=True), status_code=200)  # fmt: skip
     async def register(
-        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], data: dict[str, Any]
+        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], data: JSONBody[dict[str, Any]]
     ) -> None:
         """A Consul service definition (`Name`, `ID`, `Tags`, `Address`, `Port`, `Meta`, one TTL or HTTP
         `Check` with `DeregisterCriticalServiceAfter`); `Meta.version` is the node's semantic version."""
@@ -105,7 +106,7 @@ class ConsulController(Controller):
          status_code=200)  # fmt: skip
     async def check_update(
         self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], check_id: IdPath,
-        data: schemas.ConsulCheckUpdate,
+        data: JSONBody[schemas.ConsulCheckUpdate],
     ) -> None:  # fmt: skip
         """Set a TTL check's `Status` and `Output`."""
         await self._update(registry, uow, check_id, data.status, data.output)

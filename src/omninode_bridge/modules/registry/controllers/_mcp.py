@@ -9,6 +9,7 @@ from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
@@ -37,7 +38,10 @@ class McpController(Controller):
     @post("/publish", operation_id="publishMcpServer", summary="Publish a server.json version", status_code=200,
           responses=error_responses({409: "This version is already published"}, body=True))  # fmt: skip
     async def publish(
-        self, mcp: NamedDependency[McpRegistry], uow: NamedDependency[UnitOfWork], data: server_json.ServerJson
+        self,
+        mcp: NamedDependency[McpRegistry],
+        uow: NamedDependency[UnitOfWork],
+        data: JSONBody[server_json.ServerJson],
     ) -> server_json.ServerResponse:
         """Validate and store a `server.json` (schema 2025-12-11); the highest version becomes `isLatest`."""
         return await mcp.publish(uow, data)

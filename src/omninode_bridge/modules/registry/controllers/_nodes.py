@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
@@ -87,7 +88,7 @@ class NodeController(Controller):
     @post("/nodes", operation_id="registerNode", summary="Register or update a node (idempotent by node_id)",
           responses=_REGISTER_RESPONSES)  # fmt: skip
     async def register(
-        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], data: schemas.NodeIn
+        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], data: JSONBody[schemas.NodeIn]
     ) -> Response[schemas.NodeOut]:
         """Register a node with its capabilities, tools and health check; a changed re-registration updates it."""
         node, changed = await registry.register(uow, data)
@@ -136,7 +137,7 @@ class NodeController(Controller):
          responses=error_responses({404: "No such node", 409: "The node has no TTL check"}, body=True))  # fmt: skip
     async def heartbeat(
         self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], node_id: NodeIdPath,
-        data: schemas.Heartbeat | None = None,
+        data: JSONBody[schemas.Heartbeat | None] = None,
     ) -> schemas.NodeOut:  # fmt: skip
         """Renew the node's TTL (a pass, or `status` warning/critical with `output`)."""
         return await registry.heartbeat(uow, node_id, data or schemas.Heartbeat())
