@@ -31,6 +31,7 @@ from omninode_bridge.core.settings import (
 from omninode_bridge.modules.hooks.settings import HooksSettings, compile_redaction_pattern
 from omninode_bridge.modules.metrics.settings import MetricsSettings
 from omninode_bridge.modules.stamping.settings import StampingSettings
+from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
 __all__ = [
     "DEFAULT_SECRETS",
@@ -71,6 +72,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    workflow: WorkflowSettings = msgspec.field(default_factory=WorkflowSettings)
 
     @property
     def is_production(self) -> bool:
@@ -111,6 +113,7 @@ _GROUPS: dict[str, type[msgspec.Struct]] = {
     "observability": ObservabilitySettings,
     "hooks": HooksSettings,
     "metrics": MetricsSettings,
+    "workflow": WorkflowSettings,
 }
 
 
