@@ -180,7 +180,7 @@ class Engine:
             work.cancel()
             raise
         except Exception as exc:
-            message = str(exc) if isinstance(exc, TaskFailure | _known_errors()) else describe_error(exc)
+            message = str(exc) if isinstance(exc, (TaskFailure, HttpTaskError)) else describe_error(exc)
             await self._fail(task, message)
             return
         finally:
@@ -239,7 +239,3 @@ class Engine:
 def _current_cancelling() -> bool:
     current = asyncio.current_task()
     return bool(current is not None and current.cancelling())
-
-
-def _known_errors() -> tuple[type[Exception], ...]:
-    return (HttpTaskError,)

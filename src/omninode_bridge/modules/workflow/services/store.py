@@ -162,7 +162,10 @@ class EngineStore:
             {"run": run_id})).first()  # fmt: skip
 
     async def _finish_task(self, uow: UnitOfWork, task: Claimed, status: str, values: dict[str, Any]) -> bool:
-        sets = ", ".join(f"{k} = :{k}" for k in values)
+        # jsonb travels as its JSON text (a text() statement does not know the column's type)
+        sets = ", ".join(f"{k} = CAST(:{k} AS jsonb)" if k == "output" else f"{k} = :{k}" for k in values)
+        if "output" in values:
+            values = {**values, "output": _json(values["output"])}
         done = await uow.session.execute(text(
             f"UPDATE wf_tasks SET status = :status, finished_at = clock_timestamp(), lease_owner = NULL, "  # noqa: S608 - column names are ours
             f"lease_until = NULL{', ' + sets if sets else ''} WHERE run_id = :run AND task_id = :task "
