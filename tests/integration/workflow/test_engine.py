@@ -13,7 +13,7 @@ from tests.integration.conftest import wait_until
 Client = AsyncTestClient[Litestar]
 
 
-async def submit(client: Client, headers: dict[str, str], body: dict[str, Any], wait: int = 30) -> dict[str, Any]:
+async def submit(client: Client, headers: dict[str, str], body: dict[str, Any], wait: int = 20) -> dict[str, Any]:
     response = await client.post(f"/workflows?wait={wait}", json=body, headers=headers)
     assert response.status_code in (200, 202), response.text
     return dict(response.json())

@@ -16,7 +16,7 @@ Client = AsyncTestClient[Litestar]
 
 async def run(client: Client, *tasks: dict[str, Any]) -> dict[str, dict[str, Any]]:
     body = {"name": "kinds", "on_failure": "stop", "tasks": list(tasks)}
-    response = await client.post("/workflows?wait=30", json=body, headers=HEADERS)
+    response = await client.post("/workflows?wait=20", json=body, headers=HEADERS)
     assert response.status_code == 200, response.text
     return {t["task_id"]: t for t in response.json()["tasks"]}
 

@@ -23,7 +23,10 @@ from omninode_bridge.modules.workflow.state import WorkflowRuntime
 __all__ = ["WorkflowController"]
 
 Limit = Annotated[int, param(Annotated[int, page_size(500)])]
-Wait = Annotated[int, param(description="Seconds to wait for the run to end (0: answer at once)", ge=0, le=300)]
+Wait = Annotated[
+    int,
+    param(description="Seconds to wait for the run to end (0: answer at once; then poll the status URL)", ge=0, le=20),
+]
 IdempotencyKey = Annotated[
     str | None, param(text(min_length=1, max_length=255), header=True, name="Idempotency-Key",
                       description="The same key (with the same API key) returns the same run")

@@ -35,7 +35,7 @@ CHANNEL = "wf_ready"
 
 
 class _Stopped(Exception):
-    """The run asked its running tasks to stop (cancel)."""
+    """The run asked its running tasks to stop (it is failing or was cancelled)."""
 
 
 class Engine:
@@ -175,7 +175,7 @@ class Engine:
             return
         except asyncio.CancelledError:
             if work.cancelled() and not _current_cancelling():
-                await self._fail(task, "cancelled with its workflow", cancelled=True)
+                await self._fail(task, "stopped: its workflow is failing or was cancelled", cancelled=True)
                 return
             work.cancel()
             raise

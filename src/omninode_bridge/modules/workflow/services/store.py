@@ -131,7 +131,7 @@ class EngineStore:
         return claimed
 
     async def renew(self, uow: UnitOfWork, task: Claimed, lease_s: float) -> tuple[bool, bool]:
-        """Extend the lease; returns (still ours, the run asked to stop its running tasks)."""
+        """Extend the lease; returns (still ours, the run is failing and stops its running tasks)."""
         row = (await uow.session.execute(text(
             "UPDATE wf_tasks t SET lease_until = clock_timestamp() + make_interval(secs => :lease) FROM wf_runs r "
             "WHERE r.id = t.run_id AND t.run_id = :run AND t.task_id = :task AND t.phase = :phase "
@@ -140,7 +140,9 @@ class EngineStore:
              "attempt": task.attempt})).first()  # fmt: skip
         if row is None:
             return False, False
-        stop = task.phase == "forward" and bool(row.cancel_requested) and row.status == "failing"
+        # A failing run (a task failed, its deadline passed, or it was cancelled) starts nothing new and stops
+        # what runs, so that its compensation can begin.
+        stop = task.phase == "forward" and row.status == "failing"
         return True, stop
 
     async def outputs(self, uow: UnitOfWork, run_id: uuid.UUID, task_ids: list[str]) -> dict[str, Any]:
