@@ -57,6 +57,7 @@ class Engine:
         self.wake = database.signal("workflow")
         self.inflight: dict[asyncio.Task[None], Claimed] = {}
         self._listener: Any = None
+        self.background: set[asyncio.Task[None]] = set()
 
     def notify_local(self) -> None:
         """Wake this process's engine (after a commit that made tasks ready)."""
@@ -210,8 +211,11 @@ class Engine:
                     output = await in_completion(uow)
                 if output is not None and output_size(output) > self.settings.max_output_bytes:
                     raise TaskFailure(f"the output is over {self.settings.max_output_bytes} bytes")
-                if await self.store.complete(uow, task, output, skipped=skipped, duration_ms=duration_ms):
+                ended = await self.store.complete(uow, task, output, skipped=skipped, duration_ms=duration_ms)
+                if ended is not None:
                     await uow.commit()
+                    if ended == "completed":
+                        self._feedback(task, 1.0)
                     instruments.TASKS.labels(kind=task.kind, status="skipped" if skipped else "completed").inc()
                     instruments.DURATION.labels(kind=task.kind).observe(duration_ms / 1000)
                 else:
@@ -231,9 +235,30 @@ class Engine:
             log.warning("workflow engine: could not record a failure", error=describe_error(exc))
             return
         instruments.TASKS.labels(kind=task.kind, status="retrying" if wait is not None else "failed").inc()
+        if wait is None and task.phase == "forward" and not cancelled:
+            self._feedback(task, 0.0)
         if wait is not None:
             asyncio.get_running_loop().call_later(wait, self.wake.set)
         self.wake.set()
+
+    def _feedback(self, task: Claimed, score: float) -> None:
+        """Tell the metrics module how the run's AI answers did: 1 when the run completed, 0 when a task failed."""
+        if self.kinds.ai is None:
+            return
+        job = asyncio.create_task(self._send_feedback(task, score))
+        self.background.add(job)
+        job.add_done_callback(self.background.discard)
+
+    async def _send_feedback(self, task: Claimed, score: float) -> None:
+        ai = self.kinds.ai
+        try:
+            async with self.database.unit_of_work() as uow:
+                executions = await self.store.ai_executions(uow, task.run_id)
+            for execution_id in executions:
+                if ai is not None:
+                    await ai.feedback(execution_id, score)
+        except Exception as exc:  # feedback is advice to the router; the run's record does not depend on it
+            log.warning("workflow: AI feedback not sent", error=describe_error(exc))
 
 
 def _current_cancelling() -> bool:

@@ -145,6 +145,13 @@ class EngineStore:
         stop = task.phase == "forward" and row.status == "failing"
         return True, stop
 
+    async def ai_executions(self, uow: UnitOfWork, run_id: uuid.UUID) -> list[str]:
+        """The metrics execution ids of a run's completed ai tasks (for feedback)."""
+        rows = await uow.session.execute(text(
+            "SELECT output ->> 'execution_id' FROM wf_tasks WHERE run_id = :run AND phase = 'forward' "
+            "AND kind = 'ai' AND status = 'completed' AND output ? 'execution_id'"), {"run": run_id})  # fmt: skip
+        return [str(r[0]) for r in rows]
+
     async def outputs(self, uow: UnitOfWork, run_id: uuid.UUID, task_ids: list[str]) -> dict[str, Any]:
         """The outputs of completed (or skipped: null) forward tasks of a run."""
         if not task_ids:
@@ -186,14 +193,16 @@ class EngineStore:
 
     async def complete(
         self, uow: UnitOfWork, task: Claimed, output: Any, *, skipped: bool = False, duration_ms: float | None = None
-    ) -> bool:
+    ) -> str | None:
         """Record the task's result, ready its dependents, and end the run or its compensation when this was the
-        last; False (nothing changed) when the attempt was fenced out."""
+        last. Returns the run's final status when this ended it, "" otherwise, and None (nothing changed) when
+        the attempt was fenced out."""
         run = await self._lock_run(uow, task.run_id)
         status = "skipped" if skipped else "completed"
         if run is None or not await self._finish_task(uow, task, status, {"output": output, "error": None}):
-            return False
+            return None
         event = messages.TASK_SKIPPED if skipped else messages.TASK_COMPLETED
+        ended = ""
         events: list[tuple[str, Any]] = [(event, messages.TaskEvent(
             run_id=task.run_id, task_id=task.task_id, phase=task.phase, kind=task.kind, status=status,
             attempt=task.attempt, duration_ms=duration_ms))]  # fmt: skip
@@ -210,6 +219,7 @@ class EngineStore:
                 "WHERE id = :run AND NOT EXISTS (SELECT 1 FROM wf_tasks WHERE run_id = :run AND phase = 'forward' "
                 "AND status NOT IN ('completed', 'skipped')) RETURNING id"), {"run": task.run_id})).first()  # fmt: skip
             if finished is not None:
+                ended = "completed"
                 events.append(
                     (messages.RUN_COMPLETED, messages.RunEvent(run_id=task.run_id, name=run.name, status="completed"))
                 )
@@ -222,7 +232,7 @@ class EngineStore:
             if left == 0:
                 events += await self._end_run(uow, run, "compensated")
         await self._events(uow, task.run_id, events)
-        return True
+        return ended
 
     async def fail(self, uow: UnitOfWork, task: Claimed, error: str, *, cancelled: bool = False,
                    rng: random.Random | None = None) -> float | None:  # fmt: skip
