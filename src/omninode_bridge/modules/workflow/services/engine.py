@@ -243,7 +243,7 @@ class Engine:
 
     def _feedback(self, task: Claimed, score: float) -> None:
         """Tell the metrics module how the run's AI answers did: 1 when the run completed, 0 when a task failed."""
-        if self.kinds.ai is None:
+        if self.kinds.ai is None or not task.has_ai:
             return
         job = asyncio.create_task(self._send_feedback(task, score))
         self.background.add(job)

@@ -51,7 +51,7 @@ FROM chosen c JOIN wf_runs r ON r.id = c.run_id
 WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
   AND (t.status = 'ready' OR (t.status = 'running' AND t.lease_until < clock_timestamp()))
 RETURNING t.run_id, t.task_id, t.phase, t.kind, t.spec, t.attempt, t.retry_base, t.ready_at, t.started_at,
-    c.previous, r.inputs, r.name, r.correlation_id
+    c.previous, r.inputs, r.name, r.correlation_id, r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai
 """)
 
 
@@ -71,6 +71,7 @@ class Claimed:
     inputs: dict[str, Any]
     run_name: str
     correlation_id: str
+    has_ai: bool = False
 
     @property
     def attempts_left(self) -> int:
@@ -112,7 +113,7 @@ class EngineStore:
         if not rows:
             return []
         claimed = [Claimed(r.run_id, r.task_id, r.phase, r.kind, r.spec, r.attempt, r.retry_base, r.ready_at,
-                           r.started_at, r.inputs, r.name, r.correlation_id) for r in rows]  # fmt: skip
+                           r.started_at, r.inputs, r.name, r.correlation_id, bool(r.has_ai)) for r in rows]  # fmt: skip
         expired = [r for r in rows if r.previous == "running"]
         if expired:  # the attempt whose process died (its lease ran out) ends here
             await uow.session.execute(text(
@@ -124,10 +125,11 @@ class EngineStore:
             "VALUES (:run, :task, :phase, :attempt, :worker, 'running', :started)"),
             [{"run": c.run_id, "task": c.task_id, "phase": c.phase, "attempt": c.attempt, "worker": worker,
               "started": c.started_at} for c in claimed])  # fmt: skip
-        for c in claimed:
-            await self._events(uow, c.run_id, [(messages.TASK_STARTED, messages.TaskEvent(
-                run_id=c.run_id, task_id=c.task_id, phase=c.phase, kind=c.kind, status="running",
-                attempt=c.attempt))])  # fmt: skip
+        # One INSERT for the started events of every task claimed (each keyed by its run).
+        await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, [new_envelope(
+            event_type=messages.TASK_STARTED, correlation_id=str(c.run_id), payload=messages.TaskEvent(
+                run_id=c.run_id, task_id=c.task_id, phase=c.phase, kind=c.kind, status="running", attempt=c.attempt))
+            for c in claimed])  # fmt: skip
         return claimed
 
     async def renew(self, uow: UnitOfWork, task: Claimed, lease_s: float) -> tuple[bool, bool]:
