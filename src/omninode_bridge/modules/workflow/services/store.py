@@ -28,7 +28,9 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 _CLAIM = text("""
 WITH runs AS (
-    SELECT r.id, r.max_parallel FROM wf_runs r
+    SELECT r.id, r.max_parallel - (SELECT count(*) FROM wf_tasks x WHERE x.run_id = r.id AND x.status = 'running'
+                                   AND x.lease_until >= clock_timestamp()) AS slots
+    FROM wf_runs r
     WHERE r.status IN ('running', 'compensating') AND EXISTS (
         SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND (
             (t.status = 'ready' AND t.next_run_at <= clock_timestamp())
@@ -36,9 +38,7 @@ WITH runs AS (
     ORDER BY r.id LIMIT :runs FOR UPDATE OF r SKIP LOCKED
 ), candidates AS (
     SELECT t.run_id, t.task_id, t.phase, t.next_run_at, t.status AS previous,
-        row_number() OVER (PARTITION BY t.run_id ORDER BY t.next_run_at, t.position) AS rank,
-        runs.max_parallel - (SELECT count(*) FROM wf_tasks x WHERE x.run_id = t.run_id AND x.status = 'running'
-                             AND x.lease_until >= clock_timestamp()) AS slots
+        row_number() OVER (PARTITION BY t.run_id ORDER BY t.next_run_at, t.position) AS rank, runs.slots
     FROM wf_tasks t JOIN runs ON runs.id = t.run_id
     WHERE (t.status = 'ready' AND t.next_run_at <= clock_timestamp())
        OR (t.status = 'running' AND t.lease_until < clock_timestamp())
