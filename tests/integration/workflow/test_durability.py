@@ -141,4 +141,5 @@ async def test_two_apps_on_one_database_run_200_workflows_each_task_once(
     assert all(row[2] == 1 and row[3] == 1 for row in attempts), [r for r in attempts if r[2] != 1][:5]
     workers = await sql_rows(database, "SELECT count(DISTINCT worker) FROM wf_task_attempts WHERE run_id::text = "
                              "ANY(:r)", r=runs)  # fmt: skip
-    assert workers[0][0] == 2, "both apps ran tasks"
+    # At least both apps (the session's other apps share the database and may claim some too).
+    assert workers[0][0] >= 2, "both apps ran tasks"

@@ -137,3 +137,14 @@ async def test_cancel_mid_run_starts_no_new_task_and_compensates(client: Client,
     assert run["outcome"] == "compensated"
     assert tasks_of(run, "compensate")["a"]["output"] == {"undo": "a"}
     assert (await client.post(f"/workflows/{run_id}/cancel", headers=admin_headers)).status_code == 409
+
+
+async def test_the_same_idempotency_key_returns_the_same_run(client: Client, admin_headers: dict[str, str]) -> None:
+    import asyncio
+    import uuid
+
+    headers = {**admin_headers, "Idempotency-Key": f"wf-{uuid.uuid4()}"}
+    body = {"name": "once", "tasks": [{"id": "a", "kind": "noop"}]}
+    responses = await asyncio.gather(*(client.post("/workflows", json=body, headers=headers) for _ in range(5)))
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.json()["run_id"] for r in responses}) == 1

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKeyConstraint, Identity, Inde
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-__all__ = ["WorkflowRun", "WorkflowTask", "WorkflowTaskAttempt"]
+__all__ = ["WorkflowNote", "WorkflowRun", "WorkflowTask", "WorkflowTaskAttempt"]
 
 
 class WorkflowRun(DefaultBase):
@@ -74,7 +74,7 @@ class WorkflowTask(DefaultBase):
     ready_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
-    output: Mapped[Any] = mapped_column(JSONB, default=None)
+    output: Mapped[Any] = mapped_column(JSONB, nullable=True, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
@@ -97,3 +97,12 @@ class WorkflowTaskAttempt(DefaultBase):
     started_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class WorkflowNote(DefaultBase):
+    """A note written by the example workflows' named queries (``note_put``, ``note_delete``, ``note_get``)."""
+
+    __tablename__ = "wf_notes"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)

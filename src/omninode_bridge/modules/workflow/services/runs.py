@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import Database, UnitOfWork
@@ -101,8 +102,21 @@ class RunService:
                           definition=msgspec.to_builtins(definition), idempotency_scope=idempotency_scope,
                           correlation_id=correlation_id, created_at=now,
                           deadline_at=now + dt.timedelta(seconds=definition.timeout_s))  # fmt: skip
-        uow.session.add(run)
-        await uow.session.flush()
+        try:
+            # A savepoint: a concurrent submit with the same Idempotency-Key wins the unique index, and this one
+            # answers with that run instead of failing.
+            async with uow.session.begin_nested():
+                uow.session.add(run)
+                await uow.session.flush()
+        except IntegrityError:
+            if idempotency_scope is None:
+                raise
+            existing = await uow.session.scalar(
+                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
+            )
+            if existing is None:
+                raise
+            return existing, False
         position = {task_id: i for i, task_id in enumerate(order)}
         rows = []
         for task in definition.tasks:
