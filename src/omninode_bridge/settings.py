@@ -32,6 +32,7 @@ from omninode_bridge.modules.hooks.settings import HooksSettings, compile_redact
 from omninode_bridge.modules.metrics.settings import MetricsSettings
 from omninode_bridge.modules.registry.settings import RegistrySettings
 from omninode_bridge.modules.stamping.settings import StampingSettings
+from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
 __all__ = [
     "DEFAULT_SECRETS",
@@ -73,6 +74,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     registry: RegistrySettings = msgspec.field(default_factory=RegistrySettings)
+    workflow: WorkflowSettings = msgspec.field(default_factory=WorkflowSettings)
 
     @property
     def is_production(self) -> bool:
@@ -114,6 +116,7 @@ _GROUPS: dict[str, type[msgspec.Struct]] = {
     "hooks": HooksSettings,
     "metrics": MetricsSettings,
     "registry": RegistrySettings,
+    "workflow": WorkflowSettings,
 }
 
 

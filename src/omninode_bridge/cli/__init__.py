@@ -274,6 +274,15 @@ def _register_metrics() -> None:
 _register_metrics()
 
 
+def _register_workflow() -> None:
+    from omninode_bridge.cli._workflow import workflow_app
+
+    app.add_typer(workflow_app, name="workflow")
+
+
+_register_workflow()
+
+
 def main() -> None:
     """Entry point of the ``omninode-bridge`` script."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

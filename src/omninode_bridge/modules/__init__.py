@@ -4,11 +4,24 @@ settings group (and the few other settings it is given by name) and returns the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.module import Module
-from omninode_bridge.modules import codegen, eventlog, hooks, metrics, orchestrator, reducer, registry, stamping
+from omninode_bridge.modules import (
+    codegen,
+    eventlog,
+    hooks,
+    metrics,
+    orchestrator,
+    reducer,
+    registry,
+    stamping,
+    workflow,
+)
 
 if TYPE_CHECKING:
     from omninode_bridge.settings import Settings
@@ -23,6 +36,7 @@ def build_modules(settings: Settings) -> list[Module]:
     their ``requires`` declare.
     """
     contracts = contracts_dir(settings.server.contracts_dir)
+    metrics_state = metrics.MetricsState()
     return [
         eventlog.build_module(settings.kafka.bootstrap_servers or ""),
         codegen.build_module(),
@@ -36,8 +50,15 @@ def build_modules(settings: Settings) -> list[Module]:
         ),
         reducer.build_module(contracts, settings.kafka),
         # Stored prompts are redacted like hooks, with the operator's hooks redaction settings.
-        metrics.build_module(settings.metrics, redact=_prompt_redactor(settings.hooks)),
+        metrics.build_module(settings.metrics, redact=_prompt_redactor(settings.hooks), state=metrics_state),
         registry.build_module(settings.registry, redis_url=settings.redis.url or ""),
+        # AI tasks of workflows go through the metrics executor (routed, measured, fed back), behind a port.
+        workflow.build_module(
+            settings.workflow,
+            ai=_MetricsAiTasks(metrics_state),
+            contracts_dir=settings.server.contracts_dir,
+            requires=("metrics",),
+        ),
     ]
 
 
@@ -45,3 +66,22 @@ def _prompt_redactor(settings: hooks.HooksSettings) -> metrics.Redact:
     """The hooks module's redactor (the operator's key list and secret shapes) as the metrics module's port."""
     redactor = hooks.Redactor.from_settings(settings)
     return lambda value: redactor.redact(value)[0]
+
+
+class _MetricsAiTasks:
+    """The metrics module's executor as the workflow module's :class:`workflow.AiTasks` port."""
+
+    def __init__(self, state: metrics.MetricsState) -> None:
+        self.state = state
+
+    async def execute(self, params: dict[str, Any], correlation_id: str) -> dict[str, Any]:
+        executor = self.state.running()
+        request = msgspec.convert(params, metrics.ExecuteRequest)
+        plan = await executor.prepare(request, key_id=None, correlation_id=correlation_id)
+        result = await executor.run(plan)
+        out: dict[str, Any] = msgspec.to_builtins(result)
+        out.pop("recommendations", None)  # the router's view of the moment, not the task's output
+        return out
+
+    async def feedback(self, execution_id: str, score: float) -> None:
+        await self.state.running().feedback(uuid.UUID(execution_id), metrics.Feedback(score=score, label="workflow"))

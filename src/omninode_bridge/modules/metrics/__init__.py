@@ -25,6 +25,7 @@ from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.modules.metrics.contract import ModelsContract, load_models
 from omninode_bridge.modules.metrics.controllers import MetricsController
 from omninode_bridge.modules.metrics.messages import EVENT_TYPE, METRICS_TOPIC, TaskExecuted
+from omninode_bridge.modules.metrics.schemas import ExecuteRequest, Feedback
 from omninode_bridge.modules.metrics.services import (
     Coordination,
     ExecutionFailed,
@@ -38,7 +39,9 @@ from omninode_bridge.modules.metrics.state import MetricsState
 __all__ = [
     "EVENT_TYPE",
     "METRICS_TOPIC",
+    "ExecuteRequest",
     "ExecutionFailed",
+    "Feedback",
     "MetricsSettings",
     "MetricsState",
     "ModelExecutor",
@@ -51,18 +54,22 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 
-def build_module(settings: MetricsSettings, *, redact: Redact | None = None) -> Module:
+def build_module(
+    settings: MetricsSettings, *, redact: Redact | None = None, state: MetricsState | None = None
+) -> Module:
     """The metrics module.
 
     Args:
         settings: The module's settings group.
         redact: Replaces secrets in prompts and answers before they are stored (``store_prompts``); without it
             they are never stored.
+        state: The module's state object, when the composition root hands its executor to another module
+            (the workflow module's AI port); a new one otherwise.
 
     Returns:
         The registration; its state lives in this closure, never in a shared bag.
     """
-    module_state = MetricsState()
+    module_state = state if state is not None else MetricsState()
 
     def check() -> None:
         module_state.catalog = load_models(settings.models_file)  # a bad catalog stops start-up here

@@ -1,0 +1,243 @@
+"""Use cases of the workflow API: submit, read, list, cancel, retry. Each commits once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import Collection
+from typing import Any
+
+import msgspec
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from uuid_utils.compat import uuid7
+
+from omninode_bridge.core.db import Database, UnitOfWork
+from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.events import EventPublisher, new_envelope
+from omninode_bridge.core.paging import newest_first
+from omninode_bridge.modules.workflow import messages, schemas
+from omninode_bridge.modules.workflow.models import WorkflowRun, WorkflowTask, WorkflowTaskAttempt
+from omninode_bridge.modules.workflow.services import instruments
+from omninode_bridge.modules.workflow.services.validation import validate_definition
+from omninode_bridge.modules.workflow.settings import WorkflowSettings
+
+__all__ = ["ENDED", "RunService"]
+
+ENDED = frozenset({"completed", "failed", "cancelled"})
+
+
+def _summary(run: WorkflowRun) -> dict[str, Any]:
+    return {"run_id": run.id, "name": run.name, "namespace": run.namespace, "status": run.status,
+            "outcome": run.outcome, "error": run.error, "created_at": run.created_at,
+            "finished_at": run.finished_at}  # fmt: skip
+
+
+def _task(row: WorkflowTask, attempts: list[WorkflowTaskAttempt] | None = None) -> schemas.TaskState:
+    log = None
+    if attempts is not None:
+        log = [schemas.TaskAttempt(attempt=a.attempt, worker=a.worker, status=a.status, started_at=a.started_at,
+                                   finished_at=a.finished_at, error=a.error) for a in attempts]  # fmt: skip
+    return schemas.TaskState(task_id=row.task_id, phase=row.phase, kind=row.kind, status=row.status,
+                             depends_on=list(row.depends_on), attempts=row.attempt, ready_at=row.ready_at,
+                             started_at=row.started_at, finished_at=row.finished_at, output=row.output,
+                             error=row.error, attempt_log=log)  # fmt: skip
+
+
+class RunService:
+    """Workflow runs as the API sees them.
+
+    Args:
+        settings: Limits.
+        publisher: Stages run events.
+        queries: Names of the declared SQL queries.
+    """
+
+    def __init__(self, settings: WorkflowSettings, publisher: EventPublisher, queries: Collection[str]) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.queries = queries
+
+    def check(self, definition: schemas.WorkflowDefinition) -> list[str]:
+        """Validate; returns the topological order.
+
+        Raises:
+            ProblemError: 422 naming every issue.
+        """
+        size = len(msgspec.json.encode(definition))
+        issues, order = validate_definition(definition, max_tasks=self.settings.max_tasks, queries=self.queries)
+        errors: list[dict[str, str | None]] = [
+            {"field": i.field, "source": "body", "message": i.message} for i in issues
+        ]
+        if size > self.settings.max_definition_bytes:
+            errors.insert(
+                0,
+                {
+                    "field": None,
+                    "source": "body",
+                    "message": f"the definition is {size} bytes, over {self.settings.max_definition_bytes}",
+                },
+            )
+        if errors:
+            detail = "; ".join(str(e["message"]) for e in errors[:5])
+            raise ProblemError(422, f"Invalid workflow: {detail}", slug="invalid-workflow", extra={"errors": errors})
+        return order
+
+    async def submit(self, uow: UnitOfWork, definition: schemas.WorkflowDefinition, *, correlation_id: str,
+                     idempotency_scope: str | None) -> tuple[WorkflowRun, bool]:  # fmt: skip
+        """Store a valid definition as a running run with its tasks; returns (run, created)."""
+        order = self.check(definition)
+        if idempotency_scope is not None:
+            existing = await uow.session.scalar(
+                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
+            )
+            if existing is not None:
+                return existing, False
+        now = dt.datetime.now(dt.UTC)
+        run = WorkflowRun(id=uuid.UUID(str(uuid7())), name=definition.name, namespace=definition.namespace,
+                          status="running", cancel_requested=False, compensate=definition.on_failure == "compensate",
+                          max_parallel=definition.max_parallel, inputs=definition.inputs,
+                          definition=msgspec.to_builtins(definition), idempotency_scope=idempotency_scope,
+                          correlation_id=correlation_id, created_at=now,
+                          deadline_at=now + dt.timedelta(seconds=definition.timeout_s))  # fmt: skip
+        try:
+            # A savepoint: a concurrent submit with the same Idempotency-Key wins the unique index, and this one
+            # answers with that run instead of failing.
+            async with uow.session.begin_nested():
+                uow.session.add(run)
+                await uow.session.flush()
+        except IntegrityError:
+            if idempotency_scope is None:
+                raise
+            existing = await uow.session.scalar(
+                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
+            )
+            if existing is None:
+                raise
+            return existing, False
+        position = {task_id: i for i, task_id in enumerate(order)}
+        rows = []
+        for task in definition.tasks:
+            spec = msgspec.to_builtins(task)
+            deps = list(dict.fromkeys(task.depends_on))
+            rows.append({"run_id": run.id, "task_id": task.id, "phase": "forward", "position": position[task.id],
+                         "kind": task.kind, "spec": {k: spec[k] for k in spec if k not in ("id", "kind", "depends_on")},
+                         "depends_on": deps, "pending_deps": len(deps), "status": "waiting" if deps else "ready",
+                         "attempt": 0, "retry_base": 0, "next_run_at": None if deps else now,
+                         "ready_at": None if deps else now})  # fmt: skip
+        await uow.session.execute(WorkflowTask.__table__.insert(), rows)  # type: ignore[attr-defined]
+        payload = messages.RunEvent(run_id=run.id, name=run.name, status="running")
+        await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, [
+            new_envelope(event_type=messages.RUN_SUBMITTED, payload=payload, correlation_id=str(run.id)),
+            new_envelope(event_type=messages.RUN_STARTED, payload=payload, correlation_id=str(run.id)),
+        ])  # fmt: skip
+        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        instruments.RUNS.labels(name=run.name).inc()
+        return run, True
+
+    async def get(self, uow: UnitOfWork, run_id: uuid.UUID) -> WorkflowRun:
+        """The run.
+
+        Raises:
+            ProblemError: 404.
+        """
+        run = await uow.session.get(WorkflowRun, run_id, populate_existing=True)
+        if run is None:
+            raise ProblemError(404, "No such workflow run.", slug="not-found")
+        return run
+
+    async def state(self, uow: UnitOfWork, run: WorkflowRun) -> schemas.RunState:
+        """The run with every task (forward ones in topological order, then compensations as they ran)."""
+        tasks = (await uow.session.scalars(select(WorkflowTask).where(WorkflowTask.run_id == run.id)
+                                           .order_by(WorkflowTask.phase.desc(), WorkflowTask.position)
+                                           )).all()  # fmt: skip
+        return schemas.RunState(**_summary(run), inputs=run.inputs, tasks=[_task(t) for t in tasks])
+
+    async def task(self, uow: UnitOfWork, run_id: uuid.UUID, task_id: str, phase: str) -> schemas.TaskState:
+        """One task with its attempts.
+
+        Raises:
+            ProblemError: 404.
+        """
+        row = await uow.session.get(WorkflowTask, (run_id, task_id, phase))
+        if row is None:
+            raise ProblemError(404, "No such task in this run.", slug="not-found")
+        attempts = (await uow.session.scalars(select(WorkflowTaskAttempt).where(
+            WorkflowTaskAttempt.run_id == run_id, WorkflowTaskAttempt.task_id == task_id,
+            WorkflowTaskAttempt.phase == phase).order_by(WorkflowTaskAttempt.attempt))).all()  # fmt: skip
+        return _task(row, list(attempts))
+
+    async def page(self, uow: UnitOfWork, *, limit: int, cursor: uuid.UUID | None, status: str | None,
+                   name: str | None, namespace: str | None) -> schemas.RunPage:  # fmt: skip
+        """Runs newest first."""
+        rows, next_cursor = await newest_first(uow.session, WorkflowRun, limit=limit, cursor=cursor, filters=[
+            (status, lambda: WorkflowRun.status == status), (name, lambda: WorkflowRun.name == name),
+            (namespace, lambda: WorkflowRun.namespace == namespace)])  # fmt: skip
+        return schemas.RunPage(items=[schemas.RunSummary(**_summary(r)) for r in rows], next_cursor=next_cursor)
+
+    async def cancel(self, uow: UnitOfWork, store: Any, run_id: uuid.UUID, *, compensate: bool) -> WorkflowRun:
+        """Stop a running run: no new task starts, running ones are cancelled, then compensation (unless not).
+
+        Raises:
+            ProblemError: 404; 409 when the run is not running.
+        """
+        run = await self.get(uow, run_id)
+        row = await store.start_failing(uow, run_id, "cancelled", cancel=True, compensate=compensate)
+        if row is None:
+            raise ProblemError(409, f"The run is {run.status}; only a running run can be cancelled.", slug="conflict")
+        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        return run
+
+    async def retry(self, uow: UnitOfWork, run_id: uuid.UUID) -> WorkflowRun:
+        """Resume a failed or cancelled run from its failed and cancelled tasks, keeping completed results.
+
+        Raises:
+            ProblemError: 404; 409 when the run has not failed or been cancelled.
+        """
+        run = await self.get(uow, run_id)
+        locked = (await uow.session.execute(text(
+            "UPDATE wf_runs SET status = 'running', outcome = NULL, error = NULL, finished_at = NULL, "
+            "cancel_requested = false, compensate = (definition ->> 'on_failure') = 'compensate', "
+            "deadline_at = clock_timestamp() + make_interval(secs => (definition ->> 'timeout_s')::float) "
+            "WHERE id = :run AND status IN ('failed', 'cancelled') RETURNING id"),
+            {"run": run_id})).first()  # fmt: skip
+        if locked is None:
+            raise ProblemError(409, f"The run is {run.status}; only a failed or cancelled run can be retried.",
+                               slug="conflict")  # fmt: skip
+        await uow.session.execute(text("DELETE FROM wf_tasks WHERE run_id = :run AND phase = 'compensate'"),
+                                  {"run": run_id})  # fmt: skip
+        await uow.session.execute(text(
+            "UPDATE wf_tasks t SET retry_base = t.attempt, error = NULL, output = NULL, finished_at = NULL, "
+            "pending_deps = (SELECT count(*) FROM wf_tasks d WHERE d.run_id = t.run_id AND d.phase = 'forward' "
+            "  AND d.task_id = ANY(t.depends_on) AND d.status NOT IN ('completed', 'skipped')) "
+            "WHERE t.run_id = :run AND t.phase = 'forward' AND t.status IN ('failed', 'cancelled')"),
+            {"run": run_id})  # fmt: skip
+        await uow.session.execute(
+            text(
+                "UPDATE wf_tasks SET status = CASE WHEN pending_deps = 0 THEN 'ready' ELSE 'waiting' END, "
+                "next_run_at = CASE WHEN pending_deps = 0 THEN clock_timestamp() END, "
+                "ready_at = CASE WHEN pending_deps = 0 THEN clock_timestamp() END "
+                "WHERE run_id = :run AND phase = 'forward' AND status IN ('failed', 'cancelled')"
+            ),
+            {"run": run_id},
+        )
+        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        return await self.get(uow, run_id)
+
+    async def wait(self, database: Database, run_id: uuid.UUID, seconds: float) -> WorkflowRun | None:
+        """The run once it ended, or None when ``seconds`` passed first."""
+        deadline = time.monotonic() + seconds
+        delay = 0.01
+        while True:
+            async with database.unit_of_work() as uow:
+                status = await uow.session.scalar(select(WorkflowRun.status).where(WorkflowRun.id == run_id))
+            if status in ENDED or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 0.25)
+        if status not in ENDED:
+            return None
+        async with database.unit_of_work() as uow:
+            return await self.get(uow, run_id)

@@ -1,0 +1,59 @@
+"""The workflow module's settings group (``OMNINODE_WORKFLOW_*``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import msgspec
+
+__all__ = ["WorkflowSettings"]
+
+
+class WorkflowSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """Limits of a definition, the engine's concurrency and leases, the HTTP allow list, the SQL queries."""
+
+    env_prefix: ClassVar[str] = "OMNINODE_WORKFLOW_"
+
+    max_tasks: Annotated[int, msgspec.Meta(ge=1, le=10_000, description="Tasks per workflow definition.")] = 1000
+    max_definition_bytes: Annotated[
+        int, msgspec.Meta(ge=1024, description="Size of a definition (its JSON encoding).")
+    ] = 1_048_576
+    max_output_bytes: Annotated[
+        int, msgspec.Meta(ge=256, description="Size of one task's output (JSON); a larger output fails the task.")
+    ] = 262_144
+    concurrency: Annotated[
+        int, msgspec.Meta(ge=1, le=1000, description="Tasks one app process runs at once (all kinds).")
+    ] = 32
+    lease_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0,
+            description="A running task's lease, renewed by its process every third of it; a task whose lease "
+            "expired (its process died) is claimed again by any process.",
+        ),
+    ] = 15.0
+    poll_seconds: Annotated[
+        float,
+        msgspec.Meta(gt=0, description="Polling interval of the engine when no notification woke it (the fallback)."),
+    ] = 0.5
+    http_allow: Annotated[
+        str,
+        msgspec.Meta(
+            description="Hosts or CIDRs http tasks may reach although they are loopback, private, link-local "
+            "or metadata addresses (comma-separated)."
+        ),
+    ] = ""
+    http_max_response_bytes: Annotated[
+        int, msgspec.Meta(ge=1024, description="Largest response body an http task reads.")
+    ] = 1_048_576
+    queries_file: Annotated[
+        str | None,
+        msgspec.Meta(description="Named SQL queries of sql tasks (YAML); default: contracts/workflow/queries.yaml."),
+    ] = None
+    engine: Annotated[
+        bool, msgspec.Meta(description="Run the engine in this process (off: the API only, others run tasks).")
+    ] = True
+
+    def http_allow_list(self) -> list[str]:
+        """The entries of ``http_allow``."""
+        return [entry.strip() for entry in self.http_allow.split(",") if entry.strip()]

@@ -1,0 +1,145 @@
+"""Durability: a SIGKILLed app's runs finish after a restart without running completed tasks again; two apps on
+one database run every task once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from omninode_bridge.embedded import EmbeddedStack, free_port
+from omninode_bridge.settings import Settings
+from tests.integration.conftest import ADMIN_KEY, app_client, make_settings, sql_rows, wait_until
+from tests.integration.workflow.receiver import receiver
+
+HEADERS = {"X-API-Key": ADMIN_KEY}
+
+
+def _serve(stack: EmbeddedStack, port: int, allow: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNINODE_")}
+    env.update(
+        OMNINODE_DATABASE_URL=stack.urls["database_url"], OMNINODE_REDIS_URL=stack.urls["redis_url"],
+        OMNINODE_KAFKA_BOOTSTRAP_SERVERS=stack.urls["kafka"], OMNINODE_API_KEYS=f"crash-admin:{ADMIN_KEY}:admin",
+        OMNINODE_PORT=str(port), OMNINODE_LOG_LEVEL="WARNING", OMNINODE_WORKERS="1",
+        OMNINODE_WORKFLOW_LEASE_SECONDS="2", OMNINODE_WORKFLOW_HTTP_ALLOW=allow,
+    )  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "omninode_bridge.cli", "serve"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60  # a loaded machine starts a process slowly
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "serve exited"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("serve did not start")
+
+
+def _chain(url: str, n: int) -> dict[str, Any]:
+    tasks: list[dict[str, Any]] = []
+    for i in range(4):
+        tasks.append({"id": f"h{i}", "kind": "http", "depends_on": [f"h{i - 1}"] if i else [],
+                      "params": {"url": f"{url}/echo?delay={0.4 if i < 3 else 2.5}"}})  # fmt: skip
+    retry = {"max_attempts": 2, "initial_backoff_s": 3, "jitter": 0}
+    tasks.append({"id": "flaky", "kind": "sleep", "params": {"fail_times": 1}, "retry": retry})
+    return {"name": f"crash{n}", "tasks": tasks}
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_run_then_restart_finishes_every_run_without_repeating_completed_tasks(
+    own_stack: EmbeddedStack,
+) -> None:
+    # Its own database: the session's app (no allow list for the local receiver) would claim these tasks too.
+    stack = own_stack
+    database = stack.urls["database_url"]
+    with receiver() as seen:
+        port = free_port()
+        process = _serve(stack, port, "127.0.0.1")
+        runs: list[str] = []
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                for n in range(5):
+                    response = await http.post("/workflows", json=_chain(seen.url, n), headers=HEADERS)
+                    assert response.status_code == 202, response.text
+                    runs.append(response.json()["run_id"])
+
+            async def in_flight() -> bool:  # the slow last http task is running, the flaky one waits to retry
+                rows = await sql_rows(database, "SELECT count(*) FROM wf_tasks WHERE run_id::text = ANY(:r) "
+                                      "AND task_id = 'h3' AND status = 'running'", r=runs)  # fmt: skip
+                return bool(rows[0][0] == len(runs))
+
+            await wait_until(in_flight, timeout=30)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        done_before = await sql_rows(database, "SELECT run_id::text, task_id FROM wf_tasks WHERE run_id::text = "
+                                     "ANY(:r) AND status = 'completed' AND kind = 'http'", r=runs)  # fmt: skip
+        assert len(done_before) == 3 * len(runs)
+        restarted = _serve(stack, port, "127.0.0.1")
+        try:
+
+            async def finished() -> bool:
+                rows = await sql_rows(database, "SELECT count(*) FROM wf_runs WHERE id::text = ANY(:r) "
+                                      "AND status = 'completed'", r=runs)  # fmt: skip
+                return bool(rows[0][0] == len(runs))
+
+            await wait_until(finished, timeout=60, interval=0.2)
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(timeout=30)
+        for run_id, task_id in done_before:
+            assert seen.calls[f"{run_id}:{task_id}"] == 1, (run_id, task_id)
+        for run_id in runs:
+            assert 1 <= seen.calls[f"{run_id}:h3"] <= 2  # at most one extra call: the one in flight at the kill
+        attempts = await sql_rows(database, "SELECT task_id, array_agg(status ORDER BY attempt) FROM wf_task_attempts "
+                                  "WHERE run_id::text = ANY(:r) GROUP BY run_id, task_id", r=runs)  # fmt: skip
+        for task_id, statuses in attempts:
+            assert statuses.count("completed") == 1, (task_id, statuses)
+            if task_id == "h3":
+                assert statuses == ["lease_expired", "completed"]
+
+
+async def test_two_apps_on_one_database_run_200_workflows_each_task_once(
+    settings: Settings, stack: EmbeddedStack
+) -> None:
+    database = stack.urls["database_url"]
+    other = make_settings(stack)
+    body = {"name": "pair", "tasks": [
+        {"id": "a", "kind": "noop"}, {"id": "b", "kind": "sleep", "depends_on": ["a"], "params": {"seconds": 0.01}},
+        {"id": "c", "kind": "noop", "depends_on": ["a"]}, {"id": "d", "kind": "noop", "depends_on": ["b", "c"]},
+    ]}  # fmt: skip
+    async with app_client(settings) as first, app_client(other) as second:
+
+        async def submit(i: int) -> str:
+            client = first if i % 2 else second
+            response = await client.post("/workflows", json=body, headers=HEADERS)
+            assert response.status_code == 202, response.text
+            return str(response.json()["run_id"])
+
+        runs = await asyncio.gather(*(submit(i) for i in range(200)))
+
+        async def finished() -> bool:
+            rows = await sql_rows(database, "SELECT count(*) FROM wf_runs WHERE id::text = ANY(:r) "
+                                  "AND status = 'completed'", r=runs)  # fmt: skip
+            return bool(rows[0][0] == len(runs))
+
+        await wait_until(finished, timeout=120, interval=0.2)
+    attempts = await sql_rows(database, "SELECT run_id, task_id, count(*), count(*) FILTER (WHERE status = "
+                              "'completed'), count(DISTINCT worker) FROM wf_task_attempts WHERE run_id::text = ANY(:r) "
+                              "GROUP BY run_id, task_id", r=runs)  # fmt: skip
+    assert len(attempts) == 200 * 4
+    assert all(row[2] == 1 and row[3] == 1 for row in attempts), [r for r in attempts if r[2] != 1][:5]
+    workers = await sql_rows(database, "SELECT count(DISTINCT worker) FROM wf_task_attempts WHERE run_id::text = "
+                             "ANY(:r)", r=runs)  # fmt: skip
+    # At least both apps (the session's other apps share the database and may claim some too).
+    assert workers[0][0] >= 2, "both apps ran tasks"
