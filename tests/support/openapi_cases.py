@@ -48,7 +48,11 @@ HAND_READ_BODIES: dict[tuple[str, str], type[msgspec.Struct]] = {
     ("POST", "/validate"): ValidationRequest,
 }
 # Values tried, in order, for a pattern-constrained string; the first that matches is the valid base.
-SAMPLES = ["demo", "my_app", "a" * 64, "0" * 64, "hooks", "x", "1", "", "00000000-0000-4000-8000-000000000000"]
+SAMPLES = [
+    "demo", "my_app", "a" * 64, "0" * 64, "hooks", "x", "1", "", "00000000-0000-4000-8000-000000000000",
+    # registry: semantic versions, MCP server names, URLs, version selectors, node types, health states
+    "1.0.0", "io.github.example/weather", "https://example.com/mcp", "latest", "service", "passing",
+]  # fmt: skip
 
 
 def document() -> dict[str, Any]:

@@ -72,7 +72,7 @@ class ConsulController(Controller):
             raise ProblemError(404, f'Unknown service ID "{service_id}".')
 
     async def _update(self, registry: Catalog, uow: UnitOfWork, check_id: str, status: str, note: str | None) -> None:
-        await registry.heartbeat(uow, check_id_of(check_id), schemas.Heartbeat(status=status, output=note or ""))  # type: ignore[arg-type]
+        await registry.heartbeat(uow, check_id_of(check_id), schemas.Heartbeat(status=status, output=note or ""))  # type: ignore[arg-type]  # status: one of the Consul verbs mapped above
 
     @put("/agent/check/pass/{check_id:str}", operation_id="consulCheckPass", summary="Consul: TTL pass",
          responses=error_responses({404: "Unknown check", 409: "Not a TTL check"}), status_code=200)  # fmt: skip

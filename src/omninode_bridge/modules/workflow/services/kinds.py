@@ -125,7 +125,7 @@ class Kinds:
             await uow.session.execute(text(f"SET LOCAL statement_timeout = {int(query.statement_timeout_ms)}"))
             result = await uow.session.execute(text(query.sql), bound)
             if not result.returns_rows:  # type: ignore[attr-defined]  # a CursorResult
-                return {"rows": [], "row_count": result.rowcount}  # type: ignore[attr-defined]
+                return {"rows": [], "row_count": result.rowcount}  # type: ignore[attr-defined]  # a CursorResult
             rows = result.mappings().fetchmany(query.row_limit + 1)
             truncated = len(rows) > query.row_limit
             out = [{k: _plain(v) for k, v in row.items()} for row in rows[: query.row_limit]]

@@ -127,7 +127,7 @@ class RunService:
                          "depends_on": deps, "pending_deps": len(deps), "status": "waiting" if deps else "ready",
                          "attempt": 0, "retry_base": 0, "next_run_at": None if deps else now,
                          "ready_at": None if deps else now})  # fmt: skip
-        await uow.session.execute(WorkflowTask.__table__.insert(), rows)  # type: ignore[attr-defined]
+        await uow.session.execute(WorkflowTask.__table__.insert(), rows)  # type: ignore[attr-defined]  # a Table, typed FromClause
         payload = messages.RunEvent(run_id=run.id, name=run.name, status="running")
         await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, [
             new_envelope(event_type=messages.RUN_SUBMITTED, payload=payload, correlation_id=str(run.id)),
