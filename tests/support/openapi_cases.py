@@ -133,22 +133,32 @@ def operations() -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def valid_value(schema: dict[str, Any]) -> str:
+    """A value a parameter of ``schema`` accepts."""
+    schema = resolve(schema)
+    if schema.get("format") == "uuid":
+        return str(uuid.uuid4())
+    if schema.get("type") == "integer":
+        return "1"
+    return sample(schema["pattern"]) if "pattern" in schema else "demo"
+
+
 def fill_path(path: str, operation: dict[str, Any], **override: str) -> str:
     """The path with every path parameter filled with a valid value (or ``override``)."""
     for parameter in operation.get("parameters", []):
-        if parameter["in"] != "path":
-            continue
-        schema = resolve(parameter["schema"])
-        if parameter["name"] in override:
-            value = override[parameter["name"]]
-        elif schema.get("format") == "uuid":
-            value = str(uuid.uuid4())
-        elif schema.get("type") == "integer":
-            value = "1"
-        else:
-            value = sample(schema["pattern"]) if "pattern" in schema else "demo"
-        path = path.replace("{" + parameter["name"] + "}", value)
+        if parameter["in"] == "path":
+            value = override.get(parameter["name"]) or valid_value(parameter["schema"])
+            path = path.replace("{" + parameter["name"] + "}", value)
     return path
+
+
+def required_query(operation: dict[str, Any], but: str) -> dict[str, str]:
+    """Valid values of the operation's required query parameters other than ``but`` (the one under test)."""
+    return {
+        parameter["name"]: valid_value(parameter["schema"])
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query" and parameter.get("required") and parameter["name"] != but
+    }
 
 
 def query_cases(select: Any) -> list[Any]:

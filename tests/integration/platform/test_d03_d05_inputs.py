@@ -25,6 +25,7 @@ from tests.support.openapi_cases import (
     of_type,
     operations,
     query_cases,
+    required_query,
     resolve,
     sample,
 )
@@ -140,7 +141,9 @@ async def _query_value_refused(
     client: AsyncTestClient[Litestar], headers: dict[str, str], method: str, path: str, name: str, value: str
 ) -> None:
     """The operation answers a 422 naming the query parameter ``name`` when it is sent ``value``."""
-    response = await _send(client, method, fill_path(path, _operation(method, path)), headers, params={name: value})
+    operation = _operation(method, path)
+    params = {**required_query(operation, name), name: value}
+    response = await _send(client, method, fill_path(path, operation), headers, params=params)
     assert response.status_code == 422, response.text
     assert _named(_problem(response), name)
 
