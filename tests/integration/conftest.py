@@ -76,6 +76,9 @@ def make_settings(stack: EmbeddedStack, **overrides: dict[str, Any]) -> Settings
             "OMNINODE_API_KEYS": f"test-admin:{ADMIN_KEY}:admin",
             "OMNINODE_RATE_LIMIT_REQUESTS": "100000",
             "OMNINODE_LOG_LEVEL": "WARNING",
+            # The test services HTTP checks call are on loopback; and every app of a test process shares one
+            # Redis, hence one elected registry checker, whichever app's settings it was built with.
+            "OMNINODE_REGISTRY_ALLOW_PRIVATE_ADDRESSES": "true",
         },
         env_file=None,
     ).with_services(database_url=urls["database_url"], redis_url=urls["redis_url"], kafka=urls["kafka"])

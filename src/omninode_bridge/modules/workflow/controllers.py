@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from omninode_bridge import platform
 from omninode_bridge.core.db import UnitOfWork
@@ -69,7 +69,7 @@ class WorkflowController(Controller):
         request: Request[Any, Any, Any],
         workflow: NamedDependency[WorkflowRuntime],
         uow: NamedDependency[UnitOfWork],
-        data: schemas.WorkflowDefinition,
+        data: JSONBody[schemas.WorkflowDefinition],
         wait: Wait = 0,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
