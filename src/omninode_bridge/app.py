@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
             async with contextlib.AsyncExitStack() as stack:
                 for module in all_modules:
                     for module_lifespan in module.lifespans:
-                        await stack.enter_async_context(module_lifespan(resources))
+                        await stack.enter_async_context(_bounded_exit(module.name, module_lifespan(resources)))
                 # The start-up objects (modules, compiled statements, contracts) live as long as the process:
                 # out of the collector's way, each collection scans only what requests allocate, and a larger
                 # first generation collects less often (py-spy: GC was a third of a /hooks/batch request).
@@ -276,6 +276,20 @@ async def _start_broker(broker: KafkaBroker, bootstrap_servers: str, catalog: To
 SHUTDOWN_STEP_SECONDS = 15.0
 #: Allocations between two young-generation collections (CPython's default is 700).
 GC_GEN0_THRESHOLD = 10_000
+
+
+@contextlib.asynccontextmanager
+async def _bounded_exit(name: str, lifespan: contextlib.AbstractAsyncContextManager[None]) -> AsyncIterator[None]:
+    """Enter a module's lifespan; leave it within :data:`SHUTDOWN_STEP_SECONDS` whatever it waits on.
+
+    A module's background task stopped mid-call (a Kafka client in its start-up, a rebalance, a held query) may
+    never answer: the app logs it and stops the other modules and the connections anyway.
+    """
+    await lifespan.__aenter__()
+    try:
+        yield
+    finally:
+        await _bounded(f"module {name}", lifespan.__aexit__(None, None, None))
 
 
 async def _bounded(what: str, step: Awaitable[object]) -> None:
