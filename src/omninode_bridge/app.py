@@ -38,6 +38,7 @@ from omninode_bridge.core.errors import exception_handlers, problem_details_plug
 from omninode_bridge.core.events import (
     ConsumerResources,
     EventPublisher,
+    GroupTiming,
     OutboxRelay,
     TopicCatalog,
     bind_consumers,
@@ -121,7 +122,10 @@ def create_app(settings: Settings | None = None, modules: Sequence[Module] | Non
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         logger=structlog.get_logger("omninode_bridge.kafka"),
     )
-    catalog = load_catalog(Path(settings.server.contracts_dir) if settings.server.contracts_dir else None)
+    catalog = load_catalog(
+        Path(settings.server.contracts_dir) if settings.server.contracts_dir else None,
+        GroupTiming(settings.kafka.session_timeout_ms, settings.kafka.heartbeat_interval_ms),
+    )
     features = build_modules(settings) if modules is None else modules
     platform_state = platform.build_state(
         settings.security, database, module_health={m.name: m.health for m in features if m.health is not None}

@@ -107,6 +107,18 @@ class KafkaSettings(msgspec.Struct, kw_only=True, frozen=True):
     ] = None
     client_id: Annotated[str, msgspec.Meta(description="Kafka client id of this process.")] = "omninode-bridge"
     request_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, description="Timeout of one broker request.")] = 10_000
+    session_timeout_ms: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1000,
+            le=300_000,
+            description="Consumer group session timeout: a consumer silent this long leaves its group. Joins "
+            "and leaves take up to half of it on Tansu.",
+        ),
+    ] = 10_000
+    heartbeat_interval_ms: Annotated[
+        int, msgspec.Meta(ge=100, le=100_000, description="Consumer heartbeat interval (under a third of the session).")
+    ] = 3_000
 
 
 class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from omninode_bridge.core.events.catalog import default_contracts_dir
 from omninode_bridge.embedded import EmbeddedStack, free_port
-from tests.integration.conftest import ADMIN_KEY, wait_until
+from tests.integration.conftest import ADMIN_KEY, start_serve, wait_until
 from tests.support.kafka_helpers import read_topic
 
 STAMPS_TOPIC = "omninode_bridge_stamps_v1"
@@ -36,32 +34,6 @@ def _patient_contracts(tmp_path: Path) -> Path:
     for path in target.rglob("*.yaml"):
         path.write_text(re.sub(r"(\btimeout_ms:\s*)\d+", r"\g<1>30000", path.read_text()))
     return target
-
-
-def _serve(stack: EmbeddedStack, port: int, workers: int, contracts: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNINODE_")}
-    env.update(
-        OMNINODE_DATABASE_URL=stack.urls["database_url"],
-        OMNINODE_REDIS_URL=stack.urls["redis_url"],
-        OMNINODE_KAFKA_BOOTSTRAP_SERVERS=stack.urls["kafka"],
-        OMNINODE_API_KEYS=f"workers-admin:{ADMIN_KEY}:admin",
-        OMNINODE_PORT=str(port),
-        OMNINODE_WORKERS=str(workers),
-        OMNINODE_LOG_LEVEL="WARNING",
-        OMNINODE_CONTRACTS_DIR=str(contracts),
-    )
-    process = subprocess.Popen([sys.executable, "-m", "omninode_bridge.cli", "serve"], env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "serve exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError("serve did not start")
 
 
 def _workers(supervisor: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -137,7 +109,9 @@ async def _whole_topic(stack: EmbeddedStack) -> list[Any]:
 @pytest.mark.slow
 async def test_two_workers_serve_and_do_background_work_once(own_stack: EmbeddedStack, tmp_path: Path) -> None:
     port = free_port()
-    supervisor = _serve(own_stack, port, workers=2, contracts=_patient_contracts(tmp_path))
+    supervisor = start_serve(
+        own_stack, port, quiet=False, OMNINODE_WORKERS="2", OMNINODE_CONTRACTS_DIR=str(_patient_contracts(tmp_path))
+    )
     try:
         workers = _workers(supervisor)
         assert len(workers) == 2, [w.cmdline() for w in workers]

@@ -4,11 +4,7 @@ one database run every task once."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 from typing import Any
 
 import httpx
@@ -16,33 +12,14 @@ import pytest
 
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.settings import Settings
-from tests.integration.conftest import ADMIN_KEY, app_client, make_settings, sql_rows, wait_until
+from tests.integration.conftest import ADMIN_KEY, app_client, make_settings, sql_rows, start_serve, wait_until
 from tests.integration.workflow.receiver import receiver
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 
 
-def _serve(stack: EmbeddedStack, port: int, allow: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNINODE_")}
-    env.update(
-        OMNINODE_DATABASE_URL=stack.urls["database_url"], OMNINODE_REDIS_URL=stack.urls["redis_url"],
-        OMNINODE_KAFKA_BOOTSTRAP_SERVERS=stack.urls["kafka"], OMNINODE_API_KEYS=f"crash-admin:{ADMIN_KEY}:admin",
-        OMNINODE_PORT=str(port), OMNINODE_LOG_LEVEL="WARNING", OMNINODE_WORKERS="1",
-        OMNINODE_WORKFLOW_LEASE_SECONDS="2", OMNINODE_WORKFLOW_HTTP_ALLOW=allow,
-    )  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "omninode_bridge.cli", "serve"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 60  # a loaded machine starts a process slowly
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "serve exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("serve did not start")
+# Short leases so the restarted process takes over the killed one's tasks quickly; the receiver is on loopback.
+_SERVE_ENV = {"OMNINODE_WORKFLOW_LEASE_SECONDS": "2", "OMNINODE_WORKFLOW_HTTP_ALLOW": "127.0.0.1"}
 
 
 def _chain(url: str, n: int) -> dict[str, Any]:
@@ -64,7 +41,9 @@ async def test_sigkill_mid_run_then_restart_finishes_every_run_without_repeating
     database = stack.urls["database_url"]
     with receiver() as seen:
         port = free_port()
-        process = _serve(stack, port, "127.0.0.1")
+        process = start_serve(
+            stack, port, OMNINODE_WORKFLOW_LEASE_SECONDS="2", OMNINODE_WORKFLOW_HTTP_ALLOW="127.0.0.1"
+        )
         runs: list[str] = []
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
@@ -85,7 +64,9 @@ async def test_sigkill_mid_run_then_restart_finishes_every_run_without_repeating
         done_before = await sql_rows(database, "SELECT run_id::text, task_id FROM wf_tasks WHERE run_id::text = "
                                      "ANY(:r) AND status = 'completed' AND kind = 'http'", r=runs)  # fmt: skip
         assert len(done_before) == 3 * len(runs)
-        restarted = _serve(stack, port, "127.0.0.1")
+        restarted = start_serve(
+            stack, port, OMNINODE_WORKFLOW_LEASE_SECONDS="2", OMNINODE_WORKFLOW_HTTP_ALLOW="127.0.0.1"
+        )
         try:
 
             async def finished() -> bool:

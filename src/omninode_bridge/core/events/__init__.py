@@ -7,7 +7,7 @@ package, never its submodules (an import-linter contract holds them to it).
 
 from __future__ import annotations
 
-from omninode_bridge.core.events.catalog import CatalogError, TopicCatalog, TopicName, load_catalog
+from omninode_bridge.core.events.catalog import CatalogError, GroupTiming, TopicCatalog, TopicName, load_catalog
 from omninode_bridge.core.events.consumers import (
     ConsumerResources,
     EventHandler,
@@ -51,6 +51,7 @@ __all__ = [
     "EnvelopeHead",
     "EventHandler",
     "EventPublisher",
+    "GroupTiming",
     "InvalidEnvelopeError",
     "LoggedEvent",
     "OnexEnvelopeV1",

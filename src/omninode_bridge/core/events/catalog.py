@@ -64,6 +64,17 @@ class ConsumerSpec(msgspec.Struct, forbid_unknown_fields=True):
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
+class GroupTiming(msgspec.Struct, frozen=True):
+    """How this process's consumers keep their group membership (deployment settings, not contract).
+
+    A broker answers a group join only once its session's rebalance delay is over (Tansu: half the session
+    timeout), so the session timeout also bounds how fast a starting or stopping consumer is ready.
+    """
+
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+
+
 class DlqMonitorSpec(msgspec.Struct, forbid_unknown_fields=True):
     alert_threshold: Annotated[int, msgspec.Meta(ge=0)] = 10
     check_interval_ms: Annotated[int, msgspec.Meta(ge=100)] = 30_000
@@ -93,8 +104,9 @@ class _CatalogFile(msgspec.Struct, forbid_unknown_fields=True):
 class TopicCatalog:
     """The validated catalog; every topic lookup in the program goes through it."""
 
-    def __init__(self, data: _CatalogFile, source: Path | None = None) -> None:
+    def __init__(self, data: _CatalogFile, source: Path | None = None, group_timing: GroupTiming | None = None) -> None:
         self.source = source
+        self.group_timing = group_timing or GroupTiming()
         self.defaults = data.defaults
         self.dlq_monitor = data.dlq_monitor
         self.request_reply = data.request_reply
@@ -156,8 +168,8 @@ def default_contracts_dir() -> Path:
     return Path(__file__).resolve().parents[4] / "contracts"
 
 
-def load_catalog(contracts_dir: Path | None = None) -> TopicCatalog:
-    """Load and validate ``topics.yaml``.
+def load_catalog(contracts_dir: Path | None = None, group_timing: GroupTiming | None = None) -> TopicCatalog:
+    """Load and validate ``topics.yaml``; ``group_timing`` is how its consumers keep their groups.
 
     Raises:
         CatalogError: The file is missing, not valid YAML, or fails validation.
@@ -173,4 +185,4 @@ def load_catalog(contracts_dir: Path | None = None) -> TopicCatalog:
         data = msgspec.convert(raw, _CatalogFile)
     except msgspec.ValidationError as exc:
         raise CatalogError(f"{path}: {exc}") from exc
-    return TopicCatalog(data, source=path)
+    return TopicCatalog(data, source=path, group_timing=group_timing)

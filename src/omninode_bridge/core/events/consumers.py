@@ -81,6 +81,8 @@ def subscribe(router: KafkaRouter, catalog: TopicCatalog, consumer: str, handler
         group_id=spec.group,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
+        session_timeout_ms=catalog.group_timing.session_timeout_ms,
+        heartbeat_interval_ms=catalog.group_timing.heartbeat_interval_ms,
         title=f"{consumer}:{spec.topic}",
         description=handler.__doc__,
     )

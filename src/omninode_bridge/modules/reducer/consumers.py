@@ -71,6 +71,8 @@ class ReducerConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.batch_size,
+                session_timeout_ms=self.kafka.session_timeout_ms,
+                heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
             )
             try:
                 await consumer.start()

@@ -2,52 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 
 import httpx
 import pytest
 
 from omninode_bridge.embedded import EmbeddedStack, free_port
-from tests.integration.conftest import ADMIN_KEY
+from tests.integration.conftest import ADMIN_KEY, start_serve
 from tests.support.kafka_helpers import read_topic, verify_envelope
 
 STATUS_TOPIC = "omninode_codegen_status_session_v1"
-
-
-def _serve(stack: EmbeddedStack, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNINODE_")}
-    env.update(
-        OMNINODE_DATABASE_URL=stack.urls["database_url"],
-        OMNINODE_REDIS_URL=stack.urls["redis_url"],
-        OMNINODE_KAFKA_BOOTSTRAP_SERVERS=stack.urls["kafka"],
-        OMNINODE_API_KEYS=f"crash-admin:{ADMIN_KEY}:admin",
-        OMNINODE_PORT=str(port),
-        # One process: the test kills the process that holds the pending rows (workers are tested elsewhere).
-        OMNINODE_WORKERS="1",
-        OMNINODE_LOG_LEVEL="WARNING",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "omninode_bridge.cli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60  # app start-up on a busy machine
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "serve exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("serve did not start")
 
 
 @pytest.mark.slow
@@ -55,7 +20,7 @@ async def test_sigkill_with_pending_outbox_rows_then_restart_sends_them(own_stac
     assert own_stack.kafka is not None
     port = free_port()
     own_stack.kafka.stop()  # the relay cannot send: rows stay pending
-    process = _serve(own_stack, port)
+    process = start_serve(own_stack, port)
     session = uuid.uuid4()
     keys: list[str] = []
     try:
@@ -73,7 +38,7 @@ async def test_sigkill_with_pending_outbox_rows_then_restart_sends_them(own_stac
         process.send_signal(signal.SIGKILL)  # no shutdown hooks, no flush
         process.wait()
     own_stack.kafka.start()
-    restarted = _serve(own_stack, port)
+    restarted = start_serve(own_stack, port)
     try:
         records = await read_topic(
             own_stack.urls["kafka"], STATUS_TOPIC, expect=20, timeout=90,
