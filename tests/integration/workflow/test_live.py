@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,9 +23,11 @@ from playwright.async_api import async_playwright
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.modules.workflow.services import live_stream
 from tests.integration.conftest import ADMIN_KEY, live_server, make_settings
+from tests.support import REPO_ROOT
 from tests.support.live_views import CHROMIUM, CHROMIUM_ARGS, require_chromium, sse_messages
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
+GREEN = "rgb(218, 251, 225)"  # a completed task's fill
 Client = AsyncTestClient[Litestar]
 
 
@@ -129,12 +133,13 @@ async def test_the_view_page_colours_a_running_dag_as_tasks_finish(viewer: str) 
             # Drawn while the run goes on: four nodes, four edges, the last task not finished yet.
             assert await page.locator("g.node").count() == 4
             assert await page.locator("path.edge").count() == 4
-            before = await join.evaluate("r => getComputedStyle(r).fill")
+            before = await join.evaluate("r => getComputedStyle(r).fill")  # waiting: grey
             assert await page.locator('g.node[data-task="join"]').get_attribute("data-status") != "completed"
+            assert before != GREEN
             await page.locator('g.node[data-task="join"][data-status="completed"]').wait_for(timeout=15_000)
-            after = await join.evaluate("r => getComputedStyle(r).fill")
-            assert before != after
-            assert after == "rgb(218, 251, 225)", "completed tasks are green"
+            # The fill fades to the new colour in 0.3 s.
+            fill = """() => getComputedStyle(document.querySelector('g.node[data-task="join"] rect')).fill"""
+            await page.wait_for_function(f"() => ({fill})() == '{GREEN}'", timeout=5_000)
             await page.locator("#run-status.completed").wait_for(timeout=5_000)
             # A click shows the task's attempts, timings and output.
             await page.locator('g.node[data-task="left"]').click()
@@ -143,3 +148,19 @@ async def test_the_view_page_colours_a_running_dag_as_tasks_finish(viewer: str) 
             assert "took" in await page.locator("#detail").inner_text()
         finally:
             await browser.close()
+
+
+async def test_cli_submit_watch_follows_the_stream_to_the_end(viewer: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNINODE_")}
+    env.update(OMNINODE_URL=viewer, OMNINODE_API_KEY=ADMIN_KEY, COLUMNS="160")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "omninode_bridge.cli", "workflow", "submit",
+        str(REPO_ROOT / "examples" / "workflows" / "diamond.yaml"), "--input", "who=ada", "--watch",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out)["outputs"]["join"] == {"said": "hello ada", "rows": 3}
+    table = err.decode()
+    assert "diamond" in table
+    assert "completed" in table  # the live table's last state
