@@ -19,10 +19,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from playwright.async_api import async_playwright
+from prometheus_client import REGISTRY
 
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.modules.workflow.services import live_stream
-from tests.integration.conftest import ADMIN_KEY, live_server, make_settings
+from tests.integration.conftest import ADMIN_KEY, live_server, make_settings, wait_until
 from tests.support import REPO_ROOT
 from tests.support.live_views import CHROMIUM, CHROMIUM_ARGS, require_chromium, sse_messages
 
@@ -111,6 +112,26 @@ async def test_the_stream_of_an_ended_run_is_its_snapshot_and_end_and_it_is_guar
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert "<script src" not in page.text
         assert "http://" not in page.text.replace("http://www.w3.org", "")
+
+
+async def test_a_viewer_that_leaves_stops_its_stream(viewer: str) -> None:
+    def open_views() -> float:
+        return REGISTRY.get_sample_value("omninode_workflow_live_viewers") or 0.0
+
+    async def back_to(count: float) -> bool:
+        return open_views() == count
+
+    before = open_views()
+    async with httpx.AsyncClient(base_url=viewer, timeout=30) as http:
+        run_id = await _submit(http, {"name": "live-long", "tasks": [{"id": "s", "kind": "sleep",
+                                                                      "params": {"seconds": 30}}]})  # fmt: skip
+        async with http.stream("GET", f"/workflows/{run_id}/events", headers=HEADERS) as response:
+            async with asyncio.timeout(10):
+                first = await anext(sse_messages(response))
+            assert first["event"] == "snapshot"
+            assert open_views() == before + 1
+        await wait_until(lambda: back_to(before), timeout=10, message="the stream outlived its viewer")
+        assert (await http.post(f"/workflows/{run_id}/cancel", headers=HEADERS)).status_code == 200
 
 
 async def test_the_view_page_colours_a_running_dag_as_tasks_finish(viewer: str) -> None:

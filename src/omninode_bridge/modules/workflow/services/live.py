@@ -22,9 +22,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import EventPublisher, OnexEnvelopeV1
@@ -45,6 +44,8 @@ _RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 live_publish_failures = Counter(
     "omninode_workflow_live_publish_failures_total", "Run-change messages not sent to other processes (Redis down)."
 )
+
+live_viewers = Gauge("omninode_workflow_live_viewers", "Open live views of workflow runs (event streams).")
 
 
 class LiveHub:
@@ -81,7 +82,7 @@ class LiveHub:
                 message = f"{self.origin}|{','.join(pending[start : start + _MESSAGE_RUNS])}"
                 try:
                     await self.redis.publish(CHANNEL, message)
-                except (RedisError, OSError):
+                except Exception:  # Redis down (or anything else): this loop must not die with changes queued
                     live_publish_failures.inc()  # other processes' viewers see it through their poll
             await asyncio.sleep(FLUSH_SECONDS)
 
@@ -91,9 +92,11 @@ class LiveHub:
         """An event set whenever ``run_id`` may have changed (the caller clears it), while the block runs."""
         event = asyncio.Event()
         self._viewers.setdefault(run_id, set()).add(event)
+        live_viewers.inc()
         try:
             yield event
         finally:
+            live_viewers.dec()
             viewers = self._viewers.get(run_id)
             if viewers is not None:
                 viewers.discard(event)
@@ -117,7 +120,7 @@ class LiveHub:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message is not None:
                             self._receive(message.get("data"))
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # Redis down, or a bad reply: reconnect rather than leave viewers polling
                 self.subscribed = False
                 delay = _RECONNECT_SECONDS[min(failures, len(_RECONNECT_SECONDS) - 1)]
                 if failures == 0:
