@@ -56,7 +56,7 @@ class WorkflowLiveController(Controller):
 
     @get("/{run_id:uuid}/view", operation_id="getWorkflowView", summary="A page showing a run live",
          opt=platform.OPTIONAL_AUTH, media_type=MediaType.HTML, security=[],
-         responses=platform.AUTH_RESPONSES)  # fmt: skip
+         responses=error_responses({404: "The path is not a run id (a UUID)"}))  # fmt: skip
     async def view(self, run_id: FromPath[uuid.UUID]) -> Response[str]:
         """A self-contained HTML page: the run's DAG (tasks coloured by state, edges by dependency), updated
         from `GET /workflows/{id}/events`; click a task for its attempts, timings and output. Give it a key with
