@@ -37,6 +37,7 @@ _RUN = "The run, with every task"
 
 
 async def admit(request: Request[Any, Any, Any], run: WorkflowRun) -> None:
+    """Refuse (403) a key that may not use the run's namespace, as every endpoint of a run does."""
     if run.namespace is not None:
         await platform.require_namespace(request, run.namespace)
 

@@ -91,15 +91,18 @@ def _summary(row: Any) -> schemas.RunSummary:
 async def _changes(
     database: Database, run_id: uuid.UUID, known: dict[tuple[str, str], TaskKey]
 ) -> tuple[Any, list[schemas.TaskState]]:
-    """The run's row and the tasks that changed since ``known`` (with their outputs)."""
+    """The run's row and the tasks that changed since ``known`` (with their outputs); ``known`` is updated only
+    when everything was read, so a failed read loses no change."""
+    seen = dict(known)
     async with database.unit_of_work() as uow:
         run = (await uow.session.execute(_RUN_ROW, {"run": run_id})).first()
         rows = list((await uow.session.execute(_TASK_ROWS, {"run": run_id})).all())
-        changed = diff_tasks(known, rows)
+        changed = diff_tasks(seen, rows)
         outputs: dict[tuple[str, str], Any] = {}
         if changed:
             found = await uow.session.execute(_OUTPUTS, {"run": run_id, "ids": list({r.task_id for r in changed})})
             outputs = {(r.task_id, r.phase): r.output for r in found}
+    known.update(seen)
     tasks = [schemas.TaskState(task_id=r.task_id, phase=r.phase, kind=r.kind, status=r.status,
                                depends_on=list(r.depends_on), attempts=r.attempt, ready_at=r.ready_at,
                                started_at=r.started_at, finished_at=r.finished_at,
