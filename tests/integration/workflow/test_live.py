@@ -22,7 +22,7 @@ from playwright.async_api import async_playwright
 from prometheus_client import REGISTRY
 
 from omninode_bridge.embedded import EmbeddedStack
-from omninode_bridge.modules.workflow.services import live_stream
+from omninode_bridge.modules.workflow.services import LiveHub, live_stream
 from tests.integration.conftest import ADMIN_KEY, live_server, make_settings, wait_until
 from tests.support import REPO_ROOT
 from tests.support.live_views import CHROMIUM, CHROMIUM_ARGS, require_chromium, sse_messages
@@ -96,6 +96,27 @@ async def test_the_stream_sends_a_snapshot_then_each_change_pushed_from_another_
         assert {k: latest[task["task_id"]][k] for k in ("status", "attempts", "finished_at", "output")} == {
             k: task[k] for k in ("status", "attempts", "finished_at", "output")
         }
+
+
+async def test_without_any_announcement_the_poll_still_delivers_every_change(
+    viewer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As with Redis down and nothing published: only the stream's own poll of the rows.
+    monkeypatch.setattr(LiveHub, "changed", lambda self, run_ids: None)
+    monkeypatch.setattr(live_stream, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(live_stream, "FALLBACK_POLL_SECONDS", 0.2)
+    body = {"name": "live-poll", "tasks": [
+        {"id": "a", "kind": "sleep", "params": {"seconds": 0.3}},
+        {"id": "b", "kind": "noop", "depends_on": ["a"], "params": {"v": 7}},
+    ]}  # fmt: skip
+    async with httpx.AsyncClient(base_url=viewer, timeout=30) as http:
+        run_id = await _submit(http, body)
+        messages = await _read_all(http, run_id)
+    assert messages[-1][0] == "end"
+    assert messages[-1][1]["status"] == "completed"
+    last = {data["task_id"]: data for event, data in messages if event == "task"}
+    assert last["b"]["status"] == "completed"
+    assert last["b"]["output"] == {"v": 7}
 
 
 async def test_the_stream_of_an_ended_run_is_its_snapshot_and_end_and_it_is_guarded(viewer: str) -> None:
