@@ -6,6 +6,7 @@ Only typer is imported at module level so ``--help`` is immediate; httpx, yaml a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,8 @@ Key = Annotated[str | None, typer.Option(envvar="OMNINODE_API_KEY", help="API ke
 
 
 def _target(url: str | None, api_key: str | None) -> tuple[str, str]:
+    if url and api_key:  # loading the settings imports every module (seconds): not needed then
+        return url, api_key
     from omninode_bridge.cli import _settings, err_console
     from omninode_bridge.cli._devstack import find_running_dev, local_url
 
@@ -93,19 +96,67 @@ def _table(run: dict[str, Any]) -> Any:
 
 
 def _follow(url: str, key: str, run_id: str, *, watch: bool) -> dict[str, Any]:
+    """Follow the run until it ends: its event stream, or polling when the stream is unavailable."""
     import time
 
+    import httpx
     from rich.live import Live
 
     from omninode_bridge.cli import err_console
 
     run = _call("GET", url, key, f"/workflows/{run_id}")
     with Live(_table(run), console=err_console(), transient=False) if watch else _nothing() as live:
+        try:
+            for current in _stream(url, key, run_id, run):
+                run = current
+                if live is not None:
+                    live.update(_table(run))
+        except (httpx.HTTPError, ValueError):
+            pass  # an older server or a dropped connection: poll
         while run["status"] not in _ENDED:
             time.sleep(0.25)
             run = _call("GET", url, key, f"/workflows/{run_id}")
             if live is not None:
                 live.update(_table(run))
+    return _call("GET", url, key, f"/workflows/{run_id}")
+
+
+def _stream(url: str, key: str, run_id: str, run: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The run after each message of ``GET /workflows/{id}/events`` (snapshot, task, run, end)."""
+    import httpx
+
+    headers = {"X-API-Key": key, "Accept": "text/event-stream"}
+    # The server sends a keep-alive comment every 15 s: a read timeout well past it means the stream is dead.
+    timeout = httpx.Timeout(10, read=45)
+    with httpx.stream("GET", f"{url}/workflows/{run_id}/events", headers=headers, timeout=timeout) as response:
+        if response.status_code != 200:
+            return
+        event, data = "message", ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data += line[5:].removeprefix(" ")
+            elif not line and data:
+                run = _apply(run, event, json.loads(data))
+                yield run
+                if event == "end":
+                    return
+                event, data = "message", ""
+
+
+def _apply(run: dict[str, Any], event: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The run once one stream message is applied to it."""
+    if event == "snapshot":
+        return data
+    if event == "task":
+        ident = (data["task_id"], data["phase"])
+        tasks = [data if (t["task_id"], t["phase"]) == ident else t for t in run["tasks"]]
+        if all((t["task_id"], t["phase"]) != ident for t in run["tasks"]):
+            tasks.append(data)
+        return {**run, "tasks": tasks}
+    if event in ("run", "end"):
+        return {**run, **data}
     return run
 
 

@@ -6,45 +6,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from playwright.async_api import async_playwright
 from redis.asyncio import Redis
 
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.settings import Settings
 from tests.integration.conftest import ADMIN_KEY, live_server
+from tests.support.live_views import CHROMIUM, CHROMIUM_ARGS, require_chromium, sse_messages
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-
-async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """Parse SSE messages (id, event, data) from a streaming response."""
-    message: dict[str, Any] = {}
-    async for line in response.aiter_lines():
-        if not line:
-            if "data" in message:
-                yield message
-            message = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            message[name] = value
 
 
 async def _take(response: httpx.Response, count: int, timeout: float = 10) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
-        async for message in _events(response):
+        async for message in sse_messages(response):
             out.append({"id": message["id"], **json.loads(message["data"])})
             if len(out) == count:
                 return out
@@ -108,8 +89,7 @@ async def test_stream_needs_a_key_or_a_ticket(settings: Settings) -> None:
 
 
 async def test_live_page_shows_a_new_hook_within_two_seconds(settings: Settings) -> None:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package (apt-get, as root)")
+    require_chromium()
     source = f"browser-{uuid.uuid4().hex[:8]}"
     marker = f"marker-{uuid.uuid4().hex}"
     async with (

@@ -2,7 +2,8 @@
 
 Endpoints (scope ``workflow``): ``POST /workflows`` (validate, store, start; ``?wait=N``; ``Idempotency-Key``),
 ``GET /workflows``, ``GET /workflows/{id}``, ``GET /workflows/{id}/tasks/{task_id}``,
-``POST /workflows/{id}/cancel``, ``POST /workflows/{id}/retry``. Runs and tasks are rows (``wf_runs``,
+``POST /workflows/{id}/cancel``, ``POST /workflows/{id}/retry``, ``GET /workflows/{id}/events`` (SSE) and the
+page ``/workflows/{id}/view``. Runs and tasks are rows (``wf_runs``,
 ``wf_tasks``, ``wf_task_attempts``); every app process runs an :class:`~.services.Engine` that claims ready
 tasks under a lease. Events go to ``omninode_bridge_workflow_events_v1`` through the outbox, keyed by run id.
 
@@ -20,9 +21,18 @@ from litestar.di import Provide
 
 from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.modules.workflow.contract import QueriesContract, load_queries
-from omninode_bridge.modules.workflow.controllers import WorkflowController
+from omninode_bridge.modules.workflow.controllers import WorkflowController, WorkflowLiveController
 from omninode_bridge.modules.workflow.messages import WORKFLOW_TOPIC, RunEvent, TaskEvent
-from omninode_bridge.modules.workflow.services import AiTasks, Engine, EngineStore, Kinds, RunService, SafeHttp
+from omninode_bridge.modules.workflow.services import (
+    AiTasks,
+    Engine,
+    EngineStore,
+    Kinds,
+    LiveHub,
+    LivePublisher,
+    RunService,
+    SafeHttp,
+)
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 from omninode_bridge.modules.workflow.state import WorkflowRuntime, WorkflowState
 
@@ -55,10 +65,14 @@ def build_module(
         contract = load_queries(settings.queries_file, contracts_dir)
         named = contract.by_name()
         http = SafeHttp(settings.http_allow_list(), settings.http_max_response_bytes)
-        store = EngineStore(resources.publisher)
+        # Live views: the engine's publisher reports which runs each commit changed (see services.live).
+        live = LiveHub(resources.redis)
+        live_tasks = [asyncio.create_task(live.publish_loop(), name="workflow-live-publish"),
+                      asyncio.create_task(live.subscribe_loop(), name="workflow-live-subscribe")]  # fmt: skip
+        store = EngineStore(LivePublisher(resources.publisher, live))
         kinds = Kinds(resources.database, resources.publisher, resources.catalog, http, named, ai)
         module_state.runtime = WorkflowRuntime(RunService(settings, resources.publisher, set(named)), store,
-                                               resources.database)  # fmt: skip
+                                               resources.database, live)  # fmt: skip
         engine_task: asyncio.Task[None] | None = None
         if settings.engine:
             engine = Engine(settings, resources.database, store, kinds)
@@ -71,12 +85,15 @@ def build_module(
                 engine_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await engine_task
+            for job in live_tasks:
+                job.cancel()
+            await asyncio.gather(*live_tasks, return_exceptions=True)
             await http.aclose()
 
     return Module(
         name="workflow",
         requires=requires,
-        route_handlers=[WorkflowController],
+        route_handlers=[WorkflowController, WorkflowLiveController],
         publishes=[WORKFLOW_TOPIC],
         dependencies={"workflow": Provide(module_state.running, sync_to_thread=False)},
         lifespans=[lifespan],

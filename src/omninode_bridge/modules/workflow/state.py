@@ -6,18 +6,20 @@ from dataclasses import dataclass
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.modules.workflow.services import EngineStore, RunService
+from omninode_bridge.modules.workflow.services import EngineStore, LiveHub, RunService
 
 __all__ = ["WorkflowRuntime", "WorkflowState"]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRuntime:
-    """What the endpoints use: the run use cases, the engine's statements (cancel), the database (wait)."""
+    """What the endpoints use: the run use cases, the engine's statements (cancel), the database (wait), the
+    live views' hub."""
 
     runs: RunService
     store: EngineStore
     database: Database
+    live: LiveHub
 
 
 @dataclass(slots=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from omninode_bridge.modules.workflow.services.engine import Engine
 from omninode_bridge.modules.workflow.services.http import HttpRefused, HttpTaskError, SafeHttp
 from omninode_bridge.modules.workflow.services.kinds import AiTasks, Kinds, TaskFailure
+from omninode_bridge.modules.workflow.services.live import LiveHub, LivePublisher
+from omninode_bridge.modules.workflow.services.live_stream import run_events
 from omninode_bridge.modules.workflow.services.runs import ENDED, RunService
 from omninode_bridge.modules.workflow.services.store import Claimed, EngineStore, backoff_seconds
 from omninode_bridge.modules.workflow.services.templates import TemplateError, references, render
@@ -19,6 +21,8 @@ __all__ = [
     "HttpRefused",
     "HttpTaskError",
     "Kinds",
+    "LiveHub",
+    "LivePublisher",
     "RunService",
     "SafeHttp",
     "TaskFailure",
@@ -27,6 +31,7 @@ __all__ = [
     "find_cycle",
     "references",
     "render",
+    "run_events",
     "topological_order",
     "validate_definition",
 ]

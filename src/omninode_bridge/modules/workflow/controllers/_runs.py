@@ -20,7 +20,7 @@ from omninode_bridge.modules.workflow import schemas
 from omninode_bridge.modules.workflow.models import WorkflowRun
 from omninode_bridge.modules.workflow.state import WorkflowRuntime
 
-__all__ = ["WorkflowController"]
+__all__ = ["WorkflowController", "admit"]
 
 Limit = Annotated[int, param(Annotated[int, page_size(500)])]
 Wait = Annotated[
@@ -36,7 +36,8 @@ Phase = Literal["forward", "compensate"]
 _RUN = "The run, with every task"
 
 
-async def _admit(request: Request[Any, Any, Any], run: WorkflowRun) -> None:
+async def admit(request: Request[Any, Any, Any], run: WorkflowRun) -> None:
+    """Refuse (403) a key that may not use the run's namespace, as every endpoint of a run does."""
     if run.namespace is not None:
         await platform.require_namespace(request, run.namespace)
 
@@ -113,7 +114,7 @@ class WorkflowController(Controller):
     ) -> schemas.RunState:  # fmt: skip
         """The run's state and each task's status, attempts, timings, output or error."""
         run = await workflow.runs.get(uow, run_id)
-        await _admit(request, run)
+        await admit(request, run)
         return await workflow.runs.state(uow, run)
 
     @get("/{run_id:uuid}/tasks/{task_id:str}", operation_id="getWorkflowTask", summary="One task with its attempts",
@@ -124,7 +125,7 @@ class WorkflowController(Controller):
         phase: Annotated[Phase, param(description="forward, or the task's compensation")] = "forward",
     ) -> schemas.TaskState:  # fmt: skip
         """The task's full output and every attempt (worker, timings, error)."""
-        await _admit(request, await workflow.runs.get(uow, run_id))
+        await admit(request, await workflow.runs.get(uow, run_id))
         return await workflow.runs.task(uow, run_id, task_id, phase)
 
     @post("/{run_id:uuid}/cancel", operation_id="cancelWorkflow", summary="Cancel a running run", status_code=200,
@@ -136,9 +137,10 @@ class WorkflowController(Controller):
     ) -> schemas.RunSummary:  # fmt: skip
         """No new task starts; running tasks are cancelled; then the compensations of the completed tasks run in
         reverse order (unless `compensate=false`) and the run ends `cancelled`."""
-        await _admit(request, await workflow.runs.get(uow, run_id))
+        await admit(request, await workflow.runs.get(uow, run_id))
         await workflow.runs.cancel(uow, workflow.store, run_id, compensate=compensate)
         await uow.commit()
+        workflow.live.changed([run_id])  # its waiting tasks were cancelled: live viewers see it at once
         return schemas.RunSummary(**_fresh(await workflow.runs.get(uow, run_id)))
 
     @post("/{run_id:uuid}/retry", operation_id="retryWorkflow", summary="Resume a failed run", status_code=200,
@@ -148,9 +150,10 @@ class WorkflowController(Controller):
         uow: NamedDependency[UnitOfWork], run_id: FromPath[uuid.UUID],
     ) -> schemas.RunSummary:  # fmt: skip
         """Run the failed and cancelled tasks again (their dependents after them), keeping completed results."""
-        await _admit(request, await workflow.runs.get(uow, run_id))
+        await admit(request, await workflow.runs.get(uow, run_id))
         run = await workflow.runs.retry(uow, run_id)
         await uow.commit()
+        workflow.live.changed([run_id])
         return schemas.RunSummary(**_fresh(run))
 
 
