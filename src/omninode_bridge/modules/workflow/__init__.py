@@ -22,7 +22,7 @@ from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.modules.workflow.contract import QueriesContract, load_queries
 from omninode_bridge.modules.workflow.controllers import WorkflowController
 from omninode_bridge.modules.workflow.messages import WORKFLOW_TOPIC, RunEvent, TaskEvent
-from omninode_bridge.modules.workflow.services import AiTasks, Engine, EngineStore, Kinds, RunService, SafeHttp
+from omninode_bridge.modules.workflow.services import AiTasks, Engine, EngineStore, Kinds, RunService, SafeHttp, Waker
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 from omninode_bridge.modules.workflow.state import WorkflowRuntime, WorkflowState
 
@@ -55,13 +55,14 @@ def build_module(
         contract = load_queries(settings.queries_file, contracts_dir)
         named = contract.by_name()
         http = SafeHttp(settings.http_allow_list(), settings.http_max_response_bytes)
-        store = EngineStore(resources.publisher)
+        waker = Waker(resources.database)
+        store = EngineStore(resources.publisher, waker)
         kinds = Kinds(resources.database, resources.publisher, resources.catalog, http, named, ai)
-        module_state.runtime = WorkflowRuntime(RunService(settings, resources.publisher, set(named)), store,
+        module_state.runtime = WorkflowRuntime(RunService(settings, resources.publisher, set(named), waker), store,
                                                resources.database)  # fmt: skip
         engine_task: asyncio.Task[None] | None = None
         if settings.engine:
-            engine = Engine(settings, resources.database, store, kinds)
+            engine = Engine(settings, resources.database, store, kinds, waker)
             engine_task = asyncio.create_task(engine.run(), name="workflow-engine")
         try:
             yield
@@ -72,6 +73,7 @@ def build_module(
                 with contextlib.suppress(asyncio.CancelledError):
                     await engine_task
             await http.aclose()
+            await waker.aclose()
 
     return Module(
         name="workflow",

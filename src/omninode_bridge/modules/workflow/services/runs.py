@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -22,6 +23,7 @@ from omninode_bridge.modules.workflow import messages, schemas
 from omninode_bridge.modules.workflow.models import WorkflowRun, WorkflowTask, WorkflowTaskAttempt
 from omninode_bridge.modules.workflow.services import instruments
 from omninode_bridge.modules.workflow.services.validation import validate_definition
+from omninode_bridge.modules.workflow.services.wake import Waker
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
 __all__ = ["ENDED", "RunService"]
@@ -53,12 +55,15 @@ class RunService:
         settings: Limits.
         publisher: Stages run events.
         queries: Names of the declared SQL queries.
+        waker: Wakes the engines after a submit, cancel or retry commits; tells ``wait`` a run moved.
     """
 
-    def __init__(self, settings: WorkflowSettings, publisher: EventPublisher, queries: Collection[str]) -> None:
+    def __init__(self, settings: WorkflowSettings, publisher: EventPublisher, queries: Collection[str],
+                 waker: Waker) -> None:  # fmt: skip
         self.settings = settings
         self.publisher = publisher
         self.queries = queries
+        self.waker = waker
 
     def check(self, definition: schemas.WorkflowDefinition) -> list[str]:
         """Validate; returns the topological order.
@@ -102,21 +107,23 @@ class RunService:
                           definition=msgspec.to_builtins(definition), idempotency_scope=idempotency_scope,
                           correlation_id=correlation_id, created_at=now,
                           deadline_at=now + dt.timedelta(seconds=definition.timeout_s))  # fmt: skip
-        try:
-            # A savepoint: a concurrent submit with the same Idempotency-Key wins the unique index, and this one
-            # answers with that run instead of failing.
-            async with uow.session.begin_nested():
-                uow.session.add(run)
-                await uow.session.flush()
-        except IntegrityError:
-            if idempotency_scope is None:
-                raise
-            existing = await uow.session.scalar(
-                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
-            )
-            if existing is None:
-                raise
-            return existing, False
+        if idempotency_scope is None:
+            uow.session.add(run)
+            await uow.session.flush()
+        else:
+            try:
+                # A savepoint: a concurrent submit with the same Idempotency-Key wins the unique index, and this
+                # one answers with that run instead of failing.
+                async with uow.session.begin_nested():
+                    uow.session.add(run)
+                    await uow.session.flush()
+            except IntegrityError:
+                existing = await uow.session.scalar(
+                    select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
+                )
+                if existing is None:
+                    raise
+                return existing, False
         position = {task_id: i for i, task_id in enumerate(order)}
         rows = []
         for task in definition.tasks:
@@ -133,7 +140,7 @@ class RunService:
             new_envelope(event_type=messages.RUN_SUBMITTED, payload=payload, correlation_id=str(run.id)),
             new_envelope(event_type=messages.RUN_STARTED, payload=payload, correlation_id=str(run.id)),
         ])  # fmt: skip
-        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        uow.after_commit(self.waker)
         instruments.RUNS.labels(name=run.name).inc()
         return run, True
 
@@ -187,7 +194,7 @@ class RunService:
         row = await store.start_failing(uow, run_id, "cancelled", cancel=True, compensate=compensate)
         if row is None:
             raise ProblemError(409, f"The run is {run.status}; only a running run can be cancelled.", slug="conflict")
-        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        uow.after_commit(self.waker)
         return run
 
     async def retry(self, uow: UnitOfWork, run_id: uuid.UUID) -> WorkflowRun:
@@ -223,20 +230,27 @@ class RunService:
             ),
             {"run": run_id},
         )
-        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        uow.after_commit(self.waker)
         return await self.get(uow, run_id)
 
     async def wait(self, database: Database, run_id: uuid.UUID, seconds: float) -> WorkflowRun | None:
         """The run once it ended, or None when ``seconds`` passed first."""
         deadline = time.monotonic() + seconds
-        delay = 0.01
-        while True:
-            async with database.unit_of_work() as uow:
-                status = await uow.session.scalar(select(WorkflowRun.status).where(WorkflowRun.id == run_id))
-            if status in ENDED or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.25)
+        delay = 0.05
+        # Woken when this process commits a transition of the run; polling covers the other processes' commits.
+        waiter = self.waker.watch(run_id)
+        try:
+            while True:
+                waiter.clear()
+                async with database.unit_of_work() as uow:
+                    status = await uow.session.scalar(select(WorkflowRun.status).where(WorkflowRun.id == run_id))
+                if status in ENDED or time.monotonic() >= deadline:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 1.5, 0.25)
+        finally:
+            self.waker.unwatch(run_id, waiter)
         if status not in ENDED:
             return None
         async with database.unit_of_work() as uow:

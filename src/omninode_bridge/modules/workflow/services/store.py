@@ -21,6 +21,7 @@ from sqlalchemy import text
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import EventPublisher, new_envelope
 from omninode_bridge.modules.workflow import messages
+from omninode_bridge.modules.workflow.services.wake import Waker
 
 __all__ = ["Claimed", "EngineStore", "backoff_seconds"]
 
@@ -96,10 +97,12 @@ class EngineStore:
 
     Args:
         publisher: Stages the run and task events in the same transaction.
+        waker: Wakes the engines once a transaction that made tasks ready commits.
     """
 
-    def __init__(self, publisher: EventPublisher) -> None:
+    def __init__(self, publisher: EventPublisher, waker: Waker) -> None:
         self.publisher = publisher
+        self.waker = waker
 
     async def _events(self, uow: UnitOfWork, run_id: uuid.UUID, events: list[tuple[str, Any]]) -> None:
         if events:
@@ -107,7 +110,10 @@ class EngineStore:
             await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, envelopes)
 
     async def claim(self, uow: UnitOfWork, worker: str, limit: int, lease_s: float) -> list[Claimed]:
-        """Take up to ``limit`` runnable tasks (ready, or running under an expired lease) and start an attempt."""
+        """Take up to ``limit`` runnable tasks (ready, or running under an expired lease) and start an attempt.
+
+        The runs' rows stay locked until the caller commits; ``batch.start_batch`` writes the attempt rows and
+        the started events in the same transaction."""
         rows = (await uow.session.execute(_CLAIM, {"runs": max(limit, 16), "limit": limit, "worker": worker,
                                                      "lease": lease_s})).all()  # fmt: skip
         if not rows:
@@ -120,16 +126,6 @@ class EngineStore:
                 "UPDATE wf_task_attempts SET status = 'lease_expired', finished_at = clock_timestamp() "
                 "WHERE run_id = :run AND task_id = :task AND phase = :phase AND status = 'running'"),
                 [{"run": r.run_id, "task": r.task_id, "phase": r.phase} for r in expired])  # fmt: skip
-        await uow.session.execute(text(
-            "INSERT INTO wf_task_attempts (run_id, task_id, phase, attempt, worker, status, started_at) "
-            "VALUES (:run, :task, :phase, :attempt, :worker, 'running', :started)"),
-            [{"run": c.run_id, "task": c.task_id, "phase": c.phase, "attempt": c.attempt, "worker": worker,
-              "started": c.started_at} for c in claimed])  # fmt: skip
-        # One INSERT for the started events of every task claimed (each keyed by its run).
-        await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, [new_envelope(
-            event_type=messages.TASK_STARTED, correlation_id=str(c.run_id), payload=messages.TaskEvent(
-                run_id=c.run_id, task_id=c.task_id, phase=c.phase, kind=c.kind, status="running", attempt=c.attempt))
-            for c in claimed])  # fmt: skip
         return claimed
 
     async def renew(self, uow: UnitOfWork, task: Claimed, lease_s: float) -> tuple[bool, bool]:
@@ -326,7 +322,7 @@ class EngineStore:
             "CASE WHEN :pending = 0 THEN clock_timestamp() END, CASE WHEN :pending = 0 THEN clock_timestamp() END) "
             "ON CONFLICT DO NOTHING"), [{**r, "spec": _json(r["spec"])} for r in rows])  # fmt: skip
         await uow.session.execute(text("UPDATE wf_runs SET status = 'compensating' WHERE id = :run"), {"run": run.id})
-        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        uow.after_commit(self.waker)
         return []
 
     async def _end_run(self, uow: UnitOfWork, run: Any, outcome: str | None) -> list[tuple[str, Any]]:
