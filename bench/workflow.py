@@ -130,7 +130,7 @@ async def _until(conn: Any, name: str, expected: int, limit_s: float) -> None:
 _OURS = "query NOT LIKE '%pg_stat%' AND query NOT LIKE 'SELECT count(*) FROM wf_runs WHERE name%'"
 
 _TOP = (
-    "SELECT calls, round(total_exec_time) AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS q "
+    "SELECT calls, round(total_exec_time) AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS q "
     "FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' AND query NOT LIKE "
     "'SELECT count(*) FROM wf_runs WHERE name%' ORDER BY calls DESC LIMIT 12"
 )
@@ -194,6 +194,8 @@ async def measure(base: str, dsn: str, pids: list[int], runs: int, fanout: int, 
                   statements=(calls1 - calls0) / runs, top=[(r["calls"], r["ms"], r["q"]) for r in top],
                   single_dispatch=await _dispatch(conn, [f"single{tag}"]))  # fmt: skip
 
+    await conn.execute("SELECT pg_stat_statements_reset()")
+    xacts0, calls0 = await _counters(conn)
     spies = _spy(pids, spy, f"fanout{tag}")
     fan = json.dumps({"name": f"fanout{tag}", "max_parallel": 10_000,
                       "tasks": [{"id": f"t{i}", "kind": "noop"} for i in range(fanout)]}).encode()  # fmt: skip
@@ -203,6 +205,10 @@ async def measure(base: str, dsn: str, pids: list[int], runs: int, fanout: int, 
     await _until(conn, f"fanout{tag}", 1, 300)
     result["fanout"] = fanout / (time.perf_counter() - began)
     _unspy(spies)
+    xacts1, calls1 = await _counters(conn)
+    top = await conn.fetch(_TOP)
+    result.update(fan_xacts=(xacts1 - xacts0) / fanout, fan_statements=(calls1 - calls0) / fanout,
+                  fan_top=[(r["calls"], r["ms"], r["q"]) for r in top])  # fmt: skip
 
     paced_body = json.dumps({"name": f"paced{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
     count = int(paced * 3)
@@ -240,6 +246,9 @@ def report(plain: float, processes: int, r: dict[str, Any], runs: int, fanout: i
     for calls, ms, query in r["top"]:
         print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
     print(f"fan-out run of {fanout} tasks: {r['fanout']:,.0f} tasks/s (ratio {r['fanout'] / plain:.2f} of plain)")
+    print(f"  per task: {r['fan_xacts']:.2f} transactions, {r['fan_statements']:.2f} statements")
+    for calls, ms, query in r["fan_top"]:
+        print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
     p50, p99, n = r["paced"]
     print(f"dispatch latency at {paced:g} runs/s, {n} tasks: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print(f"10-step chain end to end (?wait): median {r['chain'][0]:.1f} ms, max {r['chain'][1]:.1f} ms")

@@ -48,15 +48,17 @@ WITH done AS (
       AND t.status = 'running'
     RETURNING t.run_id, t.task_id
 ), counts AS (
-    SELECT w.run_id, w.task_id, count(*) AS n FROM wf_tasks w JOIN done d ON d.run_id = w.run_id
-        AND d.task_id = ANY(w.depends_on)
-    WHERE w.phase = 'forward' AND w.status = 'waiting' GROUP BY w.run_id, w.task_id
+    -- the waiting tasks of the batch's runs (ix_wf_tasks_run_busy), with how many of their dependencies it completed
+    SELECT w.run_id, w.task_id,
+        (SELECT count(*) FROM done d WHERE d.run_id = w.run_id AND d.task_id = ANY(w.depends_on)) AS n
+    FROM wf_tasks w
+    WHERE w.run_id IN (SELECT run_id FROM done) AND w.status = 'waiting' AND w.phase = 'forward'
 ), ready AS (
     UPDATE wf_tasks w SET pending_deps = w.pending_deps - c.n,
         status = CASE WHEN w.pending_deps = c.n THEN 'ready' ELSE w.status END,
         ready_at = CASE WHEN w.pending_deps = c.n THEN clock_timestamp() ELSE w.ready_at END,
         next_run_at = CASE WHEN w.pending_deps = c.n THEN clock_timestamp() ELSE w.next_run_at END
-    FROM counts c WHERE w.run_id = c.run_id AND w.task_id = c.task_id AND w.phase = 'forward'
+    FROM counts c WHERE c.n > 0 AND w.run_id = c.run_id AND w.task_id = c.task_id AND w.phase = 'forward'
     RETURNING w.status
 )
 SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM ready WHERE status = 'ready') AS ready

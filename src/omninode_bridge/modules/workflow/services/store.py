@@ -27,22 +27,33 @@ __all__ = ["Claimed", "EngineStore", "backoff_seconds"]
 
 TERMINAL = ("completed", "failed", "cancelled")
 
+# Each run's ready tasks are read through ix_wf_tasks_run_ready, at most as many as it may start (a 1,000-task
+# fan-out is not read whole for each batch); its running ones through ix_wf_tasks_run_busy.
 _CLAIM = text("""
 WITH runs AS (
     SELECT r.id, r.max_parallel - (SELECT count(*) FROM wf_tasks x WHERE x.run_id = r.id AND x.status = 'running'
                                    AND x.lease_until >= clock_timestamp()) AS slots
     FROM wf_runs r
-    WHERE r.status IN ('running', 'compensating') AND EXISTS (
-        SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND (
-            (t.status = 'ready' AND t.next_run_at <= clock_timestamp())
-            OR (t.status = 'running' AND t.lease_until < clock_timestamp())))
+    WHERE r.status IN ('running', 'compensating') AND (
+        EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready'
+                AND t.next_run_at <= clock_timestamp())
+        OR EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'running'
+                   AND t.lease_until < clock_timestamp()))
     ORDER BY r.id LIMIT :runs FOR UPDATE OF r SKIP LOCKED
 ), candidates AS (
-    SELECT t.run_id, t.task_id, t.phase, t.next_run_at, t.status AS previous,
-        row_number() OVER (PARTITION BY t.run_id ORDER BY t.next_run_at, t.position) AS rank, runs.slots
-    FROM wf_tasks t JOIN runs ON runs.id = t.run_id
-    WHERE (t.status = 'ready' AND t.next_run_at <= clock_timestamp())
-       OR (t.status = 'running' AND t.lease_until < clock_timestamp())
+    SELECT x.run_id, x.task_id, x.phase, x.next_run_at, x.previous, x.slots,
+        row_number() OVER (PARTITION BY x.run_id ORDER BY x.next_run_at) AS rank
+    FROM (
+        SELECT t.run_id, t.task_id, t.phase, t.next_run_at, 'ready'::text AS previous, runs.slots
+        FROM runs CROSS JOIN LATERAL (
+            SELECT w.run_id, w.task_id, w.phase, w.next_run_at FROM wf_tasks w
+            WHERE w.run_id = runs.id AND w.status = 'ready' AND w.next_run_at <= clock_timestamp()
+            ORDER BY w.next_run_at LIMIT greatest(least(runs.slots, :limit), 0)) t
+        UNION ALL
+        SELECT t.run_id, t.task_id, t.phase, t.next_run_at, 'running'::text, runs.slots
+        FROM runs JOIN wf_tasks t ON t.run_id = runs.id
+        WHERE t.status = 'running' AND t.lease_until < clock_timestamp()
+    ) x
 ), chosen AS (
     SELECT run_id, task_id, phase, previous FROM candidates WHERE rank <= slots ORDER BY next_run_at LIMIT :limit
 )
