@@ -47,7 +47,7 @@ WITH done AS (
     WHERE t.run_id = i.run_id AND t.task_id = i.task_id AND t.phase = 'forward' AND t.attempt = i.attempt
       AND t.status = 'running'
     RETURNING t.run_id, t.task_id
-), counts AS (
+), counts AS MATERIALIZED (
     -- the waiting tasks of the batch's runs (ix_wf_tasks_run_busy), with how many of their dependencies it completed
     SELECT w.run_id, w.task_id,
         (SELECT count(*) FROM done d WHERE d.run_id = w.run_id AND d.task_id = ANY(w.depends_on)) AS n

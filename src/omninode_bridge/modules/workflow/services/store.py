@@ -32,7 +32,8 @@ TERMINAL = ("completed", "failed", "cancelled")
 _CLAIM = text("""
 WITH runs AS (
     SELECT r.id, r.max_parallel - (SELECT count(*) FROM wf_tasks x WHERE x.run_id = r.id AND x.status = 'running'
-                                   AND x.lease_until >= clock_timestamp()) AS slots
+                                   AND x.lease_until >= clock_timestamp()) AS slots,
+        r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai  -- once per run: a large definition is TOASTed
     FROM wf_runs r
     WHERE r.status IN ('running', 'compensating') AND (
         EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready'
@@ -55,7 +56,8 @@ WITH runs AS (
         WHERE t.status = 'running' AND t.lease_until < clock_timestamp()
     ) x
 ), chosen AS (
-    SELECT run_id, task_id, phase, previous FROM candidates WHERE rank <= slots ORDER BY next_run_at LIMIT :limit
+    SELECT c.run_id, c.task_id, c.phase, c.previous, runs.has_ai FROM candidates c JOIN runs ON runs.id = c.run_id
+    WHERE c.rank <= c.slots ORDER BY c.next_run_at LIMIT :limit
 )
 UPDATE wf_tasks t SET status = 'running', attempt = t.attempt + 1, lease_owner = :worker,
     lease_until = clock_timestamp() + make_interval(secs => :lease), started_at = clock_timestamp()
@@ -63,7 +65,7 @@ FROM chosen c JOIN wf_runs r ON r.id = c.run_id
 WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
   AND (t.status = 'ready' OR (t.status = 'running' AND t.lease_until < clock_timestamp()))
 RETURNING t.run_id, t.task_id, t.phase, t.kind, t.spec, t.attempt, t.retry_base, t.ready_at, t.started_at,
-    c.previous, r.inputs, r.name, r.correlation_id, r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai
+    c.previous, r.inputs, r.name, r.correlation_id, c.has_ai
 """)
 
 
