@@ -22,10 +22,12 @@ from omninode_bridge.core.events import EventPublisher, new_envelope
 from omninode_bridge.modules.workflow import messages
 from omninode_bridge.modules.workflow.services.store import Claimed
 
-__all__ = ["INLINE_KINDS", "Batch", "Done", "start_batch"]
+__all__ = ["INLINE_BATCH", "INLINE_KINDS", "Batch", "Done", "start_batch"]
 
 #: Kinds whose result is known at claim time; they complete in the claim transaction.
 INLINE_KINDS = frozenset({"noop"})
+#: Inline tasks claimed per transaction (they hold no concurrency slot: a batch is done when it commits).
+INLINE_BATCH = 256
 
 _ATTEMPTS = text("""
 INSERT INTO wf_task_attempts (run_id, task_id, phase, attempt, worker, status, started_at, finished_at)
@@ -83,9 +85,9 @@ class Done:
 
 @dataclass(slots=True)
 class Batch:
-    """What a batch's commit changed: the tasks claimed, the runs it ended, how many tasks became ready."""
+    """What a batch's commit changed: whether a claim was full, the runs it ended, how many tasks became ready."""
 
-    claimed: int = 0
+    full: bool = False
     ended: list[uuid.UUID] = field(default_factory=list)
     ready: int = 0
 

@@ -24,7 +24,7 @@ import structlog
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.workflow.services import instruments
-from omninode_bridge.modules.workflow.services.batch import INLINE_KINDS, Batch, Done, start_batch
+from omninode_bridge.modules.workflow.services.batch import INLINE_BATCH, INLINE_KINDS, Batch, Done, start_batch
 from omninode_bridge.modules.workflow.services.http import HttpTaskError
 from omninode_bridge.modules.workflow.services.kinds import Kinds, TaskFailure, output_size
 from omninode_bridge.modules.workflow.services.store import Claimed, EngineStore
@@ -35,6 +35,7 @@ from omninode_bridge.modules.workflow.settings import WorkflowSettings
 __all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
+_CLAIMERS = 2
 
 
 class _Stopped(Exception):
@@ -62,6 +63,7 @@ class Engine:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = waker.local
         self.inflight: dict[asyncio.Task[None], Claimed] = {}
+        self._reserved = 0
         self._listener: Any = None
         self.background: set[asyncio.Task[None]] = set()
 
@@ -81,33 +83,41 @@ class Engine:
     async def run(self) -> None:
         """Claim and run tasks until cancelled."""
         await self._listen()
-        next_sweep = 0.0
         try:
-            while True:
-                self.wake.clear()
-                free = self.settings.concurrency - len(self.inflight)
-                claimed: list[Claimed] = []
-                batch = Batch()
-                if free > 0:
-                    try:
-                        claimed, batch = await self._claim(free)
-                    except Exception as exc:
-                        log.warning("workflow engine: claim failed", error=describe_error(exc))
-                        await asyncio.sleep(self.settings.poll_seconds)
-                for task in claimed:
-                    job = asyncio.create_task(self._execute(task), name=f"wf-{task.run_id}-{task.task_id}")
-                    self.inflight[job] = task
-                    job.add_done_callback(self._done)
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self.settings.poll_seconds
-                    with contextlib.suppress(Exception):
-                        await self._sweep()
-                if (batch.claimed == free and free > 0) or batch.ready:
-                    continue  # more may be waiting, or the inline tasks made some ready
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
+            # Two claim loops: one's transaction is in flight while the other claims (runs are locked with SKIP
+            # LOCKED, so they take different runs); a task made ready waits for less than a whole claim.
+            await asyncio.gather(*(self._loop(sweeper=i == 0) for i in range(_CLAIMERS)))
         finally:
             await self._shutdown()
+
+    async def _loop(self, *, sweeper: bool) -> None:
+        next_sweep = 0.0
+        while True:
+            self.wake.clear()
+            # Slots are reserved while a claim is in flight, so that the loops together stay within concurrency.
+            free = max(0, self.settings.concurrency - len(self.inflight) - self._reserved)
+            self._reserved += free
+            claimed: list[Claimed] = []
+            batch = Batch()
+            try:
+                claimed, batch = await self._claim(free)
+            except Exception as exc:
+                log.warning("workflow engine: claim failed", error=describe_error(exc))
+                await asyncio.sleep(self.settings.poll_seconds)
+            finally:
+                self._reserved -= free
+            for task in claimed:
+                job = asyncio.create_task(self._execute(task), name=f"wf-{task.run_id}-{task.task_id}")
+                self.inflight[job] = task
+                job.add_done_callback(self._done)
+            if sweeper and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.settings.poll_seconds
+                with contextlib.suppress(Exception):
+                    await self._sweep()
+            if batch.full or batch.ready:
+                continue  # more may be waiting, or the inline tasks made some ready
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self.inflight.pop(job, None)
@@ -115,12 +125,19 @@ class Engine:
 
     async def _claim(self, limit: int) -> tuple[list[Claimed], Batch]:
         """Claim up to ``limit`` tasks; complete the inline ones in the same transaction; return the others."""
+        lease = self.settings.lease_seconds
         async with self.database.unit_of_work() as uow:
-            claimed = await self.store.claim(uow, self.worker, limit, self.settings.lease_seconds)
+            # Inline kinds in a large batch (they take no slot), then any kind up to the free slots.
+            claimed = await self.store.claim(uow, self.worker, INLINE_BATCH, lease, sorted(INLINE_KINDS))
+            full = len(claimed) == INLINE_BATCH
+            if limit > 0:
+                more = await self.store.claim(uow, self.worker, limit, lease)
+                full = full or len(more) == limit
+                claimed += more
             inline = await self._inline(uow, claimed)
             batch = await start_batch(uow, self.store.publisher, self.worker, claimed, inline)
             await uow.commit()
-        batch.claimed = len(claimed)
+        batch.full = full
         now = time.time()
         for task in claimed:
             if task.ready_at is not None:

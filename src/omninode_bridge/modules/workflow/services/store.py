@@ -37,7 +37,7 @@ WITH runs AS (
     FROM wf_runs r
     WHERE r.status IN ('running', 'compensating') AND (
         EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready'
-                AND t.next_run_at <= clock_timestamp())
+                AND t.next_run_at <= clock_timestamp() AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds)))
         OR EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'running'
                    AND t.lease_until < clock_timestamp()))
     ORDER BY r.id LIMIT :runs FOR UPDATE OF r SKIP LOCKED
@@ -49,11 +49,13 @@ WITH runs AS (
         FROM runs CROSS JOIN LATERAL (
             SELECT w.run_id, w.task_id, w.phase, w.next_run_at FROM wf_tasks w
             WHERE w.run_id = runs.id AND w.status = 'ready' AND w.next_run_at <= clock_timestamp()
+              AND (CAST(:kinds AS text[]) IS NULL OR w.kind = ANY(:kinds))
             ORDER BY w.next_run_at LIMIT greatest(least(runs.slots, :limit), 0)) t
         UNION ALL
         SELECT t.run_id, t.task_id, t.phase, t.next_run_at, 'running'::text, runs.slots
         FROM runs JOIN wf_tasks t ON t.run_id = runs.id
         WHERE t.status = 'running' AND t.lease_until < clock_timestamp()
+          AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds))
     ) x
 ), chosen AS (
     SELECT c.run_id, c.task_id, c.phase, c.previous, runs.has_ai FROM candidates c JOIN runs ON runs.id = c.run_id
@@ -122,13 +124,15 @@ class EngineStore:
             envelopes = [new_envelope(event_type=t, payload=p, correlation_id=str(run_id)) for t, p in events]
             await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, envelopes)
 
-    async def claim(self, uow: UnitOfWork, worker: str, limit: int, lease_s: float) -> list[Claimed]:
-        """Take up to ``limit`` runnable tasks (ready, or running under an expired lease) and start an attempt.
+    async def claim(self, uow: UnitOfWork, worker: str, limit: int, lease_s: float,
+                    kinds: list[str] | None = None) -> list[Claimed]:  # fmt: skip
+        """Take up to ``limit`` runnable tasks (ready, or running under an expired lease; of ``kinds`` only when
+        given) and start an attempt.
 
         The runs' rows stay locked until the caller commits; ``batch.start_batch`` writes the attempt rows and
         the started events in the same transaction."""
         rows = (await uow.session.execute(_CLAIM, {"runs": max(limit, 16), "limit": limit, "worker": worker,
-                                                     "lease": lease_s})).all()  # fmt: skip
+                                                     "lease": lease_s, "kinds": kinds})).all()  # fmt: skip
         if not rows:
             return []
         claimed = [Claimed(r.run_id, r.task_id, r.phase, r.kind, r.spec, r.attempt, r.retry_base, r.ready_at,
