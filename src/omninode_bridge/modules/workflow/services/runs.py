@@ -42,8 +42,8 @@ WITH run AS (
         retry_base, next_run_at, ready_at)
     SELECT run.id, t.task_id, 'forward', t.position, t.kind, t.spec, ARRAY(SELECT jsonb_array_elements_text(t.deps)),
         jsonb_array_length(t.deps), CASE WHEN jsonb_array_length(t.deps) = 0 THEN 'ready' ELSE 'waiting' END, 0, 0,
-        CASE WHEN jsonb_array_length(t.deps) = 0 THEN CAST(:created_at AS timestamptz) END,
-        CASE WHEN jsonb_array_length(t.deps) = 0 THEN CAST(:created_at AS timestamptz) END
+        CASE WHEN jsonb_array_length(t.deps) = 0 THEN clock_timestamp() END,
+        CASE WHEN jsonb_array_length(t.deps) = 0 THEN clock_timestamp() END
     FROM run, unnest(CAST(:task_ids AS text[]), CAST(:positions AS int[]), CAST(:kinds AS text[]),
                      CAST(:specs AS jsonb[]), CAST(:deps AS jsonb[])) AS t(task_id, position, kind, spec, deps)
 ), outbox AS ({outbox_rows_sql("EXISTS (SELECT 1 FROM run)")})
