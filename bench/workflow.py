@@ -19,6 +19,8 @@ tasks/s and >= 0.25 of plain commits/s, dispatch p99 < 25 ms at moderate load). 
 the figures are indicative; the ratio is the figure to compare. ``--py-spy DIR`` records each worker with
 py-spy (CPU, raw collapsed stacks) during the single-task and fan-out phases.
 
+The app runs with a pool of ``--clients`` + 8 connections (see ``main``).
+
 Run: ``.venv/bin/python -m bench.workflow [--runs 1000] [--fanout 1000] [--clients 16] [--processes 1,2]``
 """
 
@@ -287,7 +289,11 @@ def main() -> None:
         print(f"plain INSERT+COMMIT/s ({args.clients} connections): {plain:,.0f}")
         env = {"OMNINODE_DATABASE_URL": urls["database_url"], "OMNINODE_REDIS_URL": urls["redis_url"],
                "OMNINODE_KAFKA_BOOTSTRAP_SERVERS": urls["kafka"], "OMNINODE_API_KEYS": f"bench:{KEY}:admin",
-               "OMNINODE_RATE_LIMIT_REQUESTS": "10000000", "OMNINODE_LOG_LEVEL": "WARNING"}  # fmt: skip
+               "OMNINODE_RATE_LIMIT_REQUESTS": "10000000", "OMNINODE_LOG_LEVEL": "WARNING",
+               # --clients submits at once plus the engine's claim loops, the relay and the health checks: at
+               # the default pool (10 + 10 overflow) overflow connections are closed and reopened all the time,
+               # each paying a connect and asyncpg's type introspection (~190 introspections a 1,000-run phase).
+               "OMNINODE_DATABASE_POOL_SIZE": str(args.clients + 8)}  # fmt: skip
         for processes in (int(p) for p in args.processes.split(",")):
             with serve_app(env, processes) as (base, server):
                 pids = [p.pid for p in worker_processes(server)]
