@@ -28,7 +28,10 @@ __all__ = ["Claimed", "EngineStore", "backoff_seconds"]
 TERMINAL = ("completed", "failed", "cancelled")
 
 # Each run's ready tasks are read through ix_wf_tasks_run_ready, at most as many as it may start (a 1,000-task
-# fan-out is not read whole for each batch); its running ones through ix_wf_tasks_run_busy.
+# fan-out is not read whole for each batch); its running ones through ix_wf_tasks_run_busy. The update finds
+# the chosen rows by ctid: joined on the key, the planner (a CTE is estimated at one row) read every task of
+# the run for each chosen one (256 x 1,000 rows, 100 ms). A row changed since the statement's snapshot (its
+# ctid no longer matches on the re-check) is skipped, never claimed twice.
 _CLAIM = text("""
 WITH runs AS (
     SELECT r.id, r.max_parallel - (SELECT count(*) FROM wf_tasks x WHERE x.run_id = r.id AND x.status = 'running'
@@ -42,29 +45,30 @@ WITH runs AS (
                    AND t.lease_until < clock_timestamp()))
     ORDER BY r.id LIMIT :runs FOR UPDATE OF r SKIP LOCKED
 ), candidates AS (
-    SELECT x.run_id, x.task_id, x.phase, x.next_run_at, x.previous, x.slots,
+    SELECT x.tid, x.run_id, x.task_id, x.phase, x.next_run_at, x.previous, x.slots,
         row_number() OVER (PARTITION BY x.run_id ORDER BY x.next_run_at) AS rank
     FROM (
-        SELECT t.run_id, t.task_id, t.phase, t.next_run_at, 'ready'::text AS previous, runs.slots
+        SELECT t.tid, t.run_id, t.task_id, t.phase, t.next_run_at, 'ready'::text AS previous, runs.slots
         FROM runs CROSS JOIN LATERAL (
-            SELECT w.run_id, w.task_id, w.phase, w.next_run_at FROM wf_tasks w
+            SELECT w.ctid AS tid, w.run_id, w.task_id, w.phase, w.next_run_at FROM wf_tasks w
             WHERE w.run_id = runs.id AND w.status = 'ready' AND w.next_run_at <= clock_timestamp()
               AND (CAST(:kinds AS text[]) IS NULL OR w.kind = ANY(:kinds))
             ORDER BY w.next_run_at LIMIT greatest(least(runs.slots, :limit), 0)) t
         UNION ALL
-        SELECT t.run_id, t.task_id, t.phase, t.next_run_at, 'running'::text, runs.slots
+        SELECT t.ctid, t.run_id, t.task_id, t.phase, t.next_run_at, 'running'::text, runs.slots
         FROM runs JOIN wf_tasks t ON t.run_id = runs.id
         WHERE t.status = 'running' AND t.lease_until < clock_timestamp()
           AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds))
     ) x
 ), chosen AS (
-    SELECT c.run_id, c.task_id, c.phase, c.previous, runs.has_ai FROM candidates c JOIN runs ON runs.id = c.run_id
+    SELECT c.tid, c.run_id, c.task_id, c.phase, c.previous, runs.has_ai
+    FROM candidates c JOIN runs ON runs.id = c.run_id
     WHERE c.rank <= c.slots ORDER BY c.next_run_at LIMIT :limit
 )
 UPDATE wf_tasks t SET status = 'running', attempt = t.attempt + 1, lease_owner = :worker,
     lease_until = clock_timestamp() + make_interval(secs => :lease), started_at = clock_timestamp()
 FROM chosen c JOIN wf_runs r ON r.id = c.run_id
-WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
+WHERE t.ctid = c.tid AND t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
   AND (t.status = 'ready' OR (t.status = 'running' AND t.lease_until < clock_timestamp()))
 RETURNING t.run_id, t.task_id, t.phase, t.kind, t.spec, t.attempt, t.retry_base, t.ready_at, t.started_at,
     c.previous, r.inputs, r.name, r.correlation_id, c.has_ai
