@@ -1,42 +1,51 @@
 """Workflow engine throughput and latency vs plain commits, on the embedded stack (not run in CI).
 
-In one run, on the same PostgreSQL:
+In one run, on the same PostgreSQL (``pg_stat_statements`` loaded, to count statements per task):
 
 * **baseline**: single-row ``INSERT`` + commit per statement from ``--clients`` asyncpg connections;
-* **single-task runs**: ``--runs`` workflows of one ``noop`` task submitted through the API (in-process
-  client, ``--clients`` at once), timed from the first submit to the last run completed;
-* **fan-out**: one workflow of ``--fanout`` independent ``noop`` tasks, submit to completion;
-* **dispatch latency**: ``started_at - ready_at`` of every task above (p50, p99);
-* **chain**: a 10-step ``noop`` chain submitted with ``?wait`` one at a time, end-to-end latency (median).
+* then, with ``omninode-bridge serve`` in 1 and in 2 worker processes (each runs the engine):
+
+  * **single-task runs**: ``--runs`` workflows of one ``noop`` task POSTed over ``--clients`` keep-alive
+    connections, timed from the first submit to the last run completed;
+  * **fan-out**: one workflow of ``--fanout`` independent ``noop`` tasks, submit to completion;
+  * **dispatch latency at moderate load** (``started_at - ready_at``, p50/p99): single-task runs submitted at
+    ``--paced`` runs/s for 3 s;
+  * **chain**: a 10-step ``noop`` chain submitted with ``?wait``, one at a time, end-to-end latency (median);
+  * transactions (``pg_stat_database.xact_commit``) and statements (``pg_stat_statements``) per task of the
+    single-task phase, with the statements that cost most.
 
 Durable tasks/s are reported beside the plain commits/s with their ratio (the issue's target: >= 1,000
-tasks/s and >= 0.25 of plain commits/s, dispatch p99 < 25 ms). On a shared 2-core machine the figures are
-indicative; the ratio is the figure to compare. One app process (the in-process app); two processes are not
-measured here.
+tasks/s and >= 0.25 of plain commits/s, dispatch p99 < 25 ms at moderate load). On a shared 2-core machine
+the figures are indicative; the ratio is the figure to compare. ``--py-spy DIR`` records each worker with
+py-spy (CPU, raw collapsed stacks) during the single-task and fan-out phases.
 
-Run: ``.venv/bin/python -m bench.workflow [--runs 1000] [--fanout 1000] [--clients 16]``
+The app runs with a pool of ``--clients`` + 8 connections (see ``main``).
+
+Run: ``.venv/bin/python -m bench.workflow [--runs 1000] [--fanout 1000] [--clients 16] [--processes 1,2]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from litestar.testing import AsyncTestClient
 
-from omninode_bridge.app import create_app
+from bench._http import percentile
+from bench._tools import serve_app, worker_processes
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
-from omninode_bridge.settings import load_settings
 
 KEY = "onb_bench_workflow_key_0123456789abcdef"
-HEADERS = {"X-API-Key": KEY}
+HEADERS = {"X-API-Key": KEY, "content-type": "application/json"}
 
 
 def _dsn(url: str) -> str:
@@ -62,6 +71,51 @@ async def baseline(dsn: str, count: int, clients: int) -> float:
     return count / elapsed
 
 
+class Poster:
+    """POSTs pre-encoded JSON bodies over raw keep-alive connections (an HTTP client library would spend more
+    CPU than the server under test, on the same cores)."""
+
+    def __init__(self, base: str) -> None:
+        self.host, port = base.removeprefix("http://").split(":")
+        self.port = int(port)
+
+    def _request(self, path: str, body: bytes) -> bytes:
+        lines = [f"POST {path} HTTP/1.1", f"host: {self.host}:{self.port}", f"content-length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in HEADERS.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(self.host, self.port)
+
+    async def post(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], path: str, body: bytes) -> bytes:
+        reader, writer = conn
+        writer.write(self._request(path, body))
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        data = await reader.readexactly(length) if length else b""
+        if status >= 300:
+            raise RuntimeError(f"POST {path}: {status} {data[:300]!r}")
+        return data
+
+    async def many(self, path: str, body: bytes, count: int, clients: int) -> None:
+        queue = list(range(count))
+
+        async def worker() -> None:
+            conn = await self.connect()
+            try:
+                while queue:
+                    queue.pop()
+                    await self.post(conn, path, body)
+            finally:
+                conn[1].close()
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+
+
 async def _completed(conn: Any, name: str) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM wf_runs WHERE name = $1 AND status = 'completed'", name))
 
@@ -70,64 +124,148 @@ async def _until(conn: Any, name: str, expected: int, limit_s: float) -> None:
     deadline = time.monotonic() + limit_s
     while await _completed(conn, name) < expected:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{name}: not completed within {limit_s} s")
-        await asyncio.sleep(0.02)
+            raise RuntimeError(f"{name}: {await _completed(conn, name)} of {expected} completed in {limit_s} s")
+        await asyncio.sleep(0.01)
 
 
-async def run(urls: dict[str, str], runs: int, fanout: int, clients: int) -> None:
-    dsn = _dsn(urls["database_url"])
-    plain = await baseline(dsn, max(2000, runs), clients)
-    settings = load_settings({"OMNINODE_ENV": "test", "OMNINODE_API_KEYS": f"bench:{KEY}:admin",
-                              "OMNINODE_RATE_LIMIT_REQUESTS": "10000000", "OMNINODE_LOG_LEVEL": "WARNING"},
-                             env_file=None).with_services(database_url=urls["database_url"],
-                                                          redis_url=urls["redis_url"], kafka=urls["kafka"])  # fmt: skip
+#: The app's statements (not the bench's own polling and counting).
+_OURS = "query NOT LIKE '%pg_stat%' AND query NOT LIKE 'SELECT count(*) FROM wf_runs WHERE name%'"
+
+_TOP = (
+    "SELECT calls, round(total_exec_time) AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS q "
+    "FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' AND query NOT LIKE "
+    "'SELECT count(*) FROM wf_runs WHERE name%' ORDER BY calls DESC LIMIT 12"
+)
+
+
+async def _counters(conn: Any) -> tuple[int, int]:
+    await asyncio.sleep(1.2)  # backends flush their statistics within a second of going idle
+    xacts = await conn.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = "
+                                "current_database()")  # fmt: skip
+    calls = await conn.fetchval(f"SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE {_OURS}")  # noqa: S608
+    return int(xacts), int(calls)
+
+
+async def _dispatch(conn: Any, names: list[str]) -> tuple[float, float, int]:
+    rows = await conn.fetch("SELECT extract(epoch FROM t.started_at - t.ready_at) * 1000 AS ms FROM wf_tasks t "
+                            "JOIN wf_runs r ON r.id = t.run_id WHERE r.name = ANY($1)", names)  # fmt: skip
+    values = [float(r["ms"]) for r in rows]
+    return percentile(values, 0.5), percentile(values, 0.99), len(values)
+
+
+def _spy(pids: list[int], out: Path | None, label: str) -> list[subprocess.Popen[bytes]]:
+    if out is None or (shutil.which("py-spy") is None and not Path(".venv/bin/py-spy").exists()):
+        return []
+    binary = shutil.which("py-spy") or ".venv/bin/py-spy"
+    out.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([binary, "record", "--pid", str(pid), "-r", "100", "-f", "raw", "-o",
+                              str(out / f"{label}-{i}.txt")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i, pid in enumerate(pids)]  # fmt: skip
+
+
+def _unspy(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
+        spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    for spy in spies:
+        spy.wait(timeout=60)
+
+
+async def measure(base: str, dsn: str, pids: list[int], runs: int, fanout: int, clients: int, paced: float,
+                  tag: str, spy: Path | None) -> dict[str, Any]:  # fmt: skip
+    """Every workflow figure against the app at ``base``."""
+    poster = Poster(base)
     conn = await asyncpg.connect(dsn)
-    async with AsyncTestClient(create_app(settings), timeout=60) as client:
-        single = {"name": "bench_single", "tasks": [{"id": "t", "kind": "noop"}]}
-        queue = list(range(runs))
+    result: dict[str, Any] = {}
+    warm = json.dumps({"name": f"warm{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
+    await poster.many("/workflows", warm, 50, min(clients, 8))
+    await _until(conn, f"warm{tag}", 50, 60)
+    await conn.execute("SELECT pg_stat_statements_reset()")
+    xacts0, calls0 = await _counters(conn)
 
-        async def submitter() -> None:
-            while queue:
-                queue.pop()
-                response = await client.post("/workflows", json=single, headers=HEADERS)
-                assert response.status_code == 202, response.text
+    spies = _spy(pids, spy, f"single{tag}")
+    single = json.dumps({"name": f"single{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
+    began = time.perf_counter()
+    await poster.many("/workflows", single, runs, clients)
+    submitted = time.perf_counter() - began
+    await _until(conn, f"single{tag}", runs, 300)
+    elapsed = time.perf_counter() - began
+    _unspy(spies)
+    xacts1, calls1 = await _counters(conn)
+    top = await conn.fetch(_TOP)
+    result.update(single=runs / elapsed, submit=runs / submitted, xacts=(xacts1 - xacts0) / runs,
+                  statements=(calls1 - calls0) / runs, top=[(r["calls"], r["ms"], r["q"]) for r in top],
+                  single_dispatch=await _dispatch(conn, [f"single{tag}"]))  # fmt: skip
 
+    await conn.execute("SELECT pg_stat_statements_reset()")
+    xacts0, calls0 = await _counters(conn)
+    spies = _spy(pids, spy, f"fanout{tag}")
+    fan = json.dumps({"name": f"fanout{tag}", "max_parallel": 10_000,
+                      "tasks": [{"id": f"t{i}", "kind": "noop"} for i in range(fanout)]}).encode()  # fmt: skip
+    began = time.perf_counter()
+    conn1 = await poster.connect()
+    await poster.post(conn1, "/workflows", fan)
+    await _until(conn, f"fanout{tag}", 1, 300)
+    result["fanout"] = fanout / (time.perf_counter() - began)
+    _unspy(spies)
+    xacts1, calls1 = await _counters(conn)
+    top = await conn.fetch(_TOP)
+    result.update(fan_xacts=(xacts1 - xacts0) / fanout, fan_statements=(calls1 - calls0) / fanout,
+                  fan_top=[(r["calls"], r["ms"], r["q"]) for r in top])  # fmt: skip
+
+    paced_body = json.dumps({"name": f"paced{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
+    count = int(paced * 3)
+    began = time.perf_counter()
+    conn1[1].close()
+    conn1 = await poster.connect()  # the server closed the idle one
+    for i in range(count):  # at a fixed rate, one at a time
+        await asyncio.sleep(max(0.0, began + i / paced - time.perf_counter()))
+        await poster.post(conn1, "/workflows", paced_body)
+    await _until(conn, f"paced{tag}", count, 60)
+    result["paced"] = await _dispatch(conn, [f"paced{tag}"])
+
+    steps = [{"id": f"s{i}", "kind": "noop", "depends_on": [f"s{i - 1}"] if i else []} for i in range(10)]
+    chain = json.dumps({"name": f"chain{tag}", "tasks": steps}).encode()
+    latencies = []
+    conn1[1].close()
+    conn1 = await poster.connect()
+    for _ in range(10):
         began = time.perf_counter()
-        await asyncio.gather(*(submitter() for _ in range(clients)))
-        submitted = time.perf_counter() - began
-        await _until(conn, "bench_single", runs, 300)
-        single_rate = runs / (time.perf_counter() - began)
-
-        fan = {"name": "bench_fanout", "max_parallel": 10_000,
-               "tasks": [{"id": f"t{i}", "kind": "noop"} for i in range(fanout)]}  # fmt: skip
-        began = time.perf_counter()
-        response = await client.post("/workflows", json=fan, headers=HEADERS)
-        assert response.status_code == 202, response.text
-        await _until(conn, "bench_fanout", 1, 300)
-        fan_rate = fanout / (time.perf_counter() - began)
-
-        chain = {"name": "bench_chain", "tasks": [
-            {"id": f"s{i}", "kind": "noop", "depends_on": [f"s{i - 1}"] if i else []} for i in range(10)]}  # fmt: skip
-        latencies = []
-        for _ in range(10):
-            began = time.perf_counter()
-            response = await client.post("/workflows?wait=20", json=chain, headers=HEADERS)
-            assert response.status_code == 200, response.text
-            latencies.append((time.perf_counter() - began) * 1000)
-    rows = await conn.fetch(
-        "SELECT extract(epoch FROM t.started_at - t.ready_at) * 1000 AS ms FROM wf_tasks t JOIN wf_runs r "
-        "ON r.id = t.run_id WHERE r.name IN ('bench_single', 'bench_fanout') ORDER BY ms"
-    )
+        body = json.loads(await poster.post(conn1, "/workflows?wait=20", chain))
+        assert body["status"] == "completed", body
+        latencies.append((time.perf_counter() - began) * 1000)
+    conn1[1].close()
+    result["chain"] = (statistics.median(latencies), max(latencies))
     await conn.close()
-    dispatch = [float(r["ms"]) for r in rows]
-    p50 = dispatch[len(dispatch) // 2]
-    p99 = dispatch[min(len(dispatch) - 1, int(len(dispatch) * 0.99))]
-    print(f"plain INSERT+COMMIT/s ({clients} connections): {plain:,.0f}")
-    print(f"single-task runs: {runs} in {runs / single_rate:.2f} s -> {single_rate:,.0f} tasks/s "
-          f"(ratio {single_rate / plain:.2f} of plain; submits alone {runs / submitted:,.0f}/s)")  # fmt: skip
-    print(f"fan-out run of {fanout} tasks: {fan_rate:,.0f} tasks/s (ratio {fan_rate / plain:.2f} of plain)")
-    print(f"dispatch latency (ready -> claimed), {len(dispatch)} tasks: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    print(f"10-step chain end to end (submit with ?wait, median of 10): {statistics.median(latencies):.1f} ms")
+    return result
+
+
+def report(plain: float, processes: int, r: dict[str, Any], runs: int, fanout: int, paced: float) -> None:
+    print(f"\n== {processes} app process(es)")
+    print(f"single-task runs: {runs} -> {r['single']:,.0f} tasks/s (ratio {r['single'] / plain:.2f} of plain; "
+          f"submits alone {r['submit']:,.0f}/s); dispatch under this flood p50 {r['single_dispatch'][0]:.1f} ms, "
+          f"p99 {r['single_dispatch'][1]:.1f} ms")  # fmt: skip
+    print(f"  per run: {r['xacts']:.2f} transactions, {r['statements']:.2f} statements (submit included)")
+    for calls, ms, query in r["top"]:
+        print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
+    print(f"fan-out run of {fanout} tasks: {r['fanout']:,.0f} tasks/s (ratio {r['fanout'] / plain:.2f} of plain)")
+    print(f"  per task: {r['fan_xacts']:.2f} transactions, {r['fan_statements']:.2f} statements")
+    for calls, ms, query in r["fan_top"]:
+        print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
+    p50, p99, n = r["paced"]
+    print(f"dispatch latency at {paced:g} runs/s, {n} tasks: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(f"10-step chain end to end (?wait): median {r['chain'][0]:.1f} ms, max {r['chain'][1]:.1f} ms")
+
+
+async def _enable_statements(stack: EmbeddedStack, dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    await conn.close()
+    assert stack.postgres is not None
+    stack.postgres.stop()
+    stack.postgres.start()
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    await conn.close()
 
 
 def main() -> None:
@@ -135,13 +273,33 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000, help="single-task runs (default 1000)")
     parser.add_argument("--fanout", type=int, default=1000, help="tasks of the fan-out run (default 1000)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent submitters / connections (default 16)")
+    parser.add_argument("--paced", type=float, default=100, help="runs/s of the dispatch-latency phase (100)")
+    parser.add_argument("--processes", default="1,2", help="app process counts to measure (default 1,2)")
+    parser.add_argument("--py-spy", type=Path, default=None, help="record each worker with py-spy into this dir")
     args = parser.parse_args()
     stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="bench-workflow-")))
     stack.start()
     try:
         assert stack.postgres is not None
+        urls = stack.urls
+        dsn = _dsn(urls["database_url"])
         upgrade(stack.postgres.url)
-        asyncio.run(run(stack.urls, args.runs, args.fanout, args.clients))
+        asyncio.run(_enable_statements(stack, dsn))
+        plain = asyncio.run(baseline(dsn, max(2000, args.runs), args.clients))
+        print(f"plain INSERT+COMMIT/s ({args.clients} connections): {plain:,.0f}")
+        env = {"OMNINODE_DATABASE_URL": urls["database_url"], "OMNINODE_REDIS_URL": urls["redis_url"],
+               "OMNINODE_KAFKA_BOOTSTRAP_SERVERS": urls["kafka"], "OMNINODE_API_KEYS": f"bench:{KEY}:admin",
+               "OMNINODE_RATE_LIMIT_REQUESTS": "10000000", "OMNINODE_LOG_LEVEL": "WARNING",
+               # --clients submits at once plus the engine's claim loops, the relay and the health checks: at
+               # the default pool (10 + 10 overflow) overflow connections are closed and reopened all the time,
+               # each paying a connect and asyncpg's type introspection (~190 introspections a 1,000-run phase).
+               "OMNINODE_DATABASE_POOL_SIZE": str(args.clients + 8)}  # fmt: skip
+        for processes in (int(p) for p in args.processes.split(",")):
+            with serve_app(env, processes) as (base, server):
+                pids = [p.pid for p in worker_processes(server)]
+                result = asyncio.run(measure(base, dsn, pids, args.runs, args.fanout, args.clients, args.paced,
+                                             f"p{processes}", args.py_spy))  # fmt: skip
+            report(plain, processes, result, args.runs, args.fanout, args.paced)
     finally:
         stack.stop()
 

@@ -148,3 +148,23 @@ async def test_the_same_idempotency_key_returns_the_same_run(client: Client, adm
     responses = await asyncio.gather(*(client.post("/workflows", json=body, headers=headers) for _ in range(5)))
     assert {r.status_code for r in responses} == {202}
     assert len({r.json()["run_id"] for r in responses}) == 1
+
+
+async def test_noop_tasks_done_in_the_claim_transaction_skip_on_when_and_feed_templates(
+    client: Client, admin_headers: dict[str, str]
+) -> None:
+    # noop tasks complete in the transaction that claims them (set-based); a false `when` skips one, its
+    # dependents still run, and the outputs reach the templates downstream.
+    body = {"name": "inline", "inputs": {"go": False}, "tasks": [
+        {"id": "a", "kind": "noop", "params": {"v": 1}},
+        {"id": "b", "kind": "noop", "depends_on": ["a"], "when": "{{ inputs.go }}", "params": {"v": 2}},
+        {"id": "c", "kind": "noop", "depends_on": ["a", "b"], "params": {"from_a": "{{ tasks.a.output.v }}"}},
+    ]}  # fmt: skip
+    run = await submit(client, admin_headers, body)
+    assert run["status"] == "completed", run
+    tasks = tasks_of(run)
+    assert (tasks["a"]["status"], tasks["b"]["status"], tasks["c"]["status"]) == ("completed", "skipped", "completed")
+    assert tasks["c"]["output"] == {"from_a": 1}
+    detail = (await client.get(f"/workflows/{run['run_id']}/tasks/a", headers=admin_headers)).json()
+    assert [(a["attempt"], a["status"]) for a in detail["attempt_log"]] == [(1, "completed")]
+    assert detail["attempt_log"][0]["finished_at"] is not None

@@ -32,6 +32,7 @@ from omninode_bridge.modules.workflow.services import (
     LivePublisher,
     RunService,
     SafeHttp,
+    Waker,
 )
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 from omninode_bridge.modules.workflow.state import WorkflowRuntime, WorkflowState
@@ -69,13 +70,14 @@ def build_module(
         live = LiveHub(resources.redis)
         live_tasks = [asyncio.create_task(live.publish_loop(), name="workflow-live-publish"),
                       asyncio.create_task(live.subscribe_loop(), name="workflow-live-subscribe")]  # fmt: skip
-        store = EngineStore(LivePublisher(resources.publisher, live))
+        waker = Waker(resources.database)
+        store = EngineStore(LivePublisher(resources.publisher, live), waker)
         kinds = Kinds(resources.database, resources.publisher, resources.catalog, http, named, ai)
-        module_state.runtime = WorkflowRuntime(RunService(settings, resources.publisher, set(named)), store,
+        module_state.runtime = WorkflowRuntime(RunService(settings, resources.publisher, set(named), waker), store,
                                                resources.database, live)  # fmt: skip
         engine_task: asyncio.Task[None] | None = None
         if settings.engine:
-            engine = Engine(settings, resources.database, store, kinds)
+            engine = Engine(settings, resources.database, store, kinds, waker)
             engine_task = asyncio.create_task(engine.run(), name="workflow-engine")
         try:
             yield
@@ -89,6 +91,7 @@ def build_module(
                 job.cancel()
             await asyncio.gather(*live_tasks, return_exceptions=True)
             await http.aclose()
+            await waker.aclose()
 
     return Module(
         name="workflow",

@@ -55,6 +55,9 @@ class WorkflowTask(DefaultBase):
         ForeignKeyConstraint(["run_id"], ["wf_runs.id"], ondelete="CASCADE"),
         Index("ix_wf_tasks_ready", "next_run_at", postgresql_where=text("status = 'ready'")),
         Index("ix_wf_tasks_leased", "lease_until", postgresql_where=text("status = 'running'")),
+        # Per run: the claim's ready tasks and running count, a completion's waiting dependents.
+        Index("ix_wf_tasks_run_ready", "run_id", "next_run_at", postgresql_where=text("status = 'ready'")),
+        Index("ix_wf_tasks_run_busy", "run_id", "status", postgresql_where=text("status IN ('running', 'waiting')")),
     )
 
     run_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

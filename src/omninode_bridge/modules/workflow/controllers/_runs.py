@@ -62,6 +62,7 @@ class WorkflowController(Controller):
               200: documented(schemas.RunState, "With `wait`: the run ended in time (completed, failed or cancelled)"),
               202: documented(schemas.RunAccepted, "Accepted and running (or, with a repeated Idempotency-Key, "
                               "the run it first created)"),
+              409: "A submit with the same Idempotency-Key was being written and is not visible yet; retry",
               422: "Invalid workflow: `errors` names every issue (unknown dependency, cycle path, kind, params, "
                    "template references, limits)",
           }, body=True))  # fmt: skip

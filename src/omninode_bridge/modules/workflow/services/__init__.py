@@ -11,6 +11,7 @@ from omninode_bridge.modules.workflow.services.runs import ENDED, RunService
 from omninode_bridge.modules.workflow.services.store import Claimed, EngineStore, backoff_seconds
 from omninode_bridge.modules.workflow.services.templates import TemplateError, references, render
 from omninode_bridge.modules.workflow.services.validation import find_cycle, topological_order, validate_definition
+from omninode_bridge.modules.workflow.services.wake import Waker
 
 __all__ = [
     "ENDED",
@@ -27,6 +28,7 @@ __all__ = [
     "SafeHttp",
     "TaskFailure",
     "TemplateError",
+    "Waker",
     "backoff_seconds",
     "find_cycle",
     "references",

@@ -1,9 +1,11 @@
 """The engine of one app process: claim runnable tasks, run them under their lease, record how they ended.
 
-Any number of processes run it on one database. It wakes on a ``NOTIFY wf_ready`` (a submit, a task that
-made others ready, a compensation started, in any process), on its own commits, when a retry is due, and
-otherwise polls every ``poll_seconds``. A task's lease is renewed while it runs; a process that dies leaves
-leases that expire, and the tasks are claimed again (a new attempt number fences the old one out).
+Any number of processes run it on one database. It wakes on a ``NOTIFY wf_ready`` (sent after a burst of
+submits, cancels, retries or compensations started, in any process: ``wake.Waker``), on its own commits, when
+a retry is due, and otherwise polls every ``poll_seconds``. Tasks are claimed in batches; ``noop`` tasks
+complete in the claim's own transaction (``batch.start_batch``), the others run under a lease that is renewed
+while they run; a process that dies leaves leases that expire, and the tasks are claimed again (a new attempt
+number fences the old one out).
 """
 
 from __future__ import annotations
@@ -19,19 +21,21 @@ from typing import Any
 import asyncpg
 import structlog
 
-from omninode_bridge.core.db import Database
+from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.workflow.services import instruments
+from omninode_bridge.modules.workflow.services.batch import INLINE_BATCH, INLINE_KINDS, Batch, Done, start_batch
 from omninode_bridge.modules.workflow.services.http import HttpTaskError
 from omninode_bridge.modules.workflow.services.kinds import Kinds, TaskFailure, output_size
 from omninode_bridge.modules.workflow.services.store import Claimed, EngineStore
 from omninode_bridge.modules.workflow.services.templates import TemplateError, is_truthy, references, render
+from omninode_bridge.modules.workflow.services.wake import CHANNEL, Waker
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
-__all__ = ["CHANNEL", "Engine"]
+__all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
-CHANNEL = "wf_ready"
+_CLAIMERS = 2
 
 
 class _Stopped(Exception):
@@ -46,16 +50,20 @@ class Engine:
         database: The app's database.
         store: The engine's statements.
         kinds: Runs each kind.
+        waker: This process's wake-ups (the engine's signal, ``?wait`` callers).
     """
 
-    def __init__(self, settings: WorkflowSettings, database: Database, store: EngineStore, kinds: Kinds) -> None:
+    def __init__(self, settings: WorkflowSettings, database: Database, store: EngineStore, kinds: Kinds,
+                 waker: Waker) -> None:  # fmt: skip
         self.settings = settings
         self.database = database
         self.store = store
         self.kinds = kinds
+        self.waker = waker
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.wake = database.signal("workflow")
+        self.wake = waker.local
         self.inflight: dict[asyncio.Task[None], Claimed] = {}
+        self._reserved = 0
         self._listener: Any = None
         self.background: set[asyncio.Task[None]] = set()
 
@@ -75,46 +83,91 @@ class Engine:
     async def run(self) -> None:
         """Claim and run tasks until cancelled."""
         await self._listen()
-        next_sweep = 0.0
         try:
-            while True:
-                self.wake.clear()
-                free = self.settings.concurrency - len(self.inflight)
-                claimed: list[Claimed] = []
-                if free > 0:
-                    try:
-                        claimed = await self._claim(free)
-                    except Exception as exc:
-                        log.warning("workflow engine: claim failed", error=describe_error(exc))
-                        await asyncio.sleep(self.settings.poll_seconds)
-                for task in claimed:
-                    job = asyncio.create_task(self._execute(task), name=f"wf-{task.run_id}-{task.task_id}")
-                    self.inflight[job] = task
-                    job.add_done_callback(self._done)
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self.settings.poll_seconds
-                    with contextlib.suppress(Exception):
-                        await self._sweep()
-                if len(claimed) == free and free > 0:
-                    continue  # more may be waiting
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
+            # Two claim loops: one's transaction is in flight while the other claims (runs are locked with SKIP
+            # LOCKED, so they take different runs); a task made ready waits for less than a whole claim.
+            await asyncio.gather(*(self._loop(sweeper=i == 0) for i in range(_CLAIMERS)))
         finally:
             await self._shutdown()
+
+    async def _loop(self, *, sweeper: bool) -> None:
+        next_sweep = 0.0
+        while True:
+            self.wake.clear()
+            # Slots are reserved while a claim is in flight, so that the loops together stay within concurrency.
+            free = max(0, self.settings.concurrency - len(self.inflight) - self._reserved)
+            self._reserved += free
+            claimed: list[Claimed] = []
+            batch = Batch()
+            try:
+                claimed, batch = await self._claim(free)
+            except Exception as exc:
+                log.warning("workflow engine: claim failed", error=describe_error(exc))
+                await asyncio.sleep(self.settings.poll_seconds)
+            finally:
+                self._reserved -= free
+            for task in claimed:
+                job = asyncio.create_task(self._execute(task), name=f"wf-{task.run_id}-{task.task_id}")
+                self.inflight[job] = task
+                job.add_done_callback(self._done)
+            if sweeper and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.settings.poll_seconds
+                with contextlib.suppress(Exception):
+                    await self._sweep()
+            if batch.full or batch.ready:
+                continue  # more may be waiting, or the inline tasks made some ready
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self.inflight.pop(job, None)
         self.wake.set()  # a slot is free
 
-    async def _claim(self, limit: int) -> list[Claimed]:
+    async def _claim(self, limit: int) -> tuple[list[Claimed], Batch]:
+        """Claim up to ``limit`` tasks; complete the inline ones in the same transaction; return the others."""
+        lease = self.settings.lease_seconds
         async with self.database.unit_of_work() as uow:
-            claimed = await self.store.claim(uow, self.worker, limit, self.settings.lease_seconds)
+            # Inline kinds in a large batch (they take no slot), then any kind up to the free slots.
+            claimed = await self.store.claim(uow, self.worker, INLINE_BATCH, lease, sorted(INLINE_KINDS))
+            full = len(claimed) == INLINE_BATCH
+            if limit > 0:
+                more = await self.store.claim(uow, self.worker, limit, lease)
+                full = full or len(more) == limit
+                claimed += more
+            inline = await self._inline(uow, claimed)
+            batch = await start_batch(uow, self.store.publisher, self.worker, claimed, inline)
             await uow.commit()
+        batch.full = full
         now = time.time()
         for task in claimed:
             if task.ready_at is not None:
                 instruments.DISPATCH.observe(max(0.0, now - task.ready_at.timestamp()))
-        return claimed
+        for done in inline:
+            instruments.TASKS.labels(kind=done.task.kind, status="skipped" if done.skipped else "completed").inc()
+            instruments.DURATION.labels(kind=done.task.kind).observe(0.0)
+        if batch.ended:
+            self.waker.moved(batch.ended)
+            ended = set(batch.ended)
+            for done in {d.task.run_id: d for d in inline if d.task.run_id in ended}.values():
+                self._feedback(done.task, 1.0)
+        inlined = {(d.task.run_id, d.task.task_id) for d in inline}
+        return [c for c in claimed if c.phase != "forward" or (c.run_id, c.task_id) not in inlined], batch
+
+    async def _inline(self, uow: UnitOfWork, claimed: list[Claimed]) -> list[Done]:
+        """The results of the claimed tasks that run here and now (``noop``). One whose template or output
+        fails is left to :meth:`_execute`, which records the failure under the task's retry policy."""
+        done: list[Done] = []
+        for task in claimed:
+            if task.kind not in INLINE_KINDS or task.phase != "forward":
+                continue
+            try:
+                params, run = await self._prepare(task, uow)
+            except (TemplateError, TaskFailure):
+                continue
+            if run and output_size(params) > self.settings.max_output_bytes:
+                continue
+            done.append(Done(task, params if run else None, skipped=not run))
+        return done
 
     async def _sweep(self) -> None:
         async with self.database.unit_of_work() as uow:
@@ -188,13 +241,15 @@ class Engine:
             renewal.cancel()
         await self._complete(task, result.output, began=began, in_completion=result.in_completion)
 
-    async def _prepare(self, task: Claimed) -> tuple[dict[str, Any], bool]:
+    async def _prepare(self, task: Claimed, uow: UnitOfWork | None = None) -> tuple[dict[str, Any], bool]:
         spec = task.spec
         refs = sorted(references(spec.get("params", {})) | references(spec.get("when") or ""))
         outputs: dict[str, Any] = {}
-        if refs:
-            async with self.database.unit_of_work() as uow:
-                outputs = await self.store.outputs(uow, task.run_id, refs)
+        if refs and uow is not None:
+            outputs = await self.store.outputs(uow, task.run_id, refs)
+        elif refs:
+            async with self.database.unit_of_work() as read:
+                outputs = await self.store.outputs(read, task.run_id, refs)
         context = {"inputs": task.inputs, "tasks": outputs}
         when = spec.get("when")
         if when and not is_truthy(render(when, context)):
@@ -214,6 +269,7 @@ class Engine:
                 ended = await self.store.complete(uow, task, output, skipped=skipped, duration_ms=duration_ms)
                 if ended is not None:
                     await uow.commit()
+                    self.waker.moved((task.run_id,))
                     if ended == "completed":
                         self._feedback(task, 1.0)
                     instruments.TASKS.labels(kind=task.kind, status="skipped" if skipped else "completed").inc()
@@ -231,6 +287,7 @@ class Engine:
             async with self.database.unit_of_work() as uow:
                 wait = await self.store.fail(uow, task, error, cancelled=cancelled)
                 await uow.commit()
+            self.waker.moved((task.run_id,))
         except Exception as exc:  # the lease expires and another attempt follows
             log.warning("workflow engine: could not record a failure", error=describe_error(exc))
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -11,22 +12,50 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import EventPublisher, new_envelope
+from omninode_bridge.core.events import EventPublisher, new_envelope, outbox_rows_sql
 from omninode_bridge.core.paging import newest_first
 from omninode_bridge.modules.workflow import messages, schemas
 from omninode_bridge.modules.workflow.models import WorkflowRun, WorkflowTask, WorkflowTaskAttempt
 from omninode_bridge.modules.workflow.services import instruments
 from omninode_bridge.modules.workflow.services.validation import validate_definition
+from omninode_bridge.modules.workflow.services.wake import Waker
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
 __all__ = ["ENDED", "RunService"]
 
 ENDED = frozenset({"completed", "failed", "cancelled"})
+
+_SUBMIT = text(f"""
+WITH run AS (
+    INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, inputs, definition,
+        idempotency_scope, correlation_id, created_at, deadline_at)
+    VALUES (:id, :name, :namespace, 'running', false, :compensate, :max_parallel, CAST(:inputs AS jsonb),
+        CAST(:definition AS jsonb), :scope, :correlation_id, CAST(:created_at AS timestamptz), :deadline_at)
+    ON CONFLICT (idempotency_scope) WHERE idempotency_scope IS NOT NULL DO NOTHING
+    RETURNING id
+), tasks AS (
+    INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, status, attempt,
+        retry_base, next_run_at, ready_at)
+    SELECT run.id, t.task_id, 'forward', t.position, t.kind, t.spec, ARRAY(SELECT jsonb_array_elements_text(t.deps)),
+        jsonb_array_length(t.deps), CASE WHEN jsonb_array_length(t.deps) = 0 THEN 'ready' ELSE 'waiting' END, 0, 0,
+        CASE WHEN jsonb_array_length(t.deps) = 0 THEN clock_timestamp() END,
+        CASE WHEN jsonb_array_length(t.deps) = 0 THEN clock_timestamp() END
+    FROM run, unnest(CAST(:task_ids AS text[]), CAST(:positions AS int[]), CAST(:kinds AS text[]),
+                     CAST(:specs AS jsonb[]), CAST(:deps AS jsonb[])) AS t(task_id, position, kind, spec, deps)
+), outbox AS ({outbox_rows_sql("EXISTS (SELECT 1 FROM run)")})
+SELECT id FROM run
+""")  # noqa: S608 - the outbox's own SQL and a constant gate
+
+
+_NOT_SPEC = frozenset({"id", "kind", "depends_on"})
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _summary(run: WorkflowRun) -> dict[str, Any]:
@@ -53,12 +82,15 @@ class RunService:
         settings: Limits.
         publisher: Stages run events.
         queries: Names of the declared SQL queries.
+        waker: Wakes the engines after a submit, cancel or retry commits; tells ``wait`` a run moved.
     """
 
-    def __init__(self, settings: WorkflowSettings, publisher: EventPublisher, queries: Collection[str]) -> None:
+    def __init__(self, settings: WorkflowSettings, publisher: EventPublisher, queries: Collection[str],
+                 waker: Waker) -> None:  # fmt: skip
         self.settings = settings
         self.publisher = publisher
         self.queries = queries
+        self.waker = waker
 
     def check(self, definition: schemas.WorkflowDefinition) -> list[str]:
         """Validate; returns the topological order.
@@ -102,38 +134,31 @@ class RunService:
                           definition=msgspec.to_builtins(definition), idempotency_scope=idempotency_scope,
                           correlation_id=correlation_id, created_at=now,
                           deadline_at=now + dt.timedelta(seconds=definition.timeout_s))  # fmt: skip
-        try:
-            # A savepoint: a concurrent submit with the same Idempotency-Key wins the unique index, and this one
-            # answers with that run instead of failing.
-            async with uow.session.begin_nested():
-                uow.session.add(run)
-                await uow.session.flush()
-        except IntegrityError:
-            if idempotency_scope is None:
-                raise
+        position = {task_id: i for i, task_id in enumerate(order)}
+        specs = [msgspec.to_builtins(task) for task in definition.tasks]
+        payload = messages.RunEvent(run_id=run.id, name=run.name, status="running")
+        params = {
+            "id": run.id, "name": run.name, "namespace": run.namespace, "compensate": run.compensate,
+            "max_parallel": run.max_parallel, "inputs": _json(run.inputs), "definition": _json(run.definition),
+            "scope": idempotency_scope, "correlation_id": correlation_id, "created_at": now,
+            "deadline_at": run.deadline_at, "task_ids": [t.id for t in definition.tasks],
+            "positions": [position[t.id] for t in definition.tasks], "kinds": [t.kind for t in definition.tasks],
+            "specs": [_json({k: v for k, v in spec.items() if k not in _NOT_SPEC}) for spec in specs],
+            "deps": [_json(list(dict.fromkeys(t.depends_on))) for t in definition.tasks],
+            **self.publisher.staged_arrays(uow, messages.WORKFLOW_TOPIC, [
+                new_envelope(event_type=messages.RUN_SUBMITTED, payload=payload, correlation_id=str(run.id)),
+                new_envelope(event_type=messages.RUN_STARTED, payload=payload, correlation_id=str(run.id))]),
+        }  # fmt: skip
+        uow.after_commit(self.waker)
+        # One statement, committed on its own (one round trip): the run, its tasks, its two events.
+        if (await uow.commit_one(_SUBMIT, params)).first() is None:
+            # A concurrent submit with the same Idempotency-Key won the unique index: answer with its run.
             existing = await uow.session.scalar(
                 select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
             )
             if existing is None:
-                raise
+                raise ProblemError(409, "A submit with this Idempotency-Key is in progress.", slug="conflict")
             return existing, False
-        position = {task_id: i for i, task_id in enumerate(order)}
-        rows = []
-        for task in definition.tasks:
-            spec = msgspec.to_builtins(task)
-            deps = list(dict.fromkeys(task.depends_on))
-            rows.append({"run_id": run.id, "task_id": task.id, "phase": "forward", "position": position[task.id],
-                         "kind": task.kind, "spec": {k: spec[k] for k in spec if k not in ("id", "kind", "depends_on")},
-                         "depends_on": deps, "pending_deps": len(deps), "status": "waiting" if deps else "ready",
-                         "attempt": 0, "retry_base": 0, "next_run_at": None if deps else now,
-                         "ready_at": None if deps else now})  # fmt: skip
-        await uow.session.execute(WorkflowTask.__table__.insert(), rows)  # type: ignore[attr-defined]  # a Table, typed FromClause
-        payload = messages.RunEvent(run_id=run.id, name=run.name, status="running")
-        await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, [
-            new_envelope(event_type=messages.RUN_SUBMITTED, payload=payload, correlation_id=str(run.id)),
-            new_envelope(event_type=messages.RUN_STARTED, payload=payload, correlation_id=str(run.id)),
-        ])  # fmt: skip
-        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
         instruments.RUNS.labels(name=run.name).inc()
         return run, True
 
@@ -187,7 +212,7 @@ class RunService:
         row = await store.start_failing(uow, run_id, "cancelled", cancel=True, compensate=compensate)
         if row is None:
             raise ProblemError(409, f"The run is {run.status}; only a running run can be cancelled.", slug="conflict")
-        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        uow.after_commit(self.waker)
         return run
 
     async def retry(self, uow: UnitOfWork, run_id: uuid.UUID) -> WorkflowRun:
@@ -223,20 +248,27 @@ class RunService:
             ),
             {"run": run_id},
         )
-        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        uow.after_commit(self.waker)
         return await self.get(uow, run_id)
 
     async def wait(self, database: Database, run_id: uuid.UUID, seconds: float) -> WorkflowRun | None:
         """The run once it ended, or None when ``seconds`` passed first."""
         deadline = time.monotonic() + seconds
-        delay = 0.01
-        while True:
-            async with database.unit_of_work() as uow:
-                status = await uow.session.scalar(select(WorkflowRun.status).where(WorkflowRun.id == run_id))
-            if status in ENDED or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.25)
+        delay = 0.05
+        # Woken when this process commits a transition of the run; polling covers the other processes' commits.
+        waiter = self.waker.watch(run_id)
+        try:
+            while True:
+                waiter.clear()
+                async with database.unit_of_work() as uow:
+                    status = await uow.session.scalar(select(WorkflowRun.status).where(WorkflowRun.id == run_id))
+                if status in ENDED or time.monotonic() >= deadline:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 1.5, 0.25)
+        finally:
+            self.waker.unwatch(run_id, waiter)
         if status not in ENDED:
             return None
         async with database.unit_of_work() as uow:

@@ -21,37 +21,57 @@ from sqlalchemy import text
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import EventPublisher, new_envelope
 from omninode_bridge.modules.workflow import messages
+from omninode_bridge.modules.workflow.services.wake import Waker
 
 __all__ = ["Claimed", "EngineStore", "backoff_seconds"]
 
 TERMINAL = ("completed", "failed", "cancelled")
 
+# Each run's ready tasks are read through ix_wf_tasks_run_ready, at most as many as it may start (a 1,000-task
+# fan-out is not read whole for each batch); its running ones through ix_wf_tasks_run_busy. The update finds
+# the chosen rows by ctid: joined on the key, the planner (a CTE is estimated at one row) read every task of
+# the run for each chosen one (256 x 1,000 rows, 100 ms). A row changed since the statement's snapshot (its
+# ctid no longer matches on the re-check) is skipped, never claimed twice.
 _CLAIM = text("""
 WITH runs AS (
     SELECT r.id, r.max_parallel - (SELECT count(*) FROM wf_tasks x WHERE x.run_id = r.id AND x.status = 'running'
-                                   AND x.lease_until >= clock_timestamp()) AS slots
+                                   AND x.lease_until >= clock_timestamp()) AS slots,
+        r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai  -- once per run: a large definition is TOASTed
     FROM wf_runs r
-    WHERE r.status IN ('running', 'compensating') AND EXISTS (
-        SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND (
-            (t.status = 'ready' AND t.next_run_at <= clock_timestamp())
-            OR (t.status = 'running' AND t.lease_until < clock_timestamp())))
+    WHERE r.status IN ('running', 'compensating') AND (
+        EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready'
+                AND t.next_run_at <= clock_timestamp() AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds)))
+        OR EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'running'
+                   AND t.lease_until < clock_timestamp()))
     ORDER BY r.id LIMIT :runs FOR UPDATE OF r SKIP LOCKED
 ), candidates AS (
-    SELECT t.run_id, t.task_id, t.phase, t.next_run_at, t.status AS previous,
-        row_number() OVER (PARTITION BY t.run_id ORDER BY t.next_run_at, t.position) AS rank, runs.slots
-    FROM wf_tasks t JOIN runs ON runs.id = t.run_id
-    WHERE (t.status = 'ready' AND t.next_run_at <= clock_timestamp())
-       OR (t.status = 'running' AND t.lease_until < clock_timestamp())
+    SELECT x.tid, x.run_id, x.task_id, x.phase, x.next_run_at, x.previous, x.slots,
+        row_number() OVER (PARTITION BY x.run_id ORDER BY x.next_run_at) AS rank
+    FROM (
+        SELECT t.tid, t.run_id, t.task_id, t.phase, t.next_run_at, 'ready'::text AS previous, runs.slots
+        FROM runs CROSS JOIN LATERAL (
+            SELECT w.ctid AS tid, w.run_id, w.task_id, w.phase, w.next_run_at FROM wf_tasks w
+            WHERE w.run_id = runs.id AND w.status = 'ready' AND w.next_run_at <= clock_timestamp()
+              AND (CAST(:kinds AS text[]) IS NULL OR w.kind = ANY(:kinds))
+            ORDER BY w.next_run_at LIMIT greatest(least(runs.slots, :limit), 0)) t
+        UNION ALL
+        SELECT t.ctid, t.run_id, t.task_id, t.phase, t.next_run_at, 'running'::text, runs.slots
+        FROM runs JOIN wf_tasks t ON t.run_id = runs.id
+        WHERE t.status = 'running' AND t.lease_until < clock_timestamp()
+          AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds))
+    ) x
 ), chosen AS (
-    SELECT run_id, task_id, phase, previous FROM candidates WHERE rank <= slots ORDER BY next_run_at LIMIT :limit
+    SELECT c.tid, c.run_id, c.task_id, c.phase, c.previous, runs.has_ai
+    FROM candidates c JOIN runs ON runs.id = c.run_id
+    WHERE c.rank <= c.slots ORDER BY c.next_run_at LIMIT :limit
 )
 UPDATE wf_tasks t SET status = 'running', attempt = t.attempt + 1, lease_owner = :worker,
     lease_until = clock_timestamp() + make_interval(secs => :lease), started_at = clock_timestamp()
 FROM chosen c JOIN wf_runs r ON r.id = c.run_id
-WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
+WHERE t.ctid = c.tid AND t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
   AND (t.status = 'ready' OR (t.status = 'running' AND t.lease_until < clock_timestamp()))
 RETURNING t.run_id, t.task_id, t.phase, t.kind, t.spec, t.attempt, t.retry_base, t.ready_at, t.started_at,
-    c.previous, r.inputs, r.name, r.correlation_id, r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai
+    c.previous, r.inputs, r.name, r.correlation_id, c.has_ai
 """)
 
 
@@ -96,20 +116,27 @@ class EngineStore:
 
     Args:
         publisher: Stages the run and task events in the same transaction.
+        waker: Wakes the engines once a transaction that made tasks ready commits.
     """
 
-    def __init__(self, publisher: EventPublisher) -> None:
+    def __init__(self, publisher: EventPublisher, waker: Waker) -> None:
         self.publisher = publisher
+        self.waker = waker
 
     async def _events(self, uow: UnitOfWork, run_id: uuid.UUID, events: list[tuple[str, Any]]) -> None:
         if events:
             envelopes = [new_envelope(event_type=t, payload=p, correlation_id=str(run_id)) for t, p in events]
             await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, envelopes)
 
-    async def claim(self, uow: UnitOfWork, worker: str, limit: int, lease_s: float) -> list[Claimed]:
-        """Take up to ``limit`` runnable tasks (ready, or running under an expired lease) and start an attempt."""
+    async def claim(self, uow: UnitOfWork, worker: str, limit: int, lease_s: float,
+                    kinds: list[str] | None = None) -> list[Claimed]:  # fmt: skip
+        """Take up to ``limit`` runnable tasks (ready, or running under an expired lease; of ``kinds`` only when
+        given) and start an attempt.
+
+        The runs' rows stay locked until the caller commits; ``batch.start_batch`` writes the attempt rows and
+        the started events in the same transaction."""
         rows = (await uow.session.execute(_CLAIM, {"runs": max(limit, 16), "limit": limit, "worker": worker,
-                                                     "lease": lease_s})).all()  # fmt: skip
+                                                     "lease": lease_s, "kinds": kinds})).all()  # fmt: skip
         if not rows:
             return []
         claimed = [Claimed(r.run_id, r.task_id, r.phase, r.kind, r.spec, r.attempt, r.retry_base, r.ready_at,
@@ -120,16 +147,6 @@ class EngineStore:
                 "UPDATE wf_task_attempts SET status = 'lease_expired', finished_at = clock_timestamp() "
                 "WHERE run_id = :run AND task_id = :task AND phase = :phase AND status = 'running'"),
                 [{"run": r.run_id, "task": r.task_id, "phase": r.phase} for r in expired])  # fmt: skip
-        await uow.session.execute(text(
-            "INSERT INTO wf_task_attempts (run_id, task_id, phase, attempt, worker, status, started_at) "
-            "VALUES (:run, :task, :phase, :attempt, :worker, 'running', :started)"),
-            [{"run": c.run_id, "task": c.task_id, "phase": c.phase, "attempt": c.attempt, "worker": worker,
-              "started": c.started_at} for c in claimed])  # fmt: skip
-        # One INSERT for the started events of every task claimed (each keyed by its run).
-        await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, [new_envelope(
-            event_type=messages.TASK_STARTED, correlation_id=str(c.run_id), payload=messages.TaskEvent(
-                run_id=c.run_id, task_id=c.task_id, phase=c.phase, kind=c.kind, status="running", attempt=c.attempt))
-            for c in claimed])  # fmt: skip
         return claimed
 
     async def renew(self, uow: UnitOfWork, task: Claimed, lease_s: float) -> tuple[bool, bool]:
@@ -326,7 +343,7 @@ class EngineStore:
             "CASE WHEN :pending = 0 THEN clock_timestamp() END, CASE WHEN :pending = 0 THEN clock_timestamp() END) "
             "ON CONFLICT DO NOTHING"), [{**r, "spec": _json(r["spec"])} for r in rows])  # fmt: skip
         await uow.session.execute(text("UPDATE wf_runs SET status = 'compensating' WHERE id = :run"), {"run": run.id})
-        await uow.session.execute(text("SELECT pg_notify('wf_ready', '')"))
+        uow.after_commit(self.waker)
         return []
 
     async def _end_run(self, uow: UnitOfWork, run: Any, outcome: str | None) -> list[tuple[str, Any]]:

@@ -1,0 +1,135 @@
+"""The claim transaction's second half, set-based: attempt rows, tasks done in-process, dependents, runs ended.
+
+A claimed batch costs a fixed number of statements whatever its size: one ``INSERT`` of the attempt rows, one
+statement that completes the tasks run in the claim transaction itself (``noop``: nothing to wait for) and
+makes their dependents ready, one that ends the runs whose last task that was, and one outbox ``INSERT`` for
+every event of the batch (each task's start, the inline tasks' completion, the runs' completion). The claim
+holds the lock of each run's row until the commit, so an inline completion cannot be fenced out or raced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+
+from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.events import EventPublisher, new_envelope
+from omninode_bridge.modules.workflow import messages
+from omninode_bridge.modules.workflow.services.store import Claimed
+
+__all__ = ["INLINE_BATCH", "INLINE_KINDS", "Batch", "Done", "start_batch"]
+
+#: Kinds whose result is known at claim time; they complete in the claim transaction.
+INLINE_KINDS = frozenset({"noop"})
+#: Inline tasks claimed per transaction (they hold no concurrency slot: a batch is done when it commits).
+INLINE_BATCH = 256
+
+_ATTEMPTS = text("""
+INSERT INTO wf_task_attempts (run_id, task_id, phase, attempt, worker, status, started_at, finished_at)
+SELECT a.run_id, a.task_id, a.phase, a.attempt, :worker, a.status, a.started_at,
+    CASE WHEN a.status = 'running' THEN NULL ELSE clock_timestamp() END
+FROM unnest(CAST(:runs AS uuid[]), CAST(:tasks AS text[]), CAST(:phases AS text[]), CAST(:attempts AS int[]),
+            CAST(:statuses AS text[]), CAST(:started AS timestamptz[]))
+    AS a(run_id, task_id, phase, attempt, status, started_at)
+""")
+
+# Forward tasks of running runs only (what the engine hands to start_batch): their run's row is locked by the
+# claim, and "waiting" tasks are never among the ones completed, so the two updates touch different rows.
+_COMPLETE = text("""
+WITH done AS (
+    UPDATE wf_tasks t SET status = i.status, output = i.output, error = NULL, finished_at = clock_timestamp(),
+        lease_owner = NULL, lease_until = NULL
+    FROM unnest(CAST(:runs AS uuid[]), CAST(:tasks AS text[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
+                CAST(:outputs AS jsonb[])) AS i(run_id, task_id, attempt, status, output)
+    WHERE t.run_id = i.run_id AND t.task_id = i.task_id AND t.phase = 'forward' AND t.attempt = i.attempt
+      AND t.status = 'running'
+    RETURNING t.run_id, t.task_id
+), counts AS MATERIALIZED (
+    -- the waiting tasks of the batch's runs (ix_wf_tasks_run_busy), with how many of their dependencies it completed
+    SELECT w.run_id, w.task_id,
+        (SELECT count(*) FROM done d WHERE d.run_id = w.run_id AND d.task_id = ANY(w.depends_on)) AS n
+    FROM wf_tasks w
+    WHERE w.run_id IN (SELECT run_id FROM done) AND w.status = 'waiting' AND w.phase = 'forward'
+), ready AS (
+    UPDATE wf_tasks w SET pending_deps = w.pending_deps - c.n,
+        status = CASE WHEN w.pending_deps = c.n THEN 'ready' ELSE w.status END,
+        ready_at = CASE WHEN w.pending_deps = c.n THEN clock_timestamp() ELSE w.ready_at END,
+        next_run_at = CASE WHEN w.pending_deps = c.n THEN clock_timestamp() ELSE w.next_run_at END
+    FROM counts c WHERE c.n > 0 AND w.run_id = c.run_id AND w.task_id = c.task_id AND w.phase = 'forward'
+    RETURNING w.status
+)
+SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM ready WHERE status = 'ready') AS ready
+""")
+
+_END_RUNS = text("""
+UPDATE wf_runs r SET status = 'completed', outcome = NULL, finished_at = clock_timestamp()
+WHERE r.id = ANY(CAST(:runs AS uuid[])) AND r.status = 'running' AND NOT EXISTS (
+    SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.phase = 'forward' AND t.status NOT IN ('completed', 'skipped'))
+RETURNING r.id, r.name
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """An inline task's result: its output, or skipped (its ``when`` was false)."""
+
+    task: Claimed
+    output: Any
+    skipped: bool = False
+
+
+@dataclass(slots=True)
+class Batch:
+    """What a batch's commit changed: whether a claim was full, the runs it ended, how many tasks became ready."""
+
+    full: bool = False
+    ended: list[uuid.UUID] = field(default_factory=list)
+    ready: int = 0
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+async def start_batch(uow: UnitOfWork, publisher: EventPublisher, worker: str, claimed: Sequence[Claimed],
+                      inline: Sequence[Done]) -> Batch:  # fmt: skip
+    """Write the attempts of ``claimed`` (``inline`` ones already completed), complete ``inline``, ready their
+    dependents, end the runs they finished, and stage every event; in ``uow``, which the caller commits."""
+    batch = Batch()
+    if not claimed:
+        return batch
+    finished = {(d.task.run_id, d.task.task_id, d.task.phase): d for d in inline}
+    statuses = ["completed" if (c.run_id, c.task_id, c.phase) in finished else "running" for c in claimed]
+    await uow.session.execute(_ATTEMPTS, {
+        "worker": worker, "runs": [c.run_id for c in claimed], "tasks": [c.task_id for c in claimed],
+        "phases": [c.phase for c in claimed], "attempts": [c.attempt for c in claimed], "statuses": statuses,
+        "started": [c.started_at for c in claimed]})  # fmt: skip
+    events = [new_envelope(event_type=messages.TASK_STARTED, correlation_id=str(c.run_id), payload=messages.TaskEvent(
+        run_id=c.run_id, task_id=c.task_id, phase=c.phase, kind=c.kind, status="running", attempt=c.attempt))
+        for c in claimed]  # fmt: skip
+    if inline:
+        counts = (await uow.session.execute(_COMPLETE, {
+            "runs": [d.task.run_id for d in inline], "tasks": [d.task.task_id for d in inline],
+            "attempts": [d.task.attempt for d in inline],
+            "statuses": ["skipped" if d.skipped else "completed" for d in inline],
+            "outputs": [_json(d.output) for d in inline]})).one()  # fmt: skip
+        batch.ready = int(counts.ready)
+        for d in inline:
+            status = "skipped" if d.skipped else "completed"
+            events.append(new_envelope(
+                event_type=messages.TASK_SKIPPED if d.skipped else messages.TASK_COMPLETED,
+                correlation_id=str(d.task.run_id), payload=messages.TaskEvent(
+                    run_id=d.task.run_id, task_id=d.task.task_id, phase="forward", kind=d.task.kind, status=status,
+                    attempt=d.task.attempt, duration_ms=0.0)))  # fmt: skip
+        runs = list(dict.fromkeys(d.task.run_id for d in inline))
+        for row in await uow.session.execute(_END_RUNS, {"runs": runs}):
+            batch.ended.append(row.id)
+            payload = messages.RunEvent(run_id=row.id, name=row.name, status="completed")
+            events.append(new_envelope(event_type=messages.RUN_COMPLETED, correlation_id=str(row.id), payload=payload))
+    await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
+    return batch
