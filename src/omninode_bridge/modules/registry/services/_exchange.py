@@ -26,7 +26,8 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 #: The bridge's own credentials: they open the bridge, and must never reach a service behind it.
 OWN_AUTH = frozenset({"authorization", "x-api-key", "x-consul-token"})
-_DROPPED_IN = HOP_BY_HOP | OWN_AUTH
+# The correlation id is set anew (the request's own, which the bridge adopted when the client sent one).
+_DROPPED_IN = HOP_BY_HOP | OWN_AUTH | {"x-correlation-id"}
 _json = msgspec.json.Decoder()
 
 
