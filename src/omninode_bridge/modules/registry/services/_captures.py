@@ -26,6 +26,9 @@ __all__ = ["BATCH", "CaptureWriter", "ToolCapture", "ToolCaptureSink", "captures
 log = structlog.get_logger(__name__)
 #: Captures written in one transaction at most.
 BATCH = 500
+#: How long the writer lets captures gather after the first one: a busy proxy writes one transaction per
+#: interval instead of one per call (the response never waits for it; only the capture's visibility does).
+LINGER_SECONDS = 0.05
 captures_total = Counter(
     "omninode_registry_proxy_captures", "Proxy captures by outcome (written, dropped, failed).", ["outcome"]
 )
@@ -104,6 +107,8 @@ class CaptureWriter:
         """Write queued captures in batches until cancelled."""
         while True:
             batch = [await self.queue.get()]
+            if self.queue.qsize() < BATCH:
+                await asyncio.sleep(LINGER_SECONDS)
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             await self._write(batch)
