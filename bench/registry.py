@@ -8,7 +8,9 @@ On a fresh embedded stack, the app served as production does (``omninode-bridge 
   vs ``SET key 1 EX 15`` from the same number of redis-py asyncio clients, both from this process;
 * **proxy**: ``GET /proxy/bare/health/live`` vs ``GET /health/live`` on the upstream directly: added latency at
   1 connection (p50, p99 difference) and throughput at 16 connections (ratio). Captures go to hooks meanwhile; the
-  run reports how many were written or dropped.
+  run reports how many were written or dropped. On a loaded machine wall-clock latency mostly measures the wait for
+  a core, so the run also reports CPU time per request of the app process (everything it does for a proxied call:
+  the forward, the capture's write, the relay to Kafka and the hooks processor pairing it) beside the upstream's.
 
 Numbers from a shared 2-core machine are indicative; the ratios are what to compare.
 
@@ -27,9 +29,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import psutil
 from redis.asyncio import Redis
 
-from bench._tools import Load, require_wrk, serve_app, serve_bare, wrk
+from bench._tools import Load, require_wrk, serve_app, serve_bare, worker_processes, wrk
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
 
@@ -105,6 +108,11 @@ async def heartbeats(app: str, redis_url: str, seconds: float) -> tuple[float, f
     return api, plain
 
 
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def _captures(app: str) -> str:
     text = httpx.get(app + "/metrics", timeout=10).text
     found = dict(re.findall(r'omninode_registry_proxy_captures_total\{outcome="(\w+)"\} ([0-9.e+]+)', text))
@@ -126,7 +134,8 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
             print(f"  warning: {url} c={connections}: {result.errors} errors", flush=True)
         return result
 
-    with serve_bare() as (bare, _), serve_app(env, 1) as (app, _):
+    with serve_bare() as (bare, bare_server), serve_app(env, 1) as (app, server):
+        worker, upstream = worker_processes(server)[0], psutil.Process(bare_server.pid)
         _register(app, bare)
         print("discovery", flush=True)
         bare16 = load(bare + "/health/live", {}, CLIENTS)
@@ -140,16 +149,25 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
         api, plain = asyncio.run(heartbeats(app, urls["redis_url"], seconds))
         row(f"PUT heartbeat, {CLIENTS} asyncio clients", f"{api:,.0f} beats/s", f"Redis SET EX {plain:,.0f}/s",
             api / plain, "")  # fmt: skip
+        beats = wrk(app + "/registry/nodes/beat-0/heartbeat", GET, AUTH, connections=CLIENTS, seconds=seconds,
+                    method="PUT")  # fmt: skip
+        row(f"PUT heartbeat, wrk {CLIENTS} conns", fmt(beats, "beats/s"), f"Redis SET EX (Python) {plain:,.0f}/s",
+            beats.rate / plain, "")  # fmt: skip
         print("proxy", flush=True)
         direct1 = load(bare + "/health/live", {}, 1)
         proxied1 = load(app + "/proxy/bare/health/live", AUTH, 1)
         added50, added99 = proxied1.p50_ms - direct1.p50_ms, proxied1.p99_ms - direct1.p99_ms
         row("proxy added latency, 1 conn", f"+{added50:.2f} ms p50, +{added99:.2f} ms p99 ({fmt(proxied1)})",
             "direct " + fmt(direct1), proxied1.p50_ms / direct1.p50_ms, "< 5 ms added (goal < 1 ms p50)")  # fmt: skip
+        app_cpu, up_cpu = _cpu(worker), _cpu(upstream)
         proxied16 = load(app + "/proxy/bare/health/live", AUTH, CLIENTS)
         row(f"proxied throughput, {CLIENTS} conns", fmt(proxied16), "direct " + fmt(bare16),
             proxied16.rate / bare16.rate, "")  # fmt: skip
-        time.sleep(2)  # the capture writer catches up
+        time.sleep(2)  # the capture writer, the relay and the hooks processor catch up (their CPU counts too)
+        app_ms = (_cpu(worker) - app_cpu) * 1000 / proxied16.requests
+        up_ms = (_cpu(upstream) - up_cpu) * 1000 / proxied16.requests
+        row("CPU per proxied request", f"app {app_ms:.2f} ms (forward + capture + relay + hooks)",
+            f"upstream {up_ms:.2f} ms", app_ms / up_ms, "")  # fmt: skip
         row("proxy captures (hooks)", _captures(app), "", None, "none dropped")
 
 

@@ -76,6 +76,11 @@ class _Answer:
             await body.aclose()  # type: ignore[attr-defined]  # an async generator: closes the upstream response
 
 
+def _operation_id(handler: Any, method: str, path: Any) -> str:
+    """One operation id per method of the one route (``proxyToServiceGet``, ...)."""
+    return f"proxyToService{method.title()}"
+
+
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
     for key, value in headers:
         if key == b"transfer-encoding" or (key == b"content-length" and value.strip() not in (b"0", b"")):
@@ -91,7 +96,7 @@ class ProxyController(Controller):
     security = platform.API_KEY_SECURITY
     guards = [platform.require_scope("registry")]
 
-    @route("/{service:str}/{path:path}", http_method=_METHODS, operation_id="proxyToService",
+    @route("/{service:str}/{path:path}", http_method=_METHODS, operation_id=_operation_id,
            summary="Call a registered service through the tool-capture proxy", responses=_RESPONSES,
            operation_class=ProxyOperation)  # fmt: skip
     async def proxy(self, request: Request[Any, Any, Any], service: ServicePath, path: str) -> ASGIApp:
