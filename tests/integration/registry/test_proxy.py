@@ -29,6 +29,14 @@ class EchoServer:
 
         class Handler(BaseHTTPRequestHandler):  # HTTP/1.0: one connection per request, so stop() is a kill
             def _answer(self) -> None:
+                if self.path == "/stream":  # no Content-Length: the body ends when the connection closes
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.end_headers()
+                    for line in (b"one\n", b"two\n", b"three\n"):
+                        self.wfile.write(line)
+                        self.wfile.flush()
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
                 document = {"server": owner, "method": self.command, "path": self.path, "body": body,
@@ -121,6 +129,9 @@ async def test_proxy_forwards_and_records_one_paired_tool_call(
     assert post["success"] is True
     assert post["headers"]["set-cookie"] == "[REDACTED]"
     assert post["body"]["server"] == "a"
+    streamed = await client.get(f"/proxy/{service}/stream", headers=H)
+    assert streamed.status_code == 200
+    assert streamed.text == "one\ntwo\nthree\n"
 
 
 async def test_proxy_refuses_what_is_not_registered(

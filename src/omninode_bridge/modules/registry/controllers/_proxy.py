@@ -7,6 +7,7 @@ arrives): no response object to build and no content negotiation on the proxy's 
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
@@ -69,11 +70,29 @@ class _Answer:
         try:
             await send({"type": "http.response.start", "status": self.exchange.status,
                         "headers": self.exchange.headers})  # fmt: skip
-            async for chunk in body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if any(k == b"content-length" for k, _ in self.exchange.headers):
+                await self._pump(send)  # a bounded answer ends by itself
+            else:  # a stream (SSE, chunked) may never end: stop reading the upstream when the client leaves
+                pump = asyncio.ensure_future(self._pump(send))
+                left = asyncio.ensure_future(_disconnected(receive))
+                await asyncio.wait((pump, left), return_when=asyncio.FIRST_COMPLETED)
+                left.cancel()
+                if not pump.done():
+                    pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
         finally:
             await body.aclose()  # type: ignore[attr-defined]  # an async generator: closes the upstream response
+
+    async def _pump(self, send: Send) -> None:
+        async for chunk in self.exchange.body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client has gone (what is left of the request body is discarded)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _operation_id(handler: Any, method: str, path: Any) -> str:
