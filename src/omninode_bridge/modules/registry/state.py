@@ -94,17 +94,23 @@ class RegistryState:
             await asyncio.sleep(self.settings.self_ttl_seconds / 3)
 
     def _proxy(self, resources: Resources, changes: ChangeFeed) -> ProxyService:
-        """The proxy with the process's one upstream client (no environment proxies, no redirects followed)."""
+        """The proxy with the process's one upstream connection pool.
+
+        The pool is httpx's transport, used without the client layer: a proxy keeps no cookie jar (a shared client
+        would store every upstream's ``Set-Cookie``, for every caller, without bound), follows no redirects, uses
+        no environment proxies and no auth flow, and a call saves the client's per-request work (a profile put the
+        cookie extraction alone at 7% of a proxied call).
+        """
         settings = self.settings
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.proxy_timeout_seconds, connect=settings.proxy_connect_timeout_seconds),
+        transport = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=settings.proxy_max_connections,
                                 max_keepalive_connections=settings.proxy_max_connections),
-            follow_redirects=False, trust_env=False,
+            retries=0,
         )  # fmt: skip
+        timeout = httpx.Timeout(settings.proxy_timeout_seconds, connect=settings.proxy_connect_timeout_seconds)
         cache = InstanceCache(resources.database, changes, allow_private=settings.allow_private_addresses)
         return ProxyService(
-            client, cache, CaptureWriter(self.captures, settings.proxy_capture_queue),
+            transport, timeout, cache, CaptureWriter(self.captures, settings.proxy_capture_queue),
             capture_bytes=settings.proxy_capture_body_bytes, max_body_bytes=settings.proxy_max_body_bytes,
         )  # fmt: skip
 
@@ -137,7 +143,7 @@ class RegistryState:
         finally:
             self.proxy.set(None)
             await proxy.captures.drain(5.0)  # what was proxied is recorded before the app stops
-            await proxy.client.aclose()
+            await proxy.transport.aclose()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

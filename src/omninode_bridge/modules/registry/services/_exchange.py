@@ -101,7 +101,8 @@ class ProxyService:
     """Forwards requests to registered services and captures each exchange.
 
     Args:
-        client: The process's one upstream HTTP client.
+        transport: The process's one upstream connection pool.
+        timeout: Connect, read and write timeouts of every call.
         cache: The instances of each service.
         captures: Where captures are queued.
         capture_bytes: Bytes of each body kept in a capture.
@@ -109,10 +110,11 @@ class ProxyService:
     """
 
     def __init__(
-        self, client: httpx.AsyncClient, cache: InstanceCache, captures: CaptureWriter, *, capture_bytes: int,
-        max_body_bytes: int,
+        self, transport: httpx.AsyncHTTPTransport, timeout: httpx.Timeout, cache: InstanceCache,
+        captures: CaptureWriter, *, capture_bytes: int, max_body_bytes: int,
     ) -> None:  # fmt: skip
-        self.client = client
+        self.transport = transport
+        self.timeout = timeout.as_dict()
         self.cache = cache
         self.captures = captures
         self.capture_bytes = capture_bytes
@@ -147,7 +149,8 @@ class ProxyService:
         out.append((b"x-correlation-id", correlation_id.encode()))
         sent = _Body(self.capture_bytes)
         content = self._counted(body, sent) if body is not None else None
-        request = httpx.Request(method, "http://upstream.invalid/", headers=out, content=content)
+        request = httpx.Request(method, "http://upstream.invalid/", headers=out, content=content,
+                                extensions={"timeout": self.timeout})  # fmt: skip
         path_text = raw_path.decode("latin-1")
         capture = ToolCapture(
             service=service, tool=f"{service}:{method} {path_text}"[:255], call_id=uuid.uuid4().hex,
@@ -158,7 +161,7 @@ class ProxyService:
         )  # fmt: skip
         request_type = next((v.decode("latin-1") for k, v in out if k == b"content-type"), None)
         try:
-            upstream = await forward(self.client, self.cache, service, request, instances, raw_path, query)
+            upstream = await forward(self.transport, self.cache, service, request, instances, raw_path, query)
         except ProblemError as exc:
             capture.error = exc.detail
             self._finish(capture, clock, sent, request_type, None, None)

@@ -1,5 +1,5 @@
 """The tool-capture proxy's upstream side: which instances of a service it may call (an in-process cache
-invalidated by the catalog's change feed), round-robin with failover, and the one shared HTTP client.
+invalidated by the catalog's change feed), round-robin with failover, through the one shared connection pool.
 
 Only registered addresses are reachable: the target's scheme, host and port come from a registration (its
 ``url``, or ``address`` and ``port``), never from the request, and they pass the registry's address rules
@@ -191,7 +191,7 @@ class Upstream:
 
 
 async def forward(
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncHTTPTransport,
     cache: InstanceCache,
     service: str,
     request: httpx.Request,
@@ -211,7 +211,7 @@ async def forward(
         request.url = instance.url(raw_path, query)
         request.headers["host"] = request.url.netloc.decode("ascii")
         try:
-            response = await client.send(request, stream=True)
+            response = await transport.handle_async_request(request)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent: the next instance
             cache.refused(instance)
             last = exc
