@@ -360,27 +360,25 @@ class Catalog:
 
     async def index_of(self, query: NodeQuery) -> int:
         """The query's index: the newest change of any node (live or removed) its static filters match."""
-        key, generation = ("index", query.key()), self.changes.generation
-        cached = self.lookups.get(key, generation)
-        if cached is not None:
-            return int(cached)
-        async with self.database.unit_of_work() as uow:
-            value = await uow.session.scalar(query.static(select(func.max(NodeRegistration.modify_index))))
-        self.lookups.put(key, generation, int(value or 1))
-        return int(value or 1)
+
+        async def read() -> int:
+            async with self.database.unit_of_work() as uow:
+                value = await uow.session.scalar(query.static(select(func.max(NodeRegistration.modify_index))))
+            return int(value or 1)
+
+        return int(await self.lookups.get(("index", query.key()), self.changes.generation, read))
 
     async def find(
         self, query: NodeQuery, *, limit: int, after: int | None = None
     ) -> tuple[list[schemas.NodeOut], str | None]:
         """One page of matching live nodes, oldest registration first (cached until the catalog changes)."""
-        key, generation = ("find", query.key(), limit, after), self.changes.generation
-        cached = self.lookups.get(key, generation)
-        if cached is not None:
-            items, next_page = cached
-            return list(items), next_page
-        page = await self._find(query, limit=limit, after=after)
-        self.lookups.put(key, generation, (tuple(page[0]), page[1]))
-        return page
+
+        async def read() -> tuple[tuple[schemas.NodeOut, ...], str | None]:
+            items, next_page = await self._find(query, limit=limit, after=after)
+            return tuple(items), next_page
+
+        items, next_page = await self.lookups.get(("find", query.key(), limit, after), self.changes.generation, read)
+        return list(items), next_page
 
     async def _find(
         self, query: NodeQuery, *, limit: int, after: int | None

@@ -105,7 +105,7 @@ class InstanceCache:
         self.changes = changes
         self.allow_private = allow_private
         self._entries: dict[str, _Entry] = {}
-        self._loading: dict[str, asyncio.Future[_Entry]] = {}
+        self._loading: dict[str, asyncio.Task[_Entry]] = {}
         self._down: dict[str, float] = {}
 
     async def _load(self, service: str) -> _Entry:
@@ -129,24 +129,19 @@ class InstanceCache:
             and time.monotonic() - entry.loaded < MAX_AGE_SECONDS
         ):
             return entry
-        loading = self._loading.get(service)
-        if loading is None:  # one read per service at a time; concurrent requests share it
-            loading = asyncio.get_running_loop().create_future()
-            self._loading[service] = loading
-            try:
-                entry = await self._load(service)
-                if len(self._entries) > 10_000:  # many names asked for (most of them unknown): start over
-                    self._entries.clear()
-                self._entries[service] = entry
-                loading.set_result(entry)
-            except BaseException as exc:
-                loading.set_exception(exc)
-                loading.exception()  # retrieved: only the waiters (if any) see it
-                raise
-            finally:
-                del self._loading[service]
-            return entry
-        return await asyncio.shield(loading)
+        task = self._loading.get(service)
+        if task is None:  # one read per service at a time, in a task of its own (a cancelled request leaves it be)
+            task = asyncio.ensure_future(self._store(service))
+            self._loading[service] = task
+            task.add_done_callback(lambda _: self._loading.pop(service, None))
+        return await asyncio.shield(task)
+
+    async def _store(self, service: str) -> _Entry:
+        entry = await self._load(service)
+        if len(self._entries) > 10_000:  # many names asked for (most of them unknown): start over
+            self._entries.clear()
+        self._entries[service] = entry
+        return entry
 
     async def candidates(self, service: str) -> list[Instance]:
         """The instances to try for one request, in order: passing ones round-robin (those that recently refused
