@@ -171,6 +171,18 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
         row("app CPU per proxied request", f"{app_ms:.2f} ms (forward + capture + relay + hooks, idle work)",
             f"upstream {up_ms:.2f} ms", app_ms / up_ms, "")  # fmt: skip
         row("proxy captures (hooks)", _captures(app), "", None, "none dropped")
+    # The same proxy without captures: what the forward itself adds, without the capture pipeline's CPU beside it.
+    with serve_bare() as (bare, _), serve_app({**env, "OMNINODE_REGISTRY_PROXY_CAPTURE": "false"}, 1) as (app, _):
+        _register(app, bare)
+        direct1 = load(bare + "/health/live", {}, 1)
+        proxied1 = load(app + "/proxy/bare/health/live", AUTH, 1)
+        added50, added99 = proxied1.p50_ms - direct1.p50_ms, proxied1.p99_ms - direct1.p99_ms
+        row("proxy added latency, captures off, 1 conn", f"+{added50:.2f} ms p50, +{added99:.2f} ms p99",
+            "direct " + fmt(direct1), proxied1.p50_ms / direct1.p50_ms, "< 5 ms added (goal < 1 ms p50)")  # fmt: skip
+        direct16 = load(bare + "/health/live", {}, CLIENTS)
+        proxied16 = load(app + "/proxy/bare/health/live", AUTH, CLIENTS)
+        row(f"proxied throughput, captures off, {CLIENTS} conns", fmt(proxied16), "direct " + fmt(direct16),
+            proxied16.rate / direct16.rate, "")  # fmt: skip
 
 
 def print_table() -> None:

@@ -59,6 +59,9 @@ class RegistrySettings(msgspec.Struct, kw_only=True, frozen=True):
     proxy_max_body_bytes: Annotated[
         int, msgspec.Meta(ge=0, description="Largest request body the proxy forwards (413 beyond).")
     ] = 10 * 1024 * 1024
+    proxy_capture: Annotated[
+        bool, msgspec.Meta(description="Record each proxied exchange in hooks (off: the proxy only forwards).")
+    ] = True
     proxy_capture_body_bytes: Annotated[
         int, msgspec.Meta(ge=0, le=1024 * 1024, description="Bytes of each body kept in a capture.")
     ] = 4096

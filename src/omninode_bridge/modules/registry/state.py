@@ -112,6 +112,7 @@ class RegistryState:
         return ProxyService(
             transport, timeout, cache, CaptureWriter(self.captures, settings.proxy_capture_queue),
             capture_bytes=settings.proxy_capture_body_bytes, max_body_bytes=settings.proxy_max_body_bytes,
+            capture=settings.proxy_capture,
         )  # fmt: skip
 
     @contextlib.asynccontextmanager

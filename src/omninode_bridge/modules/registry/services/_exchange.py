@@ -107,12 +107,14 @@ class ProxyService:
         captures: Where captures are queued.
         capture_bytes: Bytes of each body kept in a capture.
         max_body_bytes: Largest request body forwarded.
+        capture: Whether exchanges are captured at all.
     """
 
     def __init__(
         self, transport: httpx.AsyncHTTPTransport, timeout: httpx.Timeout, cache: InstanceCache,
-        captures: CaptureWriter, *, capture_bytes: int, max_body_bytes: int,
+        captures: CaptureWriter, *, capture_bytes: int, max_body_bytes: int, capture: bool = True,
     ) -> None:  # fmt: skip
+        self.capture = capture
         self.transport = transport
         self.timeout = timeout.as_dict()
         self.cache = cache
@@ -201,6 +203,8 @@ class ProxyService:
         self, capture: ToolCapture, clock: float, sent: _Body, request_type: str | None,
         response: httpx.Response | None, received: _Body | None,
     ) -> None:  # fmt: skip
+        if not self.capture:
+            return
         capture.duration_ms = (time.perf_counter() - clock) * 1000
         capture.finished_at = capture.started_at + dt.timedelta(milliseconds=capture.duration_ms)
         capture.request |= sent.captured(request_type)
