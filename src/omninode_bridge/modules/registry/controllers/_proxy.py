@@ -71,9 +71,9 @@ class _Answer:
             await send({"type": "http.response.start", "status": self.exchange.status,
                         "headers": self.exchange.headers})  # fmt: skip
             if any(k == b"content-length" for k, _ in self.exchange.headers):
-                await self._pump(send)  # a bounded answer ends by itself
+                await self._pump(send, bounded=True)  # a bounded answer ends by itself
             else:  # a stream (SSE, chunked) may never end: stop reading the upstream when the client leaves
-                pump = asyncio.ensure_future(self._pump(send))
+                pump = asyncio.ensure_future(self._pump(send, bounded=False))
                 left = asyncio.ensure_future(_disconnected(receive))
                 await asyncio.wait((pump, left), return_when=asyncio.FIRST_COMPLETED)
                 left.cancel()
@@ -83,10 +83,19 @@ class _Answer:
         finally:
             await body.aclose()  # type: ignore[attr-defined]  # an async generator: closes the upstream response
 
-    async def _pump(self, send: Send) -> None:
+    async def _pump(self, send: Send, *, bounded: bool) -> None:
+        if not bounded:  # a stream: each chunk goes out as it arrives
+            async for chunk in self.exchange.body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        # One chunk behind: the last one goes out as the final message (a small answer is one message, not two).
+        held: bytes | None = None
         async for chunk in self.exchange.body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if held is not None:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+            held = chunk
+        await send({"type": "http.response.body", "body": held or b"", "more_body": False})
 
 
 async def _disconnected(receive: Receive) -> None:
