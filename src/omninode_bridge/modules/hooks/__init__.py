@@ -5,7 +5,8 @@ JSON as sent, also recognised on ``POST /hooks``), ``POST /hooks/batch``, signed
 ``POST /hooks/{source}`` (sources managed at ``/hooks/sources`` with scope ``admin``), ``GET /hooks/events``,
 ``GET /hooks/events/{id}``, ``POST /hooks/events/{id}/replay``, ``GET /hooks/sessions``,
 ``GET /hooks/sessions/{id}``, ``GET /hooks/stats``, the SSE stream ``GET /hooks/stream`` and the page
-``GET /hooks/live``. Accepted hooks are published as ``HookEventReceived`` on
+``GET /hooks/live``. Other modules record tool calls they observe with :meth:`HooksState.record_tool_calls`
+(a :class:`schemas.ToolCallPair` each). Accepted hooks are published as ``HookEventReceived`` on
 ``omninode_bridge_hook_events_v1``; the in-process consumer ``hooks.processor`` maintains sessions, tool
 call pairs and statistics. Hooks carry a namespace; namespace-restricted keys see and write only theirs.
 """
@@ -27,6 +28,7 @@ from omninode_bridge.modules.hooks.controllers import (
 from omninode_bridge.modules.hooks.controllers._requests import state_opt
 from omninode_bridge.modules.hooks.messages import EVENT_TYPE, HOOK_TOPIC, HookEventReceived
 from omninode_bridge.modules.hooks.redaction import REDACTED, Redactor
+from omninode_bridge.modules.hooks.schemas import ToolCallPair
 from omninode_bridge.modules.hooks.settings import HooksSettings
 from omninode_bridge.modules.hooks.state import HooksState
 
@@ -37,21 +39,24 @@ __all__ = [
     "REDACTED",
     "HookEventReceived",
     "HooksSettings",
+    "HooksState",
     "Redactor",
+    "ToolCallPair",
     "build_module",
     "messages",
     "schemas",
 ]
 
 
-def build_module(settings: HooksSettings, *, redis_url: str) -> Module:
+def build_module(settings: HooksSettings, *, redis_url: str, state: HooksState | None = None) -> Module:
     """The hooks module.
 
     Args:
         settings: Its settings group.
         redis_url: The Redis its live feed's blocking reader connects to.
+        state: Its state, when the composition root hands it to another module too (tool-call captures).
     """
-    state = HooksState(settings, redis_url)
+    state = state or HooksState(settings, redis_url)
     router = Router(
         path="/",
         # The sources controller first: its static /hooks/sources paths must win over POST /hooks/{source}.

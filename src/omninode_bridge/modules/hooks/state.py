@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.events import EventPublisher
 from omninode_bridge.core.module import Resources, Started
+from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.redaction import Redactor
 from omninode_bridge.modules.hooks.services import (
     HookIngestService,
@@ -58,6 +59,12 @@ class HooksState:
     def ingest(self, uow: UnitOfWork) -> HookIngestService:
         """The ingest service of a request."""
         return HookIngestService(uow, self.publisher, self.settings, self.redactor, self.live.get())
+
+    async def record_tool_calls(self, pairs: Sequence[schemas.ToolCallPair]) -> None:
+        """Store and publish tool calls observed elsewhere (the registry's proxy) as pre/post hook pairs, in one
+        transaction through the outbox, exactly as ``POST /hooks/batch`` stores hooks."""
+        async with self.database.unit_of_work() as uow:
+            await self.ingest(uow).accept_tool_calls(pairs)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, resources: Resources) -> AsyncIterator[None]:

@@ -5,10 +5,13 @@ tool index across the catalog.
 Endpoints (scope ``registry``): ``POST /registry/nodes``, ``GET /registry/nodes``, ``GET|DELETE
 /registry/nodes/{id}``, ``PUT /registry/nodes/{id}/heartbeat``, ``GET /registry/capabilities``,
 ``GET /registry/tools``; the Consul subset under ``/v1/``; ``POST /v0/publish``, ``GET /v0/servers``,
-``GET /v0/servers/{name}/versions[/{version}]``. Changes are published as ``NodeRegistered``,
+``GET /v0/servers/{name}/versions[/{version}]``; the tool-capture proxy at
+``/{proxy prefix}/{service}/{path}``, whose captures leave through the :class:`ToolCaptureSink` port (the hooks
+module, wired by ``build_modules``). Changes are published as ``NodeRegistered``,
 ``NodeStatusChanged`` and ``NodeDeregistered`` on ``omninode_bridge_registry_v1`` through the outbox.
 
-Public interface: :func:`build_module`, the settings group, the event payloads and the semver ranges.
+Public interface: :func:`build_module`, the settings group, the event payloads, the semver ranges and the capture
+port (:class:`ToolCaptureSink`, :class:`ToolCapture`).
 """
 
 from __future__ import annotations
@@ -16,11 +19,19 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
+from litestar import Router
 from litestar.di import Provide
 
 from omninode_bridge.core.module import Module
 from omninode_bridge.modules.registry import semver
-from omninode_bridge.modules.registry.controllers import ConsulController, McpController, NodeController
+from omninode_bridge.modules.registry.controllers import (
+    PROXY_OPT,
+    PROXY_PREFIX_OPT,
+    ConsulController,
+    McpController,
+    NodeController,
+    ProxyController,
+)
 from omninode_bridge.modules.registry.messages import (
     NODE_DEREGISTERED,
     NODE_REGISTERED,
@@ -30,6 +41,7 @@ from omninode_bridge.modules.registry.messages import (
     NodeRegistered,
     NodeStatusChanged,
 )
+from omninode_bridge.modules.registry.services import ToolCapture, ToolCaptureSink
 from omninode_bridge.modules.registry.settings import RegistrySettings
 from omninode_bridge.modules.registry.state import RegistryState
 
@@ -42,6 +54,8 @@ __all__ = [
     "NodeRegistered",
     "NodeStatusChanged",
     "RegistrySettings",
+    "ToolCapture",
+    "ToolCaptureSink",
     "build_module",
     "semver",
 ]
@@ -54,17 +68,29 @@ def _bridge_version() -> str:
         return "0.0.0"
 
 
-def build_module(settings: RegistrySettings, *, redis_url: str) -> Module:
+def build_module(
+    settings: RegistrySettings, *, redis_url: str, captures: ToolCaptureSink, requires: tuple[str, ...] = ()
+) -> Module:
     """The registry module.
 
     Args:
         settings: Its settings group.
         redis_url: The Redis its change listener subscribes on.
+        captures: Where the proxy's captures are written (a pre/post tool-call pair each).
+        requires: Modules to start first (the one behind ``captures``).
     """
-    state = RegistryState(settings, redis_url, _bridge_version())
+    state = RegistryState(settings, redis_url, _bridge_version(), captures)
+    proxy = Router(
+        path=settings.proxy_prefix,
+        route_handlers=[ProxyController],
+        # A function, not the state: Litestar copies route options deeply, and a function is copied as itself.
+        opt={PROXY_OPT: lambda: state.proxy.get(), PROXY_PREFIX_OPT: settings.proxy_prefix},
+        request_max_body_size=settings.proxy_max_body_bytes,
+    )
     return Module(
         name="registry",
-        route_handlers=[NodeController, ConsulController, McpController],
+        requires=requires,
+        route_handlers=[NodeController, ConsulController, McpController, proxy],
         publishes=[REGISTRY_TOPIC],
         dependencies={
             "registry": Provide(state.running, sync_to_thread=False),

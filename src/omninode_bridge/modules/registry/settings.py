@@ -43,3 +43,32 @@ class RegistrySettings(msgspec.Struct, kw_only=True, frozen=True):
     self_ttl_seconds: Annotated[
         float, msgspec.Meta(gt=0, description="The TTL of the app's own registration (heartbeat at a third of it).")
     ] = 15.0
+    proxy_prefix: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^(/[a-z0-9_-]{1,32}){1,4}$",
+            description="Path prefix of the tool-capture proxy: /<prefix>/<service>/<path...>.",
+        ),
+    ] = "/proxy"
+    proxy_timeout_seconds: Annotated[
+        float, msgspec.Meta(gt=0, le=3600, description="Longest wait for an upstream's answer (read/write): then 504.")
+    ] = 30.0
+    proxy_connect_timeout_seconds: Annotated[
+        float, msgspec.Meta(gt=0, le=60, description="Connect timeout per instance; then the next is tried.")
+    ] = 2.0
+    proxy_max_body_bytes: Annotated[
+        int, msgspec.Meta(ge=0, description="Largest request body the proxy forwards (413 beyond).")
+    ] = 10 * 1024 * 1024
+    proxy_capture: Annotated[
+        bool, msgspec.Meta(description="Record each proxied exchange in hooks (off: the proxy only forwards).")
+    ] = True
+    proxy_capture_body_bytes: Annotated[
+        int, msgspec.Meta(ge=0, le=1024 * 1024, description="Bytes of each body kept in a capture.")
+    ] = 4096
+    proxy_capture_queue: Annotated[
+        int,
+        msgspec.Meta(gt=0, description="Captures waiting to be written; beyond it they are dropped (and counted)."),
+    ] = 10_000
+    proxy_max_connections: Annotated[
+        int, msgspec.Meta(gt=0, description="Upstream connections the proxy's one HTTP client keeps per process.")
+    ] = 512

@@ -9,12 +9,22 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import structlog
 from redis.asyncio import Redis
 
 from omninode_bridge.core.module import Resources, Started
 from omninode_bridge.modules.registry import schemas
-from omninode_bridge.modules.registry.services import Catalog, ChangeFeed, HealthChecker, McpRegistry
+from omninode_bridge.modules.registry.services import (
+    CaptureWriter,
+    Catalog,
+    ChangeFeed,
+    HealthChecker,
+    InstanceCache,
+    McpRegistry,
+    ProxyService,
+    ToolCaptureSink,
+)
 from omninode_bridge.modules.registry.settings import RegistrySettings
 
 __all__ = ["RegistryState"]
@@ -29,12 +39,15 @@ class RegistryState:
         settings: The registry settings group.
         redis_url: The Redis the change listener subscribes on (a connection of its own).
         version: The bridge's version (its own registration).
+        captures: Where the proxy's captures go (the hooks module, through ``build_modules``).
     """
 
-    def __init__(self, settings: RegistrySettings, redis_url: str, version: str) -> None:
+    def __init__(self, settings: RegistrySettings, redis_url: str, version: str, captures: ToolCaptureSink) -> None:
         self.settings = settings
         self.redis_url = redis_url
         self.version = version
+        self.captures = captures
+        self.proxy: Started[ProxyService] = Started("the tool-capture proxy")
         self.catalog: Started[Catalog] = Started("the node catalog")
         self.checker: Started[HealthChecker] = Started("the registry health checker")
         self.mcp: Started[McpRegistry] = Started("the MCP server registry")
@@ -80,6 +93,28 @@ class RegistryState:
                 log.warning("registry: self-registration heartbeat failed", exc_info=True)
             await asyncio.sleep(self.settings.self_ttl_seconds / 3)
 
+    def _proxy(self, resources: Resources, changes: ChangeFeed) -> ProxyService:
+        """The proxy with the process's one upstream connection pool.
+
+        The pool is httpx's transport, used without the client layer: a proxy keeps no cookie jar (a shared client
+        would store every upstream's ``Set-Cookie``, for every caller, without bound), follows no redirects, uses
+        no environment proxies and no auth flow, and a call saves the client's per-request work (a profile put the
+        cookie extraction alone at 7% of a proxied call).
+        """
+        settings = self.settings
+        transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=settings.proxy_max_connections,
+                                max_keepalive_connections=settings.proxy_max_connections),
+            retries=0,
+        )  # fmt: skip
+        timeout = httpx.Timeout(settings.proxy_timeout_seconds, connect=settings.proxy_connect_timeout_seconds)
+        cache = InstanceCache(resources.database, changes, allow_private=settings.allow_private_addresses)
+        return ProxyService(
+            transport, timeout, cache, CaptureWriter(self.captures, settings.proxy_capture_queue),
+            capture_bytes=settings.proxy_capture_body_bytes, max_body_bytes=settings.proxy_max_body_bytes,
+            capture=settings.proxy_capture,
+        )  # fmt: skip
+
     @contextlib.asynccontextmanager
     async def lifespan(self, resources: Resources) -> AsyncIterator[None]:
         """Fill the state; run the change listener, the elected checker and the app's own registration."""
@@ -92,18 +127,24 @@ class RegistryState:
             allow_private=self.settings.allow_private_addresses,
         )  # fmt: skip
         reader = Redis.from_url(self.redis_url)
+        proxy = self._proxy(resources, changes)
         self.catalog.set(catalog)
         self.checker.set(checker)
         self.mcp.set(McpRegistry(resources.database))
+        self.proxy.set(proxy)
         tasks = [
             asyncio.create_task(changes.listen(reader), name="registry-changes"),
             asyncio.create_task(checker.run(), name="registry-checker"),
+            asyncio.create_task(proxy.captures.run(), name="registry-captures"),
         ]
         if self.settings.self_register:
             tasks.append(asyncio.create_task(self._keep_alive(catalog, resources), name="registry-self"))
         try:
             yield
         finally:
+            self.proxy.set(None)
+            await proxy.captures.drain(5.0)  # what was proxied is recorded before the app stops
+            await proxy.transport.aclose()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

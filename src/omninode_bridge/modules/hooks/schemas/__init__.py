@@ -8,6 +8,7 @@ from omninode_bridge.modules.hooks.schemas._ingest import (
     HookBatch,
     HookBatchAccepted,
     HookEventIn,
+    ToolCallPair,
 )
 from omninode_bridge.modules.hooks.schemas._queries import (
     HookEvent,
@@ -64,6 +65,7 @@ __all__ = [
     "SourceStat",
     "StreamTicket",
     "ToolCall",
+    "ToolCallPair",
     "ToolStat",
     "WebhookSource",
     "WebhookSourceCreate",

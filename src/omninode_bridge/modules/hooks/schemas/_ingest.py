@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -99,6 +100,24 @@ class HookBatch(msgspec.Struct, forbid_unknown_fields=True):
     """Up to 1,000 hook events accepted in one transaction."""
 
     events: Annotated[list[HookEventIn], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class ToolCallPair(msgspec.Struct, kw_only=True):
+    """A tool call observed by another module (the registry's proxy): stored as a ``pre_tool_use`` at
+    ``started_at`` and a ``post_tool_use`` at ``finished_at`` sharing ``tool_call_id``, so the processor pairs
+    them and records the duration. Not an HTTP body: built in-process, validated by its producer."""
+
+    source: str
+    tool_name: str
+    tool_call_id: str
+    correlation_id: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    pre: dict[str, Any]
+    post: dict[str, Any]
+    session_id: str | None = None
+    namespace: str = "default"
+    key_id: uuid.UUID | None = None
 
 
 class HookAccepted(msgspec.Struct):

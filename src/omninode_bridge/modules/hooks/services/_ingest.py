@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from typing import cast as typing_cast
 
@@ -331,6 +331,23 @@ class HookIngestService:
             accepted=len(hooks),
             events=[schemas.HookAccepted(event_id=h.event_id, correlation_id=h.correlation_id) for h in hooks],
         )
+
+    async def accept_tool_calls(self, pairs: Sequence[schemas.ToolCallPair]) -> None:
+        """Store and publish each pair as a ``pre_tool_use`` and a ``post_tool_use`` hook (redacted like any hook),
+        all in one transaction, as ``POST /hooks/batch`` does, and commit."""
+        now = dt.datetime.now(dt.UTC)
+        hooks: list[AcceptedHook] = []
+        for pair in pairs:
+            for event_type, at, data in (("pre_tool_use", pair.started_at, pair.pre),
+                                         ("post_tool_use", pair.finished_at, pair.post)):  # fmt: skip
+                hook = schemas.HookEventIn(
+                    source=pair.source, event_type=event_type, session_id=pair.session_id,
+                    correlation_id=pair.correlation_id, tool_name=pair.tool_name, tool_call_id=pair.tool_call_id,
+                    timestamp=at, data=data,
+                )  # fmt: skip
+                hooks.append(self.prepare(hook, correlation_id=pair.correlation_id, key_id=pair.key_id, now=now,
+                                          measure=True, namespace=pair.namespace))  # fmt: skip
+        await self.accept_batch(hooks, batch_id=uuid.uuid4(), source="tool-calls", idempotency_key=None)
 
     async def _claim(self, scope: str, key: str, event_id: uuid.UUID) -> uuid.UUID | None:
         """Claim ``key`` for ``event_id``; the event that holds it already when this is a duplicate.

@@ -1,9 +1,18 @@
-"""The registry's controllers: its own API, the Consul-compatible subset, the MCP server registry."""
+"""The registry's controllers: its own API, the Consul-compatible subset, the MCP server registry, the proxy."""
 
 from __future__ import annotations
 
 from omninode_bridge.modules.registry.controllers._consul import ConsulController
 from omninode_bridge.modules.registry.controllers._mcp import McpController
 from omninode_bridge.modules.registry.controllers._nodes import INDEX_HEADER, NodeController
+from omninode_bridge.modules.registry.controllers._proxy import PROXY_OPT, PROXY_PREFIX_OPT, ProxyController
 
-__all__ = ["INDEX_HEADER", "ConsulController", "McpController", "NodeController"]
+__all__ = [
+    "INDEX_HEADER",
+    "PROXY_OPT",
+    "PROXY_PREFIX_OPT",
+    "ConsulController",
+    "McpController",
+    "NodeController",
+    "ProxyController",
+]

@@ -33,6 +33,7 @@ from omninode_bridge.modules.registry.services._addresses import (
     registered_hosts,
 )
 from omninode_bridge.modules.registry.services._changes import ChangeFeed
+from omninode_bridge.modules.registry.services._lookups import LookupCache
 
 __all__ = ["Catalog", "NodeQuery", "node_out", "ttl_key"]
 
@@ -94,6 +95,12 @@ class NodeQuery:
             query = query.where(NodeRegistration.meta.contains(self.meta))
         return query
 
+    def key(self) -> tuple[Any, ...]:
+        """The query as a cache key."""
+        return (self.name, self.node_type, tuple(self.tags), self.capability,
+                self.version.text if self.version is not None else None, self.status,
+                tuple(sorted(self.meta.items())))  # fmt: skip
+
     def matches_version(self, row: NodeRegistration) -> bool:
         """Whether the row satisfies the version range."""
         if self.version is None:
@@ -122,6 +129,7 @@ class Catalog:
         self.redis = redis
         self.changes = changes
         self.allow_private = allow_private
+        self.lookups = LookupCache()
 
     async def _next_index(self, uow: UnitOfWork) -> int:
         return int(await uow.session.scalar(select(INDEX_SEQUENCE.next_value())) or 0)
@@ -352,14 +360,29 @@ class Catalog:
 
     async def index_of(self, query: NodeQuery) -> int:
         """The query's index: the newest change of any node (live or removed) its static filters match."""
-        async with self.database.unit_of_work() as uow:
-            value = await uow.session.scalar(query.static(select(func.max(NodeRegistration.modify_index))))
-        return int(value or 1)
+
+        async def read() -> int:
+            async with self.database.unit_of_work() as uow:
+                value = await uow.session.scalar(query.static(select(func.max(NodeRegistration.modify_index))))
+            return int(value or 1)
+
+        return int(await self.lookups.get(("index", query.key()), self.changes.generation, read))
 
     async def find(
         self, query: NodeQuery, *, limit: int, after: int | None = None
     ) -> tuple[list[schemas.NodeOut], str | None]:
-        """One page of matching live nodes, oldest registration first."""
+        """One page of matching live nodes, oldest registration first (cached until the catalog changes)."""
+
+        async def read() -> tuple[tuple[schemas.NodeOut, ...], str | None]:
+            items, next_page = await self._find(query, limit=limit, after=after)
+            return tuple(items), next_page
+
+        items, next_page = await self.lookups.get(("find", query.key(), limit, after), self.changes.generation, read)
+        return list(items), next_page
+
+    async def _find(
+        self, query: NodeQuery, *, limit: int, after: int | None
+    ) -> tuple[list[schemas.NodeOut], str | None]:
         found: list[tuple[int, schemas.NodeOut]] = []
         cursor = after
         async with self.database.unit_of_work() as uow:

@@ -28,12 +28,13 @@ class ChangeFeed:
         self._changed = asyncio.Condition()
 
     async def announce(self, index: int) -> None:
-        """Tell every process that the catalog changed at ``index`` (after the commit)."""
+        """Tell every process that the catalog changed at ``index`` (after the commit); this process's cached
+        reads are stale from now on, the others' when the notification arrives."""
+        await self._bump()
         try:
             await self.redis.publish(CHANNEL, str(index))
         except Exception:  # a lost wake-up delays waiters until their wait ends; never fails a change
             log.warning("registry: change notification not sent", exc_info=True)
-            await self._bump()
 
     async def _bump(self) -> None:
         async with self._changed:
