@@ -89,15 +89,8 @@ class OutboxRelay:
         """Relay until cancelled, backing off while Kafka or PostgreSQL is unavailable."""
         signal = self.database.signal(OUTBOX_SIGNAL)
         backoff = 0.2
-        import os
-        linger = float(os.environ.get("XRELAY_LINGER_MS", "0")) / 1000
-        last_round = 0.0
         try:
             while True:
-                gap = linger - (time.monotonic() - last_round)
-                if gap > 0:
-                    await asyncio.sleep(gap)
-                last_round = time.monotonic()
                 try:
                     sent = await self.relay_once()
                     backoff = 0.2
