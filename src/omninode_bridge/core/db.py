@@ -207,7 +207,8 @@ class UnitOfWork:
         """
         engine = self.session.bind
         compiled = None
-        if not self.session.in_transaction() and isinstance(engine, AsyncEngine):
+        # With ``echo`` on, statements go through SQLAlchemy, which logs them (the driver would not).
+        if not self.session.in_transaction() and isinstance(engine, AsyncEngine) and not engine.echo:
             compiled = _positional(statement, engine)
         if compiled is None or not isinstance(engine, AsyncEngine):
             if self.session.in_transaction():

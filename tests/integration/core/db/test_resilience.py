@@ -48,3 +48,32 @@ async def test_database_outage_fails_fast_and_recovers(stack: EmbeddedStack) -> 
             return (await client.get("/health")).json()["status"] == "healthy"
 
         await wait_until(healthy, timeout=10, interval=0.1, message="health did not return to healthy")
+
+
+async def test_one_statement_writes_recover_after_postgresql_restarts(stack: EmbeddedStack) -> None:
+    """``UnitOfWork.commit_one`` runs on the pooled connection's driver: a restart that cut every pooled
+    connection answers 503 (never 500) while PostgreSQL is down and durable writes succeed once it is back."""
+    assert stack.postgres is not None
+    settings = make_settings(stack, database={"breaker_failure_threshold": 50, "breaker_reset_seconds": 0.5})
+    headers = {"X-API-Key": ADMIN_KEY}
+
+    def hook(n: int) -> dict[str, object]:
+        return {"source": "claude-code", "event_type": "pre_tool_use", "session_id": f"restart-{n}"}
+
+    async with app_client(settings) as client:
+        # Connections in the pool, prepared statements on them: what the restart cuts.
+        assert {(await client.post("/hooks", json=hook(n), headers=headers)).status_code for n in range(4)} == {202}
+        stack.postgres.stop()
+        try:
+            assert (await client.post("/hooks", json=hook(9), headers=headers)).status_code == 503
+        finally:
+            stack.postgres.start()
+
+        async def accepted() -> bool:
+            return (await client.post("/hooks", json=hook(10), headers=headers)).status_code == 202
+
+        await wait_until(
+            accepted, timeout=15, interval=0.2, message="/hooks did not recover after PostgreSQL came back"
+        )
+        statuses = {(await client.post("/hooks", json=hook(n), headers=headers)).status_code for n in range(11, 15)}
+        assert statuses == {202}
