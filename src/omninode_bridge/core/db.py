@@ -242,10 +242,15 @@ class UnitOfWork:
             records = await driver.fetch(sql, *args)
         except BaseException as exc:
             if _is_disconnect(exc):
-                # As SQLAlchemy does on a disconnect: drop this connection and recycle every older one.
-                engine.sync_engine.pool._invalidate(pooled, exc if isinstance(exc, Exception) else None)
-            with contextlib.suppress(Exception):
-                await greenlet_spawn(pooled.close)
+                # As SQLAlchemy does on a disconnect: every connection older than now is recycled at its next
+                # checkout, and this one is closed at once (outside a greenlet: no I/O, no await) and its
+                # slot returned to the pool (``invalidate`` checks it in; closing it again would not).
+                engine.sync_engine.pool._invalidate(pooled, exc, _checkin=False)
+                with contextlib.suppress(Exception):
+                    pooled.invalidate(exc)
+            else:
+                with contextlib.suppress(Exception):
+                    await greenlet_spawn(pooled.close)
             raise
         await greenlet_spawn(pooled.close)
         self._committed = True
