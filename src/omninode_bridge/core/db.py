@@ -234,17 +234,36 @@ class UnitOfWork:
         for name, process, default in zip(names, processors, inline, strict=True):
             value = values[name] if default is _REQUIRED or name in values else default
             args.append(value if process is None else process(value))
+        async with self.pooled_driver() as driver:
+            records = await driver.fetch(sql, *args)
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+        return Rows(records)
+
+    @asynccontextmanager
+    async def pooled_driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's asyncpg driver, outside the unit's session, for hot paths.
+
+        No session and no SQLAlchemy execute: what runs on it is the caller's (autocommit statements, or a
+        transaction of its own with ``driver.transaction()``, ended before the block ends). The connection
+        goes back to the pool afterwards; one cut (or left with a statement in flight by a cancellation) is
+        closed and every older pooled connection recycled, as SQLAlchemy does on a disconnect. The unit
+        counts as used (the breaker records the outcome).
+        """
+        engine = self.session.bind
+        if not isinstance(engine, AsyncEngine):
+            raise RuntimeError("the unit of work's session is not bound to an engine")
         pooled = await engine.raw_connection()
         try:
             driver = pooled.driver_connection
             if driver is None:
-                raise InterfaceError("commit_one", None, ConnectionError("the pooled connection is closed"))
-            records = await driver.fetch(sql, *args)
+                raise InterfaceError("pooled_driver", None, ConnectionError("the pooled connection is closed"))
+            yield driver
         except BaseException as exc:
             if _is_disconnect(exc):
-                # As SQLAlchemy does on a disconnect: every connection older than now is recycled at its next
-                # checkout, and this one is closed at once (outside a greenlet: no I/O, no await) and its
-                # slot returned to the pool (``invalidate`` checks it in; closing it again would not).
+                # Closed at once (outside a greenlet: no I/O, no await) and its slot returned to the pool
+                # (``invalidate`` checks it in; closing it again would not).
                 engine.sync_engine.pool._invalidate(pooled, exc, _checkin=False)
                 with contextlib.suppress(Exception):
                     pooled.invalidate(exc)
@@ -254,10 +273,6 @@ class UnitOfWork:
             raise
         await greenlet_spawn(pooled.close)
         self._committed = True
-        callbacks, self._after_commit = self._after_commit, []
-        for callback in callbacks:
-            callback()
-        return Rows(records)
 
     async def rollback(self) -> None:
         """Roll the transaction back."""
