@@ -14,22 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import structlog
 from advanced_alchemy.base import orm_registry
-from sqlalchemy import Executable, Result, event, literal, select, text
+from sqlalchemy import ClauseElement, Executable, event, literal, select, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
+from sqlalchemy.util import greenlet_spawn
 
 from omninode_bridge.core.breaker import CircuitBreaker
 from omninode_bridge.core.settings import DatabaseSettings
 
-__all__ = ["Database", "UnitOfWork", "is_database_unavailable", "metadata"]
+__all__ = ["Database", "Rows", "UnitOfWork", "is_database_unavailable", "metadata"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +62,8 @@ def is_database_unavailable(exc: BaseException) -> bool:
             | asyncpg.CannotConnectNowError
             | asyncpg.InterfaceError,
         )
-    return isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError)
+    # Raised by asyncpg itself on the fast path of ``UnitOfWork.commit_one``.
+    return isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError)
 
 
 def _stamp_idle_since(_dbapi_connection: Any, record: Any) -> None:
@@ -68,6 +72,95 @@ def _stamp_idle_since(_dbapi_connection: Any, record: Any) -> None:
 
 def _stamp_connected(_dbapi_connection: Any, record: Any) -> None:
     record.info.pop(_IDLE_SINCE, None)
+
+
+#: Statements compiled for asyncpg: (SQL with ``$n`` placeholders, parameter names in order, their bind
+#: processors, their values in the statement itself); None for a statement the fast path does not take
+#: (expanding ``IN`` parameters).
+_Compiled = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], tuple[Any, ...]]
+_POSITIONAL: dict[int, tuple[Executable, _Compiled | None]] = {}
+_POSITIONAL_LIMIT = 256
+_REQUIRED = object()
+
+
+def _positional(statement: Executable, engine: AsyncEngine) -> _Compiled | None:
+    """``statement`` as asyncpg takes it, compiled once (statements are built once, at import)."""
+    cached = _POSITIONAL.get(id(statement))
+    if cached is not None and cached[0] is statement:
+        return cached[1]
+    dialect = engine.dialect
+    compiled = statement.compile(dialect=dialect) if isinstance(statement, ClauseElement) else None
+    entry: _Compiled | None = None
+    if isinstance(compiled, SQLCompiler) and not compiled.literal_execute_params and not compiled.post_compile_params:
+        names = tuple(compiled.positiontup or ())
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        # Columns whose Python-side default SQLAlchemy computes at execution: a constant one is taken here,
+        # a callable one leaves the statement to SQLAlchemy.
+        prefetch = {column.key: column.default for column in (*compiled.insert_prefetch, *compiled.update_prefetch)}
+        constants = {
+            key: default.arg for key, default in prefetch.items() if isinstance(default, ScalarElementColumnDefault)
+        }
+        if len(constants) == len(prefetch) and all(name in binds for name in names):
+            # The parameters' types convert values as SQLAlchemy would (UUID and UTC datetime decorators).
+            processors = tuple(binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+            # A literal of the statement (``x == 5``) has its value; a named parameter comes from the caller.
+            inline = tuple(
+                constants[name]
+                if name in constants
+                else _REQUIRED
+                if binds[name].required
+                else binds[name].effective_value
+                for name in names
+            )
+            entry = (compiled.string, names, processors, inline)
+    if len(_POSITIONAL) >= _POSITIONAL_LIMIT:  # statements built per call would not be reused anyway
+        _POSITIONAL.clear()
+    _POSITIONAL[id(statement)] = (statement, entry)
+    return entry
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc``, raised around an asyncpg call, leaves the connection unusable: gone, or cancelled
+    with the statement in flight (its reply would be read by the next user of the connection)."""
+    return isinstance(
+        exc,
+        OSError | TimeoutError | asyncio.CancelledError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError,
+    )
+
+
+class Rows:
+    """The rows of a :meth:`UnitOfWork.commit_one` statement, fetched (tuples or asyncpg records).
+
+    Args:
+        rows: The rows, in order.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self._rows = rows
+
+    def all(self) -> Sequence[Any]:
+        """Every row."""
+        return self._rows
+
+    def one(self) -> Any:
+        """The only row.
+
+        Raises:
+            ValueError: There is not exactly one row.
+        """
+        if len(self._rows) != 1:
+            raise ValueError(f"expected one row, got {len(self._rows)}")
+        return self._rows[0]
+
+    def scalar_one(self) -> Any:
+        """The first column of the only row.
+
+        Raises:
+            ValueError: There is not exactly one row.
+        """
+        return self.one()[0]
 
 
 class UnitOfWork:
@@ -97,38 +190,89 @@ class UnitOfWork:
         for callback in callbacks:
             callback()
 
-    async def commit_one(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
+    async def commit_one(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Rows:
         """Execute ``statement`` as the whole transaction and commit it: the fast way to write durably.
 
-        A unit that has not touched the database yet runs the statement on its own (PostgreSQL commits a
-        single statement by itself): one round trip, where ``BEGIN``, the statement and ``COMMIT`` are
-        three. Build the statement once at import (a CTE that writes the rows and their outbox events,
-        compiled once, prepared once per connection). A unit already in a transaction executes it there
-        and commits, so the statement still commits with the earlier work. Callbacks of
-        :meth:`after_commit` run afterwards either way; the unit is committed.
+        A unit that has not touched the database yet runs a ``text()`` statement on the driver (asyncpg) of
+        a pooled connection, without a session or a transaction block: PostgreSQL commits a single
+        statement by itself, so that is one round trip, where ``BEGIN``, the statement and ``COMMIT`` are
+        three, and none of SQLAlchemy's per-statement work (a third of a stamp's CPU in py-spy). The text is
+        compiled once per statement object and prepared once per connection (asyncpg's statement cache):
+        build it once at import (a CTE that writes the rows and their outbox events). Other statements, or
+        a unit already in a transaction, go through the session (the statement commits with the earlier
+        work). Callbacks of :meth:`after_commit` run afterwards either way; the unit is committed.
 
         Returns:
-            The statement's result, already buffered (the transaction is over).
+            The statement's rows, already fetched (the transaction is over).
         """
-        if self.session.in_transaction():
-            result = await self.session.execute(statement, params)
-            buffered = result.freeze()
+        engine = self.session.bind
+        compiled = None
+        # With ``echo`` on, statements go through SQLAlchemy, which logs them (the driver would not).
+        if not self.session.in_transaction() and isinstance(engine, AsyncEngine) and not engine.echo:
+            compiled = _positional(statement, engine)
+        if compiled is None or not isinstance(engine, AsyncEngine):
+            if self.session.in_transaction():
+                result = await self.session.execute(statement, params)
+            else:
+                # Autocommit is a flag of SQLAlchemy's asyncpg adapter (no round trip): it sends no BEGIN,
+                # and the pool resets the connection's isolation level when it is checked in.
+                connection = await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                try:
+                    result = await connection.execute(statement, params)
+                except BaseException:
+                    # PostgreSQL undid the statement; release the connection so the unit can be used again.
+                    with contextlib.suppress(Exception):
+                        await self.session.rollback()
+                    raise
+            # An INSERT without RETURNING has no rows to fetch (fetching them raises).
+            rows = Rows(list(result) if getattr(result, "returns_rows", True) else [])
             await self.commit()
-            return buffered()
-        # Autocommit is a flag of SQLAlchemy's asyncpg adapter (no round trip): it sends no BEGIN, and the
-        # pool resets the connection's isolation level when it is checked in.
-        connection = await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            return rows
+        sql, names, processors, inline = compiled
+        values = params or {}
+        args = []
+        for name, process, default in zip(names, processors, inline, strict=True):
+            value = values[name] if default is _REQUIRED or name in values else default
+            args.append(value if process is None else process(value))
+        async with self.pooled_driver() as driver:
+            records = await driver.fetch(sql, *args)
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+        return Rows(records)
+
+    @asynccontextmanager
+    async def pooled_driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's asyncpg driver, outside the unit's session, for hot paths.
+
+        No session and no SQLAlchemy execute: what runs on it is the caller's (autocommit statements, or a
+        transaction of its own with ``driver.transaction()``, ended before the block ends). The connection
+        goes back to the pool afterwards; one cut (or left with a statement in flight by a cancellation) is
+        closed and every older pooled connection recycled, as SQLAlchemy does on a disconnect. The unit
+        counts as used (the breaker records the outcome).
+        """
+        engine = self.session.bind
+        if not isinstance(engine, AsyncEngine):
+            raise RuntimeError("the unit of work's session is not bound to an engine")
+        pooled = await engine.raw_connection()
         try:
-            result = await connection.execute(statement, params)
-        except BaseException:
-            # PostgreSQL undid the statement; release the connection so the unit can be used again (the
-            # statement's error is what matters if the connection is gone too).
-            with contextlib.suppress(Exception):
-                await self.session.rollback()
+            driver = pooled.driver_connection
+            if driver is None:
+                raise InterfaceError("pooled_driver", None, ConnectionError("the pooled connection is closed"))
+            yield driver
+        except BaseException as exc:
+            if _is_disconnect(exc):
+                # Closed at once (outside a greenlet: no I/O, no await) and its slot returned to the pool
+                # (``invalidate`` checks it in; closing it again would not).
+                engine.sync_engine.pool._invalidate(pooled, exc, _checkin=False)
+                with contextlib.suppress(Exception):
+                    pooled.invalidate(exc)
+            else:
+                with contextlib.suppress(Exception):
+                    await greenlet_spawn(pooled.close)
             raise
-        buffered = result.freeze()
-        await self.commit()
-        return buffered()
+        await greenlet_spawn(pooled.close)
+        self._committed = True
 
     async def rollback(self) -> None:
         """Roll the transaction back."""

@@ -15,10 +15,15 @@ async def test_database_outage_fails_fast_and_recovers(stack: EmbeddedStack) -> 
         database={"breaker_failure_threshold": 5, "breaker_reset_seconds": 2.0, "breaker_half_open_calls": 3},
     )
     headers = {"X-API-Key": ADMIN_KEY}
+    hook = {"source": "claude-code", "event_type": "pre_tool_use", "session_id": "outage"}
     async with app_client(settings) as client:
         assert (await client.get("/admin/api-keys", headers=headers)).status_code == 200  # key now cached
+        # A one-statement write (``UnitOfWork.commit_one``, on the pooled connection's driver) leaves its
+        # connection in the pool for the outage to cut.
+        assert (await client.post("/hooks", json=hook, headers=headers)).status_code == 202
         stack.postgres.stop()
         try:
+            assert (await client.post("/hooks", json=hook, headers=headers)).status_code == 503  # never a 500
             statuses = [(await client.get("/admin/api-keys", headers=headers)).status_code for _ in range(5)]
             assert statuses == [503] * 5
             started = time.perf_counter()
@@ -48,3 +53,9 @@ async def test_database_outage_fails_fast_and_recovers(stack: EmbeddedStack) -> 
             return (await client.get("/health")).json()["status"] == "healthy"
 
         await wait_until(healthy, timeout=10, interval=0.1, message="health did not return to healthy")
+
+        async def writes() -> bool:
+            return (await client.post("/hooks", json=hook, headers=headers)).status_code == 202
+
+        await wait_until(writes, timeout=10, interval=0.1, message="one-statement writes did not recover")
+        assert (await client.post("/hooks", json=hook, headers=headers)).status_code == 202
