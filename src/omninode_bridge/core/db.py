@@ -144,6 +144,10 @@ class Rows:
         """Every row."""
         return self._rows
 
+    def first(self) -> Any | None:
+        """The first row, or None when there is none."""
+        return self._rows[0] if self._rows else None
+
     def one(self) -> Any:
         """The only row.
 
