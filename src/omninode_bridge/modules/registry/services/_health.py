@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from typing import Any
 
 import httpx
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import CompoundSelect, delete, func, literal, null, or_, select, union_all
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.modules.registry.models import NodeRegistration
@@ -29,6 +30,32 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
+
+
+#: Ticks between two tombstone purges (at the default 0.25 s tick: a minute).
+_PURGE_EVERY_ROUNDS = 240
+
+
+def _due_query(now: dt.datetime) -> CompoundSelect[Any]:
+    """Nodes with a live TTL check, nodes whose HTTP check is due, and nodes critical past their deregister
+    delay, as ``(rule, node_id, ttl, url, timeout)`` rows."""
+    node = NodeRegistration
+    live = node.deleted_at.is_(None)
+    ttl = select(literal("ttl").label("rule"), node.node_id, node.check_ttl_seconds.label("ttl"),
+                 null().label("url"), null().label("timeout"))  # fmt: skip
+    http = select(literal("http"), node.node_id, null(), node.check_http, node.check_timeout_seconds)
+    deregister = select(literal("deregister"), node.node_id, null(), null(), null())
+    interval = func.make_interval(0, 0, 0, 0, 0, 0, node.check_interval_seconds)
+    after = func.make_interval(0, 0, 0, 0, 0, 0, node.deregister_critical_after_seconds)
+    http_due = or_(node.last_checked_at.is_(None), node.last_checked_at + interval <= now)
+    critical_too_long = node.status_changed_at + after <= now
+    return union_all(
+        ttl.where(node.check_kind == "ttl", node.status != "critical", live),
+        http.where(node.check_kind == "http", live, http_due),
+        deregister.where(
+            node.status == "critical", live, node.deregister_critical_after_seconds.is_not(None), critical_too_long
+        ),
+    )
 
 
 class Lease:
@@ -98,35 +125,20 @@ class HealthChecker:
         """Expire TTLs, start due HTTP checks, deregister long-critical nodes, purge tombstones."""
         self.rounds += 1
         now = dt.datetime.now(dt.UTC)
+        # One read a tick (the elected checker runs it a few times a second, nodes or not): each candidate row
+        # says which of the three rules it is due for; the tombstone purge, a write, runs once a minute.
         async with self.database.unit_of_work() as uow:
-            ttl_nodes = (await uow.session.execute(
-                select(NodeRegistration.node_id, NodeRegistration.check_ttl_seconds).where(
-                    NodeRegistration.check_kind == "ttl", NodeRegistration.status != "critical",
-                    NodeRegistration.deleted_at.is_(None))
-            )).all()  # fmt: skip
-            due = (await uow.session.execute(
-                select(NodeRegistration.node_id, NodeRegistration.check_http, NodeRegistration.check_timeout_seconds)
-                .where(
-                    NodeRegistration.check_kind == "http", NodeRegistration.deleted_at.is_(None),
-                    or_(NodeRegistration.last_checked_at.is_(None),
-                        NodeRegistration.last_checked_at
-                        + func.make_interval(0, 0, 0, 0, 0, 0, NodeRegistration.check_interval_seconds) <= now),
+            rows = (await uow.session.execute(_due_query(now))).all()
+            if self.rounds % _PURGE_EVERY_ROUNDS == 1:
+                await uow.session.execute(
+                    delete(NodeRegistration).where(
+                        NodeRegistration.deleted_at < now - dt.timedelta(seconds=self.tombstone_seconds)
+                    )
                 )
-            )).all()  # fmt: skip
-            expired_critical = (await uow.session.execute(
-                select(NodeRegistration.node_id).where(
-                    NodeRegistration.status == "critical", NodeRegistration.deleted_at.is_(None),
-                    NodeRegistration.deregister_critical_after_seconds.is_not(None),
-                    NodeRegistration.status_changed_at
-                    + func.make_interval(0, 0, 0, 0, 0, 0, NodeRegistration.deregister_critical_after_seconds) <= now,
-                )
-            )).scalars().all()  # fmt: skip
-            await uow.session.execute(
-                delete(NodeRegistration).where(
-                    NodeRegistration.deleted_at < now - dt.timedelta(seconds=self.tombstone_seconds)
-                )
-            )
-            await uow.commit()
+                await uow.commit()
+        ttl_nodes = [(r.node_id, r.ttl) for r in rows if r.rule == "ttl"]
+        due = [(r.node_id, r.url, r.timeout) for r in rows if r.rule == "http"]
+        expired_critical = [r.node_id for r in rows if r.rule == "deregister"]
         if ttl_nodes:
             present = await self.redis.mget([ttl_key(n) for n, _ in ttl_nodes])
             for (node_id, ttl), value in zip(ttl_nodes, present, strict=True):
