@@ -91,6 +91,7 @@ def build_module(
             settings, catalog, client, coordination, resources.database, resources.publisher, redact
         )
         module_state.executor = executor
+        executor.aggregator.start()
         if not catalog.models:
             log.warning("metrics: the model catalog is empty; /execute answers 503 until a model is configured")
         try:
@@ -98,6 +99,7 @@ def build_module(
         finally:
             module_state.executor = None
             await executor.drain(seconds=10.0)  # streamed executions still storing their measurements
+            await executor.aggregator.stop()  # the durable statistics of the last executions
             await client.aclose()
 
     async def health() -> ComponentHealth:
