@@ -29,7 +29,6 @@ import tempfile
 from pathlib import Path
 
 import psutil
-
 from tests.unit.metrics.simulation import THREE, Hidden, simulate
 
 from bench._tools import Load, _run, require_wrk, serve_app, worker_processes, wrk
