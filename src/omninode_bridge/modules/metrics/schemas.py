@@ -23,12 +23,16 @@ __all__ = [
     "Message",
     "ModelInfo",
     "ModelList",
+    "ModelSeries",
     "ModelStatsReport",
+    "ModelsDashboard",
     "QualityCheck",
     "QualityReport",
     "Recommendation",
     "RecommendationList",
+    "SeriesPoint",
     "TaskStats",
+    "TaskTypeSeries",
     "Tokens",
 ]
 
@@ -244,3 +248,45 @@ class RecommendationList(msgspec.Struct, kw_only=True):
     task_type: str
     strategy: str
     items: list[Recommendation]
+
+
+class SeriesPoint(msgspec.Struct, kw_only=True):
+    """One model's executions of a task type in one time bucket (answered executions: the model that answered)."""
+
+    start: dt.datetime
+    executions: int
+    share: float
+    success_rate: float
+    quality_mean: float | None
+    latency_mean_ms: float | None
+    cost_mean_usd: float | None
+
+
+class ModelSeries(msgspec.Struct, kw_only=True):
+    """A model's figures over time on one task type."""
+
+    model: str
+    executions: int
+    share: float
+    points: list[SeriesPoint]
+
+
+class TaskTypeSeries(msgspec.Struct, kw_only=True):
+    """A task type's models over time, with what the router recommends now."""
+
+    task_type: str
+    executions: int
+    recommended: str | None
+    recommendations: list[Recommendation]
+    models: list[ModelSeries]
+
+
+class ModelsDashboard(msgspec.Struct, kw_only=True):
+    """The data of the models page: per task type, each model's quality, latency, cost and traffic share in time
+    buckets of ``bucket_seconds`` from ``since`` to ``until``."""
+
+    since: dt.datetime
+    until: dt.datetime
+    bucket_seconds: int
+    strategy: str
+    task_types: list[TaskTypeSeries]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ from litestar.response import ServerSentEvent
 from omninode_bridge import platform
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.inputs import Identifier, Namespace, param, text
+from omninode_bridge.core.pages import page_response
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.services import StreamFilter, sse_events
 from omninode_bridge.modules.hooks.state import HooksState
@@ -21,18 +21,6 @@ __all__ = ["HookLiveController"]
 
 _Short = Annotated[str, text(max_length=64)]
 _PAGE = Path(__file__).resolve().parent.parent / "static" / "live.html"
-# The page holds no data; its script reads the key from the URL fragment or a form, never from the server.
-_PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "connect-src 'self'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
-
-
-@cache
-def _page() -> str:
-    return _PAGE.read_text(encoding="utf-8")
 
 
 class HookLiveController(Controller):
@@ -99,4 +87,4 @@ class HookLiveController(Controller):
     async def live(self) -> Response[str]:
         """A small HTML page: give it a key with scope `hooks` (in the form, or as `#key=...` in the URL, which
         never reaches the server) and it shows hooks arriving, with filters."""
-        return Response(_page(), media_type=MediaType.HTML, headers=_PAGE_HEADERS)
+        return page_response(_PAGE)
