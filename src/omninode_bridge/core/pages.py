@@ -1,4 +1,5 @@
-"""The app's own HTML pages (the live views): one self-contained file each, served with one strict policy.
+"""The app's own HTML pages (the hooks and workflow live views, the models dashboard): one self-contained
+file each, served with one strict policy.
 
 A page holds no data and loads nothing from elsewhere: its script and style are inline, it talks only to
 this origin, and it cannot be framed. The page asks for the API key (a form, or ``#key=...`` in the URL,
@@ -14,7 +15,8 @@ from litestar import MediaType, Response
 
 __all__ = ["PAGE_HEADERS", "page_response"]
 
-PAGE_HEADERS = {
+#: Inline script and style only, requests to this origin only, never framed.
+PAGE_HEADERS: dict[str, str] = {
     "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "connect-src 'self'; frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",

@@ -33,13 +33,17 @@ task_types:
   chat: {{checks: [{{kind: non_empty}}]}}
   analysis: {{checks: [{{kind: non_empty}}, {{kind: min_length, value: 10}}]}}
   classification: {{checks: [{{kind: non_empty}}, {{kind: json}}]}}
+  judged: {{checks: [{{kind: non_empty}}, {{kind: judge, model: judge}}]}}
+  grading: {{}}
 models:
-  - {{id: fast, base_url: '{base_url}', model: fast-m, task_types: [chat, classification],
+  - {{id: fast, base_url: '{base_url}', model: fast-m, task_types: [chat, classification, judged],
      api_key_env: METRICS_TEST_KEY, price: {{input_per_million: 1, output_per_million: 2}}}}
   - {{id: flaky, base_url: '{base_url}', model: flaky-m, task_types: [analysis],
      price: {{input_per_million: 0.1, output_per_million: 0.1}}}}
   - {{id: backup, base_url: '{base_url}', model: backup-m, task_types: [analysis],
      price: {{input_per_million: 5, output_per_million: 5}}}}
+  - {{id: judge, base_url: '{base_url}', model: judge-m, task_types: [grading],
+     price: {{input_per_million: 1000, output_per_million: 1000}}}}
 """
 
 
@@ -250,6 +254,44 @@ async def test_feedback_updates_statistics_and_redis_loss_is_rebuilt(
     assert rebuilt["items"][0]["expected_quality"] == recommended["items"][0]["expected_quality"]
 
 
+async def test_a_judge_model_grades_the_answer_and_its_cost_is_recorded(
+    api: AsyncTestClient[Litestar], upstream: tuple[FakeOpenAI, str], stack: EmbeddedStack
+) -> None:
+    fake, _ = upstream
+    fake.behaviours["fast-m"] = Behaviour(answer="Forty-two, the answer.")
+    fake.behaviours["judge-m"] = Behaviour(answer="0.6")
+    response = await api.post("/execute", json={"task_type": "judged", "prompt": "What is six times seven?"},
+                              headers=HEADERS)  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "fast"
+    assert body["quality"]["score"] == pytest.approx((1 + 0.6) / 2)
+    assert body["quality"]["checks"][1] == {"name": "judge:judge", "passed": True, "detail": "graded 0.6 by judge",
+                                            "score": 0.6}  # fmt: skip
+    (judged,) = body["quality"]["judges"]
+    assert (judged["model"], judged["score"]) == ("judge", 0.6)
+    assert judged["latency_ms"] > 0
+    assert judged["cost_usd"] > 0
+    answer_cost = (body["tokens"]["input"] * 1 + body["tokens"]["output"] * 2) / 1e6
+    assert body["cost_usd"] == pytest.approx(answer_cost + judged["cost_usd"])
+    asked = fake.requests[-1]["body"]
+    assert asked["model"] == "judge-m"
+    assert "What is six times seven?" in asked["messages"][1]["content"]
+    assert "Forty-two, the answer." in asked["messages"][1]["content"]
+    rows = await sql_rows(
+        stack.urls["database_url"],
+        "SELECT cost_usd, quality_checks, metadata FROM metrics_executions WHERE execution_id = :id AND attempt = 0",
+        id=uuid.UUID(body["execution_id"]),
+    )
+    assert rows[0][0] == pytest.approx(body["cost_usd"])
+    assert rows[0][1][1]["score"] == 0.6
+    assert rows[0][2]["judges"][0]["model"] == "judge"
+    fake.behaviours["judge-m"] = Behaviour(answer="I cannot tell.")
+    unsure = (await api.post("/execute", json={"task_type": "judged", "prompt": "Again?"}, headers=HEADERS)).json()
+    assert unsure["quality"]["score"] == 1.0  # a judge without a grade does not count against the answer
+    assert "not counted" in unsure["quality"]["checks"][1]["detail"]
+
+
 async def test_refusals(api: AsyncTestClient[Litestar]) -> None:
     unknown = await api.post("/execute", json={"task_type": "poetry", "prompt": "x"}, headers=HEADERS)
     assert unknown.status_code == 422
@@ -308,7 +350,7 @@ async def test_health_degraded_while_every_model_cools_down(
 ) -> None:
     assert (await api.get("/health")).json()["components"]["metrics"]["status"] == "up"
     redis = Redis.from_url(stack.urls["redis_url"])
-    keys = [f"metrics:cooldown:{m}" for m in ("fast", "flaky", "backup")]
+    keys = [f"metrics:cooldown:{m}" for m in ("fast", "flaky", "backup", "judge")]
     try:
         for key in keys:
             await redis.set(key, "1", px=60_000)
@@ -318,7 +360,7 @@ async def test_health_degraded_while_every_model_cools_down(
         assert body["components"]["metrics"]["detail"] == "every model is cooling down after failures"
         await redis.delete(keys[0])
         partly = (await api.get("/health")).json()["components"]["metrics"]
-        assert partly == {"status": "up", "latency_ms": partly["latency_ms"], "detail": "2 of 3 models cooling down"}
+        assert partly == {"status": "up", "latency_ms": partly["latency_ms"], "detail": "3 of 4 models cooling down"}
     finally:
         await redis.delete(*keys)
         await redis.aclose()

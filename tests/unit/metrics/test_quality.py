@@ -8,7 +8,8 @@ import pytest
 
 from omninode_bridge.core.contracts import ContractError
 from omninode_bridge.modules.metrics.contract import CheckSpec, load_models
-from omninode_bridge.modules.metrics.services.quality import matches_schema, score
+from omninode_bridge.modules.metrics.services.judge import parse_grade
+from omninode_bridge.modules.metrics.services.quality import CheckResult, matches_schema, score
 
 SCHEMA = {
     "type": "json_schema",
@@ -73,4 +74,33 @@ def test_bad_catalog_entries_stop_start_up(tmp_path: Path, entry: str, message: 
     path = tmp_path / "models.yaml"
     path.write_text(f"task_types: {{chat: {{}}}}\nmodels:\n  - {entry}\n")
     with pytest.raises(ContractError, match=message):
+        load_models(str(path), environ={})
+
+
+@pytest.mark.parametrize(
+    ("reply", "grade"),
+    [("0.8", 0.8), ("Grade: 1", 1.0), ("8/10", 0.8), ("0.25, because it misses the point", 0.25),
+     ("7", None), ("excellent", None), ("", None), ("3/0", None)],
+)  # fmt: skip
+def test_judge_grades_are_read_from_the_reply(reply: str, grade: float | None) -> None:
+    assert parse_grade(reply) == grade
+
+
+def test_a_judge_grade_is_weighted_and_a_failed_judge_does_not_count() -> None:
+    checks = [CheckSpec(kind="non_empty"), CheckSpec(kind="judge", model="j", weight=3)]
+    graded = score(checks, "an answer", judged={1: CheckResult("judge:j", False, "graded 0.2", score=0.2)})
+    assert graded.value == pytest.approx((1 + 3 * 0.2) / 4)
+    assert [c.name for c in graded.checks] == ["non_empty", "judge:j"]
+    failed = score(checks, "an answer", judged={1: CheckResult("judge:j", False, "the judge failed")})
+    assert failed.value == 1.0
+    assert score(checks, "an answer").value == 1.0  # no judge result: the check does not apply
+
+
+def test_a_judge_must_be_a_catalog_model(tmp_path: Path) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "task_types: {chat: {checks: [{kind: judge, model: nobody}]}}\n"
+        "models:\n  - {id: a, base_url: 'http://x', model: m, task_types: [chat]}\n"
+    )
+    with pytest.raises(ContractError, match="judge needs the id of a catalog model"):
         load_models(str(path), environ={})

@@ -3,7 +3,8 @@ scored, and routed by what it has learned.
 
 Endpoints (scope ``metrics``): ``POST /execute`` (JSON, or SSE with ``stream: true``),
 ``POST /executions/{id}/feedback``, ``GET /executions``, ``GET /executions/{id}``, ``GET /models``,
-``GET /models/{id}/stats``, ``GET /recommendations``. Every execution is stored in ``metrics_executions``
+``GET /models/{id}/stats``, ``GET /recommendations``, and the models page ``GET /models-dashboard`` (its data:
+``GET /models-dashboard/data``). Every execution is stored in ``metrics_executions``
 (one row per execution and per attempt) and published as ``TaskExecuted`` on ``omninode_bridge_metrics_v1``
 through the outbox. The catalog is ``contracts/models.yaml`` (``OMNINODE_MODELS_FILE``), validated at start-up.
 
@@ -24,6 +25,7 @@ from omninode_bridge.core.health import ComponentHealth
 from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.modules.metrics.contract import ModelsContract, load_models
 from omninode_bridge.modules.metrics.controllers import MetricsController
+from omninode_bridge.modules.metrics.dashboard import ModelsDashboardController
 from omninode_bridge.modules.metrics.messages import EVENT_TYPE, METRICS_TOPIC, TaskExecuted
 from omninode_bridge.modules.metrics.schemas import ExecuteRequest, Feedback
 from omninode_bridge.modules.metrics.services import (
@@ -91,6 +93,7 @@ def build_module(
             settings, catalog, client, coordination, resources.database, resources.publisher, redact
         )
         module_state.executor = executor
+        executor.aggregator.start()
         if not catalog.models:
             log.warning("metrics: the model catalog is empty; /execute answers 503 until a model is configured")
         try:
@@ -98,6 +101,7 @@ def build_module(
         finally:
             module_state.executor = None
             await executor.drain(seconds=10.0)  # streamed executions still storing their measurements
+            await executor.aggregator.stop()  # the durable statistics of the last executions
             await client.aclose()
 
     async def health() -> ComponentHealth:
@@ -118,7 +122,7 @@ def build_module(
 
     return Module(
         name="metrics",
-        route_handlers=[MetricsController],
+        route_handlers=[MetricsController, ModelsDashboardController],
         publishes=[METRICS_TOPIC],
         dependencies={"metrics": Provide(module_state.running, sync_to_thread=False)},
         lifespans=[lifespan],

@@ -73,17 +73,22 @@ class CheckSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     ``kind``: ``non_empty``; ``min_length`` / ``max_length`` (characters, ``value``); ``json`` (valid JSON, and
     matching the request's JSON schema when ``response_format`` gives one; applies only when the request asks
-    for JSON); ``required_regex`` / ``forbidden_regex`` (``pattern``, searched in the answer).
+    for JSON); ``required_regex`` / ``forbidden_regex`` (``pattern``, searched in the answer); ``judge``
+    (``model``: a catalog model asked to grade the answer to the request from 0 to 1; off unless a task type
+    lists it; its cost is added to the execution's).
     """
 
-    kind: Literal["non_empty", "min_length", "max_length", "json", "required_regex", "forbidden_regex"]
+    kind: Literal["non_empty", "min_length", "max_length", "json", "required_regex", "forbidden_regex", "judge"]
     value: Annotated[int, msgspec.Meta(ge=0)] | None = None
     pattern: str | None = None
+    model: ModelId | None = None
     weight: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
     @property
     def name(self) -> str:
         """How the check is named in a response's per-check results."""
+        if self.model is not None:
+            return f"{self.kind}:{self.model}"
         if self.value is not None:
             return f"{self.kind}:{self.value}"
         return f"{self.kind}:{self.pattern}" if self.pattern is not None else self.kind
@@ -146,6 +151,8 @@ def load_models(models_file: str | None, environ: Mapping[str, str] | None = Non
     for name, spec in contract.task_types.items():
         for index, check in enumerate(spec.checks):
             where = f"task_types.{name}.checks[{index}]"
+            if check.kind == "judge" and (check.model is None or check.model not in seen):
+                problems.append(f"{where}: judge needs the id of a catalog model (model: ...)")
             if check.kind in ("min_length", "max_length") and check.value is None:
                 problems.append(f"{where}: {check.kind} needs a value")
             if check.kind in ("required_regex", "forbidden_regex"):

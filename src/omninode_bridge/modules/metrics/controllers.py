@@ -211,6 +211,7 @@ class MetricsController(Controller):
         executor = metrics
         if executor.catalog.model(model_id) is None:
             raise ProblemError(404, f"No model {model_id} in the catalog.")
+        await executor.aggregator.flush()  # the durable statistics hold this process's executions
         store = MetricsStore(uow)
         items = []
         for row in await store.stats_of_model(model_id, task_type):

@@ -20,15 +20,20 @@ __all__ = [
     "ExecutionSummary",
     "Feedback",
     "FeedbackAccepted",
+    "JudgeCall",
     "Message",
     "ModelInfo",
     "ModelList",
+    "ModelSeries",
     "ModelStatsReport",
+    "ModelsDashboard",
     "QualityCheck",
     "QualityReport",
     "Recommendation",
     "RecommendationList",
+    "SeriesPoint",
     "TaskStats",
+    "TaskTypeSeries",
     "Tokens",
 ]
 
@@ -88,19 +93,30 @@ class Tokens(msgspec.Struct, kw_only=True):
     estimated: bool
 
 
-class QualityCheck(msgspec.Struct, kw_only=True):
-    """One check of the task type's contract."""
+class QualityCheck(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One check of the task type's contract (``score`` only for a graded check: the judge's)."""
 
     name: str
     passed: bool
     detail: str | None = None
+    score: float | None = None
+
+
+class JudgeCall(msgspec.Struct, kw_only=True):
+    """A judge model's grading of the answer (its cost is part of the execution's ``cost_usd``)."""
+
+    model: str
+    score: float | None
+    latency_ms: float
+    cost_usd: float
 
 
 class QualityReport(msgspec.Struct, kw_only=True):
-    """The combined score (0..1) and each check."""
+    """The combined score (0..1), each check, and the judge calls (when the task type has a judge)."""
 
     score: float
     checks: list[QualityCheck]
+    judges: list[JudgeCall] = msgspec.field(default_factory=list)
 
 
 class Recommendation(msgspec.Struct, kw_only=True):
@@ -244,3 +260,45 @@ class RecommendationList(msgspec.Struct, kw_only=True):
     task_type: str
     strategy: str
     items: list[Recommendation]
+
+
+class SeriesPoint(msgspec.Struct, kw_only=True):
+    """One model's executions of a task type in one time bucket (answered executions: the model that answered)."""
+
+    start: dt.datetime
+    executions: int
+    share: float
+    success_rate: float
+    quality_mean: float | None
+    latency_mean_ms: float | None
+    cost_mean_usd: float | None
+
+
+class ModelSeries(msgspec.Struct, kw_only=True):
+    """A model's figures over time on one task type."""
+
+    model: str
+    executions: int
+    share: float
+    points: list[SeriesPoint]
+
+
+class TaskTypeSeries(msgspec.Struct, kw_only=True):
+    """A task type's models over time, with what the router recommends now."""
+
+    task_type: str
+    executions: int
+    recommended: str | None
+    recommendations: list[Recommendation]
+    models: list[ModelSeries]
+
+
+class ModelsDashboard(msgspec.Struct, kw_only=True):
+    """The data of the models page: per task type, each model's quality, latency, cost and traffic share in time
+    buckets of ``bucket_seconds`` from ``since`` to ``until``."""
+
+    since: dt.datetime
+    until: dt.datetime
+    bucket_seconds: int
+    strategy: str
+    task_types: list[TaskTypeSeries]

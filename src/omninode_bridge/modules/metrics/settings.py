@@ -59,3 +59,12 @@ class MetricsSettings(msgspec.Struct, kw_only=True, frozen=True):
             "any model timeout).",
         ),
     ] = 600.0
+    stats_flush_ms: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=60_000,
+            description="Longest time the durable routing statistics (PostgreSQL) trail the live copy (Redis): "
+            "each process writes its executions' statistics in one batch this often.",
+        ),
+    ] = 200

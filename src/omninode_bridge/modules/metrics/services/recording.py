@@ -1,25 +1,33 @@
-"""Recording an execution: its rows, the statistics it teaches and its event in one transaction, then the
-Redis copies; and a caller's feedback folded into the same statistics."""
+"""Recording an execution: its rows and its event in one statement (one round trip, committed by itself), the
+Redis side in one script call at the same time, and the durable statistics handed to the aggregator; and a
+caller's feedback folded into the same statistics."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
+
+import msgspec
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.events import EventPublisher, new_envelope
 from omninode_bridge.modules.metrics import schemas
 from omninode_bridge.modules.metrics.messages import EVENT_TYPE, METRICS_TOPIC, AttemptMeasured, TaskExecuted
-from omninode_bridge.modules.metrics.services.coordination import Coordination
+from omninode_bridge.modules.metrics.services.aggregate import StatsAggregator
+from omninode_bridge.modules.metrics.services.coordination import Coordination, Observation
+from omninode_bridge.modules.metrics.services.judge import Judged
 from omninode_bridge.modules.metrics.services.plan import Plan, Redact, Tried, msgspec_to_dict
 from omninode_bridge.modules.metrics.services.quality import Score
-from omninode_bridge.modules.metrics.services.stats import ModelStats
-from omninode_bridge.modules.metrics.services.store import MetricsStore
+from omninode_bridge.modules.metrics.services.store import RECORD_EXECUTION, MetricsStore
 from omninode_bridge.modules.metrics.settings import MetricsSettings
 
 __all__ = ["Recorder"]
+
+_rows_encoder = msgspec.json.Encoder()
 
 
 class Recorder:
@@ -31,6 +39,7 @@ class Recorder:
         publisher: The outbox.
         coordination: Redis state shared by processes (the statistics' and spend's fast copies).
         redact: Applied to prompts and answers before they are stored (only with ``store_prompts``).
+        aggregator: Writes the durable statistics behind the requests.
     """
 
     def __init__(
@@ -40,7 +49,9 @@ class Recorder:
         publisher: EventPublisher,
         coordination: Coordination,
         redact: Redact | None,
+        aggregator: StatsAggregator,
     ) -> None:
+        self.aggregator = aggregator
         self.settings = settings
         self.database = database
         self.publisher = publisher
@@ -55,8 +66,12 @@ class Recorder:
         success: Tried | None,
         quality: Score | None,
         total_ms: float,
+        leases: list[tuple[str, str]],
+        judges: Sequence[Judged] = (),
     ) -> float:
-        """Rows, statistics and the event in one transaction; then the Redis copies. Returns the cost."""
+        """The rows and the event (one statement) and the Redis side (one script: ``leases`` given back,
+        statistics, failure run, spend) at the same time; the durable statistics go to the aggregator.
+        Returns the cost (the attempts' and the judges')."""
         rows: list[dict[str, Any]] = []
         cost_total = 0.0
         base = {
@@ -80,9 +95,14 @@ class Recorder:
                 "quality_score": quality.value if done is not None and quality is not None else None,
                 "quality_checks": None,
             })  # fmt: skip
+        judged_cost = sum(j.cost_usd for j in judges)
+        cost_total += judged_cost
         done = success.completion if success is not None else None
         last_error = next((t.error for t in reversed(tried) if t.error is not None), None)
-        checks = [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in quality.checks] if quality else None
+        checks = (
+            [{"name": c.name, "passed": c.passed, "detail": c.detail, "score": c.score} for c in quality.checks]
+            if quality else None
+        )  # fmt: skip
         prompt, response = None, None
         if self.settings.store_prompts and self.redact is not None:
             prompt = self.redact(list(plan.call.messages))
@@ -96,8 +116,15 @@ class Recorder:
             "tokens_estimated": done.usage_estimated if done else False, "cost_usd": cost_total,
             "quality_score": quality.value if quality else None, "quality_checks": checks, "prompt": prompt,
             "response": response,
-            "details": {"metadata": plan.metadata, "attempts": [msgspec_to_dict(a) for a in attempts]},
+            "details": {
+                "metadata": plan.metadata, "attempts": [msgspec_to_dict(a) for a in attempts],
+                **({"judges": [{"model": j.model, "score": j.result.score, "latency_ms": j.latency_ms,
+                                "cost_usd": j.cost_usd, "input_tokens": j.input_tokens,
+                                "output_tokens": j.output_tokens} for j in judges]} if judges else {}),
+            },
         })  # fmt: skip
+        for row in rows:
+            row["metadata"] = row.pop("details")  # the column's name
         payload = TaskExecuted(
             execution_id=str(plan.execution_id), task_type=plan.task_type, model=rows[0]["model_id"],
             strategy=plan.strategy, routed=plan.routed, streamed=plan.stream, outcome=rows[0]["outcome"],
@@ -107,32 +134,36 @@ class Recorder:
             quality_score=rows[0]["quality_score"],
             attempts=[AttemptMeasured(model=a.model, outcome=a.outcome, latency_ms=a.latency_ms) for a in attempts],
         )  # fmt: skip
-        learned: dict[str, ModelStats] = {}
-        async with self.database.unit_of_work() as uow:
-            store = MetricsStore(uow)
-            await store.record(rows)
-            for one in tried:
-                if one.error is not None and not one.error.retryable:
-                    continue  # the request's fault (a 4xx), not the model's: nothing learned
-                c = one.completion
-                learned[one.spec.id] = await store.observe(
-                    plan.task_type, one.spec.id, success=c is not None, latency_ms=one.latency_ms,
-                    cost_usd=one.spec.price.cost(c.input_tokens, c.output_tokens) if c else 0.0,
-                    quality=quality.value if c is not None and quality is not None else None,
-                    alpha=self.settings.latency_alpha,
-                )  # fmt: skip
-            envelope = new_envelope(
-                event_type=EVENT_TYPE, payload=payload, correlation_id=plan.correlation_id,
-                event_id=plan.execution_id, source="omninode-bridge.metrics",
-            )  # fmt: skip
-            await self.publisher.publish(uow, METRICS_TOPIC, envelope)
-            await uow.commit()
-        await self.coordination.put_stats(plan.task_type, learned)
-        if success is not None:
-            await self.coordination.succeeded(success.spec.id)
+        observations = [
+            Observation(
+                one.spec.id, success=one.completion is not None, latency_ms=one.latency_ms,
+                cost_usd=one.spec.price.cost(one.completion.input_tokens, one.completion.output_tokens)
+                if one.completion is not None else 0.0,
+                quality=quality.value if one.completion is not None and quality is not None else None,
+            )
+            for one in tried
+            if one.error is None or one.error.retryable  # a 4xx is the request's fault: nothing learned
+        ]  # fmt: skip
+        envelope = new_envelope(
+            event_type=EVENT_TYPE, payload=payload, correlation_id=plan.correlation_id,
+            event_id=plan.execution_id, source="omninode-bridge.metrics",
+        )  # fmt: skip
+        spend = None
         if plan.key_id is not None and self.settings.daily_budget_usd > 0:
-            await self.coordination.spend(plan.key_id, dt.datetime.now(dt.UTC).date(), cost_total)
+            spend = (plan.key_id, dt.datetime.now(dt.UTC).date(), cost_total)
+        redis_side = self.coordination.finish(
+            plan.task_type, leases=leases, observations=observations, alpha=self.settings.latency_alpha,
+            answered=success.spec.id if success is not None else None, spend=spend,
+        )  # fmt: skip
+        await asyncio.gather(self._store(rows, envelope), redis_side)
+        self.aggregator.add(plan.task_type, observations)
         return cost_total
+
+    async def _store(self, rows: list[dict[str, Any]], envelope: Any) -> None:
+        async with self.database.unit_of_work() as uow:
+            params = {"rows": _rows_encoder.encode(rows).decode(),
+                      **self.publisher.staged_arrays(uow, METRICS_TOPIC, [envelope])}  # fmt: skip
+            await uow.commit_one(RECORD_EXECUTION, params)
 
     async def feedback(self, execution_id: uuid.UUID, feedback: schemas.Feedback) -> schemas.FeedbackAccepted:
         """Store a caller's outcome score and fold it into the model's quality statistics.
@@ -140,6 +171,7 @@ class Recorder:
         Raises:
             ProblemError: 404 for an unknown execution; 409 for one that produced no answer.
         """
+        await self.aggregator.flush()  # this process's executions first, so the returned figures include them
         async with self.database.unit_of_work() as uow:
             store = MetricsStore(uow)
             rows = await store.execution(execution_id)
@@ -154,7 +186,8 @@ class Recorder:
                 alpha=self.settings.latency_alpha, counts_as_execution=False,
             )  # fmt: skip
             await uow.commit()
-        await self.coordination.put_stats(head.task_type, {head.model_id: stats})
+        observation = Observation(head.model_id, success=False, quality=feedback.score, counts_as_execution=False)
+        await self.coordination.finish(head.task_type, observations=[observation], alpha=self.settings.latency_alpha)
         return schemas.FeedbackAccepted(
             execution_id=execution_id, model=head.model_id, task_type=head.task_type,
             quality_mean=round(stats.quality_mean, 6), quality_samples=stats.quality_n,

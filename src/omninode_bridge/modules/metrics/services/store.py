@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, String, bindparam, func, insert, select, text, update
 
 from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.events import outbox_rows_sql
 from omninode_bridge.core.paging import newest_first
 from omninode_bridge.modules.metrics.models import MetricsExecution, MetricsModelStats
 from omninode_bridge.modules.metrics.services.stats import ModelStats
 
-__all__ = ["MetricsStore", "stats_of_row"]
+__all__ = ["RECORD_EXECUTION", "UPSERT_STATS", "MetricsStore", "stats_of_row"]
 
 _STATS_COLUMNS = (
     "samples, successes, latency_ewma_ms, latency_ewvar, cost_total_usd, quality_n, quality_mean, quality_m2"
@@ -41,13 +42,35 @@ ON CONFLICT (task_type, model_id) DO UPDATE SET
                     ELSE s.quality_m2 + (:q - s.quality_mean)
                          * (:q - (s.quality_mean + (:q - s.quality_mean) / (s.quality_n + 1))) END,
   updated_at = now()
-RETURNING {_STATS_COLUMNS}
 """  # noqa: S608 - only the constant column list is formatted in; every value is a bound parameter
-# Typed parameters: asyncpg deduces one type per parameter, and :succ meets both integer and bigint here.
-_UPSERT = text(_UPSERT_SQL).bindparams(
+_UPSERT_PARAMS = (
+    # Typed parameters: asyncpg deduces one type per parameter, and :succ meets both integer and bigint here.
     *(bindparam(name, type_=BigInteger) for name in ("inc", "succ", "qn")),
     *(bindparam(name, type_=Float) for name in ("lat", "cost", "q", "alpha")),
     *(bindparam(name, type_=String) for name in ("task_type", "model_id")),
+)
+_UPSERT = text(_UPSERT_SQL + f"RETURNING {_STATS_COLUMNS}").bindparams(*_UPSERT_PARAMS)
+#: The same upsert without RETURNING, for the aggregator's ``executemany`` (see :mod:`.aggregate`).
+UPSERT_STATS = text(_UPSERT_SQL).bindparams(*_UPSERT_PARAMS)
+
+# An execution's rows (the execution and its attempts, from one JSON array) and its outbox event in ONE
+# statement, committed by itself (UnitOfWork.commit_one): one round trip where BEGIN, the ORM insert, the
+# outbox insert and COMMIT were four. jsonb_to_recordset types each field; created_at takes its default.
+_ROW_TYPES = (
+    ("execution_id", "uuid"), ("attempt", "integer"), ("task_type", "text"), ("model_id", "text"),
+    ("strategy", "text"), ("routed", "boolean"), ("streamed", "boolean"), ("outcome", "text"),
+    ("error_class", "text"), ("error_detail", "text"), ("latency_ms", "float8"), ("ttft_ms", "float8"),
+    ("input_tokens", "integer"), ("output_tokens", "integer"), ("tokens_estimated", "boolean"),
+    ("cost_usd", "float8"), ("quality_score", "float8"), ("quality_checks", "jsonb"), ("feedback_score", "float8"),
+    ("feedback_label", "text"), ("key_id", "uuid"), ("correlation_id", "text"), ("prompt", "jsonb"),
+    ("response", "text"), ("metadata", "jsonb"),
+)  # fmt: skip
+_ROW_COLUMNS = ", ".join(name for name, _ in _ROW_TYPES)
+RECORD_EXECUTION = text(
+    f"WITH stored AS (INSERT INTO metrics_executions ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} "  # noqa: S608 - constants
+    f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({', '.join(f'{n} {t}' for n, t in _ROW_TYPES)}) "
+    f"RETURNING attempt), outbox AS ({outbox_rows_sql('EXISTS (SELECT 1 FROM stored)')} RETURNING 1) "
+    "SELECT (SELECT count(*) FROM stored) AS rows, (SELECT count(*) FROM outbox) AS events"
 )
 
 

@@ -106,12 +106,13 @@ class UpstreamClient:
     ) -> None:
         self._keys = {m.id: environ[m.api_key_env] for m in models if m.api_key_env and environ.get(m.api_key_env)}
         self._secrets = sorted(set(self._keys.values()), key=len, reverse=True)
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-            timeout=httpx.Timeout(None),
-            transport=transport,
-            trust_env=False,
+        # A plain completion goes straight to the transport (connection pool): the client's auth, redirect,
+        # cookie and event-hook layers cost more CPU than the zero-latency call they wrap, and none applies
+        # here. Streams go through the client (its response wrapper closes the stream properly).
+        self._transport = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False
         )
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(None), transport=self._transport, trust_env=False)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -149,8 +150,12 @@ class UpstreamClient:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(spec.timeout_seconds):
-                response = await self._http.post(url, headers=headers, content=msgspec.json.encode(body))
-                raw = await response.aread()
+                request = httpx.Request("POST", url, headers=headers, content=msgspec.json.encode(body))
+                response = await self._transport.handle_async_request(request)
+                try:
+                    raw = await response.aread()
+                finally:
+                    await response.aclose()
         except TimeoutError:
             raise UpstreamError(
                 "timeout", f"no answer within {spec.timeout_seconds} s", latency_ms=_ms(started)
