@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import psutil
 import pytest
 import uvicorn
 from litestar import Litestar
@@ -130,6 +131,10 @@ def start_serve(stack: EmbeddedStack, port: int, *, quiet: bool = True, **env: s
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
+    # Its worker processes too: a supervisor killed alone leaves them serving (and holding the port).
+    for child in psutil.Process(process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
     process.kill()
     raise AssertionError("serve did not start")
 
