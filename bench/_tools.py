@@ -177,3 +177,18 @@ def worker_processes(server: subprocess.Popen[bytes]) -> list[psutil.Process]:
     parent = psutil.Process(server.pid)
     workers = [child for child in parent.children() if "spawn_main" in " ".join(child.cmdline())]
     return workers or [parent]
+
+
+def print_table(rows: list[tuple[str, str, str, str, str]], ratio_header: str = "ratio") -> None:
+    """``rows`` (figure, this service, baseline, ratio, target) as one Markdown table."""
+    headers = ("figure", "this service", "baseline (same run)", ratio_header, "target")
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(5)]
+
+    def line(r: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+
+    print()
+    print(line(headers))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))

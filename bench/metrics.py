@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 from tests.unit.metrics.simulation import THREE, Hidden, simulate
 
-from bench._tools import Load, _run, require_wrk, serve_app, worker_processes, wrk
+from bench._tools import Load, _run, print_table, require_wrk, serve_app, worker_processes, wrk
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
 from omninode_bridge.modules.metrics.services.router import STRATEGIES
@@ -158,21 +158,6 @@ def learning(seeds: int) -> None:
         print(f"    (regret of always the worst model: {worst:.3f} per execution)", flush=True)
 
 
-def print_table() -> None:
-    """The rows as one Markdown table."""
-    headers = ("figure", "this service", "baseline (same run)", "ratio / regret", "target")
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(5)]
-
-    def line(r: tuple[str, ...]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-
-    print()
-    print(line(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
@@ -191,7 +176,7 @@ def main() -> None:
             overhead(stack, args.seconds)
         finally:
             stack.stop()
-    print_table()
+    print_table(rows, "ratio / regret")
 
 
 if __name__ == "__main__":

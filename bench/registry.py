@@ -32,7 +32,7 @@ import httpx
 import psutil
 from redis.asyncio import Redis
 
-from bench._tools import Load, require_wrk, serve_app, serve_bare, worker_processes, wrk
+from bench._tools import Load, print_table, require_wrk, serve_app, serve_bare, worker_processes, wrk
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
 
@@ -188,20 +188,6 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
             proxied16.rate / direct16.rate, "")  # fmt: skip
 
 
-def print_table() -> None:
-    headers = ("figure", "this service", "baseline (same run)", "ratio", "target")
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(5)]
-
-    def line(r: tuple[str, ...]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-
-    print()
-    print(line(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
@@ -214,7 +200,7 @@ def main() -> None:
         run(stack, args.seconds)
     finally:
         stack.stop()
-        print_table()
+        print_table(rows)
 
 
 if __name__ == "__main__":

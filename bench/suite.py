@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from bench._tools import Load, pgbench, require_wrk, serve_app, serve_bare, worker_processes, wrk
+from bench._tools import Load, pgbench, print_table, require_wrk, serve_app, serve_bare, worker_processes, wrk
 from bench._upload import gib_upload, reducer_rates
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
@@ -165,20 +165,6 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
             items_per_s / memory_rate, ">= 50,000 items/s at 1,000")  # fmt: skip
 
 
-def print_table() -> None:
-    headers = ("figure", "this service", "baseline (same run)", "ratio", "target")
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(5)]
-
-    def line(r: tuple[str, ...]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-
-    print()
-    print(line(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
@@ -191,7 +177,7 @@ def main() -> None:
         run(stack, args.seconds)
     finally:
         stack.stop()
-        print_table()
+        print_table(rows)
 
 
 if __name__ == "__main__":

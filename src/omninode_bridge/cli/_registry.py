@@ -24,42 +24,15 @@ _COLOURS = {"passing": "green", "warning": "yellow", "critical": "red"}
 
 
 def _target(url: str | None, api_key: str | None) -> tuple[str, str]:
-    from omninode_bridge.cli import _settings, err_console
-    from omninode_bridge.cli._devstack import find_running_dev, local_url
+    from omninode_bridge.cli._api import api_target
 
-    settings = _settings()
-    running = find_running_dev(settings.server.state_dir) if not (url and api_key) else None
-    base = url or (running.api_url if running else None) or local_url(settings.server.host, settings.server.port)
-    key = api_key or (running.api_key if running else None)
-    if not key:
-        err_console().print("[red]error:[/red] no API key: pass --api-key, set OMNINODE_API_KEY, or start `make dev`.")
-        raise typer.Exit(2)
-    return base, key
+    return api_target(url, api_key)
 
 
 def _call(method: str, url: str, key: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-    """Status and JSON answer of one API call; a problem is printed (with its fields) and exits 1."""
-    import httpx
+    from omninode_bridge.cli._api import api_call
 
-    from omninode_bridge.cli import err_console
-
-    try:
-        response = httpx.request(method, f"{url}{path}", headers={"X-API-Key": key}, timeout=60, **kwargs)
-    except httpx.HTTPError as exc:
-        err_console().print(f"[red]error:[/red] {type(exc).__name__} calling {url}")
-        raise typer.Exit(2) from exc
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-            detail = problem.get("detail", response.text)
-            errors = [f"  {e.get('field')}: {e.get('message')}" for e in problem.get("errors") or []]
-        except ValueError:
-            detail, errors = response.text, []
-        err_console().print(f"[red]error {response.status_code}:[/red] {detail}", highlight=False)
-        for line in errors:
-            err_console().print(line, highlight=False)
-        raise typer.Exit(1)
-    return response.status_code, (response.json() if response.content else None)
+    return api_call(method, url, key, path, **kwargs)
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:

@@ -21,43 +21,15 @@ Key = Annotated[str | None, typer.Option(envvar="OMNINODE_API_KEY", help="API ke
 
 
 def _target(url: str | None, api_key: str | None) -> tuple[str, str]:
-    if url and api_key:  # loading the settings imports every module (seconds): not needed then
-        return url, api_key
-    from omninode_bridge.cli import _settings, err_console
-    from omninode_bridge.cli._devstack import find_running_dev, local_url
+    from omninode_bridge.cli._api import api_target
 
-    settings = _settings()
-    running = find_running_dev(settings.server.state_dir) if not (url and api_key) else None
-    base = url or (running.api_url if running else None) or local_url(settings.server.host, settings.server.port)
-    key = api_key or (running.api_key if running else None)
-    if not key:
-        err_console().print("[red]error:[/red] no API key: pass --api-key, set OMNINODE_API_KEY, or start `make dev`.")
-        raise typer.Exit(2)
-    return base, key
+    return api_target(url, api_key)
 
 
 def _call(method: str, url: str, key: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    import httpx
+    from omninode_bridge.cli._api import api_call
 
-    from omninode_bridge.cli import err_console
-
-    try:
-        response = httpx.request(method, f"{url}{path}", headers={"X-API-Key": key}, timeout=60, **kwargs)
-    except httpx.HTTPError as exc:
-        err_console().print(f"[red]error:[/red] {type(exc).__name__} calling {url}")
-        raise typer.Exit(2) from exc
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-            detail = problem.get("detail", response.text)
-            errors = [f"  {e.get('field')}: {e.get('message')}" for e in problem.get("errors") or []]
-        except ValueError:
-            detail, errors = response.text, []
-        err_console().print(f"[red]error {response.status_code}:[/red] {detail}", highlight=False)
-        for line in errors:
-            err_console().print(line, highlight=False)
-        raise typer.Exit(1)
-    return dict(response.json())
+    return dict(api_call(method, url, key, path, **kwargs)[1])
 
 
 def _load(file: Path, inputs: list[str]) -> dict[str, Any]:
