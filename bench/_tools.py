@@ -23,7 +23,8 @@ import httpx
 import psutil
 from sqlalchemy.engine import make_url
 
-from omninode_bridge.embedded import free_port
+from omninode_bridge.embedded import EmbeddedStack, free_port
+from omninode_bridge.migrations import upgrade
 
 __all__ = ["Load", "pgbench", "require_wrk", "serve_app", "serve_bare", "worker_processes", "wrk"]
 
@@ -192,3 +193,15 @@ def print_table(rows: list[tuple[str, str, str, str, str]], ratio_header: str = 
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print(line(r))
+
+
+@contextlib.contextmanager
+def migrated_stack(prefix: str) -> Iterator[EmbeddedStack]:
+    """A fresh embedded stack (its state in a new temporary directory), migrated to head; stopped afterwards."""
+    stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix=prefix)))
+    stack.start()
+    try:
+        upgrade(stack.urls["database_url"])
+        yield stack
+    finally:
+        stack.stop()

@@ -22,19 +22,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import httpx
 import psutil
 from redis.asyncio import Redis
 
-from bench._tools import Load, print_table, require_wrk, serve_app, serve_bare, worker_processes, wrk
+from bench._tools import Load, migrated_stack, print_table, require_wrk, serve_app, serve_bare, worker_processes, wrk
 from omninode_bridge.embedded import EmbeddedStack
-from omninode_bridge.migrations import upgrade
 
 KEY = "onb_bench_registry_key_0123456789abcdef"
 AUTH = {"x-api-key": KEY}
@@ -193,13 +190,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
     args = parser.parse_args()
     require_wrk()
-    stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="bench-registry-")))
-    stack.start()
     try:
-        upgrade(stack.urls["database_url"])
-        run(stack, args.seconds)
+        with migrated_stack("bench-registry-") as stack:
+            run(stack, args.seconds)
     finally:
-        stack.stop()
         print_table(rows)
 
 

@@ -14,20 +14,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psutil
 
-from bench._tools import Load, pgbench, print_table, require_wrk, serve_app, serve_bare, worker_processes, wrk
+from bench._tools import (
+    Load,
+    migrated_stack,
+    pgbench,
+    print_table,
+    require_wrk,
+    serve_app,
+    serve_bare,
+    worker_processes,
+    wrk,
+)
 from bench._upload import gib_upload, reducer_rates
 from omninode_bridge.embedded import EmbeddedStack
-from omninode_bridge.migrations import upgrade
 
 KEY = "onb_bench_key_0123456789abcdef0123456789"
 MIB = 1024**2
@@ -170,13 +177,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
     args = parser.parse_args()
     require_wrk()
-    stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="bench-suite-")))
-    stack.start()
     try:
-        upgrade(stack.urls["database_url"])
-        run(stack, args.seconds)
+        with migrated_stack("bench-suite-") as stack:
+            run(stack, args.seconds)
     finally:
-        stack.stop()
         print_table(rows)
 
 
