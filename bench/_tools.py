@@ -7,6 +7,7 @@ would. ``wrk`` is the Debian package (``apt-get install wrk``); ``pgbench`` ship
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,3 +206,24 @@ def migrated_stack(prefix: str) -> Iterator[EmbeddedStack]:
         yield stack
     finally:
         stack.stop()
+
+
+def table_bench(description: str | None, prefix: str, run: Callable[[EmbeddedStack, float], None],
+                rows: list[tuple[str, str, str, str, str]]) -> None:  # fmt: skip
+    """The command line of a benchmark that fills ``rows`` with ``run`` on a fresh stack, then prints them.
+
+    Args:
+        description: Its ``--help`` text (the module's docstring).
+        prefix: Prefix of the stack's temporary directory.
+        run: Takes the stack and the seconds per load run.
+        rows: What ``run`` fills; printed even when it fails half-way.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
+    args = parser.parse_args()
+    require_wrk()
+    try:
+        with migrated_stack(prefix) as stack:
+            run(stack, args.seconds)
+    finally:
+        print_table(rows)

@@ -19,7 +19,6 @@ Run: ``.venv/bin/python -m bench.registry [--seconds 5]`` (needs ``wrk``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import time
@@ -30,7 +29,7 @@ import httpx
 import psutil
 from redis.asyncio import Redis
 
-from bench._tools import Load, migrated_stack, print_table, require_wrk, serve_app, serve_bare, worker_processes, wrk
+from bench._tools import Load, serve_app, serve_bare, table_bench, worker_processes, wrk
 from omninode_bridge.embedded import EmbeddedStack
 
 KEY = "onb_bench_registry_key_0123456789abcdef"
@@ -186,15 +185,7 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
-    args = parser.parse_args()
-    require_wrk()
-    try:
-        with migrated_stack("bench-registry-") as stack:
-            run(stack, args.seconds)
-    finally:
-        print_table(rows)
+    table_bench(__doc__, "bench-registry-", run, rows)
 
 
 if __name__ == "__main__":

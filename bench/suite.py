@@ -12,7 +12,6 @@ Run: ``.venv/bin/python -m bench.suite [--seconds 5]`` (needs ``wrk``: ``apt-get
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import threading
 import time
@@ -22,14 +21,13 @@ from contextlib import contextmanager
 
 import psutil
 
+from bench._bodies import BARE_BODY, BATCH_BODY, HASH_BODY, HOOK_BODY, STAMP_BODY
 from bench._tools import (
     Load,
-    migrated_stack,
     pgbench,
-    print_table,
-    require_wrk,
     serve_app,
     serve_bare,
+    table_bench,
     worker_processes,
     wrk,
 )
@@ -40,32 +38,6 @@ KEY = "onb_bench_key_0123456789abcdef0123456789"
 MIB = 1024**2
 AUTH = {"x-api-key": KEY, "content-type": "application/json"}
 RAW = {"x-api-key": KEY, "content-type": "application/octet-stream"}
-HASH_BODY = 'local payload = string.rep("h", 1024)\nfunction body(tid, n) return payload end\n'
-BARE_BODY = HASH_BODY
-STAMP_BODY = """local pad = string.rep("x", 960)
-local run = "{run}"
-function body(tid, n)
-  return '{{"content":"' .. run .. ' ' .. tid .. ' ' .. n .. ' ' .. pad .. '","namespace":"bench-' .. run .. '"}}'
-end
-"""
-HOOK = """local pad = string.rep("x", 200)
-local run = "{run}"
-local function hook(tid, n)
-  return '{{"source":"bench-agent","event_type":"post_tool_use","session_id":"bench-' .. run .. '-' .. (n % 64)
-    .. '","tool_name":"Bash","tool_call_id":"' .. run .. '-' .. tid .. '-' .. n
-    .. '","data":{{"n":' .. n .. ',"exit_code":0,"output":"' .. pad .. '"}}}}'
-end
-"""
-HOOK_BODY = HOOK + "function body(tid, n) return hook(tid, n) end\n"
-BATCH_BODY = (
-    HOOK
-    + """function body(tid, n)
-  local parts = {{}}
-  for i = 1, 1000 do parts[i] = hook(tid, n * 1000 + i) end
-  return '{{"events":[' .. table.concat(parts, ",") .. ']}}'
-end
-"""
-)
 
 rows: list[tuple[str, str, str, str, str]] = []
 
@@ -173,15 +145,7 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per load run (default 5).")
-    args = parser.parse_args()
-    require_wrk()
-    try:
-        with migrated_stack("bench-suite-") as stack:
-            run(stack, args.seconds)
-    finally:
-        print_table(rows)
+    table_bench(__doc__, "bench-suite-", run, rows)
 
 
 if __name__ == "__main__":

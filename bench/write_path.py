@@ -19,28 +19,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench._bodies import HOOK_BODY, STAMP_BODY
 from bench._tools import Load, pgbench, require_wrk, serve_app, worker_processes, wrk
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
 
 KEY = "onb_bench_key_0123456789abcdef0123456789"
 AUTH = {"x-api-key": KEY, "content-type": "application/json"}
-# The bodies of bench.suite (copied: importing it loads the reducer's benchmark too).
-STAMP_BODY = """local pad = string.rep("x", 960)
-local run = "{run}"
-function body(tid, n)
-  return '{{"content":"' .. run .. ' ' .. tid .. ' ' .. n .. ' ' .. pad .. '","namespace":"bench-' .. run .. '"}}'
-end
-"""
-HOOK_BODY = """local pad = string.rep("x", 200)
-local run = "{run}"
-local function hook(tid, n)
-  return '{{"source":"bench-agent","event_type":"post_tool_use","session_id":"bench-' .. run .. '-' .. (n % 64)
-    .. '","tool_name":"Bash","tool_call_id":"' .. run .. '-' .. tid .. '-' .. n
-    .. '","data":{{"n":' .. n .. ',"exit_code":0,"output":"' .. pad .. '"}}}}'
-end
-function body(tid, n) return hook(tid, n) end
-"""
 
 
 def _line(name: str, load: Load, unit: str, baseline: float) -> None:
