@@ -31,7 +31,10 @@ async def test_rate_limit_429_then_recovers(stack: EmbeddedStack) -> None:
             return (await client.get("/admin/api-keys", headers=headers)).status_code == 200
 
         await wait_until(recovered, timeout=5, interval=0.25, message="rate limit did not recover")
+        # The window slides: recovery frees one request at a time, so the audit read gets a fresh budget.
+        await clear_rate_limits(stack)
         audit = await client.get("/admin/audit", params={"action": "rate_limit.hit"}, headers=headers)
+        assert audit.status_code == 200, audit.text
         assert audit.json()["items"], "the 429 was not audited"
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, HttpMethod, Request, route
 from litestar.openapi.spec import OpenAPIResponse, Operation
+from litestar.params import FromPath
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from omninode_bridge import platform
@@ -127,7 +128,7 @@ class ProxyController(Controller):
     @route("/{service:str}/{path:path}", http_method=_METHODS, operation_id=_operation_id,
            summary="Call a registered service through the tool-capture proxy", responses=_RESPONSES,
            operation_class=ProxyOperation)  # fmt: skip
-    async def proxy(self, request: Request[Any, Any, Any], service: ServicePath, path: str) -> ASGIApp:
+    async def proxy(self, request: Request[Any, Any, Any], service: ServicePath, path: FromPath[str]) -> ASGIApp:
         """Forward the request (method, headers without hop-by-hop ones and without this API's own credentials,
         body streamed) to a passing instance of `service`, round-robin, trying the next one when an instance
         refuses the connection; stream its answer back as it is. Each exchange is recorded in hooks as a
