@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from redis.asyncio import Redis
@@ -36,5 +37,27 @@ async def test_two_processes_leasing_blocks_never_admit_more_than_the_limit(stac
         slow = SlidingWindowLimiter(redis, limit=5, window_seconds=60, lease_max=8)
         quiet = f"quiet-{uuid.uuid4().hex[:8]}"
         assert [(await slow.hit(quiet)).allowed for _ in range(6)] == [True] * 5 + [False]  # small limits exact
+    finally:
+        await redis.aclose()
+
+
+async def test_concurrent_requests_are_served_in_arrival_order(stack: EmbeddedStack) -> None:
+    redis = Redis.from_url(stack.urls["redis_url"])
+    try:
+        limiter = SlidingWindowLimiter(redis, limit=100, window_seconds=60, lease_max=4)
+        identity = f"burst-{uuid.uuid4().hex[:8]}"
+        finished: list[int] = []
+
+        async def request(number: int) -> bool:
+            decision = await limiter.hit(identity)
+            finished.append(number)
+            return decision.allowed
+
+        # A burst far larger than a block: each block goes to the oldest waiters, none loses its turn.
+        allowed = await asyncio.gather(*(request(n) for n in range(300)))
+        assert finished == sorted(finished)
+        admitted = sum(allowed)
+        assert 100 - 4 <= admitted <= 100
+        assert allowed == [True] * admitted + [False] * (300 - admitted)  # the first arrivals, then refusals
     finally:
         await redis.aclose()
