@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 from litestar import Router
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from omninode_bridge.core.module import Module
 from omninode_bridge.modules.registry import semver
@@ -103,5 +103,5 @@ def build_module(
     )
 
 
-def _catalog_of(registry_state: RegistryState) -> Catalog:
+def _catalog_of(registry_state: NamedDependency[RegistryState]) -> Catalog:
     return registry_state.running()

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.core.steps import RoutedService, RunRecorder, validate_contract
@@ -96,5 +96,5 @@ def build_module(
     )
 
 
-def _service_of(stamping_state: StampingState) -> StampingService:
+def _service_of(stamping_state: NamedDependency[StampingState]) -> StampingService:
     return stamping_state.service.get()

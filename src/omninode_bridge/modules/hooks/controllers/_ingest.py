@@ -108,7 +108,7 @@ class HookIngestController(Controller):
     security = platform.API_KEY_SECURITY
 
     @post("/", operation_id="postHook", summary="Accept a hook event (ours, or Claude Code's as sent)",
-          status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_hook,
+          status_code=202, opt=platform.require_scope("hooks"), before_request=_read_hook,
           responses=_HOOK_RESPONSES, operation_class=HOOK_BODY_OPERATION)  # fmt: skip
     async def post_hook(
         self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: NamedDependency[UnitOfWork],
@@ -132,7 +132,7 @@ class HookIngestController(Controller):
         return _answer(await service.accept(hook, idempotency_key=key[:300] if key else None))
 
     @post("/claude-code", operation_id="postClaudeCodeHook", summary="Accept a Claude Code hook event as sent",
-          status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_claude_code,
+          status_code=202, opt=platform.require_scope("hooks"), before_request=_read_claude_code,
           responses=_HOOK_RESPONSES)  # fmt: skip
     async def post_claude_code(
         self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: NamedDependency[UnitOfWork],
@@ -166,7 +166,7 @@ class HookIngestController(Controller):
         return _answer(await hooks.ingest(uow).accept(hook, idempotency_key=key[:300] if key else None))
 
     @post("/batch", operation_id="postHookBatch", summary="Accept up to 1,000 hook events in one transaction",
-          status_code=202, guards=[platform.require_scope("hooks")], before_request=_read_batch,
+          status_code=202, opt=platform.require_scope("hooks"), before_request=_read_batch,
           responses=_BATCH_RESPONSES)  # fmt: skip
     async def post_batch(
         self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState], uow: NamedDependency[UnitOfWork],
