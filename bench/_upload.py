@@ -27,7 +27,8 @@ async def reducer_rates(database_url: str, items: int) -> list[tuple[int, float,
     """Reducer decoding and persistence at the contract's batch, 1,000 and 5,000: (batch, items/s, in-memory items/s).
 
     Each batch is decoded from the envelope bytes the relay sends (as the consumer does), then claimed,
-    logged and upserted in one committed transaction. The baseline, from the same run, is the in-memory
+    logged, grouped and upserted in one autocommitted statement, through the consumer's pipeline (the
+    next batch is decoded while the previous one's statement runs). The baseline, from the same run, is the in-memory
     part alone: decoding (hash checked) and NAMESPACE_GROUPING, nothing persisted.
     """
     settings = load_settings({"OMNINODE_DATABASE_URL": database_url}, env_file=None)
