@@ -113,26 +113,26 @@ class EventPublisher:
         # One statement from arrays, the same text for any count: no per-count compile or prepare.
         await uow.session.execute(_PUBLISH_MANY, self.staged_arrays(uow, topic, envelopes))
 
-    def staged_arrays(
-        self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1], *, wake: bool = True
-    ) -> dict[str, Any]:
+    def staged_arrays(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> dict[str, Any]:
         """The parameters of :func:`outbox_rows_sql` for ``envelopes`` (each encoded once); the relay is woken
         when ``uow`` commits.
 
-        Args:
-            uow: The unit the rows are written in.
-            topic: Their topic.
-            envelopes: The events.
-            wake: False leaves the rows to the relay's next poll (``outbox.poll_interval_ms``): for events that
-                may trail by that long, so a steady stream of single-event commits is relayed in batches
-                rather than in a round per commit.
+        Raises:
+            CatalogError: ``topic`` is not in the catalog.
+        """
+        params = self.polled_arrays(topic, envelopes)
+        uow.after_commit(self.database.signal(OUTBOX_SIGNAL).set)
+        return params
+
+    def polled_arrays(self, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> dict[str, Any]:
+        """As :meth:`staged_arrays`, but the relay is not woken: the rows wait for its next poll
+        (``outbox.poll_interval_ms``). For events that may trail by that long, so that a steady stream of
+        single-event commits is relayed in batches instead of a relay round per commit.
 
         Raises:
             CatalogError: ``topic`` is not in the catalog.
         """
         self.catalog.require(topic)
-        if wake:
-            uow.after_commit(self.database.signal(OUTBOX_SIGNAL).set)
         return {
             "outbox_event_ids": [e.event_id for e in envelopes],
             "outbox_topics": [topic] * len(envelopes),

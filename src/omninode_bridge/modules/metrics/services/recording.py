@@ -165,7 +165,7 @@ class Recorder:
             # default, as the durable statistics trail). At one connection a wake per commit was a relay round
             # (five PostgreSQL round trips and a Kafka produce) per request, on the same event loop.
             params = {"rows": _rows_encoder.encode(rows).decode(),
-                      **self.publisher.staged_arrays(uow, METRICS_TOPIC, [envelope], wake=False)}  # fmt: skip
+                      **self.publisher.polled_arrays(METRICS_TOPIC, [envelope])}  # fmt: skip
             await uow.commit_one(RECORD_EXECUTION, params)
 
     async def feedback(self, execution_id: uuid.UUID, feedback: schemas.Feedback) -> schemas.FeedbackAccepted:
