@@ -7,7 +7,9 @@ default settings except a rate limit raised out of the way and WARNING logs). Th
 also authenticates its key, reads the routing statistics from Redis, takes and returns a Redis concurrency
 slot, scores the answer, commits its rows, statistics and outbox event to PostgreSQL and ranks the
 recommendations. Figures: added latency p50/p99 at one connection, and the req/s ratio at 16 connections.
-Targets (issue 14): added p50 <= 2 ms, req/s >= 0.5 of direct.
+Targets (issue 14): added p50 <= 2 ms, req/s >= 0.5 of direct. Beside them, same run: a bare Litestar endpoint
+(``bench._bare``, reads the body and answers its length) at 16 connections against the same direct figure:
+the ceiling of any Python ASGI endpoint on this machine, which the req/s target sits above.
 
 **Learning.** The router alone (``services.router.rank``, as ``/execute`` calls it, Thompson sampling on)
 over three simulated models with hidden quality, latency and cost (fast-cheap-poor, slow-expensive-good,
@@ -31,7 +33,7 @@ from pathlib import Path
 import psutil
 from tests.unit.metrics.simulation import THREE, Hidden, simulate
 
-from bench._tools import Load, _run, print_table, require_wrk, serve_app, worker_processes, wrk
+from bench._tools import Load, _run, print_table, require_wrk, serve_app, serve_bare, worker_processes, wrk
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
 from omninode_bridge.modules.metrics.services.router import STRATEGIES
@@ -92,6 +94,11 @@ def overhead(stack: EmbeddedStack, seconds: float) -> None:
 
     with _run(command, {}, port) as (upstream, upstream_process):
         catalog.write_text(CATALOG.format(base=upstream))
+        with serve_bare() as (bare_url, bare_process):  # the ceiling of a Python ASGI endpoint on this machine
+            load(bare_url + "/bare", EXECUTE_BODY, json_headers, 4)
+            bare_before = _cpu(psutil.Process(bare_process.pid))
+            bare16 = load(bare_url + "/bare", EXECUTE_BODY, json_headers, 16)
+            bare_ms = (_cpu(psutil.Process(bare_process.pid)) - bare_before) * 1000 / max(1, bare16.requests)
         with serve_app(env, workers=1) as (app, server):
             load(app + "/execute", EXECUTE_BODY, auth, 4)  # warm-up: connections, statistics, JIT-free caches
             (worker,) = worker_processes(server)
@@ -115,6 +122,11 @@ def overhead(stack: EmbeddedStack, seconds: float) -> None:
     ratio = bridge16.rate / direct16.rate
     row("POST /execute, 16 conns", _fmt(bridge16), "direct " + _fmt(direct16), f"{ratio:.3f}",
         f">= {RATE_TARGET} of direct: {'met' if ratio >= RATE_TARGET else 'NOT met'}")  # fmt: skip
+    # What no Python ASGI endpoint gets past here: a bare Litestar endpoint (reads the body, answers its length;
+    # no platform, no work) against the raw-ASGI upstream, at the same 16 connections.
+    row("bare Litestar endpoint, 16 conns (the ceiling)", _fmt(bare16) + f", CPU {bare_ms:.2f} ms/req",
+        "direct " + _fmt(direct16), f"{bare16.rate / direct16.rate:.3f}",
+        f"/execute is {bridge16.rate / bare16.rate:.3f} of it")  # fmt: skip
 
 
 def _cpu(process: psutil.Process) -> float:

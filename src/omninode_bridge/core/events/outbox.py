@@ -120,8 +120,19 @@ class EventPublisher:
         Raises:
             CatalogError: ``topic`` is not in the catalog.
         """
-        self.catalog.require(topic)
+        params = self.polled_arrays(topic, envelopes)
         uow.after_commit(self.database.signal(OUTBOX_SIGNAL).set)
+        return params
+
+    def polled_arrays(self, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> dict[str, Any]:
+        """As :meth:`staged_arrays`, but the relay is not woken: the rows wait for its next poll
+        (``outbox.poll_interval_ms``). For events that may trail by that long, so that a steady stream of
+        single-event commits is relayed in batches instead of a relay round per commit.
+
+        Raises:
+            CatalogError: ``topic`` is not in the catalog.
+        """
+        self.catalog.require(topic)
         return {
             "outbox_event_ids": [e.event_id for e in envelopes],
             "outbox_topics": [topic] * len(envelopes),

@@ -28,6 +28,27 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return 0
 """
+# The start of an execution with one candidate model, in one round trip: its cached statistics, its cooldown,
+# the key's spend of the day (KEYS[3], when budgets apply), and a concurrency slot as _ACQUIRE takes it, unless
+# the model cools down and the plan would skip it (ARGV[7] = 0). Returns {stats, cooldown ms, spent, taken}
+# (taken: 1, 0 at capacity, -1 not tried).
+_START = """
+local stats = redis.call('HGET', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[2])
+local spent = false
+if KEYS[3] ~= '' then spent = redis.call('GET', KEYS[3]) end
+local taken = -1
+if ttl <= 0 or ARGV[7] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
+  taken = 0
+  if redis.call('ZCARD', KEYS[4]) < tonumber(ARGV[3]) then
+    redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+    redis.call('PEXPIRE', KEYS[4], ARGV[6])
+    taken = 1
+  end
+end
+return {stats, ttl, spent, taken}
+"""
 # The end of an execution in one round trip: give its concurrency slots back (KEYS[1..n] with ARGV leases),
 # fold each observation into the cached statistics, end the run of failures of the model that answered, and
 # add the cost to the key's day. An observation is folded only where Redis holds the model's statistics:
@@ -155,6 +176,7 @@ class Coordination:
         self.lease_ms = int(lease_seconds * 1000)
         self._acquire = redis.register_script(_ACQUIRE)
         self._finish = redis.register_script(_FINISH)
+        self._start = redis.register_script(_START)
 
     # One round trip each side of the call -------------------------------------------------------------------
     async def snapshot(
@@ -176,6 +198,37 @@ class Coordination:
         cooling = {m: ttl / 1000 for m, ttl in zip(model_ids, ttls, strict=True) if ttl and ttl > 0}
         spent = float(replies[-1]) if spend is not None and replies[-1] is not None else None
         return Snapshot(stats, cooling, spent)
+
+    async def start(
+        self,
+        task_type: str,
+        model_id: str,
+        limit: int,
+        *,
+        spend: tuple[uuid.UUID, dt.date] | None = None,
+        even_if_cooling: bool = False,
+    ) -> tuple[Snapshot, str | None, bool]:
+        """:meth:`snapshot` and :meth:`acquire` of a plan with one candidate model, in one script call.
+
+        The slot is not taken while the model cools down, unless ``even_if_cooling`` (an explicit model is
+        called anyway).
+
+        Returns:
+            The snapshot, the lease (None when none was taken) and whether a slot was asked for at all (False:
+            the model cools down; True with no lease: it is at its limit).
+        """
+        lease = uuid.uuid4().hex
+        now = int(time.time() * 1000)
+        keys = [f"{_PREFIX}stats:{task_type}", f"{_PREFIX}cooldown:{model_id}",
+                self._spend_key(*spend) if spend is not None else "", f"{_PREFIX}inflight:{model_id}"]  # fmt: skip
+        args: list[str | int] = [model_id, now, limit, now + self.lease_ms, lease, self.lease_ms,
+                                 int(even_if_cooling)]  # fmt: skip
+        raw, ttl, spent, taken = await self._start(keys=keys, args=args)
+        # A missing value is Lua's false: a null (RESP2) or a false (RESP3) reply.
+        stats = {model_id: _from_wire(raw) if raw else None}
+        cooling = {model_id: int(ttl) / 1000} if int(ttl) > 0 else {}
+        snapshot = Snapshot(stats, cooling, float(spent) if spent else None)
+        return snapshot, lease if int(taken) == 1 else None, int(taken) >= 0
 
     async def finish(
         self,

@@ -172,18 +172,38 @@ class ModelExecutor:
                 headers={"Retry-After": "60"},
             )  # fmt: skip
         budget_day = dt.datetime.now(dt.UTC).date() if self.settings.daily_budget_usd > 0 and key_id else None
-        snapshot = await self.coordination.snapshot(
-            request.task_type, [m.id for m in specs], (key_id, budget_day) if key_id and budget_day else None
-        )
-        if budget_day is not None and key_id is not None:
-            await self._check_budget(key_id, budget_day, snapshot.spent)
+        spend = (key_id, budget_day) if key_id and budget_day else None
         plan = Plan(
             execution_id=uuid.uuid4(), task_type=request.task_type, strategy=request.strategy,
             routed=request.model is None, stream=request.stream, call=call, order=[], skipped=[], key_id=key_id,
             correlation_id=correlation_id, metadata=request.metadata or {}, input_estimate=input_estimate,
         )  # fmt: skip
-        await self._order(plan, specs, request.constraints, snapshot)
+        if len(specs) == 1 and not request.stream:
+            # One candidate: its slot is taken with the routing read (one Redis round trip instead of two).
+            # Not for streams: their run starts only once the response does, the slot would wait unguarded.
+            only = specs[0]
+            snapshot, lease, asked = await self.coordination.start(
+                request.task_type, only.id, only.max_concurrency, spend=spend, even_if_cooling=not plan.routed
+            )
+            if asked:
+                plan.first_slot = (only.id, lease)
+        else:
+            snapshot = await self.coordination.snapshot(request.task_type, [m.id for m in specs], spend)
+        try:
+            if budget_day is not None and key_id is not None:
+                await self._check_budget(key_id, budget_day, snapshot.spent)
+            await self._order(plan, specs, request.constraints, snapshot)
+        except BaseException:
+            await self.release_first_slot(plan)
+            raise
         return plan
+
+    async def release_first_slot(self, plan: Plan) -> None:
+        """Give back the slot :meth:`prepare` took, for a plan that will not run."""
+        slot, plan.first_slot = plan.first_slot, None
+        if slot is not None and slot[1] is not None:
+            with contextlib.suppress(Exception):
+                await self.coordination.release(slot[0], slot[1])
 
     async def _check_budget(self, key_id: uuid.UUID, today: dt.date, spent: float | None) -> None:
         budget = self.settings.daily_budget_usd
@@ -257,11 +277,19 @@ class ModelExecutor:
         for spec in plan.order:
             if len(tried) >= self.settings.max_attempts:
                 break
+            taken, plan.first_slot = plan.first_slot, None  # the slot prepare() took for order[0], if any
+            if taken is not None and taken[0] != spec.id:
+                if taken[1] is not None:
+                    leases.append((taken[0], taken[1]))  # not this model's: given back at the end
+                taken = None
             if plan.input_estimate + (plan.call.max_tokens or 0) > spec.context_window:
+                if taken is not None and taken[1] is not None:
+                    leases.append((spec.id, taken[1]))
                 attempts.append(schemas.Attempt(model=spec.id, outcome="context_overflow", latency_ms=0.0,
                                                 detail="the prompt does not fit its context window"))  # fmt: skip
                 continue
-            lease = await self.coordination.acquire(spec.id, spec.max_concurrency)
+            # None from prepare(): the model was at its limit then.
+            lease = taken[1] if taken is not None else await self.coordination.acquire(spec.id, spec.max_concurrency)
             if lease is None:
                 attempts.append(schemas.Attempt(model=spec.id, outcome="at_capacity", latency_ms=0.0))
                 continue

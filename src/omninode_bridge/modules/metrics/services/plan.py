@@ -56,6 +56,9 @@ class Plan:
     input_estimate: int
     candidates: list[Candidate] = field(default_factory=list)
     cooling: dict[str, float] = field(default_factory=dict)
+    #: The slot of ``order[0]`` taken with the routing read (a one-model plan): (model, lease or None when the
+    #: model was at its limit); None when ``run`` takes its slots itself.
+    first_slot: tuple[str, str | None] | None = None
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
 """The upstream client: OpenAI chat completions (``POST {base_url}/chat/completions``), as spoken by vLLM,
 Ollama, llama.cpp's server, LiteLLM's proxy and hosted APIs.
 
-One ``httpx.AsyncClient`` per process (its connection pool is shared by every model). API keys come from the
+One client per process: plain completions go through its keep-alive HTTP/1.1 pool (:mod:`.http1`), streams
+through one ``httpx.AsyncClient``; both pools are shared by every model. API keys come from the
 environment variables the catalog names, are sent only in the ``Authorization`` header, and are scrubbed from
 any upstream error text we keep.
 """
@@ -19,6 +20,7 @@ import httpx
 import msgspec
 
 from omninode_bridge.modules.metrics.contract import ModelSpec
+from omninode_bridge.modules.metrics.services.http1 import ConnectionFailed, Endpoint, Http1Pool
 
 __all__ = [
     "RETRYABLE",
@@ -95,27 +97,34 @@ class UpstreamClient:
     Args:
         models: The catalog's models.
         environ: Where the keys are read (``os.environ``); only the variables the catalog names.
-        transport: An httpx transport (tests and benchmarks may pass one; default: the network).
+
+    Raises:
+        ValueError: A model's API key contains a line break (it would split the request's head).
     """
 
-    def __init__(
-        self,
-        models: Sequence[ModelSpec],
-        environ: Mapping[str, str],
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, models: Sequence[ModelSpec], environ: Mapping[str, str]) -> None:
         self._keys = {m.id: environ[m.api_key_env] for m in models if m.api_key_env and environ.get(m.api_key_env)}
         self._secrets = sorted(set(self._keys.values()), key=len, reverse=True)
-        # A plain completion goes straight to the transport (connection pool): the client's auth, redirect,
-        # cookie and event-hook layers cost more CPU than the zero-latency call they wrap, and none applies
-        # here. Streams go through the client (its response wrapper closes the stream properly).
-        self._transport = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False
-        )
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(None), transport=self._transport, trust_env=False)
+        # Resolved once per model, not per call: the endpoint and the fixed request headers of a plain completion.
+        self._plain: dict[str, tuple[Endpoint, bytes]] = {}
+        for m in models:
+            headers = b"Content-Type: application/json\r\nAccept: application/json\r\n"
+            key = self._keys.get(m.id)
+            if key:
+                if any(c in key for c in "\r\n\0"):
+                    raise ValueError(f"the API key of model {m.id} ({m.api_key_env}) contains a line break")
+                headers += f"Authorization: Bearer {key}\r\n".encode()
+            self._plain[m.id] = (Endpoint.of(_completions_url(m)), headers)
+        # Plain completions: the light HTTP/1.1 pool (see .http1 for why). Streams: httpx.
+        self._pool = Http1Pool()
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(None), trust_env=False,
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )  # fmt: skip
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
+        self._pool.close()
         await self._http.aclose()
 
     def scrub(self, text: str) -> str:
@@ -124,7 +133,8 @@ class UpstreamClient:
             text = text.replace(secret, "[REDACTED]")
         return text[:_DETAIL_CHARS]
 
-    def _request(self, spec: ModelSpec, call: Call, stream: bool) -> tuple[str, dict[str, str], dict[str, Any]]:
+    @staticmethod
+    def _body(spec: ModelSpec, call: Call, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": spec.model, "messages": list(call.messages), "stream": stream}
         if stream:
             body["stream_options"] = {"include_usage": True}
@@ -134,11 +144,7 @@ class UpstreamClient:
             body["max_tokens"] = call.max_tokens
         if call.response_format is not None:
             body["response_format"] = dict(call.response_format)
-        headers = {"content-type": "application/json"}
-        key = self._keys.get(spec.id)
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        return spec.base_url.rstrip("/") + "/chat/completions", headers, body
+        return body
 
     async def complete(self, spec: ModelSpec, call: Call) -> Completion:
         """One non-streamed completion.
@@ -146,25 +152,21 @@ class UpstreamClient:
         Raises:
             UpstreamError: Timeout, connection failure, an error status or an unreadable answer.
         """
-        url, headers, body = self._request(spec, call, stream=False)
+        endpoint, headers = self._plain[spec.id]
+        body = _encoder.encode(self._body(spec, call, stream=False))
         started = time.perf_counter()
         try:
             async with asyncio.timeout(spec.timeout_seconds):
-                request = httpx.Request("POST", url, headers=headers, content=msgspec.json.encode(body))
-                response = await self._transport.handle_async_request(request)
-                try:
-                    raw = await response.aread()
-                finally:
-                    await response.aclose()
+                status, raw = await self._pool.post(endpoint, headers, body)
         except TimeoutError:
             raise UpstreamError(
                 "timeout", f"no answer within {spec.timeout_seconds} s", latency_ms=_ms(started)
             ) from None
-        except httpx.HTTPError as exc:
-            raise self._connection_error(exc, started) from None
+        except ConnectionFailed as exc:
+            raise UpstreamError("connection", self.scrub(f"ConnectionFailed: {exc}"), latency_ms=_ms(started)) from None
         latency = _ms(started)
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, raw, latency)
+        if status >= 400:
+            raise self._status_error(status, raw, latency)
         try:
             document = msgspec.json.decode(raw)
             choice = document["choices"][0]
@@ -183,7 +185,11 @@ class UpstreamClient:
             UpstreamError: As :meth:`complete`; a failure after deltas were delivered is raised too (the caller
                 knows whether it can still fail over).
         """
-        url, headers, body = self._request(spec, call, stream=True)
+        headers = {"content-type": "application/json"}
+        key = self._keys.get(spec.id)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        body = _encoder.encode(self._body(spec, call, stream=True))
         started = time.perf_counter()
         ttft: float | None = None
         parts: list[str] = []
@@ -192,7 +198,7 @@ class UpstreamClient:
         try:
             async with (
                 asyncio.timeout(spec.timeout_seconds),
-                self._http.stream("POST", url, headers=headers, content=msgspec.json.encode(body)) as response,
+                self._http.stream("POST", _completions_url(spec), headers=headers, content=body) as response,
             ):
                 if response.status_code >= 400:
                     raise self._status_error(response.status_code, await response.aread(), _ms(started))
@@ -241,6 +247,13 @@ class UpstreamClient:
         else:
             error_class = "client_error"
         return UpstreamError(error_class, detail, status=status, latency_ms=latency)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _completions_url(spec: ModelSpec) -> str:
+    return spec.base_url.rstrip("/") + "/chat/completions"
 
 
 def _ms(started: float) -> float:
