@@ -7,6 +7,8 @@ from omninode_bridge.modules.hooks.services._claude_code import (
     CLAUDE_CODE_SOURCE,
     claude_code_event_type,
     claude_code_hook,
+    decode_batch,
+    decode_hook,
     parse_batch,
     parse_claude_code,
     parse_hook,
@@ -14,8 +16,6 @@ from omninode_bridge.modules.hooks.services._claude_code import (
 from omninode_bridge.modules.hooks.services._ingest import (
     HookIngestService,
     body_hash,
-    decode_batch,
-    decode_hook,
     event_type_of,
     json_path,
 )
