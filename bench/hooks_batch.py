@@ -13,12 +13,16 @@ Run: ``.venv/bin/python -m bench.hooks_batch [--seconds 10] [--connections 4] [-
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import psutil
+from sqlalchemy.engine import make_url
 
 from bench._tools import Load, require_wrk, serve_app, serve_bare, worker_processes, wrk
 from bench.suite import AUTH, BATCH_BODY, HOOK_BODY, KEY
@@ -39,6 +43,20 @@ def _measured(
     return load, _cpu(workers) - before
 
 
+def _processed(database_url: str) -> int:
+    """How many hooks the processor has applied so far."""
+
+    async def count() -> int:
+        url = make_url(database_url).set(drivername="postgresql")
+        connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+        try:
+            return int(await connection.fetchval("SELECT count(*) FROM hook_events WHERE status = 'processed'"))
+        finally:
+            await connection.close()
+
+    return asyncio.run(count())
+
+
 def _report(name: str, load: Load, cpu: float, per_request: int) -> None:
     hooks = load.requests * per_request
     print(f"{name}: {load.rate * per_request:,.0f} events/s (p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms, "
@@ -52,12 +70,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--single", action="store_true", help="Also POST /hooks single at 32 connections and 1.")
+    parser.add_argument("--drain", type=float, default=10.0, help="Seconds the processor works off the backlog.")
     parser.add_argument(
         "--profile",
         type=Path,
         default=None,
         help="py-spy flame graph of the first worker (.svg; collapsed stacks if .txt).",
     )
+    parser.add_argument("--profile-drain", type=Path, default=None, help="As --profile, while the backlog drains.")
     args = parser.parse_args()
     require_wrk()
     stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="bench-batch-")))
@@ -88,6 +108,16 @@ def main() -> None:
                                          seconds=args.seconds)  # fmt: skip
             if spy is not None:
                 spy.wait()
+            # The backlog the load left: what the in-process hooks processor applies per CPU-second, unloaded.
+            before, cpu_before, started = _processed(urls["database_url"]), _cpu(workers), time.monotonic()
+            if args.profile_drain:
+                subprocess.run([".venv/bin/py-spy", "record", "-p", str(workers[0].pid), "-o",
+                                str(args.profile_drain), "-d", str(int(args.drain)), "--nonblocking", "--format",
+                                "raw"], check=False)  # fmt: skip
+            else:
+                time.sleep(args.drain)
+            drained = _processed(urls["database_url"]) - before
+            drain_cpu, drain_seconds = _cpu(workers) - cpu_before, time.monotonic() - started
             singles = []
             if args.single:
                 for connections in (32, 1):
@@ -97,6 +127,8 @@ def main() -> None:
         _report(f"POST /hooks/batch (1,000 a request, {args.connections} conns)", batch, batch_cpu, 1000)
         print(f"  bare endpoint, same body: {baseline.rate * 1000:,.0f} events/s | ratio "
               f"{batch.rate / baseline.rate:.3f}")  # fmt: skip
+        print(f"hooks processor, no load: {drained / drain_seconds:,.0f} events/s applied, app CPU "
+              f"{drain_cpu * 1e6 / max(drained, 1):,.1f} ms per 1,000 events")  # fmt: skip
         for connections, load, cpu in singles:
             _report(f"POST /hooks single, {connections} conns", load, cpu, 1)
     finally:

@@ -30,6 +30,7 @@ from omninode_bridge.modules.hooks.services._live import (
     valid_stream_id,
 )
 from omninode_bridge.modules.hooks.services._processing import process_hook, tool_outcome
+from omninode_bridge.modules.hooks.services._processing_batch import process_hooks
 from omninode_bridge.modules.hooks.services._queries import HookQueryService, to_event
 from omninode_bridge.modules.hooks.services._retention import RetentionPurger
 from omninode_bridge.modules.hooks.services._sources import WebhookSourceService, to_source
@@ -59,6 +60,7 @@ __all__ = [
     "parse_claude_code",
     "parse_hook",
     "process_hook",
+    "process_hooks",
     "reader_client",
     "sse_events",
     "to_event",
