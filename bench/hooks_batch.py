@@ -24,8 +24,9 @@ import asyncpg
 import psutil
 from sqlalchemy.engine import make_url
 
+from bench._bodies import BATCH_BODY, HOOK_BODY
 from bench._tools import Load, require_wrk, serve_app, serve_bare, worker_processes, wrk
-from bench.suite import AUTH, BATCH_BODY, HOOK_BODY, KEY
+from bench.suite import AUTH, KEY
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
 
@@ -78,6 +79,7 @@ def main() -> None:
         help="py-spy flame graph of the first worker (.svg; collapsed stacks if .txt).",
     )
     parser.add_argument("--profile-drain", type=Path, default=None, help="As --profile, while the backlog drains.")
+    parser.add_argument("--profile-single", type=Path, default=None, help="As --profile, single hooks at 32 conns.")
     args = parser.parse_args()
     require_wrk()
     stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="bench-batch-")))
@@ -98,8 +100,25 @@ def main() -> None:
                            connections=args.connections, seconds=args.seconds)  # fmt: skip
         with serve_app(env, args.workers) as (app, server):
             workers = worker_processes(server)
-            wrk(app + "/hooks/batch", body, AUTH, connections=args.connections, seconds=2)  # warm-up
             spy = None
+            singles = []
+            if args.single:
+                # First, before the batches leave a backlog: the processor shares the CPU with these.
+                wrk(app + "/hooks", HOOK_BODY.format(run=f"{run}-warm"), AUTH, connections=32, seconds=2)
+                for connections in (32, 1):
+                    hook = HOOK_BODY.format(run=f"{run}-{connections}")
+                    if args.profile_single and connections == 32:
+                        spy = subprocess.Popen([".venv/bin/py-spy", "record", "-p", str(workers[0].pid), "-o",
+                                                str(args.profile_single), "-d", str(int(args.seconds)),
+                                                "--nonblocking", "--format", "raw"])  # fmt: skip
+                    applied = _processed(urls["database_url"])
+                    load, cpu = _measured(workers, app + "/hooks", hook, connections=connections, seconds=args.seconds)
+                    applied = _processed(urls["database_url"]) - applied
+                    singles.append((connections, load, cpu, applied))
+                    if spy is not None:
+                        spy.wait()
+                        spy = None
+            wrk(app + "/hooks/batch", body, AUTH, connections=args.connections, seconds=2)  # warm-up
             if args.profile:
                 spy = subprocess.Popen([".venv/bin/py-spy", "record", "-p", str(workers[0].pid), "-o",
                                         str(args.profile), "-d", str(int(args.seconds)), "--nonblocking",
@@ -108,6 +127,7 @@ def main() -> None:
                                          seconds=args.seconds)  # fmt: skip
             if spy is not None:
                 spy.wait()
+                spy = None
             # The backlog the load left: what the in-process hooks processor applies per CPU-second, unloaded.
             before, cpu_before, started = _processed(urls["database_url"]), _cpu(workers), time.monotonic()
             if args.profile_drain:
@@ -118,19 +138,14 @@ def main() -> None:
                 time.sleep(args.drain)
             drained = _processed(urls["database_url"]) - before
             drain_cpu, drain_seconds = _cpu(workers) - cpu_before, time.monotonic() - started
-            singles = []
-            if args.single:
-                for connections in (32, 1):
-                    hook = HOOK_BODY.format(run=f"{run}-{connections}")
-                    singles.append((connections, *_measured(workers, app + "/hooks", hook, connections=connections,
-                                                            seconds=args.seconds)))  # fmt: skip
         _report(f"POST /hooks/batch (1,000 a request, {args.connections} conns)", batch, batch_cpu, 1000)
         print(f"  bare endpoint, same body: {baseline.rate * 1000:,.0f} events/s | ratio "
               f"{batch.rate / baseline.rate:.3f}")  # fmt: skip
         print(f"hooks processor, no load: {drained / drain_seconds:,.0f} events/s applied, app CPU "
               f"{drain_cpu * 1e6 / max(drained, 1):,.1f} ms per 1,000 events")  # fmt: skip
-        for connections, load, cpu in singles:
+        for connections, load, cpu, applied in singles:
             _report(f"POST /hooks single, {connections} conns", load, cpu, 1)
+            print(f"  the processor applied {applied:,} hooks meanwhile ({load.requests:,} accepted)")
     finally:
         stack.stop()
 
