@@ -75,16 +75,26 @@ def require_wrk() -> str:
 
 
 def wrk(
-    url: str, body_lua: str, headers: dict[str, str], *, connections: int, seconds: float, method: str = "POST"
+    url: str,
+    body_lua: str,
+    headers: dict[str, str],
+    *,
+    connections: int,
+    seconds: float,
+    method: str = "POST",
+    think_ms: int = 0,
 ) -> Load:
     """Run wrk against ``url`` with ``connections`` keep-alive connections (2 threads at most).
 
     ``body_lua`` defines ``function body(tid, n)`` returning the request body (``tid``: wrk thread,
-    ``n``: request number in that thread), so bodies can be distinct.
+    ``n``: request number in that thread), so bodies can be distinct. With ``think_ms`` each connection
+    waits that long before each request (wrk's ``delay()``; not part of the latency): a load below
+    saturation, where latency is the service's own and not the queue of a server run flat out.
     """
     header_lua = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in headers.items())
+    think_lua = f"function delay() return {think_ms} end\n" if think_ms > 0 else ""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(body_lua + header_lua + _WRK_REQUEST.replace('"POST"', f'"{method}"') + _WRK_DONE)
+        script.write(body_lua + header_lua + think_lua + _WRK_REQUEST.replace('"POST"', f'"{method}"') + _WRK_DONE)
     try:
         threads = min(2, connections)
         duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds

@@ -12,11 +12,13 @@ from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.events import encode_envelope, new_envelope
 from omninode_bridge.modules.reducer import NamespaceReducer, aggregate, load_reducer_contract
+from omninode_bridge.modules.reducer.consumers import InFlight, persist_with_retry
 from omninode_bridge.modules.stamping import StampCreated
 from omninode_bridge.settings import load_settings
 
 __all__ = ["gib_upload", "reducer_rates"]
 
+STAMPS_TOPIC = "omninode_bridge_stamps_v1"
 GIB = 1024**3
 MIB = 1024**2
 
@@ -25,7 +27,8 @@ async def reducer_rates(database_url: str, items: int) -> list[tuple[int, float,
     """Reducer decoding and persistence at the contract's batch, 1,000 and 5,000: (batch, items/s, in-memory items/s).
 
     Each batch is decoded from the envelope bytes the relay sends (as the consumer does), then claimed,
-    logged and upserted in one committed transaction. The baseline, from the same run, is the in-memory
+    logged, grouped and upserted in one autocommitted statement, through the consumer's pipeline (the
+    next batch is decoded while the previous one's statement runs). The baseline, from the same run, is the in-memory
     part alone: decoding (hash checked) and NAMESPACE_GROUPING, nothing persisted.
     """
     settings = load_settings({"OMNINODE_DATABASE_URL": database_url}, env_file=None)
@@ -53,12 +56,17 @@ async def reducer_rates(database_url: str, items: int) -> list[tuple[int, float,
             fresh_input = msgspec.structs.replace(contract.aggregation.input, consumer=f"bench.{uuid.uuid4().hex[:8]}")
             aggregation = msgspec.structs.replace(contract.aggregation, input=fresh_input)
             reducer = NamespaceReducer(msgspec.structs.replace(contract, aggregation=aggregation))
+            # The consumer's pipeline: a batch is decoded while the previous one is written.
+            inflight = InFlight(lambda batch, r=reducer: persist_with_retry(r, database, batch, STAMPS_TOPIC))
             began = time.perf_counter()
             for start in range(0, items, batch_size):
-                events = [event for value in raw[start : start + batch_size] if (event := reducer.decode(value))]
-                async with database.unit_of_work() as uow:
-                    await reducer.persist(uow, events, "omninode_bridge_stamps_v1")
-                    await uow.commit()
+                batch = reducer.new_batch()
+                for value in raw[start : start + batch_size]:
+                    if (event := reducer.decode(value)) is not None:
+                        batch.add(event)
+                await inflight.wait()
+                await inflight.start(batch)
+            await inflight.wait()
             results.append((batch_size, items / (time.perf_counter() - began), memory_rate))
     finally:
         await database.dispose()

@@ -1,7 +1,8 @@
 """The reducer's items/s alone: persistence at the contract's batch, 1,000 and 5,000 beside in-memory aggregation.
 
 Starts an embedded PostgreSQL only (no Kafka, no Redis: the figure is the reducer's decode, claim, event
-log and upsert, which is what ``bench.suite`` reports too).
+log and upsert, which is what ``bench.suite`` reports too). Batches go through the consumer's own pipeline
+(``InFlight``): one batch's statement in flight while the next batch is decoded.
 
 Run: ``.venv/bin/python -m bench.reducer [--items N]``
 """

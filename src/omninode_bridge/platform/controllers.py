@@ -148,7 +148,7 @@ class AdminController(Controller):
     path = "/admin"
     tags = ["admin"]
     security = API_KEY_SECURITY
-    guards = [require_scope("admin")]
+    opt = require_scope("admin")
 
     @get("/api-keys", operation_id="listApiKeys", summary="List API keys", responses=AUTH_RESPONSES)
     async def list_keys(

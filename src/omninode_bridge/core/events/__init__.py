@@ -33,12 +33,13 @@ from omninode_bridge.core.events.envelope import (
     decode_envelope,
     decode_head,
     encode_envelope,
+    event_ids,
     kafka_headers,
     new_envelope,
     payload_hash,
 )
 from omninode_bridge.core.events.eventlog import LoggedEvent, event_log_page, log_consumed
-from omninode_bridge.core.events.inbox import claim, claim_and_log, release
+from omninode_bridge.core.events.inbox import claim, claim_and_log, claim_and_log_args, claim_and_log_sql, release
 from omninode_bridge.core.events.outbox import EventPublisher, outbox_rows_sql, staged_after
 from omninode_bridge.core.events.relay import OutboxRelay
 from omninode_bridge.core.events.topics import ensure_topics
@@ -62,12 +63,15 @@ __all__ = [
     "bind_consumers",
     "claim",
     "claim_and_log",
+    "claim_and_log_args",
+    "claim_and_log_sql",
     "consume",
     "dead_letter",
     "decode_envelope",
     "decode_head",
     "encode_envelope",
     "ensure_topics",
+    "event_ids",
     "event_log_page",
     "kafka_headers",
     "latest_dead_letters",

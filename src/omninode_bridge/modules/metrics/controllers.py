@@ -70,7 +70,7 @@ class MetricsController(Controller):
 
     tags = ["metrics"]
     security = platform.API_KEY_SECURITY
-    guards = [platform.require_scope("metrics")]
+    opt = platform.require_scope("metrics")
 
     @post("/execute", operation_id="executeTask", summary="Run an AI task on the best model for it",
           status_code=200, responses=_EXECUTE_RESPONSES)  # fmt: skip

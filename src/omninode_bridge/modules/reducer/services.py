@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import msgspec
 from prometheus_client import Counter, Gauge
 from sqlalchemy import select
 from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events import EnvelopeHead, PayloadDecoder, claim_and_log, decode_head
+from omninode_bridge.core.events import EnvelopeHead, PayloadDecoder, claim_and_log_args, claim_and_log_sql, decode_head
 from omninode_bridge.core.steps import StateMachine
 from omninode_bridge.modules.reducer.contract import ReducerContract
 from omninode_bridge.modules.reducer.models import BridgeState
 from omninode_bridge.modules.reducer.schemas import NamespaceStats
 from omninode_bridge.modules.stamping import StampCreated
 
-__all__ = ["NamespaceAggregate", "NamespaceReducer", "StampEvent", "aggregate", "namespace_stats"]
+__all__ = ["NamespaceAggregate", "NamespaceReducer", "StampBatch", "StampEvent", "aggregate", "namespace_stats"]
 
 items_total = Counter("omninode_reducer_items_total", "Stamp events the reducer counted, by outcome.", ["outcome"])
 state_gauge = Gauge("omninode_reducer_fsm_state", "1 for the reducer's current FSM state.", ["state"])
@@ -39,44 +38,83 @@ class _Stamp(StampCreated, gc=False):
 _stamps = PayloadDecoder(_Stamp)
 
 
-class _Group(msgspec.Struct):
-    """One namespace's row of the upsert, as JSON (``jsonb_to_recordset`` turns its lists into arrays)."""
+# The whole batch in one statement, committed by itself (one round trip): claim the event ids, log the claimed
+# ones, then NAMESPACE_GROUPING of what was claimed and one additive upsert per namespace. The items go as
+# parallel arrays ($9-$12, the order of $2's ids), so the text and its plan do not vary with the batch.
+# Additive, so concurrent reducers never lose an update; rows in namespace order, so two of them never
+# deadlock; ``version`` tells readers (and optimistic writers) that the row changed. $13 FSM state, $14
+# time, $15 recent ids kept, $16/$17 a fresh row id for each namespace of the batch. Returns the count.
+_PERSIST = claim_and_log_sql("""
+, fresh AS (
+    SELECT i.namespace, i.size, i.content_type, i.workflow_id, i.n
+    FROM unnest($2::uuid[], $9::varchar[], $10::bigint[], $11::text[], $12::uuid[])
+         WITH ORDINALITY AS i(event_id, namespace, size, content_type, workflow_id, n)
+    JOIN claimed USING (event_id)
+), grouped AS (
+    SELECT f.namespace, count(*) AS stamps, sum(f.size)::bigint AS bytes,
+           array_agg(DISTINCT f.content_type ORDER BY f.content_type) AS types,
+           (array_agg(f.workflow_id ORDER BY f.n DESC))[1:$15::integer] AS recent
+    FROM fresh AS f
+    GROUP BY f.namespace
+), upserted AS (
+    INSERT INTO bridge_states AS s (id, namespace, version, metadata_version, total_stamps, total_size_bytes,
+                                    unique_file_types, workflow_count, recent_workflow_ids, current_fsm_state,
+                                    created_at, last_updated)
+    SELECT k.id, g.namespace, 1, '0.1', g.stamps, g.bytes, g.types, g.stamps, g.recent, $13::varchar,
+           $14::timestamptz, $14::timestamptz
+    FROM grouped AS g JOIN unnest($16::varchar[], $17::uuid[]) AS k(namespace, id) USING (namespace)
+    ORDER BY g.namespace
+    ON CONFLICT (namespace) DO UPDATE SET
+        version = s.version + 1,
+        total_stamps = s.total_stamps + excluded.total_stamps,
+        total_size_bytes = s.total_size_bytes + excluded.total_size_bytes,
+        unique_file_types = ARRAY(
+            SELECT DISTINCT t FROM unnest(s.unique_file_types || excluded.unique_file_types) AS t ORDER BY t
+        ),
+        workflow_count = s.workflow_count + excluded.workflow_count,
+        recent_workflow_ids = (excluded.recent_workflow_ids || s.recent_workflow_ids)[1:$15::integer],
+        current_fsm_state = excluded.current_fsm_state,
+        last_updated = excluded.last_updated
+)
+SELECT count(*) FROM fresh
+""")
 
-    id: uuid.UUID
-    namespace: str
-    stamps: int
-    bytes: int
-    types: list[str]
-    recent: list[uuid.UUID]
 
+class StampBatch:
+    """A window of countable events, kept as the parallel arrays its statement sends (no object per event).
 
-_groups_json = msgspec.json.Encoder()
+    Each event adds its fields to the columns and is dropped: a window of thousands holds strings, ids
+    and ints, not thousands of decoded envelopes. An event id already in the batch (a duplicate the relay
+    sent) is skipped, so the ids are distinct, as the claim needs.
+    """
 
-# One atomic upsert for every namespace of a batch, its rows given as one JSON parameter (a batch holds a
-# handful of namespaces; per-row bind parameters would make the statement's text, and its plan, vary
-# with their number). Additive, so concurrent reducers never lose an update; ``version`` tells readers
-# (and optimistic writers) that the row changed. $1 rows, $2 FSM state, $3 time, $4 recent ids kept.
-_UPSERT = """
-INSERT INTO bridge_states AS s (id, namespace, version, metadata_version, total_stamps, total_size_bytes,
-                                unique_file_types, workflow_count, recent_workflow_ids, current_fsm_state,
-                                created_at, last_updated)
-SELECT g.id, g.namespace, 1, '0.1', g.stamps, g.bytes, g.types, g.stamps, g.recent, $2::varchar, $3::timestamptz,
-       $3::timestamptz
-FROM jsonb_to_recordset($1::jsonb) AS g(id uuid, namespace varchar, stamps bigint, bytes bigint, types text[],
-                                      recent uuid[])
-ORDER BY g.namespace
-ON CONFLICT (namespace) DO UPDATE SET
-    version = s.version + 1,
-    total_stamps = s.total_stamps + excluded.total_stamps,
-    total_size_bytes = s.total_size_bytes + excluded.total_size_bytes,
-    unique_file_types = ARRAY(
-        SELECT DISTINCT t FROM unnest(s.unique_file_types || excluded.unique_file_types) AS t ORDER BY t
-    ),
-    workflow_count = s.workflow_count + excluded.workflow_count,
-    recent_workflow_ids = (excluded.recent_workflow_ids || s.recent_workflow_ids)[1:$4::integer],
-    current_fsm_state = excluded.current_fsm_state,
-    last_updated = excluded.last_updated
-"""
+    __slots__ = ("content_types", "correlations", "ids", "namespaces", "sizes", "types", "workflow_ids")
+
+    def __init__(self) -> None:
+        self.ids: dict[uuid.UUID, None] = {}  # insertion-ordered and O(1) membership
+        self.types: list[str] = []
+        self.correlations: list[str] = []
+        self.namespaces: list[str] = []
+        self.sizes: list[int] = []
+        self.content_types: list[str] = []
+        self.workflow_ids: list[uuid.UUID] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, event: StampEvent) -> None:
+        """Add a decoded event (a second one with the same event id is ignored)."""
+        head, stamp = event
+        ids = self.ids
+        if head.event_id in ids:
+            return
+        ids[head.event_id] = None
+        self.types.append(head.event_type)
+        self.correlations.append(head.correlation_id)
+        self.namespaces.append(stamp.namespace)
+        self.sizes.append(stamp.size_bytes)
+        self.content_types.append(stamp.content_type)
+        self.workflow_ids.append(stamp.workflow_id)
 
 
 @dataclass(slots=True)
@@ -145,34 +183,30 @@ class NamespaceReducer:
             return None
         return head, _stamps.decode(head)
 
-    async def persist(self, uow: UnitOfWork, events: Sequence[StampEvent], topic: str) -> int:
-        """Count a batch once: claim its event ids, then one upsert for all its namespaces; returns items counted.
+    async def persist(self, uow: UnitOfWork, batch: StampBatch, topic: str) -> int:
+        """Count a batch once, in one statement; returns the items counted.
 
         Events this consumer already processed (a redelivery, or a duplicate the relay sent) are skipped
-        because their ``event_processed`` row exists; the claim and the upsert commit together. Two
-        statements per batch, whatever its size, each with array (or one JSON) parameters.
+        because their ``event_processed`` row exists; the claim, the event-log rows and the upsert commit
+        together, as one statement on a pooled connection (no session, no ``BEGIN``/``COMMIT`` round trips).
         """
-        distinct: dict[uuid.UUID, StampEvent] = {}
-        for event in events:
-            distinct.setdefault(event[0].event_id, event)
-        if not distinct:
+        if not batch:
             return 0
-        # The claim and the event-log rows of what it claimed, in one statement of array parameters.
-        claimed = await claim_and_log(uow, self.consumer, topic, [head for head, _ in distinct.values()])
-        fresh = [item for event_id, (_, item) in distinct.items() if event_id in claimed]
-        _duplicates.inc(len(distinct) - len(fresh))
-        if not fresh:
-            return 0
-        keep = self.spec.recent_workflow_ids
-        rows = [
-            _Group(uuid7(), namespace, group.total_stamps, group.total_size_bytes, sorted(group.file_types),
-                   group.workflow_ids)
-            for namespace, group in sorted(aggregate(fresh, keep).items())
-        ]  # fmt: skip
-        driver = await uow.driver_connection()
-        await driver.execute(_UPSERT, _groups_json.encode(rows).decode(), self.state, dt.datetime.now(dt.UTC), keep)
-        _counted.inc(len(fresh))
-        return len(fresh)
+        namespaces = sorted(set(batch.namespaces))
+        args = claim_and_log_args(self.consumer, topic, list(batch.ids), batch.types, batch.correlations)
+        async with uow.pooled_driver() as driver:
+            counted: int = await driver.fetchval(
+                _PERSIST, *args, batch.namespaces, batch.sizes, batch.content_types, batch.workflow_ids,
+                "PERSISTING", dt.datetime.now(dt.UTC), self.spec.recent_workflow_ids, namespaces,
+                [uuid7() for _ in namespaces],
+            )  # fmt: skip
+        _counted.inc(counted)
+        _duplicates.inc(len(batch) - counted)
+        return counted
+
+    def new_batch(self) -> StampBatch:
+        """An empty window."""
+        return StampBatch()
 
 
 async def namespace_stats(uow: UnitOfWork, namespace: str) -> NamespaceStats | None:

@@ -119,7 +119,7 @@ class StampingController(Controller):
     """BLAKE3 hashing and O.N.E. v0.1 stamps (scope ``stamping``; keys may be limited to namespaces)."""
 
     tags = ["stamping"]
-    guards = [require_scope("stamping")]
+    opt = require_scope("stamping")
     security = API_KEY_SECURITY
 
     @post("/hash", operation_id="hashContent", summary="BLAKE3 hash of a body", status_code=200,

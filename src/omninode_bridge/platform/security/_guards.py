@@ -1,29 +1,28 @@
-"""Route guards and accessors of the authenticated principal."""
+"""Scope and namespace checks of the authenticated principal."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
 
 from omninode_bridge.platform.identity import principal_of
 from omninode_bridge.platform.security._audit import Auditor
 from omninode_bridge.platform.state import platform_state
 
+#: The route ``opt`` key naming the API-key scope a route requires (see :func:`require_scope`).
+REQUIRED_SCOPE_OPT = "required_scope"
 
-def require_scope(
-    scope_name: str,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
-    """A Litestar guard admitting keys with ``scope_name`` (or ``admin``); others get an audited 403."""
 
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if not principal_of(connection).has_scope(scope_name):
-            await _forbid(connection, {"required_scope": scope_name}, f"This API key lacks the '{scope_name}' scope.")
+def require_scope(scope_name: str) -> dict[str, Any]:
+    """Route ``opt`` admitting keys with ``scope_name`` (or ``admin``); others get an audited 403.
 
-    return guard
+    Set it on a controller (``opt = require_scope("hooks")``) or a handler (``opt=require_scope("hooks")``);
+    :class:`SecurityMiddleware` checks it right after authentication. A Litestar guard would do the same
+    at a higher price: Litestar copies the route handler for every guard call, ~4% of a small request.
+    """
+    return {REQUIRED_SCOPE_OPT: scope_name}
 
 
 async def require_namespace(connection: ASGIConnection[Any, Any, Any, Any], namespace: str) -> None:

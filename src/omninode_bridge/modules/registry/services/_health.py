@@ -15,7 +15,19 @@ from typing import Any
 import httpx
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import CompoundSelect, delete, func, literal, null, or_, select, union_all
+from sqlalchemy import (
+    BindParameter,
+    CompoundSelect,
+    DateTime,
+    bindparam,
+    delete,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.modules.registry.models import NodeRegistration
@@ -36,7 +48,7 @@ return 0
 _PURGE_EVERY_ROUNDS = 240
 
 
-def _due_query(now: dt.datetime) -> CompoundSelect[Any]:
+def _due_query(now: BindParameter[dt.datetime]) -> CompoundSelect[Any]:
     """Nodes with a live TTL check, nodes whose HTTP check is due, and nodes critical past their deregister
     delay, as ``(rule, node_id, ttl, url, timeout)`` rows."""
     node = NodeRegistration
@@ -56,6 +68,10 @@ def _due_query(now: dt.datetime) -> CompoundSelect[Any]:
             node.status == "critical", live, node.deregister_critical_after_seconds.is_not(None), critical_too_long
         ),
     )
+
+
+#: The tick's one read, built once: compiled once and prepared once per connection (``commit_one``).
+_DUE = _due_query(bindparam("now", type_=DateTime(timezone=True)))
 
 
 class Lease:
@@ -127,18 +143,21 @@ class HealthChecker:
         now = dt.datetime.now(dt.UTC)
         # One read a tick (the elected checker runs it a few times a second, nodes or not): each candidate row
         # says which of the three rules it is due for; the tombstone purge, a write, runs once a minute.
+        # On the driver, without a session: the elected checker reads a few times a second even when idle.
         async with self.database.unit_of_work() as uow:
-            rows = (await uow.session.execute(_due_query(now))).all()
-            if self.rounds % _PURGE_EVERY_ROUNDS == 1:
+            rows = (await uow.commit_one(_DUE, {"now": now})).all()
+        if self.rounds % _PURGE_EVERY_ROUNDS == 1:
+            async with self.database.unit_of_work() as uow:
                 await uow.session.execute(
                     delete(NodeRegistration).where(
                         NodeRegistration.deleted_at < now - dt.timedelta(seconds=self.tombstone_seconds)
                     )
                 )
                 await uow.commit()
-        ttl_nodes = [(r.node_id, r.ttl) for r in rows if r.rule == "ttl"]
-        due = [(r.node_id, r.url, r.timeout) for r in rows if r.rule == "http"]
-        expired_critical = [r.node_id for r in rows if r.rule == "deregister"]
+        # Rows are (rule, node_id, ttl, url, timeout): asyncpg records or SQLAlchemy rows, both by position.
+        ttl_nodes = [(r[1], r[2]) for r in rows if r[0] == "ttl"]
+        due = [(r[1], r[3], r[4]) for r in rows if r[0] == "http"]
+        expired_critical = [r[1] for r in rows if r[0] == "deregister"]
         if ttl_nodes:
             present = await self.redis.mget([ttl_key(n) for n, _ in ttl_nodes])
             for (node_id, ttl), value in zip(ttl_nodes, present, strict=True):

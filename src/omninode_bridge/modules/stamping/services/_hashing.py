@@ -30,11 +30,18 @@ class HashPolicy:
     Attributes:
         inline_max_bytes: Inputs up to this size are hashed on the event loop: handing 1 KiB to a thread
             costs more (tens of microseconds) than hashing it (about one microsecond).
-        max_threads: blake3's ``max_threads`` for large inputs (``blake3.AUTO`` when 0).
+        max_threads: blake3's ``max_threads`` for large in-memory inputs (``blake3.AUTO`` when 0).
+        stream_threads: blake3's ``max_threads`` for each block of a stream (``blake3.AUTO`` when 0). One:
+            a stream's blocks are already hashed in a thread beside the event loop that receives them, and
+            one blake3 thread (1-4 GiB/s here) outruns the receive path (under 1 GiB/s), so more threads
+            only add coordination: with ``AUTO`` a 1 GiB upload spent 0.8-1.4 s hashing its 1 MiB blocks
+            on the 2-core machine, with one thread 0.25-0.45 s, and the server's CPU per GiB fell by about
+            a fifth (``bench/_gib.py``; README, "Benchmarks").
     """
 
     inline_max_bytes: int = 128 * 1024
     max_threads: int = 0
+    stream_threads: int = 1
 
     def _threads(self) -> int:
         return self.max_threads or blake3.AUTO
@@ -85,12 +92,12 @@ async def hash_stream(
         keep_max_bytes: Keep the whole (stripped) body in memory if it is no longer than this.
         strip_head: Rewrites the first ``HEAD_BYTES`` before they are hashed (removes an existing stamp
             block); the digest, size, head and body all describe the rewritten stream.
-        policy: Thread settings.
+        policy: Thread settings (its ``stream_threads``).
 
     Raises:
         ProblemError: 413 once more than ``max_bytes`` arrived.
     """
-    threads = (policy or HashPolicy()).max_threads or blake3.AUTO
+    threads = (policy or HashPolicy()).stream_threads or blake3.AUTO
     hasher = blake3(max_threads=threads)
     loop = asyncio.get_running_loop()
     head = bytearray()

@@ -38,7 +38,7 @@ class WorkflowLiveController(Controller):
     tags = ["workflow"]
 
     @get("/{run_id:uuid}/events", operation_id="streamWorkflowEvents", summary="A run's progress as Server-Sent Events",
-         guards=[platform.require_scope("workflow")], security=platform.API_KEY_SECURITY,
+         opt=platform.require_scope("workflow"), security=platform.API_KEY_SECURITY,
          media_type="text/event-stream", response_description=_EVENTS,
          responses=error_responses({404: "No such run"}))  # fmt: skip
     async def events(

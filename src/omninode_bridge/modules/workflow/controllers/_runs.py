@@ -55,7 +55,7 @@ class WorkflowController(Controller):
     path = "/workflows"
     tags = ["workflow"]
     security = platform.API_KEY_SECURITY
-    guards = [platform.require_scope("workflow")]
+    opt = platform.require_scope("workflow")
 
     @post("/", operation_id="submitWorkflow", summary="Submit a workflow", status_code=202,
           responses=error_responses({
