@@ -43,7 +43,7 @@ def build_modules(settings: Settings) -> list[Module]:
     return [
         eventlog.build_module(settings.kafka.bootstrap_servers or ""),
         codegen.build_module(),
-        hooks.build_module(settings.hooks, redis_url=redis_url, state=hooks_state),
+        hooks.build_module(settings.hooks, redis_url=redis_url, kafka=settings.kafka, state=hooks_state),
         orchestrator.build_module(),
         stamping.build_module(
             settings.stamping,

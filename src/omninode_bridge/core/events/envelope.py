@@ -112,8 +112,8 @@ def new_envelope(
     )
 
 
-def encode_envelope(envelope: OnexEnvelopeV1) -> bytes:
-    """JSON bytes of an envelope (timestamps RFC 3339 in UTC)."""
+def encode_envelope(envelope: OnexEnvelopeV1 | EnvelopeHead) -> bytes:
+    """JSON bytes of an envelope (timestamps RFC 3339 in UTC); an :class:`EnvelopeHead`'s raw payload as it is."""
     return _encoder.encode(envelope)
 
 
@@ -139,7 +139,7 @@ def decode_envelope(data: bytes) -> OnexEnvelopeV1:
     return envelope
 
 
-def kafka_headers(envelope: OnexEnvelopeV1) -> list[tuple[str, bytes]]:
+def kafka_headers(envelope: OnexEnvelopeV1 | EnvelopeHead) -> list[tuple[str, bytes]]:
     """Headers every published record carries."""
     return [
         ("event_type", envelope.event_type.encode()),

@@ -13,12 +13,18 @@ call pairs and statistics. Hooks carry a namespace; namespace-restricted keys se
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from litestar import Router
 from litestar.di import Provide
 
-from omninode_bridge.core.module import Module
+from omninode_bridge.core.events import ConsumerResources
+from omninode_bridge.core.module import Module, Resources
+from omninode_bridge.core.settings import KafkaSettings
 from omninode_bridge.modules.hooks import messages, schemas
-from omninode_bridge.modules.hooks.consumers import PROCESSOR, build_router
+from omninode_bridge.modules.hooks.consumers import PROCESSOR, HookProcessor
 from omninode_bridge.modules.hooks.controllers import (
     HookIngestController,
     HookLiveController,
@@ -48,15 +54,31 @@ __all__ = [
 ]
 
 
-def build_module(settings: HooksSettings, *, redis_url: str, state: HooksState | None = None) -> Module:
+def build_module(
+    settings: HooksSettings, *, redis_url: str, kafka: KafkaSettings, state: HooksState | None = None
+) -> Module:
     """The hooks module.
 
     Args:
         settings: Its settings group.
         redis_url: The Redis its live feed's blocking reader connects to.
+        kafka: The Kafka settings its processor's consumer connects with.
         state: Its state, when the composition root hands it to another module too (tool-call captures).
     """
     state = state or HooksState(settings, redis_url)
+
+    @contextlib.asynccontextmanager
+    async def processor(resources: Resources) -> AsyncIterator[None]:
+        consumers = ConsumerResources(database=resources.database, catalog=resources.catalog,
+                                      publisher=resources.publisher)  # fmt: skip
+        task = asyncio.create_task(HookProcessor(consumers, kafka).run(), name="hooks-processor")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     router = Router(
         path="/",
         # The sources controller first: its static /hooks/sources paths must win over POST /hooks/{source}.
@@ -66,8 +88,7 @@ def build_module(settings: HooksSettings, *, redis_url: str, state: HooksState |
     return Module(
         name="hooks",
         route_handlers=[router],
-        kafka_routers=[build_router],
         publishes=[HOOK_TOPIC],
         dependencies={"hooks": Provide(lambda: state, sync_to_thread=False)},
-        lifespans=[state.lifespan],
+        lifespans=[state.lifespan, processor],
     )

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import blake3
 import msgspec
 
-from omninode_bridge.core.events import OnexEnvelopeV1, new_envelope
+from omninode_bridge.core.events import EnvelopeHead, OnexEnvelopeV1, new_envelope
 from omninode_bridge.modules.hooks.schemas import DEFAULT_NAMESPACE
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_EVENT_DATA_BYTES",
     "AcceptedHook",
     "HookEventReceived",
+    "encoded_envelope_of",
     "envelope_of",
 ]
 
@@ -72,6 +74,15 @@ class AcceptedHook:
     data_truncated: bool = False
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     namespace: str = DEFAULT_NAMESPACE
+    #: ``data`` as canonical JSON (sorted keys), encoded once by :meth:`encoded_data` and reused by the
+    #: ``hook_events`` row, the event's payload (and its hash) and the live entry.
+    data_json: bytes = b""
+
+    def encoded_data(self) -> bytes:
+        """``data`` as canonical JSON, encoded on first use (its length is the data's encoded size)."""
+        if not self.data_json:
+            self.data_json = _canonical.encode(self.data)
+        return self.data_json
 
     def row(self) -> dict[str, Any]:
         """Column values of its ``hook_events`` row."""
@@ -102,6 +113,18 @@ class AcceptedHook:
             replay=replay,
         )
 
+    def canonical_payload(self, *, replay: bool = False) -> bytes:
+        """The event's payload as canonical JSON (what ``payload_hash`` hashes), built without a dict.
+
+        The payload struct is encoded with sorted keys and ``data`` goes in as its canonical bytes, so the result
+        is exactly ``canonical_payload(msgspec.to_builtins(self.payload()))``.
+        """
+        payload = self.payload(replay=replay)
+        if not self.data_truncated:
+            # A Raw is written as it is: data encoded once serves the row, the payload and the live entry.
+            payload.data = cast("dict[str, Any]", msgspec.Raw(self.encoded_data()))
+        return _canonical.encode(payload)
+
     def live(self) -> bytes:
         """The JSON a live viewer receives."""
         return _live_encoder.encode(
@@ -110,12 +133,14 @@ class AcceptedHook:
                 "event_type": self.event_type, "session_id": self.session_id, "correlation_id": self.correlation_id,
                 "tool_name": self.tool_name, "tool_call_id": self.tool_call_id, "occurred_at": self.occurred_at,
                 "received_at": self.received_at,
-                "data": None if self.data_truncated else self.data, "data_truncated": self.data_truncated,
+                "data": None if self.data_truncated else msgspec.Raw(self.encoded_data()),
+                "data_truncated": self.data_truncated,
             }
         )  # fmt: skip
 
 
 _live_encoder = msgspec.json.Encoder()
+_canonical = msgspec.json.Encoder(order="sorted")
 
 
 def envelope_of(hook: AcceptedHook, *, replay: bool = False) -> OnexEnvelopeV1:
@@ -129,3 +154,14 @@ def envelope_of(hook: AcceptedHook, *, replay: bool = False) -> OnexEnvelopeV1:
         event_id=hook.event_id,
         timestamp=hook.received_at,
     )
+
+
+def encoded_envelope_of(hook: AcceptedHook) -> EnvelopeHead:
+    """The ``HookEventReceived`` envelope of a hook with its payload already encoded (canonical JSON): what
+    :func:`envelope_of` describes, for the outbox to stage as it is (no payload dict, one encode, one hash)."""
+    payload = hook.canonical_payload()
+    return EnvelopeHead(
+        event_id=hook.event_id, correlation_id=hook.correlation_id, session_id=hook.session_id, event_type=EVENT_TYPE,
+        source=ENVELOPE_SOURCE, timestamp=hook.received_at, payload=msgspec.Raw(payload),
+        payload_hash=blake3.blake3(payload).hexdigest(),
+    )  # fmt: skip

@@ -177,6 +177,12 @@ def _leading_literal(regex: str, flags: int) -> str:
     return "".join(literal)
 
 
+def _literals(words: Iterable[str]) -> re.Pattern[str] | None:
+    """A regex that finds any of ``words`` (None for no words, which cannot happen with a needle-led pattern)."""
+    ordered = sorted(words, key=lambda word: (-len(word), word))
+    return re.compile("|".join(re.escape(word) for word in ordered)) if ordered else None
+
+
 class SecretScanner:
     """Replaces secrets inside strings with :data:`REDACTED`.
 
@@ -217,9 +223,32 @@ class SecretScanner:
             words = tuple(w.lower() for w in gate) if folded else gate
             self._gate_of.append(gates.setdefault((words, folded), len(gates)) if gate else -1)
         self._gates = tuple(gates)
+        # Whether a string can hold a secret at all: a pattern runs only when its needle occurs in the string
+        # or, for a pattern without one, when its gate passes. When every such pattern has a gate, one search
+        # for any needle or gate word (a regex alternation of the literals, scanned in C) rules most strings
+        # out exactly: where it finds none, no pattern would run and there is no span. Folded gate words are
+        # looked for in the lower-cased string, as the gates themselves look for them (with ``in``: the few
+        # words share first letters, which makes an alternation slow on strings of those letters).
+        self._any_exact: re.Pattern[str] | None = None
+        self._any_folded: tuple[str, ...] = ()
+        if all(self._gate_of[rank] >= 0 for rank in always):
+            exact = {needle for needle, _ in self._needles}
+            lower_words: set[str] = set()
+            for rank in always:
+                words, is_folded = self._gates[self._gate_of[rank]]
+                (lower_words if is_folded else exact).update(words)
+            self._any_exact = _literals(exact)
+            self._any_folded = tuple(sorted(lower_words))
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """The (start, end) of each secret in ``text``, in order, without overlaps."""
+        if self._any_exact is not None and self._any_exact.search(text) is None:
+            folded_text = text.lower()
+            for word in self._any_folded:
+                if word in folded_text:
+                    break
+            else:
+                return []
         found: list[tuple[int, int, int]] = []
         lowered: str | None = None
         gate_passed: list[bool | None] = [None] * len(self._gates)

@@ -1,8 +1,10 @@
-"""The OpenAPI request body of ``POST /hooks``: our hook format or Claude Code's, told apart by ``hook_event_name``.
+"""The OpenAPI request bodies of ``POST /hooks`` (our hook format or Claude Code's, told apart by
+``hook_event_name``) and ``POST /hooks/batch``.
 
-The endpoint parses its body itself (strictly, and in two formats), so it declares no ``data`` parameter for
-Litestar to document; this operation class states the body instead, from msgspec's own JSON Schema of the
-two structs (references inlined, so the document needs no extra components).
+The endpoints parse their bodies themselves (strictly, once, straight to the structs), so they declare no
+``data`` parameter for Litestar to decode again and document; these operation classes state the bodies
+instead, from msgspec's own JSON Schema of the structs (references inlined, so the document needs no extra
+components).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
 from omninode_bridge.modules.hooks import schemas
 
-__all__ = ["HOOK_BODY_OPERATION", "inline_schema"]
+__all__ = ["BATCH_BODY_OPERATION", "HOOK_BODY_OPERATION", "inline_schema"]
 
 
 def inline_schema(kind: Any) -> dict[str, Any]:
@@ -44,16 +46,29 @@ _BODY = {
 }
 
 
+_BATCH_BODY = inline_schema(schemas.HookBatch)
+
+
+def _json_body(schema: dict[str, Any]) -> RequestBody:
+    # The spec type wants a Schema object; the dict is msgspec's JSON Schema, rendered as it is.
+    return RequestBody(content={"application/json": OpenAPIMediaType(schema=schema)}, required=True)  # type: ignore[arg-type]  # see above
+
+
 @dataclass
 class HookBodyOperation(Operation):
     """An operation whose request body is either hook format."""
 
     def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            # The spec type wants a Schema object; the dict is msgspec's JSON Schema, rendered as it is.
-            content={"application/json": OpenAPIMediaType(schema=_BODY)},  # type: ignore[arg-type]  # see above
-            required=True,
-        )
+        self.request_body = _json_body(_BODY)
+
+
+@dataclass
+class BatchBodyOperation(Operation):
+    """An operation whose request body is a batch of hooks."""
+
+    def __post_init__(self) -> None:
+        self.request_body = _json_body(_BATCH_BODY)
 
 
 HOOK_BODY_OPERATION = HookBodyOperation
+BATCH_BODY_OPERATION = BatchBodyOperation

@@ -20,6 +20,7 @@ __all__ = [
     "check_content_length",
     "hooks_state_of",
     "namespace_for",
+    "read_hook_body",
     "read_json_hook",
     "state_opt",
     "visible_namespaces",
@@ -54,15 +55,11 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-async def read_json_hook(request: Request[Any, Any, Any]) -> Any:
-    """The checked JSON body of a hook endpoint: size, content type, then UTF-8, NUL and depth.
+async def read_hook_body(request: Request[Any, Any, Any]) -> bytes:
+    """The raw body of a JSON hook endpoint, once its size and content type are checked.
 
-    Called from the endpoints' ``before_request`` hooks, so the strict validation that follows runs before
-    Litestar's own (lenient) parsing of ``data``. A body over the limit is a 413, a body that does not say
-    it is JSON a 415 (``text/plain`` is not parsed as JSON).
-
-    Returns:
-        The decoded body (cached on the request).
+    A body over the limit is a 413, a body that does not say it is JSON a 415 (``text/plain`` is not parsed
+    as JSON).
     """
     await check_content_length(request)
     if not _is_json(request.headers.get("content-type", "")):
@@ -71,7 +68,21 @@ async def read_json_hook(request: Request[Any, Any, Any]) -> Any:
             "Send the hook as JSON with Content-Type: application/json.",
             headers={"Accept-Post": "application/json"},
         )
-    check_body_size(await request.body(), hooks_state_of(request).settings.max_body_bytes)
+    body = await request.body()
+    check_body_size(body, hooks_state_of(request).settings.max_body_bytes)
+    return body
+
+
+async def read_json_hook(request: Request[Any, Any, Any]) -> Any:
+    """The checked JSON body of a hook endpoint: :func:`read_hook_body`'s checks, then UTF-8, NUL and depth.
+
+    Called from the endpoints' ``before_request`` hooks, so the strict validation that follows runs before
+    Litestar's own (lenient) parsing of ``data``.
+
+    Returns:
+        The decoded body (cached on the request).
+    """
+    await read_hook_body(request)
     return await request.json()
 
 

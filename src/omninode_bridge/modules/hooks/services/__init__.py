@@ -7,6 +7,8 @@ from omninode_bridge.modules.hooks.services._claude_code import (
     CLAUDE_CODE_SOURCE,
     claude_code_event_type,
     claude_code_hook,
+    decode_batch,
+    decode_hook,
     parse_batch,
     parse_claude_code,
     parse_hook,
@@ -14,8 +16,6 @@ from omninode_bridge.modules.hooks.services._claude_code import (
 from omninode_bridge.modules.hooks.services._ingest import (
     HookIngestService,
     body_hash,
-    decode_batch,
-    decode_hook,
     event_type_of,
     json_path,
 )
@@ -30,6 +30,7 @@ from omninode_bridge.modules.hooks.services._live import (
     valid_stream_id,
 )
 from omninode_bridge.modules.hooks.services._processing import process_hook, tool_outcome
+from omninode_bridge.modules.hooks.services._processing_batch import process_hooks
 from omninode_bridge.modules.hooks.services._queries import HookQueryService, to_event
 from omninode_bridge.modules.hooks.services._retention import RetentionPurger
 from omninode_bridge.modules.hooks.services._sources import WebhookSourceService, to_source
@@ -59,6 +60,7 @@ __all__ = [
     "parse_claude_code",
     "parse_hook",
     "process_hook",
+    "process_hooks",
     "reader_client",
     "sse_events",
     "to_event",

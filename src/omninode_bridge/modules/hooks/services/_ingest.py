@@ -9,7 +9,6 @@ from typing import Any
 from typing import cast as typing_cast
 
 import blake3
-import msgspec
 from sqlalchemy import Table, Text, bindparam, cast, func, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,19 +17,20 @@ from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.events import EventPublisher, staged_after
 from omninode_bridge.modules.hooks import schemas
-from omninode_bridge.modules.hooks.messages import HOOK_TOPIC, MAX_EVENT_DATA_BYTES, AcceptedHook, envelope_of
+from omninode_bridge.modules.hooks.messages import (
+    HOOK_TOPIC,
+    MAX_EVENT_DATA_BYTES,
+    AcceptedHook,
+    encoded_envelope_of,
+)
 from omninode_bridge.modules.hooks.models import HOOK_EVENTS_TABLE, HookEvent, IdempotencyClaim, WebhookSource
 from omninode_bridge.modules.hooks.redaction import Redactor
 from omninode_bridge.modules.hooks.services._live import LiveFeed
 from omninode_bridge.modules.hooks.services._webhook_body import body_text, parse_webhook_body
 from omninode_bridge.modules.hooks.settings import HooksSettings
 
-__all__ = ["HookIngestService", "body_hash", "decode_batch", "decode_hook", "event_type_of", "json_path"]
+__all__ = ["HookIngestService", "body_hash", "event_type_of", "json_path"]
 
-_hook_decoder = msgspec.json.Decoder(schemas.HookEventIn)
-_batch_decoder = msgspec.json.Decoder(schemas.HookBatch)
-_size_encoder = msgspec.json.Encoder()
-_json = msgspec.json.Encoder()
 _EVENT_COLUMNS = [
     "event_id", "kind", "source", "event_type", "session_id", "correlation_id", "tool_name", "tool_call_id",
     "occurred_at", "received_at", "data", "body_hash", "raw_body", "content_type", "redacted", "batch_id", "key_id",
@@ -42,7 +42,7 @@ def _event_record(hook: AcceptedHook) -> tuple[Any, ...]:
     """A ``hook_events`` row in ``_EVENT_COLUMNS`` order, for COPY (jsonb as JSON text)."""
     return (
         hook.event_id, hook.kind, hook.source, hook.event_type, hook.session_id, hook.correlation_id, hook.tool_name,
-        hook.tool_call_id, hook.occurred_at, hook.received_at, _json.encode(hook.data).decode(), hook.body_hash,
+        hook.tool_call_id, hook.occurred_at, hook.received_at, hook.encoded_data().decode(), hook.body_hash,
         hook.raw_body, hook.content_type, hook.redacted, hook.batch_id, hook.key_id, hook.namespace,
     )  # fmt: skip
 
@@ -107,31 +107,6 @@ _staged_plain = staged_after(
     .cte("stored")
 )  # fmt: skip
 _STORE_ONE = select(select(func.count()).select_from(_staged_plain).scalar_subquery())
-
-
-def _invalid(exc: msgspec.DecodeError) -> ProblemError:
-    message = str(exc)
-    field = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else None
-    if field is not None:
-        field = field.removeprefix("$.").removeprefix("$") or None
-    detail = f"Invalid {field}: {message.partition(' - at ')[0]}" if field else f"Invalid request body: {message}"
-    return ProblemError(422, detail, extra={"errors": [{"field": field, "source": "body", "message": message}]})
-
-
-def decode_hook(body: bytes) -> schemas.HookEventIn:
-    """Parse and validate a ``POST /hooks`` body; a 422 problem names the offending field."""
-    try:
-        return _hook_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise _invalid(exc) from None
-
-
-def decode_batch(body: bytes) -> schemas.HookBatch:
-    """Parse and validate a ``POST /hooks/batch`` body (``events.3.source``-style field names)."""
-    try:
-        return _batch_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise _invalid(exc) from None
 
 
 def json_path(document: Any, path: str) -> Any:
@@ -207,19 +182,19 @@ class HookIngestService:
             event_id: Its event id (a new random one when not given).
         """
         data, redacted = self.redactor.redact(hook.data)
-        truncated = False
-        if measure:
-            size = len(_size_encoder.encode(data))
-            if size > self.settings.max_body_bytes:
-                raise ProblemError(413, f"A hook's data is {size} bytes; the limit is {self.settings.max_body_bytes}.")
-            truncated = size > MAX_EVENT_DATA_BYTES
-        return AcceptedHook(
+        accepted = AcceptedHook(
             event_id=event_id or uuid.uuid4(), kind="hook", source=hook.source, event_type=hook.event_type,
             correlation_id=hook.correlation_id or correlation_id, occurred_at=hook.timestamp or now, data=data,
             redacted=redacted, session_id=hook.session_id, tool_name=hook.tool_name, tool_call_id=hook.tool_call_id,
-            body_hash=body_hash, batch_id=batch_id, key_id=key_id, data_truncated=truncated, received_at=now,
-            namespace=namespace,
+            body_hash=body_hash, batch_id=batch_id, key_id=key_id, received_at=now, namespace=namespace,
         )  # fmt: skip
+        if measure:
+            # The encoding the row, the event and the live entry share: measuring it costs nothing extra.
+            size = len(accepted.encoded_data())
+            if size > self.settings.max_body_bytes:
+                raise ProblemError(413, f"A hook's data is {size} bytes; the limit is {self.settings.max_body_bytes}.")
+            accepted.data_truncated = size > MAX_EVENT_DATA_BYTES
+        return accepted
 
     def prepare_webhook(
         self,
@@ -279,8 +254,8 @@ class HookIngestService:
         key = idempotency_key or body_key
         params = {
             **hook.row(),
-            "data": _json.encode(hook.data).decode(),
-            **self.publisher.staged_params(self.uow, HOOK_TOPIC, envelope_of(hook)),
+            "data": hook.encoded_data().decode(),
+            **self.publisher.staged_encoded_params(self.uow, HOOK_TOPIC, encoded_envelope_of(hook)),
         }
         # One statement is the whole transaction: committed by PostgreSQL in one round trip (no BEGIN/COMMIT).
         if key is None or self.window <= 0:
@@ -323,7 +298,7 @@ class HookIngestService:
         await driver.copy_records_to_table(
             "hook_events", columns=_EVENT_COLUMNS, records=[_event_record(h) for h in hooks]
         )
-        await self.publisher.stage_many(self.uow, HOOK_TOPIC, [envelope_of(h) for h in hooks])
+        await self.publisher.stage_encoded(self.uow, HOOK_TOPIC, [encoded_envelope_of(h) for h in hooks])
         self.uow.after_commit(lambda: self.live.push([h.live() for h in hooks]))
         await self.uow.commit()
         return schemas.HookBatchAccepted(
