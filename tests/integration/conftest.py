@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from omninode_bridge.app import create_app
+from omninode_bridge.core.db import Database
 from omninode_bridge.core.module import Module
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
@@ -143,6 +144,16 @@ def start_serve(stack: EmbeddedStack, port: int, *, quiet: bool = True, **env: s
 def settings(stack: EmbeddedStack) -> Settings:
     """Default test settings (rate limit high enough not to interfere)."""
     return make_settings(stack)
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """A database handle of the test settings, disposed afterwards (for tests below the HTTP API)."""
+    db = Database(settings.database)
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from faststream.kafka import KafkaBroker, KafkaRouter
 from litestar.di import Provide
@@ -16,7 +18,7 @@ from omninode_bridge.core.db import Database
 from omninode_bridge.core.events import EventPublisher, TopicCatalog
 from omninode_bridge.core.health import HealthProbe
 
-__all__ = ["Module", "NotStartedError", "Resources", "Started", "start_order"]
+__all__ = ["Module", "NotStartedError", "Resources", "Started", "background", "start_order"]
 
 T = TypeVar("T")
 
@@ -141,3 +143,20 @@ def start_order(modules: Sequence[Module]) -> list[Module]:
     for module in modules:
         visit(module)
     return ordered
+
+
+@contextlib.asynccontextmanager
+async def background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run ``work`` as a task while the block runs (a module's lifespan); cancel it and wait for it at the end.
+
+    Args:
+        work: The coroutine, e.g. a consumer's ``run()``.
+        name: The task's name (it shows in task dumps and py-spy).
+    """
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

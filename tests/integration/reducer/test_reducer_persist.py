@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import msgspec
-import pytest
 
 from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.db import Database
@@ -18,15 +16,6 @@ from omninode_bridge.modules.stamping import StampCreated
 from omninode_bridge.settings import Settings
 
 TOPIC = "omninode_bridge_stamps_v1"
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = Database(settings.database)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 def _reducer(settings: Settings, keep: int) -> NamespaceReducer:

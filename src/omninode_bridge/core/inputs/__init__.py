@@ -17,7 +17,13 @@ One definition of "safe input" for the whole service, so bad input is a 422 at t
 
 from __future__ import annotations
 
-from omninode_bridge.core.inputs._json import SafeRequest, check_json_body, check_json_value, convert_strict
+from omninode_bridge.core.inputs._json import (
+    SafeRequest,
+    check_json_body,
+    check_json_value,
+    convert_strict,
+    nests_deeper_than,
+)
 from omninode_bridge.core.inputs._query import InputGuardMiddleware, check_query_and_path, check_query_types
 from omninode_bridge.core.inputs._types import (
     BIGINT_MAX,
@@ -68,6 +74,7 @@ __all__ = [
     "convert_strict",
     "has_control_characters",
     "limit",
+    "nests_deeper_than",
     "param",
     "text",
 ]

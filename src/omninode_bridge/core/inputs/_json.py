@@ -54,13 +54,13 @@ def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
             raise InputError("a string holds a NUL character", field=path or None)
 
 
-def _deeper_than(value: Any, max_depth: int) -> bool:
-    """Whether objects and arrays nest deeper than ``max_depth`` (:func:`check_json_value`'s depth rule), visiting
-    only the containers and building no paths: a batch of 1,000 hooks has ~2,000 of them and ~10,000 values.
+def nests_deeper_than(containers: list[tuple[Any, int]], max_depth: int) -> bool:
+    """Whether any of the ``(container, depth)`` pairs nests deeper than ``max_depth``.
+
+    The depth rule of :func:`check_json_value` (a document's root is at depth 1), visiting only the containers and
+    building no paths: a batch of 1,000 hooks has ~2,000 of them and ~10,000 values. The list is consumed.
     """
-    if not isinstance(value, dict | list):
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    stack = containers
     while stack:
         node, depth = stack.pop()
         if depth > max_depth:
@@ -98,7 +98,9 @@ def check_json_body(body: bytes) -> Any:
     # only arrive escaped; without one, only the depth can fail, and the walk that names the offending path
     # runs only when a cheaper walk of the containers alone finds it too deep.
     may_be_deep = body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH
-    if b"\\u0000" in body or (may_be_deep and _deeper_than(value, MAX_JSON_DEPTH)):
+    if b"\\u0000" in body or (
+        may_be_deep and isinstance(value, dict | list) and nests_deeper_than([(value, 1)], MAX_JSON_DEPTH)
+    ):
         check_json_value(value)
     return value
 

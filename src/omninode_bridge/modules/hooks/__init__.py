@@ -13,7 +13,6 @@ call pairs and statistics. Hooks carry a namespace; namespace-restricted keys se
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -21,7 +20,7 @@ from litestar import Router
 from litestar.di import Provide
 
 from omninode_bridge.core.events import ConsumerResources
-from omninode_bridge.core.module import Module, Resources
+from omninode_bridge.core.module import Module, Resources, background
 from omninode_bridge.core.settings import KafkaSettings
 from omninode_bridge.modules.hooks import messages, schemas
 from omninode_bridge.modules.hooks.consumers import PROCESSOR, HookProcessor
@@ -71,13 +70,8 @@ def build_module(
     async def processor(resources: Resources) -> AsyncIterator[None]:
         consumers = ConsumerResources(database=resources.database, catalog=resources.catalog,
                                       publisher=resources.publisher)  # fmt: skip
-        task = asyncio.create_task(HookProcessor(consumers, kafka).run(), name="hooks-processor")
-        try:
+        async with background(HookProcessor(consumers, kafka).run(), "hooks-processor"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     router = Router(
         path="/",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from omninode_bridge.core.contracts import load_contract
 from omninode_bridge.core.events import ConsumerResources
-from omninode_bridge.core.module import Module, Resources
+from omninode_bridge.core.module import Module, Resources, background
 from omninode_bridge.core.settings import KafkaSettings
 from omninode_bridge.modules.reducer import schemas
 from omninode_bridge.modules.reducer.consumers import ReducerConsumer
@@ -55,12 +54,7 @@ def build_module(contracts: Path, kafka: KafkaSettings) -> Module:
             database=resources.database, catalog=resources.catalog, publisher=resources.publisher
         )
         consumer = ReducerConsumer(consumers, kafka, NamespaceReducer(contract))
-        task = asyncio.create_task(consumer.run(), name="reducer")
-        try:
+        async with background(consumer.run(), "reducer"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return Module(name="reducer", route_handlers=[NamespaceStatsController], lifespans=[lifespan], checks=[check])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,15 +29,6 @@ from omninode_bridge.settings import Settings
 from tests.integration.conftest import sql_rows
 
 TOPIC = "omninode_bridge_workflow_events_v1"
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = Database(settings.database)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 def _envelopes(n: int, correlation_id: str | None = None) -> list[Any]:

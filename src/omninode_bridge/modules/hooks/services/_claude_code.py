@@ -23,6 +23,7 @@ from omninode_bridge.core.inputs import (
     check_datetime_range,
     check_json_body,
     convert_strict,
+    nests_deeper_than,
 )
 from omninode_bridge.modules.hooks import schemas
 from omninode_bridge.modules.hooks.messages import MAX_EVENT_DATA_BYTES, AcceptedHook
@@ -154,20 +155,6 @@ def _typed(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         return None
 
 
-def _deeper_than(containers: list[tuple[Any, int]], max_depth: int) -> bool:
-    """Whether any of the (container, depth) pairs nests deeper than ``max_depth`` (the generic JSON check's
-    depth rule: the document's root is at depth 1)."""
-    stack = containers
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth:
-            return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
-    return False
-
-
 def decode_hook(body: bytes) -> schemas.HookEventIn | tuple[dict[str, Any], schemas.ClaudeCodeHookIn]:
     """Decode and validate a ``POST /hooks`` body: our format, or Claude Code's (it has ``hook_event_name``).
 
@@ -205,7 +192,7 @@ def decode_batch(body: bytes) -> schemas.HookBatch:
             for item in event.data.values()
             if isinstance(item, dict | list)
         ]
-        if not nested or not _deeper_than(nested, MAX_JSON_DEPTH):
+        if not nested or not nests_deeper_than(nested, MAX_JSON_DEPTH):
             for index, hook in enumerate(events):
                 _timestamp(hook, f"events[{index}].timestamp")
             return schemas.HookBatch(events=events)
