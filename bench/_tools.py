@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
 
-__all__ = ["Load", "pgbench", "require_wrk", "serve_app", "serve_bare", "worker_processes", "wrk"]
+__all__ = ["Load", "drain_backlog", "pgbench", "require_wrk", "serve_app", "serve_bare", "worker_processes", "wrk"]
 
 #: wrk's Lua: a request per call (``body(n)`` defined by the caller's script), one JSON line at the end.
 _WRK_DONE = """
@@ -112,6 +112,41 @@ def wrk(
         p99_ms=data["p99_us"] / 1000,
         errors=data["bad_status"] + data["socket_errors"],
     )
+
+
+#: What the in-process background work still has to do: events not yet relayed, hooks not yet applied.
+_BACKLOG = (
+    "SELECT (SELECT count(*) FROM event_outbox_pending) + (SELECT count(*) FROM hook_events WHERE status = 'accepted')"
+)
+
+
+def drain_backlog(database_url: str, limit_s: float = 180.0) -> tuple[float, int]:
+    """Wait until the running app has relayed every event and applied every hook (or ``limit_s`` passed).
+
+    A figure measured while the app still works off an earlier phase's backlog (e.g. 75,000 hooks from the
+    ``/hooks/batch`` run) measures that work too: the processor and the relay share the cores with the load.
+
+    Returns:
+        The seconds waited and the backlog left (0 when drained).
+    """
+    import asyncio
+
+    import asyncpg
+
+    async def wait() -> tuple[float, int]:
+        url = make_url(database_url).set(drivername="postgresql")
+        connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+        began = time.monotonic()
+        try:
+            while True:
+                left = int(await connection.fetchval(_BACKLOG))
+                if left == 0 or time.monotonic() - began > limit_s:
+                    return time.monotonic() - began, left
+                await asyncio.sleep(0.5)
+        finally:
+            await connection.close()
+
+    return asyncio.run(wait())
 
 
 def pgbench(database_url: str, *, clients: int, seconds: float) -> float:

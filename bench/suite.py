@@ -24,6 +24,7 @@ import psutil
 from bench._bodies import BARE_BODY, BATCH_BODY, HASH_BODY, HOOK_BODY, STAMP_BODY
 from bench._tools import (
     Load,
+    drain_backlog,
     pgbench,
     serve_app,
     serve_bare,
@@ -132,6 +133,8 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
             kb = load(app, "/hooks/batch", BATCH_BODY.format(run=run_id), AUTH, 4)
             row("POST /hooks/batch (1,000), 4 conns", fmt(kb, "events/s", 1000), f"pgbench {pg_tps:,.0f} tps",
                 kb.rate * 1000 / pg_tps, ">= 50,000 events/s")  # fmt: skip
+            waited, left = drain_backlog(urls["database_url"])
+            print(f"  backlog of the write runs drained in {waited:.0f} s ({left} left)", flush=True)
             up = asyncio.run(gib_upload(app, KEY, processes[0].pid))
             upload = f"{up.rate:.2f} GiB/s, RSS +{up.rss_growth / MIB:.0f} MiB, server CPU {up.server_cpu_s:.2f} s"
             row("POST /hash 1 GiB raw upload", upload, f"blake3 1 thread {up.raw_rate:.2f} GiB/s",
