@@ -13,12 +13,13 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+
+from bench._uvicorn import command as uvicorn_command
 
 __all__ = ["LoadResult", "load", "percentile", "serve"]
 
@@ -52,10 +53,7 @@ def free_port() -> int:
 def serve(app: str, env: dict[str, str], *, factory: bool = False) -> Iterator[tuple[str, int]]:
     """Run ``app`` (``module:attribute``) under uvicorn in a child process; yields (base URL, pid)."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-               "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
-    if factory:
-        command.append("--factory")
+    command = uvicorn_command(app, port, factory=factory)
     process = subprocess.Popen(command, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:

@@ -24,6 +24,7 @@ import httpx
 import psutil
 from sqlalchemy.engine import make_url
 
+from bench._uvicorn import command as uvicorn_command
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
 
@@ -204,8 +205,7 @@ def _run(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple[s
 def serve_bare() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The bare Litestar endpoint (``bench._bare``) under uvicorn as the app's one worker is served."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "bench._bare:app", "--host", "127.0.0.1", "--port", str(port),
-               "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    command = uvicorn_command("bench._bare:app", port)
     with _run(command, {}, port) as served:
         yield served
 

@@ -27,7 +27,6 @@ import itertools
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -41,6 +40,7 @@ from litestar import Litestar, post
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench._uvicorn import command as uvicorn_command
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
 
@@ -75,10 +75,7 @@ bare_app = Litestar(route_handlers=[_bare_hook, _bare_batch], logging_config=Non
 def serve(target: str, env: dict[str, str], *, factory: bool = False) -> Iterator[str]:
     """Run ``uvicorn target`` in a child process; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-               "--no-access-log", "--log-level", "warning"]  # fmt: skip
-    if factory:
-        command.append("--factory")
+    command = uvicorn_command(target, port, factory=factory)
     process = subprocess.Popen(command, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:

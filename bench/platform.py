@@ -24,6 +24,7 @@ import psutil
 
 from bench._layers import LAYERS
 from bench._tools import _wait_ready, require_wrk, wrk
+from bench._uvicorn import command as uvicorn_command
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
 
@@ -39,8 +40,7 @@ def server_command(target: str, port: int, server: str, factory: bool = True) ->
         return [sys.executable, "-m", "granian", "--interface", "asgi", *(["--factory"] if factory else []),
                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "uvloop",
                 "--log-level", "warning", target]  # fmt: skip
-    return [sys.executable, "-m", "uvicorn", target, *(["--factory"] if factory else []), "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", "--log-level", "warning", "--no-proxy-headers"]  # fmt: skip
+    return uvicorn_command(target, port, factory=factory)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ import psutil
 
 from bench._gib import gib_upload
 from bench._tools import _wait_ready, require_wrk, wrk
+from bench._uvicorn import command as uvicorn_command
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
 
@@ -39,9 +40,7 @@ def command(server: str, target: str, port: int, workers: int, factory: bool) ->
         return [sys.executable, "-m", "granian", "--interface", "asgi", *(["--factory"] if factory else []),
                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
                 "--log-level", "warning", "--no-ws", target]  # fmt: skip
-    return [sys.executable, "-m", "uvicorn", target, *(["--factory"] if factory else []), "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
-            "--no-proxy-headers", "--timeout-graceful-shutdown", "10"]  # fmt: skip
+    return uvicorn_command(target, port, workers=workers, factory=factory)
 
 
 @contextlib.contextmanager

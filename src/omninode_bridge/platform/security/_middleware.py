@@ -95,15 +95,11 @@ class SecurityMiddleware:
 
     @staticmethod
     async def _authenticate(key: str, cache: AuthCache, database: Database) -> schemas.Principal | None:
-        digest = hash_key(key)
-        principal = cache.get(digest)
-        if principal is not None:
-            return principal
-        async with database.unit_of_work() as uow:
-            principal = await ApiKeyService(uow).verify(key)
-        if principal is not None:
-            cache.put(digest, principal)
-        return principal
+        async def verify() -> schemas.Principal | None:
+            async with database.unit_of_work() as uow:
+                return await ApiKeyService(uow).verify(key)
+
+        return await cache.principal(hash_key(key), verify)
 
     @staticmethod
     async def _limit(
