@@ -65,11 +65,13 @@ class DatabaseSettings(msgspec.Struct, kw_only=True, frozen=True):
         str | None,
         msgspec.Meta(description="SQLAlchemy URL, postgresql+asyncpg://user:pw@host:port/db. Unset: embedded."),
     ] = None
-    # Sized to the concurrency one worker serves: connections open lazily, and past ``pool_size`` the pool
-    # closes each overflow connection when it comes back, so 32 clients on a pool of 10 + 10 opened (and
-    # prepared statements on) a new connection for most requests (py-spy: a tenth of a stamp's CPU).
-    pool_size: Annotated[int, msgspec.Meta(ge=1, description="Connections kept in the pool (per worker).")] = 32
-    max_overflow: Annotated[int, msgspec.Meta(ge=0, description="Extra connections under load.")] = 16
+    # Sized to the concurrency one worker serves plus its background work (the relay's two connections,
+    # the consumers, the workflow engine, the health checker): connections open lazily, and past
+    # ``pool_size`` the pool closes each overflow connection when it comes back, so 32 clients on a pool of
+    # 10 + 10 opened (and prepared statements on) a new connection for most requests (py-spy: a tenth of a
+    # stamp's CPU), and on 32 + 16 still a few a second (each a SCRAM login and type introspection).
+    pool_size: Annotated[int, msgspec.Meta(ge=1, description="Connections kept in the pool (per worker).")] = 40
+    max_overflow: Annotated[int, msgspec.Meta(ge=0, description="Extra connections under load.")] = 8
     pool_timeout_seconds: Annotated[
         float, msgspec.Meta(gt=0, description="Wait for a free pooled connection before failing.")
     ] = 5.0
