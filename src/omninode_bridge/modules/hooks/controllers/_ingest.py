@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
 from omninode_bridge import platform
@@ -98,10 +99,21 @@ def _answer(accepted: schemas.HookAccepted | schemas.HookBatchAccepted) -> Respo
     return Response(accepted, status_code=200 if accepted.status == "duplicate" else 202)
 
 
+async def _unit_of_work(hooks: NamedDependency[HooksState]) -> AsyncGenerator[UnitOfWork, None]:
+    """The request's unit of work, on the module's database, resolved after ``hooks``.
+
+    Litestar resolves a handler's independent dependencies (here ``hooks`` and the app's ``uow``) in an
+    anyio task group per request, ~5% of ``POST /hooks``'s CPU (py-spy); a chain resolves in sequence.
+    """
+    async with hooks.database.unit_of_work() as uow:
+        yield uow
+
+
 class HookIngestController(Controller):
     """Hooks from services, agents and third parties (scope ``hooks``; webhooks authenticate by signature)."""
 
     path = "/hooks"
+    dependencies = {"uow": Provide(_unit_of_work)}
     tags = ["hooks"]
     security = platform.API_KEY_SECURITY
 
