@@ -328,14 +328,16 @@ class ModelExecutor:
             raise
         # The answer is built while PostgreSQL commits the record (its fsync is the longest wait of an
         # execution at one connection) and sent only once the record is durable and the slots are back.
-        await asyncio.sleep(0)  # the write's statement and script go out first
         try:
+            await asyncio.sleep(0)  # the write's statement and script go out first
             answer = self._answer(plan, success, attempts, quality, judges, cost, total_ms)
             if answer is not None:
                 answer.recommendations = await self._current_recommendations(plan, tried, quality)
         finally:
             try:
-                await written  # a record that failed to commit fails the request
+                # A record that failed to commit fails the request. Shielded: when the request is cancelled
+                # (the client left), the execution did happen; its record and slots are finished, not cut off.
+                await asyncio.shield(written)
             except BaseException:
                 for model_id, lease in leases:  # the Redis side may not have given them back
                     with contextlib.suppress(Exception):

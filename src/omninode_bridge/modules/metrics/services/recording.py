@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import structlog
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.errors import ProblemError
@@ -27,6 +28,7 @@ from omninode_bridge.modules.metrics.settings import MetricsSettings
 
 __all__ = ["Recorder"]
 
+log = structlog.get_logger(__name__)
 _rows_encoder = msgspec.json.Encoder()
 
 
@@ -164,12 +166,20 @@ class Recorder:
             answered=success.spec.id if success is not None else None, spend=spend,
         )  # fmt: skip
         written = asyncio.gather(self._store(rows, envelope), redis_side)
-        task_type = plan.task_type
-        # Only once both are done (a callback, not a third task): statistics of a record that failed to
-        # commit are not written behind it.
-        written.add_done_callback(
-            lambda done: None if done.cancelled() or done.exception() else self.aggregator.add(task_type, observations)
-        )
+        task_type, execution_id = plan.task_type, plan.execution_id
+
+        def finished(write: asyncio.Future[tuple[None, None]]) -> None:
+            # Only once both are done (a callback, not a third task): statistics of a record that failed to
+            # commit are not written behind it. Logged here too: a request that left no longer reads it.
+            if write.cancelled():
+                return
+            if (error := write.exception()) is not None:
+                log.warning("metrics: an execution's record failed", execution_id=str(execution_id),
+                            error=type(error).__name__)  # fmt: skip
+                return
+            self.aggregator.add(task_type, observations)
+
+        written.add_done_callback(finished)
         return cost_total, written
 
     async def _store(self, rows: list[dict[str, Any]], envelope: Any) -> None:
