@@ -103,6 +103,7 @@ def build_module(
             await executor.drain(seconds=10.0)  # streamed executions still storing their measurements
             await executor.aggregator.stop()  # the durable statistics of the last executions
             await client.aclose()
+            coordination.close()
 
     async def health() -> ComponentHealth:
         """Degraded when no model can be called: the catalog is empty, or every model is cooling down."""

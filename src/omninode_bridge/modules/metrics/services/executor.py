@@ -320,14 +320,46 @@ class ModelExecutor:
                 await self._score(plan, success.completion.text, judges)
                 if success is not None and success.completion is not None else None
             )  # fmt: skip
-            cost = await self.recorder.record(plan, tried, attempts, success, quality, total_ms, leases, judges)
+            cost, written = self.recorder.record(plan, tried, attempts, success, quality, total_ms, leases, judges)
         except BaseException:
             for model_id, lease in leases:  # record() gives them back; it did not get that far
                 with contextlib.suppress(Exception):
                     await self.coordination.release(model_id, lease)
             raise
-        if success is None or success.completion is None or quality is None:
+        # The answer is built while PostgreSQL commits the record (its fsync is the longest wait of an
+        # execution at one connection) and sent only once the record is durable and the slots are back.
+        try:
+            await asyncio.sleep(0)  # the write's statement and script go out first
+            answer = self._answer(plan, success, attempts, quality, judges, cost, total_ms)
+            if answer is not None:
+                answer.recommendations = await self._current_recommendations(plan, tried, quality)
+        finally:
+            try:
+                # A record that failed to commit fails the request. Shielded: when the request is cancelled
+                # (the client left), the execution did happen; its record and slots are finished, not cut off.
+                await asyncio.shield(written)
+            except BaseException:
+                for model_id, lease in leases:  # the Redis side may not have given them back
+                    with contextlib.suppress(Exception):
+                        await self.coordination.release(model_id, lease)
+                raise
+        if answer is None:
             raise failure(plan, attempts)
+        return answer
+
+    def _answer(
+        self,
+        plan: Plan,
+        success: Tried | None,
+        attempts: list[schemas.Attempt],
+        quality: Score | None,
+        judges: list[Judged],
+        cost: float,
+        total_ms: float,
+    ) -> schemas.ExecuteResponse | None:
+        """The answer of an execution that succeeded (None for one that did not), without recommendations."""
+        if success is None or success.completion is None or quality is None:
+            return None
         done = success.completion
         instruments.succeeded(success.spec.id, plan.task_type, done, cost)
         return schemas.ExecuteResponse(
@@ -352,7 +384,7 @@ class ModelExecutor:
                     for j in judges
                 ],
             ),
-            recommendations=await self._current_recommendations(plan, tried, quality),
+            recommendations=[],  # filled by run() while the record commits
             finish_reason=done.finish_reason,
         )
 

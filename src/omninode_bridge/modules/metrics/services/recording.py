@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import structlog
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.errors import ProblemError
@@ -27,6 +28,7 @@ from omninode_bridge.modules.metrics.settings import MetricsSettings
 
 __all__ = ["Recorder"]
 
+log = structlog.get_logger(__name__)
 _rows_encoder = msgspec.json.Encoder()
 
 
@@ -58,7 +60,7 @@ class Recorder:
         self.coordination = coordination
         self.redact = redact
 
-    async def record(
+    def record(
         self,
         plan: Plan,
         tried: list[Tried],
@@ -68,10 +70,18 @@ class Recorder:
         total_ms: float,
         leases: list[tuple[str, str]],
         judges: Sequence[Judged] = (),
-    ) -> float:
-        """The rows and the event (one statement) and the Redis side (one script: ``leases`` given back,
-        statistics, failure run, spend) at the same time; the durable statistics go to the aggregator.
-        Returns the cost (the attempts' and the judges')."""
+    ) -> tuple[float, asyncio.Future[tuple[None, None]]]:
+        """Start writing an execution: the rows and the event (one statement, committed by itself) and the
+        Redis side (one script: ``leases`` given back, statistics, failure run, spend), at the same time.
+
+        Both are under way when this returns (their tasks start at the caller's next ``await``), so the
+        caller can build its answer while PostgreSQL commits; it must await the future before answering:
+        the record is durable, and the slots are back, once it is done. The durable statistics go to the
+        aggregator after both succeeded.
+
+        Returns:
+            The cost (the attempts' and the judges') and the write.
+        """
         rows: list[dict[str, Any]] = []
         cost_total = 0.0
         base = {
@@ -155,9 +165,22 @@ class Recorder:
             plan.task_type, leases=leases, observations=observations, alpha=self.settings.latency_alpha,
             answered=success.spec.id if success is not None else None, spend=spend,
         )  # fmt: skip
-        await asyncio.gather(self._store(rows, envelope), redis_side)
-        self.aggregator.add(plan.task_type, observations)
-        return cost_total
+        written = asyncio.gather(self._store(rows, envelope), redis_side)
+        task_type, execution_id = plan.task_type, plan.execution_id
+
+        def finished(write: asyncio.Future[tuple[None, None]]) -> None:
+            # Only once both are done (a callback, not a third task): statistics of a record that failed to
+            # commit are not written behind it. Logged here too: a request that left no longer reads it.
+            if write.cancelled():
+                return
+            if (error := write.exception()) is not None:
+                log.warning("metrics: an execution's record failed", execution_id=str(execution_id),
+                            error=type(error).__name__)  # fmt: skip
+                return
+            self.aggregator.add(task_type, observations)
+
+        written.add_done_callback(finished)
+        return cost_total, written
 
     async def _store(self, rows: list[dict[str, Any]], envelope: Any) -> None:
         async with self.database.unit_of_work() as uow:
