@@ -24,7 +24,15 @@ import structlog
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.workflow.services import instruments
-from omninode_bridge.modules.workflow.services.batch import INLINE_BATCH, INLINE_KINDS, Batch, Done, start_batch
+from omninode_bridge.modules.workflow.services.batch import (
+    INLINE_BATCH,
+    INLINE_KINDS,
+    Batch,
+    Done,
+    settle,
+    start_batch,
+    stranded,
+)
 from omninode_bridge.modules.workflow.services.http import HttpTaskError
 from omninode_bridge.modules.workflow.services.kinds import Kinds, TaskFailure, output_size
 from omninode_bridge.modules.workflow.services.store import Claimed, EngineStore
@@ -36,6 +44,8 @@ __all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
 _CLAIMERS = 2
+#: How soon a run that could not be settled (another transaction held its row) is tried again.
+_SETTLE_RETRY_S = 0.02
 
 
 class _Stopped(Exception):
@@ -64,6 +74,8 @@ class Engine:
         self.wake = waker.local
         self.inflight: dict[asyncio.Task[None], Claimed] = {}
         self._reserved = 0
+        # Free runs whose tasks this process completed in a claim that did not end them (batch.settle).
+        self._unsettled: dict[uuid.UUID, Claimed] = {}
         self._listener: Any = None
         self.background: set[asyncio.Task[None]] = set()
 
@@ -114,10 +126,14 @@ class Engine:
                 next_sweep = time.monotonic() + self.settings.poll_seconds
                 with contextlib.suppress(Exception):
                     await self._sweep()
+            if self._unsettled:
+                with contextlib.suppress(Exception):
+                    await self._settle()
             if batch.full or batch.ready:
                 continue  # more may be waiting, or the inline tasks made some ready
+            wait = _SETTLE_RETRY_S if self._unsettled else self.settings.poll_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
+                await asyncio.wait_for(self.wake.wait(), wait)
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self.inflight.pop(job, None)
@@ -150,8 +166,26 @@ class Engine:
             ended = set(batch.ended)
             for done in {d.task.run_id: d for d in inline if d.task.run_id in ended}.values():
                 self._feedback(done.task, 1.0)
+        self._unsettled.update(batch.unsettled)
         inlined = {(d.task.run_id, d.task.task_id) for d in inline}
         return [c for c in claimed if c.phase != "forward" or (c.run_id, c.task_id) not in inlined], batch
+
+    async def _settle(self) -> None:
+        """End the free runs this process's claims completed tasks of, now that those claims committed."""
+        pending, self._unsettled = self._unsettled, {}
+        try:
+            async with self.database.unit_of_work() as uow:
+                ended, skipped = await settle(uow, self.store.publisher, sorted(pending))
+                await uow.commit()
+        except BaseException:
+            self._unsettled.update(pending)  # tried again (and the sweep settles any run left behind)
+            raise
+        for run_id in skipped:
+            self._unsettled[run_id] = pending[run_id]
+        if ended:
+            self.waker.moved(ended)
+            for run_id in ended:
+                self._feedback(pending[run_id], 1.0)
 
     async def _inline(self, uow: UnitOfWork, claimed: list[Claimed]) -> list[Done]:
         """The results of the claimed tasks that run here and now (``noop``). One whose template or output
@@ -173,6 +207,11 @@ class Engine:
         async with self.database.unit_of_work() as uow:
             if await self.store.sweep(uow):
                 await uow.commit()
+        async with self.database.unit_of_work() as uow:
+            ended = await stranded(uow, self.store.publisher)
+            await uow.commit()
+        if ended:
+            self.waker.moved(ended)
 
     async def _shutdown(self) -> None:
         jobs = list(self.inflight)

@@ -1,10 +1,11 @@
 """The engine's statements: claim ready tasks, renew leases, complete or fail a task, advance a failing run.
 
-Every transition is conditional: a claim takes tasks that are ``ready`` (or ``running`` with an expired lease)
-under ``FOR UPDATE SKIP LOCKED`` of their run, so one process claims a run's tasks at a time and
-``max_parallel`` holds across processes; a completion or failure names the attempt it was claimed with and
-changes nothing when the task has moved on (its lease expired and another process took it over). A run's row
-is locked first by every statement that changes its tasks, so lock order is always run, then tasks.
+Every transition is conditional: a claim takes tasks that are ``ready`` (or ``running`` with an expired lease),
+under ``FOR UPDATE SKIP LOCKED`` of their run when ``max_parallel`` can bind (one process at a time counts and
+starts them, so it holds across processes), by their own rows otherwise (any process, at once; see ``_CLAIM``);
+a completion or failure names the attempt it was claimed with and changes nothing when the task has moved on
+(its lease expired and another process took it over). Every other transition locks the run's row ``FOR
+UPDATE`` first, so it waits for the claims in flight on that run, and its lock order is run, then tasks.
 """
 
 from __future__ import annotations
@@ -27,21 +28,30 @@ __all__ = ["Claimed", "EngineStore", "backoff_seconds"]
 
 TERMINAL = ("completed", "failed", "cancelled")
 
-# Each run's ready tasks are read through ix_wf_tasks_run_ready, at most as many as it may start (a 1,000-task
-# fan-out is not read whole for each batch); its running ones through ix_wf_tasks_run_busy. The update finds
-# the chosen rows by ctid: joined on the key, the planner (a CTE is estimated at one row) read every task of
-# the run for each chosen one (256 x 1,000 rows, 100 ms). A row changed since the statement's snapshot (its
-# ctid no longer matches on the re-check) is skipped, never claimed twice.
+# Two ways to claim, in one statement (``chosen``: the union of both):
+#
+# * "held" runs (more tasks than ``max_parallel``) are claimed under ``FOR UPDATE OF r SKIP LOCKED`` of their
+#   row, so one process at a time counts their running tasks and starts at most ``max_parallel``. Each run's
+#   ready tasks are read through ix_wf_tasks_run_ready, at most as many as it may start; its running ones
+#   through ix_wf_tasks_run_busy. The update finds the chosen rows by ctid: joined on the key, the planner (a
+#   CTE is estimated at one row) read every task of the run for each chosen one. A row changed since the
+#   statement's snapshot (its ctid no longer matches on the re-check) is skipped, never claimed twice.
+# * "free" tasks (their run cannot exceed ``max_parallel``, or compensations, which run one after the other)
+#   are claimed by their own rows (``FOR UPDATE SKIP LOCKED``, ix_wf_tasks_free_ready), so several processes
+#   take disjoint tasks of one run at once. Their runs are locked ``FOR SHARE`` (``SKIP LOCKED``): claims do not
+#   exclude each other, but a transition that locks the run ``FOR UPDATE`` (a completion through
+#   ``complete``/``fail``, a cancel, the end of the run in ``batch.settle``) waits for the claims in flight and
+#   is not overtaken by one. The run ends in ``batch.settle`` after the claim commits (see there).
 _CLAIM = text("""
 WITH runs AS (
     SELECT r.id, r.max_parallel - (SELECT count(*) FROM wf_tasks x WHERE x.run_id = r.id AND x.status = 'running'
                                    AND x.lease_until >= clock_timestamp()) AS slots,
         r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai  -- once per run: a large definition is TOASTed
     FROM wf_runs r
-    WHERE r.status IN ('running', 'compensating') AND (
-        EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready'
+    WHERE r.status IN ('running', 'compensating') AND NOT r.free AND (
+        EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready' AND NOT t.free
                 AND t.next_run_at <= clock_timestamp() AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds)))
-        OR EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'running'
+        OR EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'running' AND NOT t.free
                    AND t.lease_until < clock_timestamp()))
     ORDER BY r.id LIMIT :runs FOR UPDATE OF r SKIP LOCKED
 ), candidates AS (
@@ -51,19 +61,40 @@ WITH runs AS (
         SELECT t.tid, t.run_id, t.task_id, t.phase, t.next_run_at, 'ready'::text AS previous, runs.slots
         FROM runs CROSS JOIN LATERAL (
             SELECT w.ctid AS tid, w.run_id, w.task_id, w.phase, w.next_run_at FROM wf_tasks w
-            WHERE w.run_id = runs.id AND w.status = 'ready' AND w.next_run_at <= clock_timestamp()
+            WHERE w.run_id = runs.id AND w.status = 'ready' AND NOT w.free AND w.next_run_at <= clock_timestamp()
               AND (CAST(:kinds AS text[]) IS NULL OR w.kind = ANY(:kinds))
             ORDER BY w.next_run_at LIMIT greatest(least(runs.slots, :limit), 0)) t
         UNION ALL
         SELECT t.ctid, t.run_id, t.task_id, t.phase, t.next_run_at, 'running'::text, runs.slots
         FROM runs JOIN wf_tasks t ON t.run_id = runs.id
-        WHERE t.status = 'running' AND t.lease_until < clock_timestamp()
+        WHERE t.status = 'running' AND NOT t.free AND t.lease_until < clock_timestamp()
           AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds))
     ) x
-), chosen AS (
+), held AS (
     SELECT c.tid, c.run_id, c.task_id, c.phase, c.previous, runs.has_ai
     FROM candidates c JOIN runs ON runs.id = c.run_id
     WHERE c.rank <= c.slots ORDER BY c.next_run_at LIMIT :limit
+), free_ready AS (
+    SELECT w.ctid AS tid, w.run_id, w.task_id, w.phase, 'ready'::text AS previous FROM wf_tasks w
+    WHERE w.status = 'ready' AND w.free AND w.next_run_at <= clock_timestamp()
+      AND (CAST(:kinds AS text[]) IS NULL OR w.kind = ANY(:kinds))
+    ORDER BY w.next_run_at LIMIT greatest(:limit - (SELECT count(*) FROM held), 0) FOR UPDATE SKIP LOCKED
+), free_expired AS (
+    SELECT w.ctid AS tid, w.run_id, w.task_id, w.phase, 'running'::text AS previous FROM wf_tasks w
+    WHERE w.status = 'running' AND w.free AND w.lease_until < clock_timestamp()
+      AND (CAST(:kinds AS text[]) IS NULL OR w.kind = ANY(:kinds))
+    LIMIT greatest(:limit - (SELECT count(*) FROM held) - (SELECT count(*) FROM free_ready), 0)
+    FOR UPDATE SKIP LOCKED
+), free_runs AS (
+    SELECT r.id, r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai FROM wf_runs r
+    WHERE r.id IN (SELECT run_id FROM free_ready UNION SELECT run_id FROM free_expired)
+      AND r.status IN ('running', 'compensating')
+    FOR SHARE SKIP LOCKED
+), chosen AS (
+    SELECT tid, run_id, task_id, phase, previous, has_ai FROM held
+    UNION ALL
+    SELECT f.tid, f.run_id, f.task_id, f.phase, f.previous, fr.has_ai
+    FROM (SELECT * FROM free_ready UNION ALL SELECT * FROM free_expired) f JOIN free_runs fr ON fr.id = f.run_id
 )
 UPDATE wf_tasks t SET status = 'running', attempt = t.attempt + 1, lease_owner = :worker,
     lease_until = clock_timestamp() + make_interval(secs => :lease), started_at = clock_timestamp()
@@ -71,7 +102,7 @@ FROM chosen c JOIN wf_runs r ON r.id = c.run_id
 WHERE t.ctid = c.tid AND t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
   AND (t.status = 'ready' OR (t.status = 'running' AND t.lease_until < clock_timestamp()))
 RETURNING t.run_id, t.task_id, t.phase, t.kind, t.spec, t.attempt, t.retry_base, t.ready_at, t.started_at,
-    c.previous, r.inputs, r.name, r.correlation_id, c.has_ai
+    c.previous, r.inputs, r.name, r.correlation_id, c.has_ai, t.free
 """)
 
 
@@ -92,6 +123,7 @@ class Claimed:
     run_name: str
     correlation_id: str
     has_ai: bool = False
+    free: bool = False
 
     @property
     def attempts_left(self) -> int:
@@ -140,7 +172,8 @@ class EngineStore:
         if not rows:
             return []
         claimed = [Claimed(r.run_id, r.task_id, r.phase, r.kind, r.spec, r.attempt, r.retry_base, r.ready_at,
-                           r.started_at, r.inputs, r.name, r.correlation_id, bool(r.has_ai)) for r in rows]  # fmt: skip
+                           r.started_at, r.inputs, r.name, r.correlation_id, bool(r.has_ai), r.free)
+                   for r in rows]  # fmt: skip
         expired = [r for r in rows if r.previous == "running"]
         if expired:  # the attempt whose process died (its lease ran out) ends here
             await uow.session.execute(text(
@@ -337,9 +370,9 @@ class EngineStore:
                          "status": "waiting" if previous else "ready"})  # fmt: skip
             previous = row.task_id
         await uow.session.execute(text(
-            "INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, status, "
-            "attempt, retry_base, next_run_at, ready_at) VALUES (:run, :task, 'compensate', :position, :kind, "
-            "CAST(:spec AS jsonb), :deps, :pending, :status, 0, 0, "
+            "INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, free, "
+            "status, attempt, retry_base, next_run_at, ready_at) VALUES (:run, :task, 'compensate', :position, :kind, "
+            "CAST(:spec AS jsonb), :deps, :pending, true, :status, 0, 0, "
             "CASE WHEN :pending = 0 THEN clock_timestamp() END, CASE WHEN :pending = 0 THEN clock_timestamp() END) "
             "ON CONFLICT DO NOTHING"), [{**r, "spec": _json(r["spec"])} for r in rows])  # fmt: skip
         await uow.session.execute(text("UPDATE wf_runs SET status = 'compensating' WHERE id = :run"), {"run": run.id})
