@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -158,9 +159,13 @@ class Engine:
         for task in claimed:
             if task.ready_at is not None:
                 instruments.DISPATCH.observe(max(0.0, now - task.ready_at.timestamp()))
-        for done in inline:
-            instruments.TASKS.labels(kind=done.task.kind, status="skipped" if done.skipped else "completed").inc()
-            instruments.DURATION.labels(kind=done.task.kind).observe(0.0)
+        # One label lookup per kind and outcome, not per task (a batch is up to INLINE_BATCH tasks).
+        outcomes = Counter((d.task.kind, "skipped" if d.skipped else "completed") for d in inline)
+        for (kind, status), count in outcomes.items():
+            instruments.TASKS.labels(kind=kind, status=status).inc(count)
+            duration = instruments.DURATION.labels(kind=kind)
+            for _ in range(count):
+                duration.observe(0.0)
         if batch.ended:
             self.waker.moved(batch.ended)
             ended = set(batch.ended)
