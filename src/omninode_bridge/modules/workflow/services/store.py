@@ -87,7 +87,7 @@ WITH runs AS (
     FOR UPDATE SKIP LOCKED
 ), free_runs AS (
     SELECT r.id, r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai FROM wf_runs r
-    WHERE r.id IN (SELECT run_id FROM free_ready UNION SELECT run_id FROM free_expired)
+    WHERE r.id = ANY(ARRAY(SELECT run_id FROM free_ready UNION SELECT run_id FROM free_expired))  -- by key
       AND r.status IN ('running', 'compensating')
     FOR SHARE SKIP LOCKED
 ), chosen AS (
