@@ -5,7 +5,8 @@ submits, cancels, retries or compensations started, in any process: ``wake.Waker
 a retry is due, and otherwise polls every ``poll_seconds``. Tasks are claimed in batches; ``noop`` tasks
 complete in the claim's own transaction (``batch.start_batch``), the others run under a lease that is renewed
 while they run; a process that dies leaves leases that expire, and the tasks are claimed again (a new attempt
-number fences the old one out).
+number fences the old one out). Free runs whose tasks a claim completed without ending them are settled right
+after its commit (``batch.settle``), retried within ``_SETTLE_RETRY_S`` when another transaction held the run.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ class Engine:
         """Claim and run tasks until cancelled."""
         await self._listen()
         try:
-            # Two claim loops: one's transaction is in flight while the other claims (runs are locked with SKIP
-            # LOCKED, so they take different runs); a task made ready waits for less than a whole claim.
+            # Two claim loops: one's transaction is in flight while the other claims (rows are locked with SKIP
+            # LOCKED, so they take different tasks); a task made ready waits for less than a whole claim.
             await asyncio.gather(*(self._loop(sweeper=i == 0) for i in range(_CLAIMERS)))
         finally:
             await self._shutdown()
