@@ -108,6 +108,15 @@ async def test_two_apps_on_one_database_run_200_workflows_each_task_once(
             return str(response.json()["run_id"])
 
         runs = await asyncio.gather(*(submit(i) for i in range(200)))
+        # Beside them: a run with more tasks than max_parallel (claimed under its row's lock: never more than 2 at
+        # once across both apps) and a 200-task fan-out both apps may claim by task rows at the same time.
+        held = {"name": "held", "max_parallel": 2, "tasks": [
+            {"id": f"s{i}", "kind": "sleep", "params": {"seconds": 0.15}} for i in range(6)]}  # fmt: skip
+        fan = {"name": "fan", "max_parallel": 200, "tasks": [{"id": f"n{i}", "kind": "noop"} for i in range(200)]}
+        for client, extra in ((first, held), (second, fan)):
+            response = await client.post("/workflows", json=extra, headers=HEADERS)
+            assert response.status_code == 202, response.text
+            runs.append(str(response.json()["run_id"]))
 
         async def finished() -> bool:
             rows = await sql_rows(database, "SELECT count(*) FROM wf_runs WHERE id::text = ANY(:r) "
@@ -118,9 +127,14 @@ async def test_two_apps_on_one_database_run_200_workflows_each_task_once(
     attempts = await sql_rows(database, "SELECT run_id, task_id, count(*), count(*) FILTER (WHERE status = "
                               "'completed'), count(DISTINCT worker) FROM wf_task_attempts WHERE run_id::text = ANY(:r) "
                               "GROUP BY run_id, task_id", r=runs)  # fmt: skip
-    assert len(attempts) == 200 * 4
+    assert len(attempts) == 200 * 4 + 6 + 200
     assert all(row[2] == 1 and row[3] == 1 for row in attempts), [r for r in attempts if r[2] != 1][:5]
     workers = await sql_rows(database, "SELECT count(DISTINCT worker) FROM wf_task_attempts WHERE run_id::text = "
                              "ANY(:r)", r=runs)  # fmt: skip
+    spans = await sql_rows(database, "SELECT t.started_at, t.finished_at FROM wf_tasks t JOIN wf_runs r ON "
+                           "r.id = t.run_id WHERE r.id::text = ANY(:r) AND r.name = 'held'", r=runs)  # fmt: skip
+    assert len(spans) == 6
+    most = max(sum(1 for s, f in spans if s <= at < f) for at, _ in spans)
+    assert most <= 2, f"{most} tasks of a max_parallel=2 run ran at once"
     # At least both apps (the session's other apps share the database and may claim some too).
     assert workers[0][0] >= 2, "both apps ran tasks"

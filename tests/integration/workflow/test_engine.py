@@ -7,7 +7,10 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from omninode_bridge.embedded import EmbeddedStack
 from tests.integration.conftest import wait_until
 
 Client = AsyncTestClient[Litestar]
@@ -168,3 +171,28 @@ async def test_noop_tasks_done_in_the_claim_transaction_skip_on_when_and_feed_te
     detail = (await client.get(f"/workflows/{run['run_id']}/tasks/a", headers=admin_headers)).json()
     assert [(a["attempt"], a["status"]) for a in detail["attempt_log"]] == [(1, "completed")]
     assert detail["attempt_log"][0]["finished_at"] is not None
+
+
+async def test_a_free_run_left_unsettled_by_a_dead_process_is_ended_by_the_sweep(
+    client: Client, admin_headers: dict[str, str], stack: EmbeddedStack
+) -> None:
+    # A free run (no more tasks than max_parallel) ends after its claims commit (batch.settle); a process that
+    # died between the two leaves it running with every task done: the sweep ends it. Made here by putting a
+    # completed run back to running.
+    run = await submit(client, admin_headers, {"name": "stranded", "tasks": [
+        {"id": "a", "kind": "noop"}, {"id": "b", "kind": "noop", "depends_on": ["a"]}]})  # fmt: skip
+    assert run["status"] == "completed", run
+    engine = create_async_engine(stack.urls["database_url"])
+    try:
+        async with engine.begin() as conn:
+            free = await conn.scalar(text("UPDATE wf_runs SET status = 'running', finished_at = NULL "
+                                          "WHERE id = :run RETURNING free"), {"run": run["run_id"]})  # fmt: skip
+        assert free is True
+
+        async def ended() -> bool:
+            response = await client.get(f"/workflows/{run['run_id']}", headers=admin_headers)
+            return bool(response.json()["status"] == "completed")
+
+        await wait_until(ended, timeout=10)
+    finally:
+        await engine.dispose()

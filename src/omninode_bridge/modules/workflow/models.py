@@ -12,7 +12,7 @@ from typing import Any
 
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, Boolean, ForeignKeyConstraint, Identity, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, ForeignKeyConstraint, Identity, Index, Integer, String, Text, false, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,6 +27,8 @@ class WorkflowRun(DefaultBase):
         Index("ix_wf_runs_idempotency", "idempotency_scope", unique=True,
               postgresql_where=text("idempotency_scope IS NOT NULL")),
         Index("ix_wf_runs_active", "status", postgresql_where=text("status IN ('running', 'failing', 'compensating')")),
+        # The runs claimed under their row's lock (max_parallel can bind).
+        Index("ix_wf_runs_held", "id", postgresql_where=text("status IN ('running', 'compensating') AND NOT free")),
     )  # fmt: skip
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, comment="Time-ordered (UUIDv7): the page cursor")
@@ -37,6 +39,12 @@ class WorkflowRun(DefaultBase):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     compensate: Mapped[bool] = mapped_column(Boolean, default=True)
     max_parallel: Mapped[int] = mapped_column(Integer)
+    free: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        comment="max_parallel cannot bind: its tasks are claimed by their rows",
+    )
     inputs: Mapped[dict[str, Any]] = mapped_column(JSONB)
     definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text, default=None)
@@ -58,6 +66,8 @@ class WorkflowTask(DefaultBase):
         # Per run: the claim's ready tasks and running count, a completion's waiting dependents.
         Index("ix_wf_tasks_run_ready", "run_id", "next_run_at", postgresql_where=text("status = 'ready'")),
         Index("ix_wf_tasks_run_busy", "run_id", "status", postgresql_where=text("status IN ('running', 'waiting')")),
+        # The tasks any process claims by their own row (see services/store.py).
+        Index("ix_wf_tasks_free_ready", "next_run_at", postgresql_where=text("status = 'ready' AND free")),
     )
 
     run_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -68,6 +78,12 @@ class WorkflowTask(DefaultBase):
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="params, retry, timeout_s, when")
     depends_on: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
     pending_deps: Mapped[int] = mapped_column(Integer)
+    free: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        comment="Claimed by its own row (its run is free, or a compensation)",
+    )
     status: Mapped[str] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer, default=0, comment="The fence: a completion names its attempt")
     retry_base: Mapped[int] = mapped_column(Integer, default=0, comment="attempt when a retry of the run reset it")

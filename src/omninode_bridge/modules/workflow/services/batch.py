@@ -4,7 +4,16 @@ A claimed batch costs a fixed number of statements whatever its size: one ``INSE
 statement that completes the tasks run in the claim transaction itself (``noop``: nothing to wait for) and
 makes their dependents ready, one that ends the runs whose last task that was, and one outbox ``INSERT`` for
 every event of the batch (each task's start, the inline tasks' completion, the runs' completion). The claim
-holds the lock of each run's row until the commit, so an inline completion cannot be fenced out or raced.
+holds the lock of each run's row until the commit (``FOR UPDATE``, or ``FOR SHARE`` for free runs, whose
+claims run side by side), so an inline completion cannot be fenced out or raced by another transition.
+
+Two claims of one free run each complete some of its tasks and each sees the other's as not done yet: neither
+could end the run. So a free run that a batch did not end is *settled* after the commit (:func:`settle`): its
+row locked ``FOR UPDATE SKIP LOCKED``, then a new statement (a new snapshot, which sees every claim that
+committed before the lock was granted) ends it when its last task is done. A skipped run is locked by a
+transaction that will see this commit: a claim in flight (it holds ``FOR SHARE`` until its commit and settles
+after it) or a ``FOR UPDATE`` transition (granted only after this claim's commit). The engine retries skipped
+runs, and its sweep settles any run a process left unsettled (it died in between): :func:`stranded`.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from omninode_bridge.core.events import EventPublisher, new_envelope
 from omninode_bridge.modules.workflow import messages
 from omninode_bridge.modules.workflow.services.store import Claimed
 
-__all__ = ["INLINE_BATCH", "INLINE_KINDS", "Batch", "Done", "start_batch"]
+__all__ = ["INLINE_BATCH", "INLINE_KINDS", "Batch", "Done", "settle", "start_batch", "stranded"]
 
 #: Kinds whose result is known at claim time; they complete in the claim transaction.
 INLINE_KINDS = frozenset({"noop"})
@@ -39,7 +48,9 @@ FROM unnest(CAST(:runs AS uuid[]), CAST(:tasks AS text[]), CAST(:phases AS text[
 """)
 
 # Forward tasks of running runs only (what the engine hands to start_batch): their run's row is locked by the
-# claim, and "waiting" tasks are never among the ones completed, so the two updates touch different rows.
+# claim, and "waiting" tasks are never among the ones completed, so the two updates touch different rows. Two
+# claims of one free run may complete dependencies of the same tasks: the dependents are locked in key order
+# (no deadlock between them), and the update re-checks that they still wait (a cancel may have come first).
 _COMPLETE = text("""
 WITH done AS (
     UPDATE wf_tasks t SET status = i.status, output = i.output, error = NULL, finished_at = clock_timestamp(),
@@ -55,12 +66,15 @@ WITH done AS (
         (SELECT count(*) FROM done d WHERE d.run_id = w.run_id AND d.task_id = ANY(w.depends_on)) AS n
     FROM wf_tasks w
     WHERE w.run_id IN (SELECT run_id FROM done) AND w.status = 'waiting' AND w.phase = 'forward'
+      AND EXISTS (SELECT 1 FROM done d WHERE d.run_id = w.run_id AND d.task_id = ANY(w.depends_on))
+    ORDER BY w.run_id, w.task_id FOR UPDATE OF w
 ), ready AS (
     UPDATE wf_tasks w SET pending_deps = w.pending_deps - c.n,
         status = CASE WHEN w.pending_deps = c.n THEN 'ready' ELSE w.status END,
         ready_at = CASE WHEN w.pending_deps = c.n THEN clock_timestamp() ELSE w.ready_at END,
         next_run_at = CASE WHEN w.pending_deps = c.n THEN clock_timestamp() ELSE w.next_run_at END
     FROM counts c WHERE c.n > 0 AND w.run_id = c.run_id AND w.task_id = c.task_id AND w.phase = 'forward'
+      AND w.status = 'waiting'
     RETURNING w.status
 )
 SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM ready WHERE status = 'ready') AS ready
@@ -71,6 +85,20 @@ UPDATE wf_runs r SET status = 'completed', outcome = NULL, finished_at = clock_t
 WHERE r.id = ANY(CAST(:runs AS uuid[])) AND r.status = 'running' AND NOT EXISTS (
     SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.phase = 'forward' AND t.status NOT IN ('completed', 'skipped'))
 RETURNING r.id, r.name
+""")
+
+
+_LOCK_FREE = text(
+    "SELECT id, status FROM wf_runs WHERE id = ANY(CAST(:runs AS uuid[])) ORDER BY id FOR UPDATE SKIP LOCKED"
+)
+
+# Free runs that are running with nothing left to claim or wait for (ix_wf_tasks_run_ready, ix_wf_tasks_run_busy):
+# candidates for _END_RUNS, which checks every task.
+_STRANDED = text("""
+SELECT r.id FROM wf_runs r WHERE r.status = 'running' AND r.free
+  AND NOT EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready')
+  AND NOT EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status IN ('running', 'waiting'))
+LIMIT 50 FOR UPDATE SKIP LOCKED
 """)
 
 
@@ -85,11 +113,13 @@ class Done:
 
 @dataclass(slots=True)
 class Batch:
-    """What a batch's commit changed: whether a claim was full, the runs it ended, how many tasks became ready."""
+    """What a batch's commit changed: whether a claim was full, the runs it ended, how many tasks became ready,
+    and the free runs it completed tasks of without ending them (to :func:`settle` after the commit)."""
 
     full: bool = False
     ended: list[uuid.UUID] = field(default_factory=list)
     ready: int = 0
+    unsettled: dict[uuid.UUID, Claimed] = field(default_factory=dict)
 
 
 def _json(value: Any) -> str:
@@ -127,9 +157,42 @@ async def start_batch(uow: UnitOfWork, publisher: EventPublisher, worker: str, c
                     run_id=d.task.run_id, task_id=d.task.task_id, phase="forward", kind=d.task.kind, status=status,
                     attempt=d.task.attempt, duration_ms=0.0)))  # fmt: skip
         runs = list(dict.fromkeys(d.task.run_id for d in inline))
-        for row in await uow.session.execute(_END_RUNS, {"runs": runs}):
-            batch.ended.append(row.id)
-            payload = messages.RunEvent(run_id=row.id, name=row.name, status="completed")
-            events.append(new_envelope(event_type=messages.RUN_COMPLETED, correlation_id=str(row.id), payload=payload))
+        batch.ended = await _end_runs(uow, runs, events)
+        ended = set(batch.ended)
+        batch.unsettled = {d.task.run_id: d.task for d in inline if d.task.free and d.task.run_id not in ended}
     await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
     return batch
+
+
+async def _end_runs(uow: UnitOfWork, runs: list[uuid.UUID], events: list[Any]) -> list[uuid.UUID]:
+    ended = []
+    for row in await uow.session.execute(_END_RUNS, {"runs": runs}):
+        ended.append(row.id)
+        payload = messages.RunEvent(run_id=row.id, name=row.name, status="completed")
+        events.append(new_envelope(event_type=messages.RUN_COMPLETED, correlation_id=str(row.id), payload=payload))
+    return ended
+
+
+async def settle(uow: UnitOfWork, publisher: EventPublisher, runs: Sequence[uuid.UUID]) -> tuple[
+        list[uuid.UUID], list[uuid.UUID]]:  # fmt: skip
+    """End the free ``runs`` whose last task is done, after the claims that completed their tasks committed.
+
+    Returns (the runs ended, the runs skipped: locked by another transaction, to try again); in ``uow``, which
+    the caller commits."""
+    locked = {row.id: row.status for row in await uow.session.execute(_LOCK_FREE, {"runs": list(runs)})}
+    running = [run_id for run_id, status in locked.items() if status == "running"]
+    events: list[Any] = []
+    ended = await _end_runs(uow, running, events) if running else []
+    if events:
+        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
+    return ended, [run_id for run_id in runs if run_id not in locked]
+
+
+async def stranded(uow: UnitOfWork, publisher: EventPublisher) -> list[uuid.UUID]:
+    """Settle the free runs whose last task is done but that no process settled (it died after its claim)."""
+    runs = list((await uow.session.execute(_STRANDED)).scalars().all())
+    events: list[Any] = []
+    ended = await _end_runs(uow, runs, events) if runs else []
+    if events:
+        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
+    return ended

@@ -5,7 +5,8 @@ submits, cancels, retries or compensations started, in any process: ``wake.Waker
 a retry is due, and otherwise polls every ``poll_seconds``. Tasks are claimed in batches; ``noop`` tasks
 complete in the claim's own transaction (``batch.start_batch``), the others run under a lease that is renewed
 while they run; a process that dies leaves leases that expire, and the tasks are claimed again (a new attempt
-number fences the old one out).
+number fences the old one out). Free runs whose tasks a claim completed without ending them are settled right
+after its commit (``batch.settle``), retried within ``_SETTLE_RETRY_S`` when another transaction held the run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -24,7 +26,15 @@ import structlog
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.workflow.services import instruments
-from omninode_bridge.modules.workflow.services.batch import INLINE_BATCH, INLINE_KINDS, Batch, Done, start_batch
+from omninode_bridge.modules.workflow.services.batch import (
+    INLINE_BATCH,
+    INLINE_KINDS,
+    Batch,
+    Done,
+    settle,
+    start_batch,
+    stranded,
+)
 from omninode_bridge.modules.workflow.services.http import HttpTaskError
 from omninode_bridge.modules.workflow.services.kinds import Kinds, TaskFailure, output_size
 from omninode_bridge.modules.workflow.services.store import Claimed, EngineStore
@@ -36,6 +46,8 @@ __all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
 _CLAIMERS = 2
+#: How soon a run that could not be settled (another transaction held its row) is tried again.
+_SETTLE_RETRY_S = 0.02
 
 
 class _Stopped(Exception):
@@ -64,6 +76,8 @@ class Engine:
         self.wake = waker.local
         self.inflight: dict[asyncio.Task[None], Claimed] = {}
         self._reserved = 0
+        # Free runs whose tasks this process completed in a claim that did not end them (batch.settle).
+        self._unsettled: dict[uuid.UUID, Claimed] = {}
         self._listener: Any = None
         self.background: set[asyncio.Task[None]] = set()
 
@@ -84,8 +98,8 @@ class Engine:
         """Claim and run tasks until cancelled."""
         await self._listen()
         try:
-            # Two claim loops: one's transaction is in flight while the other claims (runs are locked with SKIP
-            # LOCKED, so they take different runs); a task made ready waits for less than a whole claim.
+            # Two claim loops: one's transaction is in flight while the other claims (rows are locked with SKIP
+            # LOCKED, so they take different tasks); a task made ready waits for less than a whole claim.
             await asyncio.gather(*(self._loop(sweeper=i == 0) for i in range(_CLAIMERS)))
         finally:
             await self._shutdown()
@@ -114,10 +128,14 @@ class Engine:
                 next_sweep = time.monotonic() + self.settings.poll_seconds
                 with contextlib.suppress(Exception):
                     await self._sweep()
+            if self._unsettled:
+                with contextlib.suppress(Exception):
+                    await self._settle()
             if batch.full or batch.ready:
                 continue  # more may be waiting, or the inline tasks made some ready
+            wait = _SETTLE_RETRY_S if self._unsettled else self.settings.poll_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
+                await asyncio.wait_for(self.wake.wait(), wait)
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self.inflight.pop(job, None)
@@ -142,16 +160,38 @@ class Engine:
         for task in claimed:
             if task.ready_at is not None:
                 instruments.DISPATCH.observe(max(0.0, now - task.ready_at.timestamp()))
-        for done in inline:
-            instruments.TASKS.labels(kind=done.task.kind, status="skipped" if done.skipped else "completed").inc()
-            instruments.DURATION.labels(kind=done.task.kind).observe(0.0)
+        # One label lookup per kind and outcome, not per task (a batch is up to INLINE_BATCH tasks).
+        outcomes = Counter((d.task.kind, "skipped" if d.skipped else "completed") for d in inline)
+        for (kind, status), count in outcomes.items():
+            instruments.TASKS.labels(kind=kind, status=status).inc(count)
+            duration = instruments.DURATION.labels(kind=kind)
+            for _ in range(count):
+                duration.observe(0.0)
         if batch.ended:
             self.waker.moved(batch.ended)
             ended = set(batch.ended)
             for done in {d.task.run_id: d for d in inline if d.task.run_id in ended}.values():
                 self._feedback(done.task, 1.0)
+        self._unsettled.update(batch.unsettled)
         inlined = {(d.task.run_id, d.task.task_id) for d in inline}
         return [c for c in claimed if c.phase != "forward" or (c.run_id, c.task_id) not in inlined], batch
+
+    async def _settle(self) -> None:
+        """End the free runs this process's claims completed tasks of, now that those claims committed."""
+        pending, self._unsettled = self._unsettled, {}
+        try:
+            async with self.database.unit_of_work() as uow:
+                ended, skipped = await settle(uow, self.store.publisher, sorted(pending))
+                await uow.commit()
+        except BaseException:
+            self._unsettled.update(pending)  # tried again (and the sweep settles any run left behind)
+            raise
+        for run_id in skipped:
+            self._unsettled[run_id] = pending[run_id]
+        if ended:
+            self.waker.moved(ended)
+            for run_id in ended:
+                self._feedback(pending[run_id], 1.0)
 
     async def _inline(self, uow: UnitOfWork, claimed: list[Claimed]) -> list[Done]:
         """The results of the claimed tasks that run here and now (``noop``). One whose template or output
@@ -173,6 +213,11 @@ class Engine:
         async with self.database.unit_of_work() as uow:
             if await self.store.sweep(uow):
                 await uow.commit()
+        async with self.database.unit_of_work() as uow:
+            ended = await stranded(uow, self.store.publisher)
+            await uow.commit()
+        if ended:
+            self.waker.moved(ended)
 
     async def _shutdown(self) -> None:
         jobs = list(self.inflight)

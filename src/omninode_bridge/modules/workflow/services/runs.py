@@ -31,17 +31,18 @@ ENDED = frozenset({"completed", "failed", "cancelled"})
 
 _SUBMIT = text(f"""
 WITH run AS (
-    INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, inputs, definition,
-        idempotency_scope, correlation_id, created_at, deadline_at)
-    VALUES (:id, :name, :namespace, 'running', false, :compensate, :max_parallel, CAST(:inputs AS jsonb),
+    INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, free, inputs,
+        definition, idempotency_scope, correlation_id, created_at, deadline_at)
+    VALUES (:id, :name, :namespace, 'running', false, :compensate, :max_parallel, :free, CAST(:inputs AS jsonb),
         CAST(:definition AS jsonb), :scope, :correlation_id, CAST(:created_at AS timestamptz), :deadline_at)
     ON CONFLICT (idempotency_scope) WHERE idempotency_scope IS NOT NULL DO NOTHING
     RETURNING id
 ), tasks AS (
-    INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, status, attempt,
-        retry_base, next_run_at, ready_at)
+    INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, free, status,
+        attempt, retry_base, next_run_at, ready_at)
     SELECT run.id, t.task_id, 'forward', t.position, t.kind, t.spec, ARRAY(SELECT jsonb_array_elements_text(t.deps)),
-        jsonb_array_length(t.deps), CASE WHEN jsonb_array_length(t.deps) = 0 THEN 'ready' ELSE 'waiting' END, 0, 0,
+        jsonb_array_length(t.deps), :free,
+        CASE WHEN jsonb_array_length(t.deps) = 0 THEN 'ready' ELSE 'waiting' END, 0, 0,
         CASE WHEN jsonb_array_length(t.deps) = 0 THEN clock_timestamp() END,
         CASE WHEN jsonb_array_length(t.deps) = 0 THEN clock_timestamp() END
     FROM run, unnest(CAST(:task_ids AS text[]), CAST(:positions AS int[]), CAST(:kinds AS text[]),
@@ -128,7 +129,9 @@ class RunService:
             if existing is not None:
                 return existing, False
         now = dt.datetime.now(dt.UTC)
-        run = WorkflowRun(id=uuid.UUID(str(uuid7())), name=definition.name, namespace=definition.namespace,
+        # Never more tasks than max_parallel: no process can exceed it, so they claim its tasks by their rows.
+        free = len(definition.tasks) <= definition.max_parallel
+        run = WorkflowRun(free=free, id=uuid.UUID(str(uuid7())), name=definition.name, namespace=definition.namespace,
                           status="running", cancel_requested=False, compensate=definition.on_failure == "compensate",
                           max_parallel=definition.max_parallel, inputs=definition.inputs,
                           definition=msgspec.to_builtins(definition), idempotency_scope=idempotency_scope,
@@ -138,7 +141,7 @@ class RunService:
         specs = [msgspec.to_builtins(task) for task in definition.tasks]
         payload = messages.RunEvent(run_id=run.id, name=run.name, status="running")
         params = {
-            "id": run.id, "name": run.name, "namespace": run.namespace, "compensate": run.compensate,
+            "id": run.id, "free": free, "name": run.name, "namespace": run.namespace, "compensate": run.compensate,
             "max_parallel": run.max_parallel, "inputs": _json(run.inputs), "definition": _json(run.definition),
             "scope": idempotency_scope, "correlation_id": correlation_id, "created_at": now,
             "deadline_at": run.deadline_at, "task_ids": [t.id for t in definition.tasks],

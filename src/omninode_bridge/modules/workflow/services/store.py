@@ -1,10 +1,11 @@
 """The engine's statements: claim ready tasks, renew leases, complete or fail a task, advance a failing run.
 
-Every transition is conditional: a claim takes tasks that are ``ready`` (or ``running`` with an expired lease)
-under ``FOR UPDATE SKIP LOCKED`` of their run, so one process claims a run's tasks at a time and
-``max_parallel`` holds across processes; a completion or failure names the attempt it was claimed with and
-changes nothing when the task has moved on (its lease expired and another process took it over). A run's row
-is locked first by every statement that changes its tasks, so lock order is always run, then tasks.
+Every transition is conditional: a claim (``claims.CLAIM``) takes tasks that are ``ready`` (or ``running`` with
+an expired lease), under ``FOR UPDATE SKIP LOCKED`` of their run when ``max_parallel`` can bind (one process at
+a time counts and starts them, so it holds across processes), by their own rows otherwise (any process, at
+once); a completion or failure names the attempt it was claimed with and changes nothing when the task has
+moved on (its lease expired and another process took it over). Every other transition locks the run's row ``FOR
+UPDATE`` first, so it waits for the claims in flight on that run, and its lock order is run, then tasks.
 """
 
 from __future__ import annotations
@@ -21,58 +22,12 @@ from sqlalchemy import text
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import EventPublisher, new_envelope
 from omninode_bridge.modules.workflow import messages
+from omninode_bridge.modules.workflow.services.claims import CLAIM
 from omninode_bridge.modules.workflow.services.wake import Waker
 
 __all__ = ["Claimed", "EngineStore", "backoff_seconds"]
 
 TERMINAL = ("completed", "failed", "cancelled")
-
-# Each run's ready tasks are read through ix_wf_tasks_run_ready, at most as many as it may start (a 1,000-task
-# fan-out is not read whole for each batch); its running ones through ix_wf_tasks_run_busy. The update finds
-# the chosen rows by ctid: joined on the key, the planner (a CTE is estimated at one row) read every task of
-# the run for each chosen one (256 x 1,000 rows, 100 ms). A row changed since the statement's snapshot (its
-# ctid no longer matches on the re-check) is skipped, never claimed twice.
-_CLAIM = text("""
-WITH runs AS (
-    SELECT r.id, r.max_parallel - (SELECT count(*) FROM wf_tasks x WHERE x.run_id = r.id AND x.status = 'running'
-                                   AND x.lease_until >= clock_timestamp()) AS slots,
-        r.definition -> 'tasks' @> '[{"kind": "ai"}]' AS has_ai  -- once per run: a large definition is TOASTed
-    FROM wf_runs r
-    WHERE r.status IN ('running', 'compensating') AND (
-        EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready'
-                AND t.next_run_at <= clock_timestamp() AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds)))
-        OR EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'running'
-                   AND t.lease_until < clock_timestamp()))
-    ORDER BY r.id LIMIT :runs FOR UPDATE OF r SKIP LOCKED
-), candidates AS (
-    SELECT x.tid, x.run_id, x.task_id, x.phase, x.next_run_at, x.previous, x.slots,
-        row_number() OVER (PARTITION BY x.run_id ORDER BY x.next_run_at) AS rank
-    FROM (
-        SELECT t.tid, t.run_id, t.task_id, t.phase, t.next_run_at, 'ready'::text AS previous, runs.slots
-        FROM runs CROSS JOIN LATERAL (
-            SELECT w.ctid AS tid, w.run_id, w.task_id, w.phase, w.next_run_at FROM wf_tasks w
-            WHERE w.run_id = runs.id AND w.status = 'ready' AND w.next_run_at <= clock_timestamp()
-              AND (CAST(:kinds AS text[]) IS NULL OR w.kind = ANY(:kinds))
-            ORDER BY w.next_run_at LIMIT greatest(least(runs.slots, :limit), 0)) t
-        UNION ALL
-        SELECT t.ctid, t.run_id, t.task_id, t.phase, t.next_run_at, 'running'::text, runs.slots
-        FROM runs JOIN wf_tasks t ON t.run_id = runs.id
-        WHERE t.status = 'running' AND t.lease_until < clock_timestamp()
-          AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(:kinds))
-    ) x
-), chosen AS (
-    SELECT c.tid, c.run_id, c.task_id, c.phase, c.previous, runs.has_ai
-    FROM candidates c JOIN runs ON runs.id = c.run_id
-    WHERE c.rank <= c.slots ORDER BY c.next_run_at LIMIT :limit
-)
-UPDATE wf_tasks t SET status = 'running', attempt = t.attempt + 1, lease_owner = :worker,
-    lease_until = clock_timestamp() + make_interval(secs => :lease), started_at = clock_timestamp()
-FROM chosen c JOIN wf_runs r ON r.id = c.run_id
-WHERE t.ctid = c.tid AND t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
-  AND (t.status = 'ready' OR (t.status = 'running' AND t.lease_until < clock_timestamp()))
-RETURNING t.run_id, t.task_id, t.phase, t.kind, t.spec, t.attempt, t.retry_base, t.ready_at, t.started_at,
-    c.previous, r.inputs, r.name, r.correlation_id, c.has_ai
-""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +47,7 @@ class Claimed:
     run_name: str
     correlation_id: str
     has_ai: bool = False
+    free: bool = False
 
     @property
     def attempts_left(self) -> int:
@@ -135,12 +91,13 @@ class EngineStore:
 
         The runs' rows stay locked until the caller commits; ``batch.start_batch`` writes the attempt rows and
         the started events in the same transaction."""
-        rows = (await uow.session.execute(_CLAIM, {"runs": max(limit, 16), "limit": limit, "worker": worker,
+        rows = (await uow.session.execute(CLAIM, {"runs": max(limit, 16), "limit": limit, "worker": worker,
                                                      "lease": lease_s, "kinds": kinds})).all()  # fmt: skip
         if not rows:
             return []
         claimed = [Claimed(r.run_id, r.task_id, r.phase, r.kind, r.spec, r.attempt, r.retry_base, r.ready_at,
-                           r.started_at, r.inputs, r.name, r.correlation_id, bool(r.has_ai)) for r in rows]  # fmt: skip
+                           r.started_at, r.inputs, r.name, r.correlation_id, bool(r.has_ai), r.free)
+                   for r in rows]  # fmt: skip
         expired = [r for r in rows if r.previous == "running"]
         if expired:  # the attempt whose process died (its lease ran out) ends here
             await uow.session.execute(text(
@@ -337,9 +294,9 @@ class EngineStore:
                          "status": "waiting" if previous else "ready"})  # fmt: skip
             previous = row.task_id
         await uow.session.execute(text(
-            "INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, status, "
-            "attempt, retry_base, next_run_at, ready_at) VALUES (:run, :task, 'compensate', :position, :kind, "
-            "CAST(:spec AS jsonb), :deps, :pending, :status, 0, 0, "
+            "INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, free, "
+            "status, attempt, retry_base, next_run_at, ready_at) VALUES (:run, :task, 'compensate', :position, :kind, "
+            "CAST(:spec AS jsonb), :deps, :pending, true, :status, 0, 0, "
             "CASE WHEN :pending = 0 THEN clock_timestamp() END, CASE WHEN :pending = 0 THEN clock_timestamp() END) "
             "ON CONFLICT DO NOTHING"), [{**r, "spec": _json(r["spec"])} for r in rows])  # fmt: skip
         await uow.session.execute(text("UPDATE wf_runs SET status = 'compensating' WHERE id = :run"), {"run": run.id})
