@@ -169,8 +169,9 @@ class SecuritySettings(msgspec.Struct, kw_only=True, frozen=True):
         msgspec.Meta(
             ge=1,
             description="Most requests of one key a process leases from Redis at once (blocks double from 1 "
-            "while the key stays busy). Never more than the limit per window across processes; a busy key may "
-            "be refused up to this many minus one requests early per process. 1: one Redis call per request.",
+            "while the key stays busy; for a limit above 64 times this, up to 1/64 of the limit, at most 1,024). "
+            "Never more than the limit per window across processes; a busy key may be refused up to one block "
+            "early per process. 1: one Redis call per request.",
             extra={"env": "OMNINODE_RATE_LIMIT_LEASE"},
         ),
     ] = 16
