@@ -93,7 +93,8 @@ def build_module(
     reads = Router(
         path="/",
         route_handlers=[NodeController, ConsulController],
-        middleware=[DefineMiddleware(ReplayAnswers, answers=state.running_answers)],
+        # A function, not a bound method: Litestar copies the layers deeply, and would copy the state with it.
+        middleware=[DefineMiddleware(ReplayAnswers, answers=lambda: state.running_answers())],
     )
     return Module(
         name="registry",

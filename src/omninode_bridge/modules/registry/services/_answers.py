@@ -13,16 +13,27 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from omninode_bridge.modules.registry.services._changes import ChangeFeed
 from omninode_bridge.modules.registry.services._lookups import MAX_AGE_SECONDS
 
-__all__ = ["Answer", "AnswerCache"]
+__all__ = ["Answer", "AnswerCache", "answers_total"]
 
 #: Answers larger than this are not kept (a whole-catalog Consul listing): replaying them saves little.
 MAX_ANSWER_BYTES = 256 * 1024
 #: The bodies kept at once, in bytes; past it the cache starts over.
 MAX_TOTAL_BYTES = 32 * 1024 * 1024
 _MAX_ENTRIES = 10_000
+answers_total = Counter(
+    "omninode_registry_read_answers",
+    "Catalog reads (non-blocking GETs) by how they were answered: replayed (a kept answer) or handled (the handler"
+    " ran).",
+    ["outcome"],
+)
+#: Bound once: a label lookup per request would cost more than the replay's dictionary hit.
+_replayed = answers_total.labels(outcome="replayed")
+_handled = answers_total.labels(outcome="handled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +64,12 @@ class AnswerCache:
         return self.changes.generation
 
     def get(self, key: tuple[str, bytes]) -> Answer | None:
-        """The answer to ``key`` at the current generation, if one was kept."""
-        if self._generation != self.changes.generation:
-            return None
-        answer = self._answers.get(key)
+        """The answer to ``key`` at the current generation, if one was kept (counted either way)."""
+        answer = self._answers.get(key) if self._generation == self.changes.generation else None
         if answer is None or time.monotonic() - answer.kept_at > MAX_AGE_SECONDS:
+            _handled.inc()
             return None
+        _replayed.inc()
         return answer
 
     def put(self, key: tuple[str, bytes], generation: int, answer: Answer) -> None:
