@@ -5,15 +5,16 @@ metrics, correlation id): those see every request and add their headers to a rep
 What it skips on a hit is the handler's own work, a third of a lookup's CPU: building the request, parsing and
 validating the query, resolving dependencies, the cached read, encoding the page and rendering the response.
 
-Only non-blocking ``GET`` reads whose answer is a ``200`` in one body are kept. A query string with ``index``
-(a blocking query: it may have to wait) or with a percent-escape (a key could spell ``index``) always runs the
-handler, as does every error answer, so input errors are answered as before.
+Only non-blocking ``GET`` reads whose answer is a ``200`` in one body are kept. A query string with an ``index``
+parameter (a blocking query: it may have to wait) always runs the handler, as does every error answer, so input
+errors are answered as before.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +22,17 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from omninode_bridge.modules.registry.services import Answer, AnswerCache
 
 __all__ = ["ReplayAnswers"]
+
+
+def _blocking(query: bytes) -> bool:
+    """Whether the query string has an ``index`` parameter, also percent-escaped (as Litestar decodes keys)."""
+    if b"index" not in query and b"%" not in query:
+        return False
+    for part in query.split(b"&"):
+        key = part.partition(b"=")[0]
+        if (unquote_to_bytes(key) if b"%" in key else key) == b"index":
+            return True
+    return False
 
 
 class ReplayAnswers:
@@ -38,7 +50,7 @@ class ReplayAnswers:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache = self.answers() if scope["type"] == ScopeType.HTTP and scope["method"] == "GET" else None
         query: bytes = scope.get("query_string", b"") if cache is not None else b""
-        if cache is None or b"index" in query or b"%" in query:
+        if cache is None or _blocking(query):
             await self.app(scope, receive, send)
             return
         key = (scope["path"], query)
