@@ -21,6 +21,7 @@ from importlib.metadata import version as package_version
 
 from litestar import Router
 from litestar.di import NamedDependency, Provide
+from litestar.middleware import DefineMiddleware
 
 from omninode_bridge.core.module import Module
 from omninode_bridge.modules.registry import semver
@@ -31,6 +32,7 @@ from omninode_bridge.modules.registry.controllers import (
     McpController,
     NodeController,
     ProxyController,
+    ReplayAnswers,
 )
 from omninode_bridge.modules.registry.messages import (
     NODE_DEREGISTERED,
@@ -87,10 +89,17 @@ def build_module(
         opt={PROXY_OPT: lambda: state.proxy.get(), PROXY_PREFIX_OPT: settings.proxy_prefix},
         request_max_body_size=settings.proxy_max_body_bytes,
     )
+    # The catalog's reads (its own API and the Consul subset) replay the encoded answer of this generation.
+    reads = Router(
+        path="/",
+        route_handlers=[NodeController, ConsulController],
+        # A function, not a bound method: Litestar copies the layers deeply, and would copy the state with it.
+        middleware=[DefineMiddleware(ReplayAnswers, answers=lambda: state.running_answers())],
+    )
     return Module(
         name="registry",
         requires=requires,
-        route_handlers=[NodeController, ConsulController, McpController, proxy],
+        route_handlers=[reads, McpController, proxy],
         publishes=[REGISTRY_TOPIC],
         dependencies={
             # Resolved from the state, not beside it: Litestar resolves independent dependencies of a

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from omninode_bridge.core.module import Resources, Started
 from omninode_bridge.modules.registry import schemas
 from omninode_bridge.modules.registry.services import (
+    AnswerCache,
     CaptureWriter,
     Catalog,
     ChangeFeed,
@@ -51,6 +52,7 @@ class RegistryState:
         self.catalog: Started[Catalog] = Started("the node catalog")
         self.checker: Started[HealthChecker] = Started("the registry health checker")
         self.mcp: Started[McpRegistry] = Started("the MCP server registry")
+        self.answers: AnswerCache | None = None
         # One registration per app (several apps may share a process, as in tests).
         self.self_id = f"omninode-bridge-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -61,6 +63,10 @@ class RegistryState:
     def running_mcp(self) -> McpRegistry:
         """The MCP server registry (a dependency provider)."""
         return self.mcp.get()
+
+    def running_answers(self) -> AnswerCache | None:
+        """The encoded answers of catalog reads while the app runs (None before and after)."""
+        return self.answers
 
     def provide_state(self) -> RegistryState:
         """This state (a dependency provider)."""
@@ -129,6 +135,7 @@ class RegistryState:
         reader = Redis.from_url(self.redis_url)
         proxy = self._proxy(resources, changes)
         self.catalog.set(catalog)
+        self.answers = AnswerCache(changes)
         self.checker.set(checker)
         self.mcp.set(McpRegistry(resources.database))
         self.proxy.set(proxy)
@@ -153,6 +160,7 @@ class RegistryState:
                     async with resources.database.unit_of_work() as uow:
                         await catalog.deregister(uow, self.self_id, reason="shutdown")
             await reader.aclose()
+            self.answers = None
             self.catalog.set(None)
             self.checker.set(None)
             self.mcp.set(None)

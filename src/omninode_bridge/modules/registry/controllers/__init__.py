@@ -6,6 +6,7 @@ from omninode_bridge.modules.registry.controllers._consul import ConsulControlle
 from omninode_bridge.modules.registry.controllers._mcp import McpController
 from omninode_bridge.modules.registry.controllers._nodes import INDEX_HEADER, NodeController
 from omninode_bridge.modules.registry.controllers._proxy import PROXY_OPT, PROXY_PREFIX_OPT, ProxyController
+from omninode_bridge.modules.registry.controllers._replay import ReplayAnswers
 
 __all__ = [
     "INDEX_HEADER",
@@ -15,4 +16,5 @@ __all__ = [
     "McpController",
     "NodeController",
     "ProxyController",
+    "ReplayAnswers",
 ]

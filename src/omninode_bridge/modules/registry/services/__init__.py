@@ -1,9 +1,10 @@
-"""The registry's services: the node catalog, health checking, blocking queries, the MCP server registry and the
-tool-capture proxy."""
+"""The registry's services: the node catalog and its encoded answers, health checking, blocking queries, the MCP
+server registry and the tool-capture proxy."""
 
 from __future__ import annotations
 
 from omninode_bridge.modules.registry.services._addresses import AddressRefused, check_address, registered_hosts
+from omninode_bridge.modules.registry.services._answers import Answer, AnswerCache
 from omninode_bridge.modules.registry.services._blocking import WAIT_PATTERN, parse_wait
 from omninode_bridge.modules.registry.services._captures import CaptureWriter, ToolCapture, ToolCaptureSink
 from omninode_bridge.modules.registry.services._catalog import Catalog, NodeQuery, node_out, ttl_key
@@ -16,6 +17,8 @@ from omninode_bridge.modules.registry.services._proxy import Instance, InstanceC
 __all__ = [
     "WAIT_PATTERN",
     "AddressRefused",
+    "Answer",
+    "AnswerCache",
     "CaptureWriter",
     "Catalog",
     "ChangeFeed",

@@ -292,11 +292,15 @@ class Catalog:
         previous = row.status
         if previous == status:
             if row.output != output or checked:
+                # A new output moves no index (as in Consul) but changes the answers: the cached ones go.
+                visible = row.output != output
                 row.output = output
                 if checked:
                     row.last_checked_at = now
                 out = node_out(row)
                 await uow.commit()
+                if visible:
+                    await self.changes.announce(row.modify_index)
                 return out
             out = node_out(row)
             await uow.rollback()

@@ -148,12 +148,15 @@ class HealthChecker:
             rows = (await uow.commit_one(_DUE, {"now": now})).all()
         if self.rounds % _PURGE_EVERY_ROUNDS == 1:
             async with self.database.unit_of_work() as uow:
-                await uow.session.execute(
-                    delete(NodeRegistration).where(
-                        NodeRegistration.deleted_at < now - dt.timedelta(seconds=self.tombstone_seconds)
-                    )
+                purged = await uow.session.execute(
+                    delete(NodeRegistration)
+                    .where(NodeRegistration.deleted_at < now - dt.timedelta(seconds=self.tombstone_seconds))
+                    .returning(NodeRegistration.modify_index)
                 )
+                newest = max(purged.scalars().all(), default=None)
                 await uow.commit()
+            if newest is not None:  # a query's index may step back to its newest remaining change
+                await self.catalog.changes.announce(newest)
         # Rows are (rule, node_id, ttl, url, timeout): asyncpg records or SQLAlchemy rows, both by position.
         ttl_nodes = [(r[1], r[2]) for r in rows if r[0] == "ttl"]
         due = [(r[1], r[3], r[4]) for r in rows if r[0] == "http"]

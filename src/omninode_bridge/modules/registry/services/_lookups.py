@@ -1,9 +1,11 @@
 """The in-process cache of discovery reads: a query's index and pages, kept until the catalog changes.
 
-An entry is valid while the change feed's generation has not moved (a change committed in this process moves it
-at once; one committed in another process when its notification arrives, within milliseconds) and for at most
-:data:`MAX_AGE_SECONDS` (changes that move no index, such as a check's new output with the same status).
-Concurrent misses of one key share one read, so an expiry under load costs one query, not one per request.
+An entry is valid while the change feed's generation has not moved: a change committed in this process moves it
+at once, one committed in another process when its notification arrives (within milliseconds). Every change an
+answer shows is announced (registrations, status changes, a check's new output, deregistrations, the purge of
+tombstones), so the age limit, :data:`MAX_AGE_SECONDS`, is only a safety net for a notification lost on the way
+(a publish that failed): it is long because each expiry stalls the lookups that wait for the re-read. Concurrent
+misses of one key share one read, so a change under load costs one query, not one per request.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 __all__ = ["MAX_AGE_SECONDS", "LookupCache"]
 
-MAX_AGE_SECONDS = 1.0
+MAX_AGE_SECONDS = 30.0
 _MAX_ENTRIES = 10_000
 
 

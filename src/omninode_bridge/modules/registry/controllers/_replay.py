@@ -1,0 +1,79 @@
+"""Replays the catalog's encoded answers to repeated reads (around the registry's and the Consul reads).
+
+It runs inside the app's middleware (input guard, authentication and the ``registry`` scope, rate limits,
+metrics, correlation id): those see every request and add their headers to a replayed answer as to any other.
+What it skips on a hit is the handler's own work, a third of a lookup's CPU: building the request, parsing and
+validating the query, resolving dependencies, the cached read, encoding the page and rendering the response.
+
+Only non-blocking ``GET`` reads whose answer is a ``200`` in one body are kept. A query string with an ``index``
+parameter (a blocking query: it may have to wait) always runs the handler, as does every error answer, so input
+errors are answered as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from omninode_bridge.modules.registry.services import Answer, AnswerCache
+
+__all__ = ["ReplayAnswers"]
+
+
+def _blocking(query: bytes) -> bool:
+    """Whether the query string has an ``index`` parameter, also percent-escaped (as Litestar decodes keys)."""
+    if b"index" not in query and b"%" not in query:
+        return False
+    for part in query.split(b"&"):
+        key = part.partition(b"=")[0]
+        if (unquote_to_bytes(key) if b"%" in key else key) == b"index":
+            return True
+    return False
+
+
+class ReplayAnswers:
+    """ASGI middleware: a kept answer to the same path and query string at this generation, or the handler's.
+
+    Args:
+        app: The handler's ASGI app.
+        answers: The running app's answer cache (None before start-up and after shutdown).
+    """
+
+    def __init__(self, app: ASGIApp, answers: Callable[[], AnswerCache | None]) -> None:
+        self.app = app
+        self.answers = answers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache = self.answers() if scope["type"] == ScopeType.HTTP and scope["method"] == "GET" else None
+        query: bytes = scope.get("query_string", b"") if cache is not None else b""
+        if cache is None or _blocking(query):
+            await self.app(scope, receive, send)
+            return
+        key = (scope["path"], query)
+        answer = cache.get(key)
+        if answer is not None:
+            # Fresh messages and header lists: the middleware outside appends its headers to what it is sent.
+            await send({"type": "http.response.start", "status": 200, "headers": list(answer.headers)})
+            await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+            return
+        generation = cache.generation
+        status = 0
+        headers: tuple[tuple[bytes, bytes], ...] = ()
+        keep = True
+
+        async def kept(message: Message) -> None:
+            nonlocal status, headers, keep
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = tuple(message.get("headers", ()))  # before the outer middleware adds its own
+            elif message["type"] == "http.response.body" and keep:
+                keep = False  # one body message only: a streamed answer is not kept
+                if status == 200 and not message.get("more_body", False):
+                    cache.put(key, generation, Answer(headers, bytes(message.get("body", b"")), time.monotonic()))
+            await send(message)
+
+        await self.app(scope, receive, kept)

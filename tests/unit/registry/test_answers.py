@@ -1,0 +1,104 @@
+"""Replayed catalog answers without servers: what is kept, for which generation, and what always runs the handler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from omninode_bridge.modules.registry.controllers import ReplayAnswers
+from omninode_bridge.modules.registry.services import AnswerCache, ChangeFeed
+
+HEADERS = [(b"content-type", b"application/json"), (b"x-consul-index", b"7")]
+
+
+class Handler:
+    """An ASGI app standing for the handler: answers ``status`` with a body naming how often it ran."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.status = 200
+        self.chunks = 1
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        await send({"type": "http.response.start", "status": self.status, "headers": list(HEADERS)})
+        for i in range(self.chunks):
+            more = i < self.chunks - 1
+            await send({"type": "http.response.body", "body": f"call {self.calls}".encode(), "more_body": more})
+
+
+async def _get(app: ReplayAnswers, query: bytes = b"name=a", method: str = "GET") -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.start":
+            message["headers"].append((b"x-outer", b"1"))  # as the app's middleware does on the way out
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": method, "path": "/registry/nodes", "query_string": query}
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return sent
+
+
+def _setup() -> tuple[ChangeFeed, Handler, ReplayAnswers]:
+    changes = ChangeFeed(Redis())  # never connects: only the generation is used
+    cache = AnswerCache(changes)
+    handler = Handler()
+    return changes, handler, ReplayAnswers(handler, lambda: cache)  # type: ignore[arg-type]
+
+
+async def test_a_repeated_read_replays_the_first_answer_until_the_generation_moves() -> None:
+    changes, handler, app = _setup()
+    first = await _get(app)
+    second = await _get(app)
+    assert handler.calls == 1
+    assert second == first  # status, headers (the outer ones added afresh, not twice) and body
+    assert second[0]["headers"] == [*HEADERS, (b"x-outer", b"1")]
+    assert (await _get(app, b"name=b"))[1]["body"] == b"call 2"  # another query string is another answer
+    changes.generation += 1
+    assert (await _get(app))[1]["body"] == b"call 3"
+    assert (await _get(app))[1]["body"] == b"call 3"
+    assert handler.calls == 3
+
+
+async def test_blocking_failed_streamed_and_non_get_reads_always_run_the_handler() -> None:
+    _, handler, app = _setup()
+    for query in (b"name=a&index=5", b"name=a&ind%65x=5", b"%69ndex=5"):
+        await _get(app, query)
+        await _get(app, query)
+    assert handler.calls == 6
+    for query in (b"name=index", b"version=%5E1.2", b"a=1;index=5"):  # "index" a value, not a parameter: kept
+        await _get(app, query)
+        await _get(app, query)
+    assert handler.calls == 9
+    await _get(app, method="PUT")
+    await _get(app, method="PUT")
+    assert handler.calls == 11
+    handler.status = 400
+    await _get(app, b"name=bad")
+    await _get(app, b"name=bad")
+    assert handler.calls == 13
+    handler.status, handler.chunks = 200, 2
+    await _get(app, b"name=streamed")
+    await _get(app, b"name=streamed")
+    assert handler.calls == 15
+
+
+async def test_an_answer_read_before_a_change_is_not_kept() -> None:
+    changes, handler, app = _setup()
+
+    async def change_meanwhile(scope: Any, receive: Any, send: Any) -> None:
+        changes.generation += 1  # a change committed while the handler read
+        await Handler.__call__(handler, scope, receive, send)
+
+    app.app = change_meanwhile
+    await _get(app)
+    app.app = handler
+    await _get(app)
+    assert handler.calls == 2
+    await _get(app)
+    assert handler.calls == 2
