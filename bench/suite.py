@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import psutil
 
 from bench._bodies import BARE_BODY, BATCH_BODY, HASH_BODY, HOOK_BODY, STAMP_BODY
+from bench._reducer import postgres_cpu, reducer_runs
 from bench._tools import (
     Load,
     drain_backlog,
@@ -32,7 +33,7 @@ from bench._tools import (
     worker_processes,
     wrk,
 )
-from bench._upload import gib_upload, reducer_rates
+from bench._upload import gib_upload
 from omninode_bridge.embedded import EmbeddedStack
 
 KEY = "onb_bench_key_0123456789abcdef0123456789"
@@ -143,9 +144,12 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
         one, two = figures[name, 1], figures[name, 2]
         row(f"2 workers vs 1: /{name}, 32 conns", f"{two.rate:,.0f} req/s", f"1 worker {one.rate:,.0f} req/s",
             two.rate / one.rate, ">= 1.6")  # fmt: skip
-    for batch, items_per_s, memory_rate in asyncio.run(reducer_rates(urls["database_url"], 50_000)):
-        row(f"reducer, batches of {batch}", f"{items_per_s:,.0f} items/s", f"in memory {memory_rate:,.0f} items/s",
-            items_per_s / memory_rate, ">= 50,000 items/s at 1,000")  # fmt: skip
+    server = postgres_cpu(stack.postgres.data_dir) if stack.postgres is not None else None
+    for r in asyncio.run(reducer_runs(urls["database_url"], 50_000, postgres=server)):
+        cpu = "" if r.postgres_cpu_ms is None else f" (PostgreSQL {r.postgres_cpu_ms:.1f} ms CPU per 1,000)"
+        row(f"reducer, batches of {r.batch}", f"{r.items_per_s:,.0f} items/s{cpu}",
+            f"in memory {r.memory_items_per_s:,.0f} items/s", r.items_per_s / r.memory_items_per_s,
+            ">= 50,000 items/s at 1,000")  # fmt: skip
 
 
 def main() -> None:

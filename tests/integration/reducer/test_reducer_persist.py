@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 import msgspec
+from sqlalchemy import text
 
 from omninode_bridge.core.contracts import contracts_dir
 from omninode_bridge.core.db import Database
-from omninode_bridge.core.events import encode_envelope, new_envelope
+from omninode_bridge.core.events import decode_envelope, encode_envelope, new_envelope
 from omninode_bridge.modules.reducer import NamespaceReducer, aggregate, load_reducer_contract
 from omninode_bridge.modules.reducer.consumers import persist_with_retry
 from omninode_bridge.modules.reducer.services import StampBatch, namespace_stats
@@ -53,6 +54,17 @@ async def test_one_statement_counts_like_in_memory_grouping_and_once(settings: S
     second = batch_of(values[20:])
     assert await persist_with_retry(reducer, database, second, TOPIC) == 15
     assert await persist_with_retry(reducer, database, batch_of(values), TOPIC) == 0
+    # Each event claimed and logged once: the cheaper first statement of a batch with a redelivered event
+    # failed as a whole, and the conflict-safe one claimed and logged only the new ones.
+    async with database.unit_of_work() as uow:
+        claims = await uow.session.scalar(
+            text("SELECT count(*) FROM event_processed WHERE consumer = :c"), {"c": reducer.consumer}
+        )
+        logged = (await uow.session.execute(
+            text("SELECT event_id FROM event_logs WHERE consumer = :c ORDER BY id"), {"c": reducer.consumer}
+        )).scalars().all()  # fmt: skip
+    assert claims == 40
+    assert logged == [decode_envelope(value).event_id for value in values]
 
     first_groups, second_groups = aggregate(items[:25], 3), aggregate(items[25:], 3)
     for namespace in namespaces:

@@ -39,7 +39,14 @@ from omninode_bridge.core.events.envelope import (
     payload_hash,
 )
 from omninode_bridge.core.events.eventlog import LoggedEvent, event_log_page, log_consumed
-from omninode_bridge.core.events.inbox import claim, claim_and_log, claim_and_log_args, claim_and_log_sql, release
+from omninode_bridge.core.events.inbox import (
+    already_claimed,
+    claim,
+    claim_and_log,
+    claim_and_log_args,
+    claim_and_log_sql,
+    release,
+)
 from omninode_bridge.core.events.outbox import EventPublisher, outbox_rows_sql, staged_after
 from omninode_bridge.core.events.relay import OutboxRelay
 from omninode_bridge.core.events.topics import ensure_topics
@@ -60,6 +67,7 @@ __all__ = [
     "PayloadDecoder",
     "TopicCatalog",
     "TopicName",
+    "already_claimed",
     "bind_consumers",
     "claim",
     "claim_and_log",

@@ -63,6 +63,11 @@ class EventLog(DefaultBase):
     """One published or consumed event, to follow a request end to end (seed 001's ``event_logs``)."""
 
     __tablename__ = "event_logs"
+    # What each index costs PostgreSQL per 1,000 rows inserted (backend CPU, 1,000-row statements, 100k+ rows):
+    # the heap 2 ms, the primary key 1, (event_type, id) 1.5-2.5, (correlation_id, id) 3.5-5.5 with random
+    # (uuid4) correlation ids, each insert on a random leaf page, and about 2 with time-ordered (uuid7) ones.
+    # The console filters by both; a hash index on correlation_id costs less per insert but walks the
+    # overflow chain of a repeated id on every insert, and without (event_type, id) a rare type is a scan.
     __table_args__ = (
         Index("ix_event_logs_correlation_id", "correlation_id", "id"),
         Index("ix_event_logs_event_type", "event_type", "id"),

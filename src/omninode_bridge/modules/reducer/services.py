@@ -12,7 +12,14 @@ from sqlalchemy import select
 from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events import EnvelopeHead, PayloadDecoder, claim_and_log_args, claim_and_log_sql, decode_head
+from omninode_bridge.core.events import (
+    EnvelopeHead,
+    PayloadDecoder,
+    already_claimed,
+    claim_and_log_args,
+    claim_and_log_sql,
+    decode_head,
+)
 from omninode_bridge.core.steps import StateMachine
 from omninode_bridge.modules.reducer.contract import ReducerContract
 from omninode_bridge.modules.reducer.models import BridgeState
@@ -44,12 +51,15 @@ _stamps = PayloadDecoder(_Stamp)
 # Additive, so concurrent reducers never lose an update; rows in namespace order, so two of them never
 # deadlock; ``version`` tells readers (and optimistic writers) that the row changed. $13 FSM state, $14
 # time, $15 recent ids kept, $16/$17 a fresh row id for each namespace of the batch. Returns the count.
-_PERSIST = claim_and_log_sql("""
+# Two texts with the same parameters: the usual batch, none of whose ids was claimed before, is claimed
+# with a plain insert and counted whole (``_PERSIST_NEW``); the statement fails as a whole if one id was
+# (a redelivery), and ``_PERSIST`` then claims and counts only the ids it newly claims.
+_ITEMS = """unnest($2::uuid[], $9::varchar[], $10::bigint[], $11::text[], $12::uuid[])
+         WITH ORDINALITY AS i(event_id, namespace, size, content_type, workflow_id, n)"""
+_APPLY = """
 , fresh AS (
     SELECT i.namespace, i.size, i.content_type, i.workflow_id, i.n
-    FROM unnest($2::uuid[], $9::varchar[], $10::bigint[], $11::text[], $12::uuid[])
-         WITH ORDINALITY AS i(event_id, namespace, size, content_type, workflow_id, n)
-    JOIN claimed USING (event_id)
+    FROM {fresh}
 ), grouped AS (
     SELECT f.namespace, count(*) AS stamps, sum(f.size)::bigint AS bytes,
            array_agg(DISTINCT f.content_type ORDER BY f.content_type) AS types,
@@ -77,7 +87,9 @@ _PERSIST = claim_and_log_sql("""
         last_updated = excluded.last_updated
 )
 SELECT count(*) FROM fresh
-""")
+"""
+_PERSIST = claim_and_log_sql(_APPLY.format(fresh=f"{_ITEMS}\n    JOIN claimed USING (event_id)"))
+_PERSIST_NEW = claim_and_log_sql(_APPLY.format(fresh=_ITEMS), new=True)
 
 
 class StampBatch:
@@ -189,17 +201,23 @@ class NamespaceReducer:
         Events this consumer already processed (a redelivery, or a duplicate the relay sent) are skipped
         because their ``event_processed`` row exists; the claim, the event-log rows and the upsert commit
         together, as one statement on a pooled connection (no session, no ``BEGIN``/``COMMIT`` round trips).
+        A batch with such an event costs a second statement: the first, cheaper one assumes none.
         """
         if not batch:
             return 0
         namespaces = sorted(set(batch.namespaces))
         args = claim_and_log_args(self.consumer, topic, list(batch.ids), batch.types, batch.correlations)
+        args += [
+            batch.namespaces, batch.sizes, batch.content_types, batch.workflow_ids, "PERSISTING",
+            dt.datetime.now(dt.UTC), self.spec.recent_workflow_ids, namespaces, [uuid7() for _ in namespaces],
+        ]  # fmt: skip
         async with uow.pooled_driver() as driver:
-            counted: int = await driver.fetchval(
-                _PERSIST, *args, batch.namespaces, batch.sizes, batch.content_types, batch.workflow_ids,
-                "PERSISTING", dt.datetime.now(dt.UTC), self.spec.recent_workflow_ids, namespaces,
-                [uuid7() for _ in namespaces],
-            )  # fmt: skip
+            try:
+                counted: int = await driver.fetchval(_PERSIST_NEW, *args)
+            except Exception as exc:
+                if not already_claimed(exc):
+                    raise
+                counted = await driver.fetchval(_PERSIST, *args)
         _counted.inc(counted)
         _duplicates.inc(len(batch) - counted)
         return counted
