@@ -123,7 +123,7 @@ def start_serve(stack: EmbeddedStack, port: int, *, quiet: bool = True, **env: s
     process = subprocess.Popen(
         [sys.executable, "-m", "omninode_bridge.cli", "serve"], env=full, stdout=output, stderr=output
     )
-    deadline = time.monotonic() + 60  # app start-up on a busy machine
+    deadline = time.monotonic() + 120  # app start-up on a busy machine (two workers took 56 s at load 8)
     while time.monotonic() < deadline:
         assert process.poll() is None, "serve exited"
         try:

@@ -17,7 +17,6 @@ import logging
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -37,6 +36,7 @@ from prometheus_client import REGISTRY, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from structlog.typing import EventDict, WrappedLogger
+from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.safe_errors import format_exception_safely, loggable_error
 from omninode_bridge.core.settings import ObservabilitySettings
@@ -330,7 +330,10 @@ class CorrelationMiddleware:
             elif name == b"traceparent":
                 traceparent = value.decode("latin-1")
         token = otel_context.attach(request_trace_context(traceparent)) if self.trace_context else None
-        correlation_id = incoming if incoming and _VALID_CORRELATION.match(incoming) else str(uuid.uuid4())
+        # Time-ordered (UUIDv7): the event log's correlation index takes every event's id, and random ones
+        # land each insert on a random page of it (half that index's cost, and a full-page image per row
+        # after a checkpoint, measured on a 600k-row log).
+        correlation_id = incoming if incoming and _VALID_CORRELATION.match(incoming) else str(uuid7())
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
