@@ -88,7 +88,6 @@ class RequestReplySpec(msgspec.Struct, forbid_unknown_fields=True):
 class OutboxSpec(msgspec.Struct, forbid_unknown_fields=True):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     poll_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 200
-    linger_ms: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 5
     retention_hours: Annotated[float, msgspec.Meta(gt=0)] = 72
 
 

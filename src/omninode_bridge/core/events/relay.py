@@ -79,7 +79,6 @@ class OutboxRelay:
         self.batch_size = catalog.outbox.batch_size
         self.chunk_size = max(1, min(chunk_size, self.batch_size))
         self.poll_interval = catalog.outbox.poll_interval_ms / 1000
-        self.linger = catalog.outbox.linger_ms / 1000
         self.retention = dt.timedelta(hours=catalog.outbox.retention_hours)
         self._topics = list(catalog.topics)
         self._producer: AIOKafkaProducer | None = None
@@ -111,11 +110,6 @@ class OutboxRelay:
                     signal.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(signal.wait(), self.poll_interval)
-                    if signal.is_set() and self.linger:
-                        # Woken by a commit: as Kafka's linger.ms, let the commits right behind it join the
-                        # round. A round has fixed costs (the lock, a metadata refresh, a produce request,
-                        # the mark); at one connection a round per request ran between every two requests.
-                        await asyncio.sleep(self.linger)
         finally:
             await self._reset_producer()
 
