@@ -1,6 +1,6 @@
-"""Serve an ASGI app under uvicorn as ``omninode-bridge serve`` does (``cli/_serve.py``): uvloop, httptools
-with one socket write per small response (``cli/_http.py``), no access log. Every server a benchmark
-compares (the app, the bare Litestar endpoint, the baselines) is started this way, so each is served the same.
+"""Serve an ASGI app under uvicorn as ``omninode-bridge serve`` does (``cli/_serve.py``): uvloop, httptools, no
+access log, no proxy headers. Every server a benchmark compares (the app, the bare Litestar endpoint, the
+baselines) is started this way, so each is served the same.
 
 Run: ``python -m bench._uvicorn module:app --port N [--workers N] [--factory]``.
 """
@@ -11,8 +11,6 @@ import argparse
 import sys
 
 import uvicorn
-
-from omninode_bridge.cli._http import OneWriteHttpToolsProtocol
 
 
 def command(target: str, port: int, *, workers: int = 1, factory: bool = False) -> list[str]:
@@ -34,7 +32,7 @@ def main() -> None:
         host="127.0.0.1",
         port=args.port,
         workers=args.workers,
-        http=OneWriteHttpToolsProtocol,
+        http="httptools",
         loop="uvloop",
         access_log=False,
         log_level="warning",

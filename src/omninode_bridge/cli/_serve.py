@@ -34,13 +34,10 @@ def run_workers(host: str, port: int, workers: int, environment: dict[str, str])
     """
     import uvicorn
 
-    from omninode_bridge.cli._http import OneWriteHttpToolsProtocol
-
     os.environ.update(environment)
     uvicorn.run(
         "omninode_bridge.app:create_app",
         factory=True,
-        http=OneWriteHttpToolsProtocol,
         host=host,
         port=port,
         workers=workers,
