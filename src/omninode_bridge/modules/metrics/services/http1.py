@@ -20,10 +20,12 @@ import asyncio
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import httptools
 import httpx
+
+from omninode_bridge.modules.metrics.services._client_conn import ClientConnection
 
 __all__ = ["ConnectionFailed", "Endpoint", "Http1Pool"]
 
@@ -55,12 +57,11 @@ class Endpoint:
         return cls(parsed.scheme, parsed.host, port, head)
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(ClientConnection):
     """One connection: a request at a time, its answer parsed as it arrives."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.lost = False
+        super().__init__()
         self.reused = False
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
@@ -71,10 +72,6 @@ class _Connection(asyncio.Protocol):
         self._framed = False  # Content-Length or chunked: the end is in the stream, not at the close
 
     # asyncio.Protocol ---------------------------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
-        self.transport = cast("asyncio.Transport", transport)
-
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # bytes nobody asked for: the connection cannot be trusted any more
             self.close()
@@ -135,17 +132,6 @@ class _Connection(asyncio.Protocol):
     def received(self) -> bool:
         """Whether any byte of the current answer came back."""
         return self._received
-
-    @property
-    def idle(self) -> bool:
-        """Usable for the next request."""
-        return not self.lost and self.transport is not None and not self.transport.is_closing()
-
-    def close(self) -> None:
-        """Close the connection (at once)."""
-        self.lost = True
-        if self.transport is not None:
-            self.transport.close()
 
     def _finish(self) -> None:
         if self._waiter is not None and not self._waiter.done():

@@ -28,6 +28,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from omninode_bridge.modules.metrics.services._client_conn import ClientConnection
+
 __all__ = ["ScriptPool", "encode_command", "parse_reply"]
 
 #: A reply this size is a bug of the caller (the scripts answer a few short values): drop the connection.
@@ -79,18 +81,14 @@ def parse_reply(buffer: bytes | bytearray, start: int = 0) -> tuple[Any, int]:
     raise RedisConnectionError(f"not a RESP2 reply (type byte {kind!r})")
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(ClientConnection):
     """One connection: a command at a time, its reply parsed as it arrives."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.lost = False
+        super().__init__()
         self.received = False
         self._buffer = bytearray()
         self._waiter: asyncio.Future[Any] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports have asyncio's methods
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():  # bytes nobody asked for: not to be trusted any more
@@ -127,17 +125,6 @@ class _Connection(asyncio.Protocol):
             return await self._waiter
         finally:
             self._waiter = None
-
-    @property
-    def idle(self) -> bool:
-        """Usable for the next command."""
-        return not self.lost and self.transport is not None and not self.transport.is_closing()
-
-    def close(self) -> None:
-        """Close at once."""
-        self.lost = True
-        if self.transport is not None:
-            self.transport.close()
 
 
 @dataclass(frozen=True, slots=True)
