@@ -40,6 +40,7 @@ from litestar import Litestar, post
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench._tools import discard
 from bench._uvicorn import command as uvicorn_command
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
@@ -252,7 +253,7 @@ def fresh_stack() -> Iterator[EmbeddedStack]:
         upgrade(stack.postgres.url)
         yield stack
     finally:
-        stack.stop()
+        discard(stack)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import psutil
 from sqlalchemy.engine import make_url
 
 from bench._bodies import BATCH_BODY, HOOK_BODY
-from bench._tools import Load, require_wrk, serve_app, serve_bare, worker_processes, wrk
+from bench._tools import Load, discard, require_wrk, serve_app, serve_bare, worker_processes, wrk
 from bench.suite import AUTH, KEY
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
@@ -147,7 +147,7 @@ def main() -> None:
             _report(f"POST /hooks single, {connections} conns", load, cpu, 1)
             print(f"  the processor applied {applied:,} hooks meanwhile ({load.requests:,} accepted)")
     finally:
-        stack.stop()
+        discard(stack)
 
 
 if __name__ == "__main__":

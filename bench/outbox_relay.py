@@ -36,6 +36,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
+from bench._tools import discard
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.events import (
     EventPublisher,
@@ -163,7 +164,7 @@ def main() -> None:
         upgrade(stack.postgres.url)
         asyncio.run(run(stack.urls, args.events, args.repeat))
     finally:
-        stack.stop()
+        discard(stack)
 
 
 if __name__ == "__main__":

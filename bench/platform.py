@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from bench._layers import LAYERS
-from bench._tools import _wait_ready, require_wrk, wrk
+from bench._tools import _wait_ready, discard, require_wrk, wrk
 from bench._uvicorn import command as uvicorn_command
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
@@ -108,7 +108,7 @@ def main() -> None:
             results.append((name, rate, cpu))
             print(f"  {name}: {rate:,.0f} req/s, {cpu:.0f} us CPU/request", flush=True)
     finally:
-        stack.stop()
+        discard(stack)
     full = next((cpu for name, _, cpu in results if name == "app, every layer"), None)
     print(f"\n| variant ({args.server}, log level {args.log_level}) | req/s | CPU us/request | layer cost us |")
     print("|---|---|---|---|")

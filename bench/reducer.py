@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bench._reducer import postgres_cpu, reducer_runs
+from bench._tools import discard
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
 
@@ -41,7 +42,7 @@ def main() -> None:
                   f"items/s | ratio {run.items_per_s / run.memory_items_per_s:.3f} | CPU per 1,000 events: "
                   f"PostgreSQL {run.postgres_cpu_ms:.1f} ms, this process {run.client_cpu_ms:.1f} ms")  # fmt: skip
     finally:
-        stack.stop()
+        discard(stack)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from bench._gib import gib_upload
-from bench._tools import _wait_ready, require_wrk, wrk
+from bench._tools import _wait_ready, discard, require_wrk, wrk
 from bench._uvicorn import command as uvicorn_command
 from omninode_bridge.embedded import EmbeddedStack, free_port
 from omninode_bridge.migrations import upgrade
@@ -104,7 +104,7 @@ def main() -> None:
                             f"MiB, server CPU {up.server_cpu_s:.2f} s | blake3 1 thread {up.raw_rate:.2f} GiB/s | "
                             f"{up.rate / up.raw_rate:.2f} |")  # fmt: skip
     finally:
-        stack.stop()
+        discard(stack)
     print("\n| server | workers | figure | app | bare, same server | ratio |\n|---|---|---|---|---|---|")
     print("\n".join(lines))
 

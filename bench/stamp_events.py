@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from bench._tools import serve_app
+from bench._tools import discard, serve_app
 from omninode_bridge.core.events import decode_envelope, encode_envelope, new_envelope, outbox_rows_sql
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
@@ -108,7 +108,7 @@ def main() -> None:
         costs = asyncio.run(db_cost(stack.urls["database_url"], [e for _, e in events], [t for t, _ in events],
                                     args.rounds))  # fmt: skip
     finally:
-        stack.stop()
+        discard(stack)
     n = len(events)
     # 0 rows write nothing (no commit record to flush); the first row pays the commit, the others their rows.
     per_row = (costs[n] - costs[1]) / max(n - 1, 1)

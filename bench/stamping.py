@@ -30,6 +30,7 @@ import psutil
 from blake3 import blake3
 
 from bench._http import load, serve
+from bench._tools import discard
 from bench._upload import reducer_rates
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
@@ -206,7 +207,7 @@ def main() -> None:
         upgrade(stack.urls["database_url"])
         asyncio.run(run(stack, args.seconds, args.concurrency, args.reducer_items))
     finally:
-        stack.stop()
+        discard(stack)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench._bodies import HOOK_BODY, STAMP_BODY
-from bench._tools import Load, pgbench, require_wrk, serve_app, worker_processes, wrk
+from bench._tools import Load, discard, pgbench, require_wrk, serve_app, worker_processes, wrk
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
 
@@ -98,7 +98,7 @@ def main() -> None:
         upgrade(stack.urls["database_url"])
         run(stack, args.seconds, args.profile, dict(e.split("=", 1) for e in args.env), args.only)
     finally:
-        stack.stop()
+        discard(stack)
 
 
 if __name__ == "__main__":
