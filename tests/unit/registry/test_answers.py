@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
@@ -102,3 +103,37 @@ async def test_an_answer_read_before_a_change_is_not_kept() -> None:
     assert handler.calls == 2
     await _get(app)
     assert handler.calls == 2
+
+
+class SlowHandler(Handler):
+    """A handler that waits for ``release`` before answering (a read in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.release.wait()
+        await super().__call__(scope, receive, send)
+
+
+async def test_concurrent_misses_share_one_handler_run_and_an_error_is_not_shared() -> None:
+    changes = ChangeFeed(Redis())
+    cache = AnswerCache(changes)
+    handler = SlowHandler()
+    app = ReplayAnswers(handler, lambda: cache)  # type: ignore[arg-type]
+    requests = [asyncio.ensure_future(_get(app)) for _ in range(8)]
+    await asyncio.sleep(0)
+    handler.release.set()
+    answers = await asyncio.gather(*requests)
+    assert handler.calls == 1  # the first ran the handler; the seven others replayed its answer
+    assert all(a[1]["body"] == b"call 1" for a in answers)
+    # An error answer is not shared: every waiter runs the handler itself.
+    await changes._bump()
+    handler.status, handler.release = 500, asyncio.Event()
+    requests = [asyncio.ensure_future(_get(app)) for _ in range(3)]
+    await asyncio.sleep(0)
+    handler.release.set()
+    answers = await asyncio.gather(*requests)
+    assert handler.calls == 4
+    assert [a[0]["status"] for a in answers] == [500, 500, 500]

@@ -7,11 +7,13 @@ validating the query, resolving dependencies, the cached read, encoding the page
 
 Only non-blocking ``GET`` reads whose answer is a ``200`` in one body are kept. A query string with an ``index``
 parameter (a blocking query: it may have to wait) always runs the handler, as does every error answer, so input
-errors are answered as before.
+errors are answered as before. Concurrent misses of one read share the first one's handler run (see
+``AnswerCache``): a change no longer sets every waiting connection to run the whole handler at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
@@ -55,12 +57,17 @@ class ReplayAnswers:
             return
         key = (scope["path"], query)
         answer = cache.get(key)
+        if answer is None:
+            waiting = cache.waiting(key)
+            if waiting is not None:  # another request runs the handler for this key: its answer is ours too
+                answer = await asyncio.shield(waiting)
         if answer is not None:
             # Fresh messages and header lists: the middleware outside appends its headers to what it is sent.
             await send({"type": "http.response.start", "status": 200, "headers": list(answer.headers)})
             await send({"type": "http.response.body", "body": answer.body, "more_body": False})
             return
         generation = cache.generation
+        flight = cache.lead(key, generation)
         status = 0
         headers: tuple[tuple[bytes, bytes], ...] = ()
         keep = True
@@ -73,7 +80,12 @@ class ReplayAnswers:
             elif message["type"] == "http.response.body" and keep:
                 keep = False  # one body message only: a streamed answer is not kept
                 if status == 200 and not message.get("more_body", False):
-                    cache.put(key, generation, Answer(headers, bytes(message.get("body", b"")), time.monotonic()))
+                    fresh = Answer(headers, bytes(message.get("body", b"")), time.monotonic())
+                    cache.put(key, generation, fresh)
+                    cache.settle(key, generation, flight, fresh)
             await send(message)
 
-        await self.app(scope, receive, kept)
+        try:
+            await self.app(scope, receive, kept)
+        finally:
+            cache.settle(key, generation, flight, None)  # no answer to share (an error, a stream, a cancelled request)

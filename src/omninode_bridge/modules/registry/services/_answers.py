@@ -6,10 +6,16 @@ validation, the cached read, encoding) and leaves its answer here, exactly as it
 and body bytes); the next ones at that generation replay it. Invalidation is the :class:`LookupCache`'s: a
 change committed in this process moves the generation at once, one committed in another process when its
 notification arrives; the same age limit is the safety net for a lost notification.
+
+Misses of one key share one handler run: when a change invalidates the answers while 16 connections ask for the
+same lookup, the first request runs the handler and the others wait for its answer (:meth:`AnswerCache.lead`,
+:meth:`AnswerCache.waiting`) instead of each running the whole handler at once, a burst that held the event loop
+for milliseconds after every change and made the tail of discovery under load.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -57,6 +63,7 @@ class AnswerCache:
         self._generation = changes.generation
         self._answers: dict[tuple[str, bytes], Answer] = {}
         self._bytes = 0
+        self._flights: dict[tuple[str, bytes], tuple[int, asyncio.Future[Answer | None]]] = {}
 
     @property
     def generation(self) -> int:
@@ -88,3 +95,27 @@ class AnswerCache:
             self._bytes -= len(previous.body)
         self._answers[key] = answer
         self._bytes += len(answer.body)
+
+    def waiting(self, key: tuple[str, bytes]) -> asyncio.Future[Answer | None] | None:
+        """The answer another request is computing for ``key`` at the current generation, if one is."""
+        flight = self._flights.get(key)
+        if flight is None or flight[0] != self.changes.generation or flight[1].done():
+            return None
+        return flight[1]
+
+    def lead(self, key: tuple[str, bytes], generation: int) -> asyncio.Future[Answer | None]:
+        """Register this request as the one computing ``key`` at ``generation``; settle it with :meth:`settle`."""
+        future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+        self._flights[key] = (generation, future)
+        return future
+
+    def settle(
+        self, key: tuple[str, bytes], generation: int, future: asyncio.Future[Answer | None], answer: Answer | None
+    ) -> None:
+        """End the flight ``lead`` returned: its waiters get ``answer`` if the catalog is still at ``generation``
+        (else None: they run the handler themselves)."""
+        flight = self._flights.get(key)
+        if flight is not None and flight[1] is future:
+            del self._flights[key]
+        if not future.done():
+            future.set_result(answer if generation == self.changes.generation else None)
