@@ -1,4 +1,4 @@
-"""Replayed catalog answers without servers: what is kept, for which generation, and what always runs the handler."""
+"""Replayed catalog answers without servers: what is kept, for which version, and what always runs the handler."""
 
 from __future__ import annotations
 
@@ -46,13 +46,13 @@ async def _get(app: ReplayAnswers, query: bytes = b"name=a", method: str = "GET"
 
 
 def _setup() -> tuple[ChangeFeed, Handler, ReplayAnswers]:
-    changes = ChangeFeed(Redis())  # never connects: only the generation is used
+    changes = ChangeFeed(Redis())  # never connects: only the versions are used
     cache = AnswerCache(changes)
     handler = Handler()
     return changes, handler, ReplayAnswers(handler, lambda: cache)  # type: ignore[arg-type]
 
 
-async def test_a_repeated_read_replays_the_first_answer_until_the_generation_moves() -> None:
+async def test_a_repeated_read_replays_the_first_answer_until_its_service_changes() -> None:
     changes, handler, app = _setup()
     first = await _get(app)
     second = await _get(app)
@@ -60,7 +60,9 @@ async def test_a_repeated_read_replays_the_first_answer_until_the_generation_mov
     assert second == first  # status, headers (the outer ones added afresh, not twice) and body
     assert second[0]["headers"] == [*HEADERS, (b"x-outer", b"1")]
     assert (await _get(app, b"name=b"))[1]["body"] == b"call 2"  # another query string is another answer
-    changes.generation += 1
+    await changes._bump(["b"])  # a change of another service: the answer about "a" holds
+    assert (await _get(app))[1]["body"] == b"call 1"
+    await changes._bump(["a"])
     assert (await _get(app))[1]["body"] == b"call 3"
     assert (await _get(app))[1]["body"] == b"call 3"
     assert handler.calls == 3
@@ -93,7 +95,7 @@ async def test_an_answer_read_before_a_change_is_not_kept() -> None:
     changes, handler, app = _setup()
 
     async def change_meanwhile(scope: Any, receive: Any, send: Any) -> None:
-        changes.generation += 1  # a change committed while the handler read
+        await changes._bump(None)  # a change committed while the handler read
         await Handler.__call__(handler, scope, receive, send)
 
     app.app = change_meanwhile
@@ -129,7 +131,7 @@ async def test_concurrent_misses_share_one_handler_run_and_an_error_is_not_share
     assert handler.calls == 1  # the first ran the handler; the seven others replayed its answer
     assert all(a[1]["body"] == b"call 1" for a in answers)
     # An error answer is not shared: every waiter runs the handler itself.
-    await changes._bump()
+    await changes._bump(None)
     handler.status, handler.release = 500, asyncio.Event()
     requests = [asyncio.ensure_future(_get(app)) for _ in range(3)]
     await asyncio.sleep(0)
@@ -137,3 +139,15 @@ async def test_concurrent_misses_share_one_handler_run_and_an_error_is_not_share
     answers = await asyncio.gather(*requests)
     assert handler.calls == 4
     assert [a[0]["status"] for a in answers] == [500, 500, 500]
+
+
+async def test_versions_follow_the_services_a_change_names() -> None:
+    changes = ChangeFeed(Redis())
+    await changes._bump(["a", "b"])
+    a, b = changes.version("a"), changes.version("b")
+    await changes._bump(["b"])
+    assert changes.version("a") == a
+    assert changes.version("b") > b
+    assert changes.version(None) == changes.generation  # a read of the whole catalog: any change
+    await changes._bump(None)  # a change of services not known (a purge, a lost notification): every one
+    assert changes.version("a") == changes.version("never-seen") == changes.generation

@@ -26,6 +26,25 @@ from omninode_bridge.modules.registry.services import Answer, AnswerCache
 __all__ = ["ReplayAnswers"]
 
 
+#: Reads whose answer holds the instances of the one service named in the path (the Consul subset).
+_BY_SERVICE_PATH = ("/v1/health/service/", "/v1/catalog/service/", "/v1/health/checks/")
+
+
+def _service_of(path: str, query: bytes) -> str | None:
+    """The one service a read's answer depends on (None: it may depend on any): ``GET /registry/nodes?name=X``
+    and the Consul reads of one service. Anything escaped, or a name given twice, counts as any."""
+    if path == "/registry/nodes":
+        if b"name=" not in query or b"%" in query or b"+" in query:
+            return None
+        names = [part[5:] for part in query.split(b"&") if part.startswith(b"name=")]
+        return names[0].decode("latin-1") if len(names) == 1 and names[0] else None
+    for prefix in _BY_SERVICE_PATH:
+        if path.startswith(prefix):
+            name = path[len(prefix) :]
+            return name if name and "/" not in name else None
+    return None
+
+
 def _blocking(query: bytes) -> bool:
     """Whether the query string has an ``index`` parameter, also percent-escaped (as Litestar decodes keys)."""
     if b"index" not in query and b"%" not in query:
@@ -55,7 +74,8 @@ class ReplayAnswers:
         if cache is None or _blocking(query):
             await self.app(scope, receive, send)
             return
-        key = (scope["path"], query)
+        path: str = scope["path"]
+        key = (path, query, _service_of(path, query))
         answer = cache.get(key)
         if answer is None:
             waiting = cache.waiting(key)
@@ -66,8 +86,8 @@ class ReplayAnswers:
             await send({"type": "http.response.start", "status": 200, "headers": list(answer.headers)})
             await send({"type": "http.response.body", "body": answer.body, "more_body": False})
             return
-        generation = cache.generation
-        flight = cache.lead(key, generation)
+        version = cache.version(key)
+        flight = cache.lead(key, version)
         status = 0
         headers: tuple[tuple[bytes, bytes], ...] = ()
         keep = True
@@ -80,12 +100,12 @@ class ReplayAnswers:
             elif message["type"] == "http.response.body" and keep:
                 keep = False  # one body message only: a streamed answer is not kept
                 if status == 200 and not message.get("more_body", False):
-                    fresh = Answer(headers, bytes(message.get("body", b"")), time.monotonic())
-                    cache.put(key, generation, fresh)
-                    cache.settle(key, generation, flight, fresh)
+                    fresh = Answer(headers, bytes(message.get("body", b"")), time.monotonic(), version)
+                    cache.put(key, fresh)
+                    cache.settle(key, version, flight, fresh)
             await send(message)
 
         try:
             await self.app(scope, receive, kept)
         finally:
-            cache.settle(key, generation, flight, None)  # no answer to share (an error, a stream, a cancelled request)
+            cache.settle(key, version, flight, None)  # no answer to share (an error, a stream, a cancelled request)

@@ -187,6 +187,7 @@ class Catalog:
             out = node_out(row)
             await uow.rollback()
             return out, False
+        names = {node.name} if row is None else {node.name, row.name}  # a renamed node leaves its old service too
         index = await self._next_index(uow)
         status = check.status if check else "passing"
         if row is None:
@@ -239,7 +240,7 @@ class Catalog:
         await uow.commit()
         if check is not None and check.kind == "ttl" and stored.status != "critical" and check.ttl is not None:
             await self.redis.set(ttl_key(node.node_id), str(time.time()), px=int(check.ttl * 1000))
-        await self.changes.announce(index)
+        await self.changes.announce(index, names)
         return out, True
 
     async def deregister(self, uow: UnitOfWork, node_id: str, *, reason: str = "deregistered") -> bool:
@@ -262,7 +263,7 @@ class Catalog:
         )  # fmt: skip
         await uow.commit()
         await self.redis.delete(ttl_key(node_id))
-        await self.changes.announce(index)
+        await self.changes.announce(index, [name])
         return True
 
     async def set_status(
@@ -300,7 +301,7 @@ class Catalog:
                 out = node_out(row)
                 await uow.commit()
                 if visible:
-                    await self.changes.announce(row.modify_index)
+                    await self.changes.announce(row.modify_index, [row.name])
                 return out
             out = node_out(row)
             await uow.rollback()
@@ -317,7 +318,7 @@ class Catalog:
         )  # fmt: skip
         out = node_out(row)
         await uow.commit()
-        await self.changes.announce(index)
+        await self.changes.announce(index, [row.name])
         return out
 
     async def heartbeat(self, node_id: str, beat: schemas.Heartbeat) -> schemas.NodeOut:
@@ -385,7 +386,7 @@ class Catalog:
                 value = await uow.session.scalar(query.static(select(func.max(NodeRegistration.modify_index))))
             return int(value or 1)
 
-        return int(await self.lookups.get(("index", query.key()), self.changes.generation, read))
+        return int(await self.lookups.get(("index", query.key()), self.changes.version(query.name), read))
 
     async def find(
         self, query: NodeQuery, *, limit: int, after: int | None = None
@@ -396,7 +397,9 @@ class Catalog:
             items, next_page = await self._find(query, limit=limit, after=after)
             return tuple(items), next_page
 
-        items, next_page = await self.lookups.get(("find", query.key(), limit, after), self.changes.generation, read)
+        items, next_page = await self.lookups.get(
+            ("find", query.key(), limit, after), self.changes.version(query.name), read
+        )
         return list(items), next_page
 
     async def _find(

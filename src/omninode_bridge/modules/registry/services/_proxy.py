@@ -127,7 +127,7 @@ class InstanceCache:
         self._down: dict[str, float] = {}
 
     async def _load(self, service: str) -> _Entry:
-        generation = self.changes.generation
+        generation = self.changes.version(service)
         async with self.database.unit_of_work() as uow:
             rows = (
                 await uow.session.scalars(
@@ -143,7 +143,7 @@ class InstanceCache:
         entry = self._entries.get(service)
         if (
             entry is not None
-            and entry.generation == self.changes.generation
+            and entry.generation == self.changes.version(service)
             and time.monotonic() - entry.loaded < MAX_AGE_SECONDS
         ):
             return entry
