@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from omninode_bridge.modules.registry.controllers import ReplayAnswers
 from omninode_bridge.modules.registry.services import AnswerCache, ChangeFeed
+from omninode_bridge.modules.registry.services._changes import _names
 
 HEADERS = [(b"content-type", b"application/json"), (b"x-consul-index", b"7")]
 
@@ -151,3 +152,9 @@ async def test_versions_follow_the_services_a_change_names() -> None:
     assert changes.version(None) == changes.generation  # a read of the whole catalog: any change
     await changes._bump(None)  # a change of services not known (a purge, a lost notification): every one
     assert changes.version("a") == changes.version("never-seen") == changes.generation
+
+
+def test_a_notification_names_its_services_or_counts_for_all() -> None:
+    assert _names(b"12 svc-a svc-b") == ["svc-a", "svc-b"]
+    assert _names(b"12") is None  # an index alone (a purge): every service
+    assert _names("not a notification") is None
