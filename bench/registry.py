@@ -2,6 +2,9 @@
 
 On a fresh embedded stack, the app served as production does (``omninode-bridge serve``, one worker):
 
+Each figure gives the CPU time per request of the serving process (psutil, user + system) beside its latency: on a
+shared machine latency mostly measures the wait for a core, CPU per request does not.
+
 * **discovery**: ``GET /registry/nodes?name=&status=passing`` (20 instances of the service among 200 nodes) under
   wrk, 16 connections, vs the bare Litestar endpoint (``bench._bare``, ``GET /health/live``) under the same load:
   flat out (one worker, and two as ``serve`` runs by default on two cores), and under a load below saturation
@@ -53,8 +56,16 @@ def row(figure: str, ours: str, baseline: str, ratio: float | None, target: str)
     print(f"  {figure}: {ours} | {baseline} | {rows[-1][3]}", flush=True)
 
 
-def fmt(load: Load, unit: str = "req/s") -> str:
-    return f"{load.rate:,.0f} {unit}, p50 {load.p50_ms:.2f} p99 {load.p99_ms:.2f} ms"
+def fmt(load: Load, unit: str = "req/s", cpu_us: float | None = None) -> str:
+    cpu = "" if cpu_us is None else f", CPU {cpu_us:,.0f} us/req"
+    return f"{load.rate:,.0f} {unit}, p50 {load.p50_ms:.2f} p99 {load.p99_ms:.2f} ms{cpu}"
+
+
+def cpu_of(processes: list[psutil.Process], run: Callable[[], Load]) -> tuple[Load, float]:
+    """``run()``'s load and the CPU time its server processes spent per request meanwhile (microseconds)."""
+    before = sum(_cpu(p) for p in processes)
+    load = run()
+    return load, (sum(_cpu(p) for p in processes) - before) * 1e6 / max(1, load.requests)
 
 
 def _register(app: str, bare: str) -> None:
@@ -143,16 +154,18 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
         worker, upstream = worker_processes(server)[0], psutil.Process(bare_server.pid)
         _register(app, bare)
         print("discovery", flush=True)
-        bare16 = load(bare + "/health/live", {}, CLIENTS)
+        bare16, bare_us = cpu_of([upstream], lambda: load(bare + "/health/live", {}, CLIENTS))
         # Warm-up, not measured: just after start-up the consumers join their groups and the first connections
         # open (as in bench.suite).
         wrk(app + "/registry/nodes?name=bench-svc", GET, AUTH, connections=CLIENTS, seconds=WARMUP_S, method="GET")
-        found = load(app + "/registry/nodes?name=bench-svc&status=passing", AUTH, CLIENTS)
-        row(f"GET /registry/nodes (20 of 200), {CLIENTS} conns", fmt(found, "lookups/s"), "bare " + fmt(bare16),
-            found.rate / bare16.rate, "p99 < 10 ms")  # fmt: skip
-        by_range = load(app + "/registry/nodes?capability=stamping&version=%5E1.2&status=passing", AUTH, CLIENTS)
-        row(f"GET /registry/nodes?capability&version=^1.2, {CLIENTS} conns", fmt(by_range, "lookups/s"),
-            "bare " + fmt(bare16), by_range.rate / bare16.rate, "p99 < 10 ms")  # fmt: skip
+        found, found_us = cpu_of([worker], lambda: load(app + "/registry/nodes?name=bench-svc&status=passing", AUTH,
+                                                        CLIENTS))  # fmt: skip
+        row(f"GET /registry/nodes (20 of 200), {CLIENTS} conns", fmt(found, "lookups/s", found_us),
+            "bare " + fmt(bare16, cpu_us=bare_us), found.rate / bare16.rate, "p99 < 10 ms")  # fmt: skip
+        by_range, range_us = cpu_of([worker], lambda: load(
+            app + "/registry/nodes?capability=stamping&version=%5E1.2&status=passing", AUTH, CLIENTS))  # fmt: skip
+        row(f"GET /registry/nodes?capability&version=^1.2, {CLIENTS} conns", fmt(by_range, "lookups/s", range_us),
+            "bare " + fmt(bare16, cpu_us=bare_us), by_range.rate / bare16.rate, "p99 < 10 ms")  # fmt: skip
         # Flat out, p99 is mostly the queue of 16 connections on one busy worker (Little's law); under a load
         # it can carry, it is the lookup's own latency.
         paced = wrk(app + "/registry/nodes?name=bench-svc&status=passing", GET, AUTH, connections=CLIENTS,
@@ -165,16 +178,18 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
         api, plain = asyncio.run(heartbeats(app, urls["redis_url"], seconds))
         row(f"PUT heartbeat, {CLIENTS} asyncio clients", f"{api:,.0f} beats/s", f"Redis SET EX {plain:,.0f}/s",
             api / plain, "")  # fmt: skip
-        beats = wrk(app + "/registry/nodes/beat-0/heartbeat", GET, AUTH, connections=CLIENTS, seconds=seconds,
-                    method="PUT")  # fmt: skip
-        row(f"PUT heartbeat, wrk {CLIENTS} conns", fmt(beats, "beats/s"), f"Redis SET EX (Python) {plain:,.0f}/s",
-            beats.rate / plain, "")  # fmt: skip
+        beats, beat_us = cpu_of([worker], lambda: wrk(app + "/registry/nodes/beat-0/heartbeat", GET, AUTH,
+                                                      connections=CLIENTS, seconds=seconds, method="PUT"))  # fmt: skip
+        row(f"PUT heartbeat, wrk {CLIENTS} conns", fmt(beats, "beats/s", beat_us),
+            f"Redis SET EX (Python) {plain:,.0f}/s", beats.rate / plain, "")  # fmt: skip
         print("proxy", flush=True)
-        direct1 = load(bare + "/health/live", {}, 1)
-        proxied1 = load(app + "/proxy/bare/health/live", AUTH, 1)
+        direct1, direct_us = cpu_of([upstream], lambda: load(bare + "/health/live", {}, 1))
+        proxied1, proxied_us = cpu_of([worker], lambda: load(app + "/proxy/bare/health/live", AUTH, 1))
         added50, added99 = proxied1.p50_ms - direct1.p50_ms, proxied1.p99_ms - direct1.p99_ms
-        row("proxy added latency, 1 conn", f"+{added50:.2f} ms p50, +{added99:.2f} ms p99 ({fmt(proxied1)})",
-            "direct " + fmt(direct1), proxied1.p50_ms / direct1.p50_ms, "< 5 ms added (goal < 1 ms p50)")  # fmt: skip
+        row("proxy added latency, 1 conn",
+            f"+{added50:.2f} ms p50, +{added99:.2f} ms p99 ({fmt(proxied1, cpu_us=proxied_us)})",
+            "direct " + fmt(direct1, cpu_us=direct_us), proxied1.p50_ms / direct1.p50_ms,
+            "< 5 ms added (goal < 1 ms p50)")  # fmt: skip
         app_cpu, up_cpu = _cpu(worker), _cpu(upstream)
         proxied16 = load(app + "/proxy/bare/health/live", AUTH, CLIENTS)
         row(f"proxied throughput, {CLIENTS} conns", fmt(proxied16), "direct " + fmt(bare16),
@@ -188,14 +203,14 @@ def run(stack: EmbeddedStack, seconds: float) -> None:
             f"upstream {up_ms:.2f} ms", app_ms / up_ms, "")  # fmt: skip
         row("proxy captures (hooks)", _captures(app), "", None, "none dropped")
     # Discovery as `serve` runs it by default on this machine: one worker per core.
-    with serve_bare() as (bare, _), serve_app(env, 2) as (app, _):
+    with serve_bare() as (bare, bare_server), serve_app(env, 2) as (app, server):
         _register(app, bare)
         url = app + "/registry/nodes?name=bench-svc&status=passing"
         wrk(url, GET, AUTH, connections=CLIENTS, seconds=WARMUP_S, method="GET")  # warm-up, as above
-        two = load(url, AUTH, CLIENTS)
-        bare16 = load(bare + "/health/live", {}, CLIENTS)
-        row(f"GET /registry/nodes, 2 workers, {CLIENTS} conns", fmt(two, "lookups/s"),
-            "bare (1 process) " + fmt(bare16), two.rate / bare16.rate, "p99 < 10 ms")  # fmt: skip
+        two, two_us = cpu_of(worker_processes(server), lambda: load(url, AUTH, CLIENTS))
+        bare16, bare_us = cpu_of([psutil.Process(bare_server.pid)], lambda: load(bare + "/health/live", {}, CLIENTS))
+        row(f"GET /registry/nodes, 2 workers, {CLIENTS} conns", fmt(two, "lookups/s", two_us),
+            "bare (1 process) " + fmt(bare16, cpu_us=bare_us), two.rate / bare16.rate, "p99 < 10 ms")  # fmt: skip
     # The same proxy without captures: what the forward itself adds, without the capture pipeline's CPU beside it.
     with serve_bare() as (bare, _), serve_app({**env, "OMNINODE_REGISTRY_PROXY_CAPTURE": "false"}, 1) as (app, _):
         _register(app, bare)

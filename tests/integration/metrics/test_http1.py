@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from omninode_bridge.modules.metrics.services.http1 import ConnectionFailed, Endpoint, Http1Pool
+from omninode_bridge.core.http1 import ConnectionFailed, Endpoint, Http1Pool
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
 JSON = b"Content-Type: application/json\r\n"

@@ -49,3 +49,12 @@ async def test_a_repeated_lookup_is_replayed_until_the_catalog_changes(
     assert {e["Service"]["ID"]: e["Checks"][0]["Output"] for e in health if e["Checks"]} == {f"{name}-a": "all good"}
     page = await client.get("/registry/nodes", params={"name": name, "status": "passing"}, headers=H)
     assert page.json()["items"][0]["output"] == "all good"
+    # A renamed node leaves the answers about its old service at once, and another service's change keeps them.
+    assert (await client.post("/registry/nodes", json=_node(f"{name}-b", name=f"{name}-moved"), headers=H)).is_success
+    page = await client.get("/registry/nodes", params={"name": name, "status": "passing"}, headers=H)
+    assert [n["node_id"] for n in page.json()["items"]] == [f"{name}-a"]
+    before = await _counts(client)
+    assert (await client.post("/registry/nodes", json=_node(f"{name}-c", name=f"{name}-other"), headers=H)).is_success
+    again = await client.get("/registry/nodes", params={"name": name, "status": "passing"}, headers=H)
+    assert again.content == page.content
+    assert (await _counts(client)).get("replayed", 0) - before.get("replayed", 0) >= 1

@@ -1,13 +1,15 @@
-"""Replayed catalog answers without servers: what is kept, for which generation, and what always runs the handler."""
+"""Replayed catalog answers without servers: what is kept, for which version, and what always runs the handler."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
 
 from omninode_bridge.modules.registry.controllers import ReplayAnswers
 from omninode_bridge.modules.registry.services import AnswerCache, ChangeFeed
+from omninode_bridge.modules.registry.services._changes import _names
 
 HEADERS = [(b"content-type", b"application/json"), (b"x-consul-index", b"7")]
 
@@ -45,13 +47,13 @@ async def _get(app: ReplayAnswers, query: bytes = b"name=a", method: str = "GET"
 
 
 def _setup() -> tuple[ChangeFeed, Handler, ReplayAnswers]:
-    changes = ChangeFeed(Redis())  # never connects: only the generation is used
+    changes = ChangeFeed(Redis())  # never connects: only the versions are used
     cache = AnswerCache(changes)
     handler = Handler()
     return changes, handler, ReplayAnswers(handler, lambda: cache)  # type: ignore[arg-type]
 
 
-async def test_a_repeated_read_replays_the_first_answer_until_the_generation_moves() -> None:
+async def test_a_repeated_read_replays_the_first_answer_until_its_service_changes() -> None:
     changes, handler, app = _setup()
     first = await _get(app)
     second = await _get(app)
@@ -59,7 +61,9 @@ async def test_a_repeated_read_replays_the_first_answer_until_the_generation_mov
     assert second == first  # status, headers (the outer ones added afresh, not twice) and body
     assert second[0]["headers"] == [*HEADERS, (b"x-outer", b"1")]
     assert (await _get(app, b"name=b"))[1]["body"] == b"call 2"  # another query string is another answer
-    changes.generation += 1
+    await changes._bump(["b"])  # a change of another service: the answer about "a" holds
+    assert (await _get(app))[1]["body"] == b"call 1"
+    await changes._bump(["a"])
     assert (await _get(app))[1]["body"] == b"call 3"
     assert (await _get(app))[1]["body"] == b"call 3"
     assert handler.calls == 3
@@ -92,7 +96,7 @@ async def test_an_answer_read_before_a_change_is_not_kept() -> None:
     changes, handler, app = _setup()
 
     async def change_meanwhile(scope: Any, receive: Any, send: Any) -> None:
-        changes.generation += 1  # a change committed while the handler read
+        await changes._bump(None)  # a change committed while the handler read
         await Handler.__call__(handler, scope, receive, send)
 
     app.app = change_meanwhile
@@ -102,3 +106,55 @@ async def test_an_answer_read_before_a_change_is_not_kept() -> None:
     assert handler.calls == 2
     await _get(app)
     assert handler.calls == 2
+
+
+class SlowHandler(Handler):
+    """A handler that waits for ``release`` before answering (a read in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.release.wait()
+        await super().__call__(scope, receive, send)
+
+
+async def test_concurrent_misses_share_one_handler_run_and_an_error_is_not_shared() -> None:
+    changes = ChangeFeed(Redis())
+    cache = AnswerCache(changes)
+    handler = SlowHandler()
+    app = ReplayAnswers(handler, lambda: cache)  # type: ignore[arg-type]
+    requests = [asyncio.ensure_future(_get(app)) for _ in range(8)]
+    await asyncio.sleep(0)
+    handler.release.set()
+    answers = await asyncio.gather(*requests)
+    assert handler.calls == 1  # the first ran the handler; the seven others replayed its answer
+    assert all(a[1]["body"] == b"call 1" for a in answers)
+    # An error answer is not shared: every waiter runs the handler itself.
+    await changes._bump(None)
+    handler.status, handler.release = 500, asyncio.Event()
+    requests = [asyncio.ensure_future(_get(app)) for _ in range(3)]
+    await asyncio.sleep(0)
+    handler.release.set()
+    answers = await asyncio.gather(*requests)
+    assert handler.calls == 4
+    assert [a[0]["status"] for a in answers] == [500, 500, 500]
+
+
+async def test_versions_follow_the_services_a_change_names() -> None:
+    changes = ChangeFeed(Redis())
+    await changes._bump(["a", "b"])
+    a, b = changes.version("a"), changes.version("b")
+    await changes._bump(["b"])
+    assert changes.version("a") == a
+    assert changes.version("b") > b
+    assert changes.version(None) == changes.generation  # a read of the whole catalog: any change
+    await changes._bump(None)  # a change of services not known (a purge, a lost notification): every one
+    assert changes.version("a") == changes.version("never-seen") == changes.generation
+
+
+def test_a_notification_names_its_services_or_counts_for_all() -> None:
+    assert _names(b"12 svc-a svc-b") == ["svc-a", "svc-b"]
+    assert _names(b"12") is None  # an index alone (a purge): every service
+    assert _names("not a notification") is None

@@ -70,5 +70,5 @@ class RegistrySettings(msgspec.Struct, kw_only=True, frozen=True):
         msgspec.Meta(gt=0, description="Captures waiting to be written; beyond it they are dropped (and counted)."),
     ] = 10_000
     proxy_max_connections: Annotated[
-        int, msgspec.Meta(gt=0, description="Upstream connections the proxy's one HTTP client keeps per process.")
+        int, msgspec.Meta(gt=0, description="Idle upstream connections the proxy keeps open per instance, per process.")
     ] = 512

@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from omninode_bridge.modules.metrics.services._client_conn import ClientConnection
+from omninode_bridge.core.http1 import ClientConnection
 
 __all__ = ["ScriptPool", "encode_command", "parse_reply"]
 

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
+from omninode_bridge.core.http1 import ConnectionFailed, Endpoint, Http1Pool
 from omninode_bridge.modules.metrics.contract import ModelSpec
-from omninode_bridge.modules.metrics.services.http1 import ConnectionFailed, Endpoint, Http1Pool
 
 __all__ = [
     "RETRYABLE",

@@ -71,45 +71,45 @@ class ConsulController(Controller):
         if not await registry.deregister(uow, service_id):
             raise ProblemError(404, f'Unknown service ID "{service_id}".')
 
-    async def _update(self, registry: Catalog, uow: UnitOfWork, check_id: str, status: str, note: str | None) -> None:
-        await registry.heartbeat(uow, check_id_of(check_id), schemas.Heartbeat(status=status, output=note or ""))  # type: ignore[arg-type]  # status: one of the Consul verbs mapped above
+    async def _update(self, registry: Catalog, check_id: str, status: str, note: str | None) -> None:
+        await registry.heartbeat(check_id_of(check_id), schemas.Heartbeat(status=status, output=note or ""))  # type: ignore[arg-type]  # status: one of the Consul verbs mapped above
 
     @put("/agent/check/pass/{check_id:str}", operation_id="consulCheckPass", summary="Consul: TTL pass",
          responses=error_responses({404: "Unknown check", 409: "Not a TTL check"}), status_code=200)  # fmt: skip
     async def check_pass(
-        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], check_id: IdPath,
+        self, registry: NamedDependency[Catalog], check_id: IdPath,
         note: NoteQuery = None,
     ) -> None:  # fmt: skip
         """Set a TTL check passing."""
-        await self._update(registry, uow, check_id, "passing", note)
+        await self._update(registry, check_id, "passing", note)
 
     @put("/agent/check/warn/{check_id:str}", operation_id="consulCheckWarn", summary="Consul: TTL warn",
          responses=error_responses({404: "Unknown check", 409: "Not a TTL check"}), status_code=200)  # fmt: skip
     async def check_warn(
-        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], check_id: IdPath,
+        self, registry: NamedDependency[Catalog], check_id: IdPath,
         note: NoteQuery = None,
     ) -> None:  # fmt: skip
         """Set a TTL check warning."""
-        await self._update(registry, uow, check_id, "warning", note)
+        await self._update(registry, check_id, "warning", note)
 
     @put("/agent/check/fail/{check_id:str}", operation_id="consulCheckFail", summary="Consul: TTL fail",
          responses=error_responses({404: "Unknown check", 409: "Not a TTL check"}), status_code=200)  # fmt: skip
     async def check_fail(
-        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], check_id: IdPath,
+        self, registry: NamedDependency[Catalog], check_id: IdPath,
         note: NoteQuery = None,
     ) -> None:  # fmt: skip
         """Set a TTL check critical."""
-        await self._update(registry, uow, check_id, "critical", note)
+        await self._update(registry, check_id, "critical", note)
 
     @put("/agent/check/update/{check_id:str}", operation_id="consulCheckUpdate", summary="Consul: TTL update",
          responses=error_responses({404: "Unknown check", 409: "Not a TTL check"}, body=True),
          status_code=200)  # fmt: skip
     async def check_update(
-        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], check_id: IdPath,
+        self, registry: NamedDependency[Catalog], check_id: IdPath,
         data: JSONBody[schemas.ConsulCheckUpdate],
     ) -> None:  # fmt: skip
         """Set a TTL check's `Status` and `Output`."""
-        await self._update(registry, uow, check_id, data.status, data.output)
+        await self._update(registry, check_id, data.status, data.output)
 
     @get("/agent/services", operation_id="consulAgentServices", summary="Consul: the agent's services",
          responses=error_responses())  # fmt: skip

@@ -136,11 +136,11 @@ class NodeController(Controller):
     @put("/nodes/{node_id:str}/heartbeat", operation_id="heartbeatNode", summary="TTL heartbeat",
          responses=error_responses({404: "No such node", 409: "The node has no TTL check"}, body=True))  # fmt: skip
     async def heartbeat(
-        self, registry: NamedDependency[Catalog], uow: NamedDependency[UnitOfWork], node_id: NodeIdPath,
-        data: JSONBody[schemas.Heartbeat | None] = None,
-    ) -> schemas.NodeOut:  # fmt: skip
+        self, registry: NamedDependency[Catalog], node_id: NodeIdPath, data: JSONBody[schemas.Heartbeat | None] = None
+    ) -> schemas.NodeOut:
         """Renew the node's TTL (a pass, or `status` warning/critical with `output`)."""
-        return await registry.heartbeat(uow, node_id, data or schemas.Heartbeat())
+        # No unit of work per beat: one that changes nothing touches no database (Catalog.heartbeat).
+        return await registry.heartbeat(node_id, data or schemas.Heartbeat())
 
     @get("/capabilities", operation_id="listCapabilities", summary="Capabilities across the catalog",
          responses=error_responses())  # fmt: skip

@@ -187,6 +187,7 @@ class Catalog:
             out = node_out(row)
             await uow.rollback()
             return out, False
+        names = {node.name} if row is None else {node.name, row.name}  # a renamed node leaves its old service too
         index = await self._next_index(uow)
         status = check.status if check else "passing"
         if row is None:
@@ -239,7 +240,7 @@ class Catalog:
         await uow.commit()
         if check is not None and check.kind == "ttl" and stored.status != "critical" and check.ttl is not None:
             await self.redis.set(ttl_key(node.node_id), str(time.time()), px=int(check.ttl * 1000))
-        await self.changes.announce(index)
+        await self.changes.announce(index, names)
         return out, True
 
     async def deregister(self, uow: UnitOfWork, node_id: str, *, reason: str = "deregistered") -> bool:
@@ -262,7 +263,7 @@ class Catalog:
         )  # fmt: skip
         await uow.commit()
         await self.redis.delete(ttl_key(node_id))
-        await self.changes.announce(index)
+        await self.changes.announce(index, [name])
         return True
 
     async def set_status(
@@ -300,7 +301,7 @@ class Catalog:
                 out = node_out(row)
                 await uow.commit()
                 if visible:
-                    await self.changes.announce(row.modify_index)
+                    await self.changes.announce(row.modify_index, [row.name])
                 return out
             out = node_out(row)
             await uow.rollback()
@@ -317,40 +318,55 @@ class Catalog:
         )  # fmt: skip
         out = node_out(row)
         await uow.commit()
-        await self.changes.announce(index)
+        await self.changes.announce(index, [row.name])
         return out
 
-    async def heartbeat(self, uow: UnitOfWork, node_id: str, beat: schemas.Heartbeat) -> schemas.NodeOut:
+    async def heartbeat(self, node_id: str, beat: schemas.Heartbeat) -> schemas.NodeOut:
         """A TTL pass (or warn/fail): renews the TTL key and records a status change.
+
+        A beat that changes nothing (the node's status and output already what it says) costs the node's cached
+        read (:meth:`beat_target`, kept until the catalog changes) and one Redis ``SET PX``: no database work.
+        A status or output change goes through :meth:`set_status` in a unit of work of its own (its index, its
+        event, committed).
 
         Raises:
             ProblemError: 404 when not registered, 409 when the node has no TTL check.
         """
-        row = await uow.session.execute(
-            select(NodeRegistration.check_kind, NodeRegistration.check_ttl_seconds, NodeRegistration.status,
-                   NodeRegistration.output)
-            .where(NodeRegistration.node_id == node_id, NodeRegistration.deleted_at.is_(None))
-        )  # fmt: skip
-        found = row.first()
-        if found is None:
-            await uow.rollback()
+        target = await self.beat_target(node_id)
+        if target is None:
             raise ProblemError(404, f"No node {node_id!r} is registered.")
-        kind, ttl, status, output = found
+        kind, ttl, node = target
         if kind != "ttl" or ttl is None:
-            await uow.rollback()
             raise ProblemError(409, f"Node {node_id!r} has no TTL check; its health comes from its {kind} check.")
         await self.redis.set(ttl_key(node_id), str(time.time()), px=int(ttl * 1000))
-        if status == beat.status and output == beat.output:
-            row_obj = await uow.session.scalar(select(NodeRegistration).where(NodeRegistration.node_id == node_id))
-            assert row_obj is not None
-            out = node_out(row_obj)
-            await uow.rollback()
-            return out
-        await uow.rollback()
-        changed = await self.set_status(uow, node_id, beat.status, beat.output)
+        if node.status == beat.status and node.output == beat.output:
+            return node
+        async with self.database.unit_of_work() as uow:
+            changed = await self.set_status(uow, node_id, beat.status, beat.output)
         if changed is None:
             raise ProblemError(404, f"No node {node_id!r} is registered.")
         return changed
+
+    async def beat_target(self, node_id: str) -> tuple[str, float | None, schemas.NodeOut] | None:
+        """A live node's check kind, TTL and answer, cached until the catalog changes (None when not registered).
+
+        Every change to a node (status, output, registration, removal) moves the change feed's generation, in this
+        process at once and in the others when the notification arrives, so a beat reads the node again after it.
+        """
+
+        async def read() -> tuple[str, float | None, schemas.NodeOut] | None:
+            async with self.database.unit_of_work() as uow:
+                row = await uow.session.scalar(
+                    select(NodeRegistration).where(
+                        NodeRegistration.node_id == node_id, NodeRegistration.deleted_at.is_(None)
+                    )
+                )
+                return (row.check_kind, row.check_ttl_seconds, node_out(row)) if row is not None else None
+
+        found: tuple[str, float | None, schemas.NodeOut] | None = await self.lookups.get(
+            ("node", node_id), self.changes.generation, read
+        )
+        return found
 
     async def get(self, node_id: str) -> schemas.NodeOut | None:
         """A registered node, or None."""
@@ -370,7 +386,7 @@ class Catalog:
                 value = await uow.session.scalar(query.static(select(func.max(NodeRegistration.modify_index))))
             return int(value or 1)
 
-        return int(await self.lookups.get(("index", query.key()), self.changes.generation, read))
+        return int(await self.lookups.get(("index", query.key()), self.changes.version(query.name), read))
 
     async def find(
         self, query: NodeQuery, *, limit: int, after: int | None = None
@@ -381,7 +397,9 @@ class Catalog:
             items, next_page = await self._find(query, limit=limit, after=after)
             return tuple(items), next_page
 
-        items, next_page = await self.lookups.get(("find", query.key(), limit, after), self.changes.generation, read)
+        items, next_page = await self.lookups.get(
+            ("find", query.key(), limit, after), self.changes.version(query.name), read
+        )
         return list(items), next_page
 
     async def _find(

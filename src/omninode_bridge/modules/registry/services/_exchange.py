@@ -1,8 +1,10 @@
 """One proxied exchange: the request's headers and body go to an instance of the service, its answer streams
-back, and the exchange is queued as a capture once the answer has been sent."""
+back, and the exchange is queued as a capture once the answer has been sent (built in a callback after the last
+body message, never on the response's path)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -10,12 +12,12 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import msgspec
 
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.http1 import ConnectionFailed, StreamPool
 from omninode_bridge.modules.registry.services._captures import CaptureWriter, ToolCapture
-from omninode_bridge.modules.registry.services._proxy import InstanceCache, forward
+from omninode_bridge.modules.registry.services._proxy import Call, InstanceCache, Upstream, forward
 
 __all__ = ["Exchange", "ProxyService"]
 
@@ -101,8 +103,9 @@ class ProxyService:
     """Forwards requests to registered services and captures each exchange.
 
     Args:
-        transport: The process's one upstream connection pool.
-        timeout: Connect, read and write timeouts of every call.
+        pool: The process's one upstream connection pool.
+        connect_timeout: Seconds a connection to an instance may take (then the next one is tried).
+        timeout: Seconds each wait for the upstream may take (its answer, each chunk, taking the request body).
         cache: The instances of each service.
         captures: Where captures are queued.
         capture_bytes: Bytes of each body kept in a capture.
@@ -111,12 +114,13 @@ class ProxyService:
     """
 
     def __init__(
-        self, transport: httpx.AsyncHTTPTransport, timeout: httpx.Timeout, cache: InstanceCache,
-        captures: CaptureWriter, *, capture_bytes: int, max_body_bytes: int, capture: bool = True,
+        self, pool: StreamPool, cache: InstanceCache, captures: CaptureWriter, *, connect_timeout: float,
+        timeout: float, capture_bytes: int, max_body_bytes: int, capture: bool = True,
     ) -> None:  # fmt: skip
         self.capture = capture
-        self.transport = transport
-        self.timeout = timeout.as_dict()
+        self.pool = pool
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
         self.cache = cache
         self.captures = captures
         self.capture_bytes = capture_bytes
@@ -142,7 +146,7 @@ class ProxyService:
             ProblemError: 404/403/503 (see :meth:`InstanceCache.candidates`), 413 for a body over the limit,
                 502/504 when no instance answered.
         """
-        started, clock = dt.datetime.now(dt.UTC), time.perf_counter()
+        began = _Began(time.time(), time.perf_counter(), service, method, raw_path, query, correlation_id, key_id)
         instances = await self.cache.candidates(service)
         out = _headers_out(headers, _DROPPED_IN)
         announced = next((v for k, v in out if k == b"content-length"), None)
@@ -151,30 +155,17 @@ class ProxyService:
         out.append((b"x-correlation-id", correlation_id.encode()))
         sent = _Body(self.capture_bytes)
         content = self._counted(body, sent) if body is not None else None
-        request = httpx.Request(method, "http://upstream.invalid/", headers=out, content=content,
-                                extensions={"timeout": self.timeout})  # fmt: skip
-        path_text = raw_path.decode("latin-1")
-        capture = ToolCapture(
-            service=service, tool=f"{service}:{method} {path_text}"[:255], call_id=uuid.uuid4().hex,
-            correlation_id=correlation_id, started_at=started, finished_at=started, duration_ms=0.0, status=None,
-            instance=None, attempts=0, key_id=key_id,
-            request={"method": method, "path": path_text, "query": query.decode("latin-1"),
-                     "headers": _captured_headers(out)},
-        )  # fmt: skip
-        request_type = next((v.decode("latin-1") for k, v in out if k == b"content-type"), None)
+        call = Call(method, raw_path, query, out, content, self.connect_timeout, self.timeout)
         try:
-            upstream = await forward(self.transport, self.cache, service, request, instances, raw_path, query)
+            upstream = await forward(self.pool, self.cache, service, call, instances)
         except ProblemError as exc:
-            capture.error = exc.detail
-            self._finish(capture, clock, sent, request_type, None, None)
+            self._later(began, out, sent, None, None, exc.detail)
             raise
         response = upstream.response
-        capture.status, capture.attempts = response.status_code, upstream.attempts
-        capture.instance = upstream.instance.node_id
         return Exchange(
-            status=response.status_code,
-            headers=_headers_out(response.headers.raw, HOP_BY_HOP),
-            body=self._answer(response, capture, clock, sent, request_type),
+            status=response.status,
+            headers=_headers_out(response.headers, HOP_BY_HOP),
+            body=self._answer(upstream, began, out, sent),
         )
 
     async def _counted(self, body: AsyncIterator[bytes], seen: _Body) -> AsyncIterator[bytes]:
@@ -186,29 +177,64 @@ class ProxyService:
                 yield chunk
 
     async def _answer(
-        self, response: httpx.Response, capture: ToolCapture, clock: float, sent: _Body, request_type: str | None
+        self, upstream: Upstream, began: _Began, out: list[tuple[bytes, bytes]], sent: _Body
     ) -> AsyncIterator[bytes]:
         received = _Body(self.capture_bytes)
+        error: str | None = None
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in upstream.response.chunks():
                 received.see(chunk)
                 yield chunk
-        except httpx.HTTPError as exc:  # the answer broke off: the client sees a cut body, the capture says why
-            capture.error = f"the upstream answer broke off: {type(exc).__name__}"
+        except (ConnectionFailed, TimeoutError) as exc:  # the answer broke off: the client sees a cut body
+            error = f"the upstream answer broke off: {type(exc).__name__}"
         finally:
-            await response.aclose()
-            self._finish(capture, clock, sent, request_type, response, received)
+            await upstream.response.aclose()
+            self._later(began, out, sent, upstream, received, error)
 
-    def _finish(
-        self, capture: ToolCapture, clock: float, sent: _Body, request_type: str | None,
-        response: httpx.Response | None, received: _Body | None,
+    def _later(
+        self, began: _Began, out: list[tuple[bytes, bytes]], sent: _Body, upstream: Upstream | None,
+        received: _Body | None, error: str | None,
     ) -> None:  # fmt: skip
+        """Queue the capture once the answer is out: it is built in a callback of its own, after the last body
+        message has been written, so the client never waits for it."""
         if not self.capture:
             return
-        capture.duration_ms = (time.perf_counter() - clock) * 1000
-        capture.finished_at = capture.started_at + dt.timedelta(milliseconds=capture.duration_ms)
-        capture.request |= sent.captured(request_type)
-        if response is not None and received is not None:
-            capture.response = {"headers": _captured_headers(response.headers.raw),
-                                **received.captured(response.headers.get("content-type"))}  # fmt: skip
+        duration_ms = (time.perf_counter() - began.clock) * 1000
+        asyncio.get_running_loop().call_soon(self._finish, began, duration_ms, out, sent, upstream, received, error)
+
+    def _finish(
+        self, began: _Began, duration_ms: float, out: list[tuple[bytes, bytes]], sent: _Body,
+        upstream: Upstream | None, received: _Body | None, error: str | None,
+    ) -> None:  # fmt: skip
+        started = dt.datetime.fromtimestamp(began.wall, dt.UTC)
+        path_text = began.raw_path.decode("latin-1")
+        request_type = next((v.decode("latin-1") for k, v in out if k == b"content-type"), None)
+        capture = ToolCapture(
+            service=began.service, tool=f"{began.service}:{began.method} {path_text}"[:255], call_id=uuid.uuid4().hex,
+            correlation_id=began.correlation_id, started_at=started,
+            finished_at=started + dt.timedelta(milliseconds=duration_ms), duration_ms=duration_ms, status=None,
+            instance=None, attempts=0, key_id=began.key_id, error=error,
+            request={"method": began.method, "path": path_text, "query": began.query.decode("latin-1"),
+                     "headers": _captured_headers(out), **sent.captured(request_type)},
+        )  # fmt: skip
+        if upstream is not None and received is not None:
+            headers = upstream.response.headers
+            content_type = next((v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None)
+            capture.status, capture.attempts = upstream.response.status, upstream.attempts
+            capture.instance = upstream.instance.node_id
+            capture.response = {"headers": _captured_headers(headers), **received.captured(content_type)}
         self.captures.put(capture)
+
+
+@dataclass(frozen=True, slots=True)
+class _Began:
+    """What a capture needs of the request, noted before it is forwarded."""
+
+    wall: float
+    clock: float
+    service: str
+    method: str
+    raw_path: bytes
+    query: bytes
+    correlation_id: str
+    key_id: uuid.UUID | None

@@ -1,7 +1,8 @@
-"""The in-process cache of discovery reads: a query's index and pages, kept until the catalog changes.
+"""The in-process cache of discovery reads: a query's index and pages, kept until a change that concerns them.
 
-An entry is valid while the change feed's generation has not moved: a change committed in this process moves it
-at once, one committed in another process when its notification arrives (within milliseconds). Every change an
+An entry is valid while the change feed's version for it has not moved (``ChangeFeed.version``: a read of one
+service, until that service changes; any other read, until anything changes): a change committed in this process
+moves it at once, one committed in another process when its notification arrives (within milliseconds). Every change an
 answer shows is announced (registrations, status changes, a check's new output, deregistrations, the purge of
 tombstones), so the age limit, :data:`MAX_AGE_SECONDS`, is only a safety net for a notification lost on the way
 (a publish that failed): it is long because each expiry stalls the lookups that wait for the re-read. Concurrent

@@ -12,19 +12,26 @@ import asyncio
 import itertools
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import httpx
 from sqlalchemy import select
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.errors import ProblemError
+from omninode_bridge.core.http1 import (
+    ConnectFailed,
+    ConnectionFailed,
+    ConnectTimedOut,
+    Origin,
+    StreamedResponse,
+    StreamPool,
+)
 from omninode_bridge.modules.registry.models import NodeRegistration
 from omninode_bridge.modules.registry.services._addresses import AddressRefused, check_address
 from omninode_bridge.modules.registry.services._changes import ChangeFeed
 
-__all__ = ["Instance", "InstanceCache", "Upstream", "admit", "forward"]
+__all__ = ["Call", "Instance", "InstanceCache", "Upstream", "admit", "forward"]
 
 #: A cache entry is re-read after this long even without a change notification (a lost Redis message).
 MAX_AGE_SECONDS = 5.0
@@ -43,11 +50,22 @@ class Instance:
     port: int
     base_path: str
 
-    def url(self, raw_path: bytes, query: bytes) -> httpx.URL:
-        """The upstream URL of a request path below the service (the host is always the instance's)."""
+    @property
+    def origin(self) -> Origin:
+        """Where to connect: (scheme, host, port), always the registration's."""
+        return (self.scheme, self.host, self.port)
+
+    @property
+    def netloc(self) -> bytes:
+        """The ``Host`` header's value (the port only when it is not the scheme's default)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return (host if self.port == default else f"{host}:{self.port}").encode("idna")
+
+    def target(self, raw_path: bytes, query: bytes) -> bytes:
+        """The request target of a path below the service: the instance's base path, then the path, as sent."""
         path = self.base_path.rstrip("/").encode() + (raw_path if raw_path.startswith(b"/") else b"/" + raw_path)
-        target = path + (b"?" + query if query else b"")
-        return httpx.URL(scheme=self.scheme, host=self.host, port=self.port, raw_path=target)
+        return path + (b"?" + query if query else b"")
 
 
 @dataclass(slots=True)
@@ -109,7 +127,7 @@ class InstanceCache:
         self._down: dict[str, float] = {}
 
     async def _load(self, service: str) -> _Entry:
-        generation = self.changes.generation
+        generation = self.changes.version(service)
         async with self.database.unit_of_work() as uow:
             rows = (
                 await uow.session.scalars(
@@ -125,7 +143,7 @@ class InstanceCache:
         entry = self._entries.get(service)
         if (
             entry is not None
-            and entry.generation == self.changes.generation
+            and entry.generation == self.changes.version(service)
             and time.monotonic() - entry.loaded < MAX_AGE_SECONDS
         ):
             return entry
@@ -180,22 +198,30 @@ class InstanceCache:
 class Upstream:
     """The answer of the instance that took the request."""
 
-    response: httpx.Response
+    response: StreamedResponse
     instance: Instance
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What to send to whichever instance takes it: method, path and query below the service, headers (without
+    ``Host``), body, and the timeouts."""
+
+    method: str
+    raw_path: bytes
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: AsyncIterator[bytes] | None
+    connect: float
+    timeout: float
+
+
 async def forward(
-    transport: httpx.AsyncHTTPTransport,
-    cache: InstanceCache,
-    service: str,
-    request: httpx.Request,
-    instances: Sequence[Instance],
-    raw_path: bytes,
-    query: bytes,
+    pool: StreamPool, cache: InstanceCache, service: str, call: Call, instances: Sequence[Instance]
 ) -> Upstream:
-    """Send ``request`` to the first instance that accepts the connection; its response is streamed (the caller
-    closes it).
+    """Send ``call`` to the first instance that accepts the connection; its answer is streamed (the caller closes
+    it).
 
     Raises:
         ProblemError: 502 when every instance refused the connection (or broke it before answering), 504 when
@@ -203,19 +229,21 @@ async def forward(
     """
     last: Exception | None = None
     for attempt, instance in enumerate(instances, start=1):
-        request.url = instance.url(raw_path, query)
-        request.headers["host"] = request.url.netloc.decode("ascii")
+        headers = [(b"host", instance.netloc), *call.headers]
         try:
-            response = await transport.handle_async_request(request)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent: the next instance
+            response = await pool.send(
+                instance.origin, call.method, instance.target(call.raw_path, call.query), headers, call.body,
+                connect=call.connect, wait=call.timeout,
+            )  # fmt: skip
+        except ConnectFailed as exc:  # nothing was sent: the next instance
             cache.refused(instance)
             last = exc
             continue
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise ProblemError(504, f"{service!r} did not answer in time.") from None
-        except httpx.TransportError as exc:
-            raise ProblemError(502, f"{service!r} broke the connection: {type(exc).__name__}.") from None
+        except ConnectionFailed:
+            raise ProblemError(502, f"{service!r} broke the connection before answering.") from None
         return Upstream(response, instance, attempt)
-    if isinstance(last, httpx.ConnectTimeout):
+    if isinstance(last, ConnectTimedOut):
         raise ProblemError(504, f"No instance of {service!r} accepted a connection in time.")
     raise ProblemError(502, f"No instance of {service!r} accepted a connection ({len(instances)} tried).")

@@ -1,4 +1,5 @@
-"""What the module's two small pooled clients (``http1``, ``resp``) share: one client connection's state."""
+"""What the small pooled clients (the two HTTP/1.1 pools here, the metrics module's RESP client) share: one
+client connection's state."""
 
 from __future__ import annotations
 

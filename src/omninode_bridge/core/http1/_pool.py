@@ -1,4 +1,5 @@
-"""A small keep-alive HTTP/1.1 client for the plain (non-streamed) completion: one POST, the whole answer back.
+"""A small keep-alive HTTP/1.1 client for plain calls: one POST, the whole answer back (the metrics module's
+non-streamed completions).
 
 Why not httpx here: measured against the zero-latency upstream of ``bench.metrics``, httpx's transport
 (httpcore, anyio streams, h11) spends about 0.7 ms of CPU per call, this client about 0.03 ms (an
@@ -25,7 +26,7 @@ from typing import Any
 import httptools
 import httpx
 
-from omninode_bridge.modules.metrics.services._client_conn import ClientConnection
+from omninode_bridge.core.http1._conn import ClientConnection
 
 __all__ = ["ConnectionFailed", "Endpoint", "Http1Pool"]
 
