@@ -161,9 +161,9 @@ def overhead(
             notes.extend(breakdown.phase_table(stamps))
     commit_ms = 1000 / pgbench(stack.urls["database_url"], clients=1, seconds=seconds)
     added50, added99 = bridge1.p50_ms - direct1.p50_ms, bridge1.p99_ms - direct1.p99_ms
-    each = ", ".join(f"+{b.p50_ms - d.p50_ms:.2f}" for d, b in pairs)
+    each = ", ".join(f"{b.p50_ms - d.p50_ms:+.2f}" for d, b in pairs)
     verdict = "met" if added50 <= ADDED_P50_TARGET_MS else "NOT met"
-    row("POST /execute, 1 conn: added latency", f"p50 +{added50:.2f} ms (median of {each}), p99 +{added99:.2f} ms",
+    row("POST /execute, 1 conn: added latency", f"p50 {added50:+.2f} ms (median of {each}), p99 {added99:+.2f} ms",
         "direct " + _fmt(direct1), f"{bridge1.rate / direct1.rate:.3f}",
         f"added p50 <= {ADDED_P50_TARGET_MS:.0f} ms: {verdict}")  # fmt: skip
     # The floor of any answer that waits for a durable commit: PostgreSQL's own INSERT + COMMIT, one client.
