@@ -172,6 +172,8 @@ def rank(
     With ``explore``, a model with fewer than ``warmup`` executions leads first, and with probability
     ``floor`` a random candidate leads; the rest keep the utility order as failover.
     """
+    if len(candidates) < 2:  # nothing to choose between: no draws (15 us of a one-model task type's request)
+        return list(candidates)
     utilities = _utilities(candidates, strategy, rng, sample=explore)
     order = sorted(range(len(candidates)), key=lambda i: utilities[i][0], reverse=True)
     if explore and len(order) > 1:

@@ -56,6 +56,10 @@ UPSERT_STATS = text(_UPSERT_SQL).bindparams(*_UPSERT_PARAMS)
 # An execution's rows (the execution and its attempts, from one JSON array) and its outbox event in ONE
 # statement, committed by itself (UnitOfWork.commit_one): one round trip where BEGIN, the ORM insert, the
 # outbox insert and COMMIT were four. jsonb_to_recordset types each field; created_at takes its default.
+# The rows are a data-modifying CTE and the outbox insert the statement itself: PostgreSQL runs every such CTE
+# to completion, and the statement is one transaction, so the event is written exactly when the rows are,
+# without a gate on them, a RETURNING or a final SELECT (measured on PostgreSQL alone, interleaved, no fsync
+# wait: 0.40 -> 0.34 and 0.29 -> 0.22 ms per statement p50 in two runs; on the path of every /execute).
 _ROW_TYPES = (
     ("execution_id", "uuid"), ("attempt", "integer"), ("task_type", "text"), ("model_id", "text"),
     ("strategy", "text"), ("routed", "boolean"), ("streamed", "boolean"), ("outcome", "text"),
@@ -68,9 +72,8 @@ _ROW_TYPES = (
 _ROW_COLUMNS = ", ".join(name for name, _ in _ROW_TYPES)
 RECORD_EXECUTION = text(
     f"WITH stored AS (INSERT INTO metrics_executions ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} "  # noqa: S608 - constants
-    f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({', '.join(f'{n} {t}' for n, t in _ROW_TYPES)}) "
-    f"RETURNING attempt), outbox AS ({outbox_rows_sql('EXISTS (SELECT 1 FROM stored)')} RETURNING 1) "
-    "SELECT (SELECT count(*) FROM stored) AS rows, (SELECT count(*) FROM outbox) AS events"
+    f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({', '.join(f'{n} {t}' for n, t in _ROW_TYPES)})) "
+    + outbox_rows_sql("true")
 )
 
 
