@@ -76,6 +76,7 @@ class Engine:
         self.wake = waker.local
         self.inflight: dict[asyncio.Task[None], Claimed] = {}
         self._reserved = 0
+        self._covered = 0  # the wake-up generation the latest claim started after (see wake.Wake)
         # Free runs whose tasks this process completed in a claim that did not end them (batch.settle).
         self._unsettled: dict[uuid.UUID, Claimed] = {}
         self._listener: Any = None
@@ -90,9 +91,13 @@ class Engine:
         dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
         try:
             self._listener = await asyncpg.connect(dsn)
-            await self._listener.add_listener(CHANNEL, lambda *_: self.wake.set())
+            await self._listener.add_listener(CHANNEL, self._notified)
         except Exception as exc:  # polling still runs every poll_seconds
             log.warning("workflow engine: LISTEN unavailable, polling only", error=describe_error(exc))
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self.waker.token:  # another process committed (ours woke this engine already)
+            self.wake.set()
 
     async def run(self) -> None:
         """Claim and run tasks until cancelled."""
@@ -106,8 +111,18 @@ class Engine:
 
     async def _loop(self, *, sweeper: bool) -> None:
         next_sweep = 0.0
+        again = True  # claim without a new wake-up: the first round, a full batch, a poll
         while True:
             self.wake.clear()
+            if not again and self.wake.generation <= self._covered:
+                # Woken by a set that the other loop's claim, started after it, covers: nothing new to take.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
+                    continue
+                again = True  # the poll interval passed
+                continue
+            # Every commit that woke the engine up to here is visible to the claim's snapshot, taken after.
+            self._covered = self.wake.generation
             # Slots are reserved while a claim is in flight, so that the loops together stay within concurrency.
             free = max(0, self.settings.concurrency - len(self.inflight) - self._reserved)
             self._reserved += free
@@ -131,11 +146,13 @@ class Engine:
             if self._unsettled:
                 with contextlib.suppress(Exception):
                     await self._settle()
+            again = True
             if batch.full or batch.ready:
                 continue  # more may be waiting, or the inline tasks made some ready
             wait = _SETTLE_RETRY_S if self._unsettled else self.settings.poll_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), wait)
+                again = False  # woken: claim only if no claim started since covers the wake-up
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self.inflight.pop(job, None)

@@ -19,10 +19,28 @@ import structlog
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.safe_errors import describe_error
 
-__all__ = ["CHANNEL", "Waker"]
+__all__ = ["CHANNEL", "Wake", "Waker"]
 
 log = structlog.get_logger(__name__)
 CHANNEL = "wf_ready"
+
+
+class Wake(asyncio.Event):
+    """The engine's wake-up signal, counting how often it was set.
+
+    Both claim loops of a process wait on it, and one ``set`` releases both: the loop that claims first takes the
+    tasks, and the other's claim would find none. A loop records ``generation`` before it claims
+    (``Engine._loop``); a loop woken by no ``set`` since then skips its claim.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+
+    def set(self) -> None:
+        """Wake the waiting loops and count the wake-up."""
+        self.generation += 1
+        super().set()
 
 
 class Waker:
@@ -34,7 +52,9 @@ class Waker:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self.local = database.signal("workflow")
+        self.local = Wake()
+        # Sent with each NOTIFY: this process's own listener ignores it (its engine was woken locally already).
+        self.token = uuid.uuid4().hex[:16]
         self._pending = False
         self._sender: asyncio.Task[None] | None = None
         self._connection: Any = None
@@ -54,7 +74,7 @@ class Waker:
                 if self._connection is None or self._connection.is_closed():
                     url = self.database.settings.url or ""
                     self._connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
-                await self._connection.execute(f"NOTIFY {CHANNEL}")
+                await self._connection.execute(f"NOTIFY {CHANNEL}, '{self.token}'")  # hex: nothing to quote
             except Exception as exc:  # the other processes poll
                 log.warning("workflow: NOTIFY failed", error=describe_error(exc))
                 self._connection = None
