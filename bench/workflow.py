@@ -204,36 +204,9 @@ def _unspy(spies: list[subprocess.Popen[bytes]]) -> None:
         spy.wait(timeout=60)
 
 
-async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None, runs: int, fanout: int,
-                  bulk: int, clients: int, paced: float, tag: str, spy: Path | None) -> dict[str, Any]:  # fmt: skip
-    """Every workflow figure against the app at ``base``."""
-    poster = Poster(base)
-    conn = await asyncpg.connect(dsn)
-    result: dict[str, Any] = {}
-    warm = json.dumps({"name": f"warm{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
-    # Every connection at once, so that each worker's pool has grown to them before the timed phases (a new
-    # connection costs a connect and asyncpg's type introspection, a warm-up cost, not a run's).
-    await poster.many("/workflows", warm, 20 * clients, clients)
-    await _until(conn, f"warm{tag}", 20 * clients, 60)
-    await conn.execute("SELECT pg_stat_statements_reset()")
-    xacts0, calls0 = await _counters(conn)
-
-    spies = _spy(pids, spy, f"single{tag}")
-    cpu = Cpu(pids, postgres_pid)
-    single = json.dumps({"name": f"single{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
-    began = time.perf_counter()
-    await poster.many("/workflows", single, runs, clients)
-    submitted = time.perf_counter() - began
-    await _until(conn, f"single{tag}", runs, 300)
-    elapsed = time.perf_counter() - began
-    result["single_cpu"] = cpu.since()
-    _unspy(spies)
-    xacts1, calls1 = await _counters(conn)
-    top = await conn.fetch(_TOP)
-    result.update(single=runs / elapsed, submit=runs / submitted, xacts=(xacts1 - xacts0) / runs,
-                  statements=(calls1 - calls0) / runs, top=[(r["calls"], r["ms"], r["q"]) for r in top],
-                  single_dispatch=await _dispatch(conn, [f"single{tag}"]))  # fmt: skip
-
+async def _bulk(poster: Poster, conn: Any, pids: list[int], cpu: Cpu, runs: int, bulk: int, clients: int, tag: str,
+                spy: Path | None) -> dict[str, Any]:  # fmt: skip
+    """The single-task runs submitted ``bulk`` at a time to ``POST /workflows/batch``."""
     await conn.execute("SELECT pg_stat_statements_reset()")
     xacts0, calls0 = await _counters(conn)
     spies = _spy(pids, spy, f"bulk{tag}")
@@ -254,13 +227,49 @@ async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None
     submitted = time.perf_counter() - began
     await _until(conn, f"bulk{tag}", runs, 300)
     elapsed = time.perf_counter() - began
-    result["bulk_cpu"] = cpu.since()
+    used = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
     top = await conn.fetch(_TOP)
-    result.update(bulk=runs / elapsed, bulk_submit=runs / submitted, bulk_xacts=(xacts1 - xacts0) / runs,
-                  bulk_statements=(calls1 - calls0) / runs, bulk_top=[(r["calls"], r["ms"], r["q"]) for r in top],
-                  bulk_dispatch=await _dispatch(conn, [f"bulk{tag}"]))  # fmt: skip
+    return {"bulk": runs / elapsed, "bulk_cpu": used, "bulk_submit": runs / submitted,
+            "bulk_xacts": (xacts1 - xacts0) / runs, "bulk_statements": (calls1 - calls0) / runs,
+            "bulk_top": [(r["calls"], r["ms"], r["q"]) for r in top],
+            "bulk_dispatch": await _dispatch(conn, [f"bulk{tag}"])}  # fmt: skip
+
+
+async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None, runs: int, fanout: int,
+                  bulk: int, clients: int, paced: float, tag: str, spy: Path | None) -> dict[str, Any]:  # fmt: skip
+    """Every workflow figure against the app at ``base``."""
+    poster = Poster(base)
+    conn = await asyncpg.connect(dsn)
+    result: dict[str, Any] = {}
+    warm = json.dumps({"name": f"warm{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
+    # Every connection at once, so that each worker's pool has grown to them before the timed phases (a new
+    # connection costs a connect and asyncpg's type introspection, a warm-up cost, not a run's); with several
+    # workers, as many per worker (the kernel spreads the connections unevenly).
+    await poster.many("/workflows", warm, 20 * clients, clients * len(pids))
+    await _until(conn, f"warm{tag}", 20 * clients, 60)
+    await conn.execute("SELECT pg_stat_statements_reset()")
+    xacts0, calls0 = await _counters(conn)
+
+    spies = _spy(pids, spy, f"single{tag}")
+    cpu = Cpu(pids, postgres_pid)
+    single = json.dumps({"name": f"single{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
+    began = time.perf_counter()
+    await poster.many("/workflows", single, runs, clients)
+    submitted = time.perf_counter() - began
+    await _until(conn, f"single{tag}", runs, 300)
+    elapsed = time.perf_counter() - began
+    result["single_cpu"] = cpu.since()
+    _unspy(spies)
+    xacts1, calls1 = await _counters(conn)
+    top = await conn.fetch(_TOP)
+    result.update(single=runs / elapsed, submit=runs / submitted, xacts=(xacts1 - xacts0) / runs,
+                  statements=(calls1 - calls0) / runs, top=[(r["calls"], r["ms"], r["q"]) for r in top],
+                  single_dispatch=await _dispatch(conn, [f"single{tag}"]))  # fmt: skip
+
+    if bulk:
+        result.update(await _bulk(poster, conn, pids, cpu, runs, bulk, clients, tag, spy))
 
     await conn.execute("SELECT pg_stat_statements_reset()")
     xacts0, calls0 = await _counters(conn)
@@ -311,6 +320,16 @@ def _cpu(used: tuple[float, float], tasks: int) -> str:
     return f"CPU per task: app {used[0] / tasks * 1e6:,.0f} us, PostgreSQL {used[1] / tasks * 1e6:,.0f} us"
 
 
+def _report_bulk(plain: float, r: dict[str, Any], runs: int, bulk: int) -> None:
+    print(f"single-task runs, POST /workflows/batch of {bulk}: {runs} -> {r['bulk']:,.0f} tasks/s (ratio "
+          f"{r['bulk'] / plain:.2f} of plain; submits alone {r['bulk_submit']:,.0f} runs/s); dispatch p50 "
+          f"{r['bulk_dispatch'][0]:.1f} ms, p99 {r['bulk_dispatch'][1]:.1f} ms")  # fmt: skip
+    print(f"  {_cpu(r['bulk_cpu'], runs)}")
+    print(f"  per run: {r['bulk_xacts']:.2f} transactions, {r['bulk_statements']:.2f} statements (submit included)")
+    for calls, ms, query in r["bulk_top"]:
+        print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
+
+
 def report(plain: float, processes: int, r: dict[str, Any], runs: int, fanout: int, bulk: int,
            paced: float) -> None:  # fmt: skip
     print(f"\n== {processes} app process(es)")
@@ -321,13 +340,8 @@ def report(plain: float, processes: int, r: dict[str, Any], runs: int, fanout: i
     print(f"  per run: {r['xacts']:.2f} transactions, {r['statements']:.2f} statements (submit included)")
     for calls, ms, query in r["top"]:
         print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
-    print(f"single-task runs, POST /workflows/batch of {bulk}: {runs} -> {r['bulk']:,.0f} tasks/s (ratio "
-          f"{r['bulk'] / plain:.2f} of plain; submits alone {r['bulk_submit']:,.0f} runs/s); dispatch p50 "
-          f"{r['bulk_dispatch'][0]:.1f} ms, p99 {r['bulk_dispatch'][1]:.1f} ms")  # fmt: skip
-    print(f"  {_cpu(r['bulk_cpu'], runs)}")
-    print(f"  per run: {r['bulk_xacts']:.2f} transactions, {r['bulk_statements']:.2f} statements (submit included)")
-    for calls, ms, query in r["bulk_top"]:
-        print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
+    if "bulk" in r:  # --bulk 0 skips it (an app without POST /workflows/batch)
+        _report_bulk(plain, r, runs, bulk)
     print(f"fan-out run of {fanout} tasks: {r['fanout']:,.0f} tasks/s (ratio {r['fanout'] / plain:.2f} of plain)")
     print(f"  {_cpu(r['fanout_cpu'], fanout)}")
     print(f"  per task: {r['fan_xacts']:.2f} transactions, {r['fan_statements']:.2f} statements")
@@ -359,7 +373,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=1000, help="single-task runs (default 1000)")
     parser.add_argument("--fanout", type=int, default=1000, help="tasks of the fan-out run (default 1000)")
-    parser.add_argument("--bulk", type=int, default=100, help="definitions per bulk submit (default 100)")
+    parser.add_argument(
+        "--bulk", type=int, default=100, help="definitions per bulk submit (default 100; 0: no bulk phase)"
+    )
     parser.add_argument("--clients", type=int, default=16, help="concurrent submitters / connections (default 16)")
     parser.add_argument("--paced", type=float, default=100, help="runs/s of the dispatch-latency phase (100)")
     parser.add_argument("--processes", default="1,2", help="app process counts to measure (default 1,2)")

@@ -1,8 +1,11 @@
 """The engine of one app process: claim runnable tasks, run them under their lease, record how they ended.
 
-Any number of processes run it on one database. It wakes on a ``NOTIFY wf_ready`` (sent after a burst of
-submits, cancels, retries or compensations started, in any process: ``wake.Waker``), on its own commits, when
-a retry is due, and otherwise polls every ``poll_seconds``. Tasks are claimed in batches; ``noop`` tasks
+Any number of processes run it on one database. It wakes on its own process's commits that made tasks ready
+(submits, cancels, retries, compensations started), on a ``NOTIFY wf_ready`` from another process (sent by
+a process without an engine after such commits, or by an engine that found more than it could take:
+``wake.Waker``), when a retry is due, and otherwise polls every ``poll_seconds``. Both claim loops wait on one
+signal; a loop woken by a wake-up that the other loop's claim already covers does not claim
+(``wake.Wake``). Tasks are claimed in batches; ``noop`` tasks
 complete in the claim's own transaction (``batch.start_batch``), the others run under a lease that is renewed
 while they run; a process that dies leaves leases that expire, and the tasks are claimed again (a new attempt
 number fences the old one out). Free runs whose tasks a claim completed without ending them are settled right
@@ -102,11 +105,13 @@ class Engine:
     async def run(self) -> None:
         """Claim and run tasks until cancelled."""
         await self._listen()
+        self.waker.engine_here = True
         try:
             # Two claim loops: one's transaction is in flight while the other claims (rows are locked with SKIP
             # LOCKED, so they take different tasks); a task made ready waits for less than a whole claim.
             await asyncio.gather(*(self._loop(sweeper=i == 0) for i in range(_CLAIMERS)))
         finally:
+            self.waker.engine_here = False
             await self._shutdown()
 
     async def _loop(self, *, sweeper: bool) -> None:
@@ -135,6 +140,8 @@ class Engine:
                 await asyncio.sleep(self.settings.poll_seconds)
             finally:
                 self._reserved -= free
+            if batch.full or len(self.inflight) >= self.settings.concurrency:
+                self.waker.share()  # more than this process takes now: the other processes claim the rest
             for task in claimed:
                 job = asyncio.create_task(self._execute(task), name=f"wf-{task.run_id}-{task.task_id}")
                 self.inflight[job] = task

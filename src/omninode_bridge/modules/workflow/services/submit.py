@@ -260,8 +260,8 @@ class Submitter:
         for run_id, one in zip(run_ids, checked, strict=True):
             free = len(one.definition.tasks) <= one.definition.max_parallel
             frees.append(free)
-            for name, values in zip(("task_ids", "positions", "kinds", "specs", "deps"), self._task_arrays(one),
-                                    strict=True):  # fmt: skip
+            arrays: tuple[list[Any], ...] = self._task_arrays(one)
+            for name, values in zip(("task_ids", "positions", "kinds", "specs", "deps"), arrays, strict=True):
                 columns[name] += values
             columns["task_runs"] += [run_id] * len(one.definition.tasks)
             columns["task_frees"] += [free] * len(one.definition.tasks)
