@@ -5,14 +5,20 @@ In one run, on the same PostgreSQL (``pg_stat_statements`` loaded, to count stat
 * **baseline**: single-row ``INSERT`` + commit per statement from ``--clients`` asyncpg connections;
 * then, with ``omninode-bridge serve`` in 1 and in 2 worker processes (each runs the engine):
 
-  * **single-task runs**: ``--runs`` workflows of one ``noop`` task POSTed over ``--clients`` keep-alive
-    connections, timed from the first submit to the last run completed;
+  * **single-task runs, one HTTP submit per run**: ``--runs`` workflows of one ``noop`` task POSTed to
+    ``/workflows`` over ``--clients`` keep-alive connections, timed from the first submit to the last run
+    completed;
+  * **single-task runs, bulk submits**: the same ``--runs`` workflows POSTed to ``/workflows/batch`` in
+    requests of ``--bulk`` definitions (over up to ``--clients`` connections), timed the same way: what the
+    engine does with 1,000 single-task runs once they are submitted;
   * **fan-out**: one workflow of ``--fanout`` independent ``noop`` tasks, submit to completion;
   * **dispatch latency at moderate load** (``started_at - ready_at``, p50/p99): single-task runs submitted at
     ``--paced`` runs/s for 3 s;
   * **chain**: a 10-step ``noop`` chain submitted with ``?wait``, one at a time, end-to-end latency (median);
   * transactions (``pg_stat_database.xact_commit``) and statements (``pg_stat_statements``) per task of the
-    single-task phase, with the statements that cost most.
+    single-task phase, with the statements that cost most;
+  * CPU per task (user + system, ``psutil``) of the app's worker processes and of PostgreSQL's, for each of the
+    three throughput phases: on a shared machine the figure that holds when req/s does not.
 
 Durable tasks/s are reported beside the plain commits/s with their ratio (the issue's target: >= 1,000
 tasks/s and >= 0.25 of plain commits/s, dispatch p99 < 25 ms at moderate load). On a shared 2-core machine
@@ -21,13 +27,15 @@ py-spy (CPU, raw collapsed stacks) during the single-task and fan-out phases.
 
 The app runs with a pool of ``--clients`` + 8 connections (see ``main``).
 
-Run: ``.venv/bin/python -m bench.workflow [--runs 1000] [--fanout 1000] [--clients 16] [--processes 1,2]``
+Run: ``.venv/bin/python -m bench.workflow [--runs 1000] [--fanout 1000] [--bulk 100] [--clients 16]
+[--processes 1,2]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import statistics
@@ -38,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 from bench._http import percentile
 from bench._tools import serve_app, worker_processes
@@ -153,6 +162,31 @@ async def _dispatch(conn: Any, names: list[str]) -> tuple[float, float, int]:
     return percentile(values, 0.5), percentile(values, 0.99), len(values)
 
 
+class Cpu:
+    """CPU seconds (user + system) of the app's workers and of PostgreSQL's processes since the last call."""
+
+    def __init__(self, pids: list[int], postgres_pid: int | None) -> None:
+        self.workers = [psutil.Process(pid) for pid in pids]
+        self.postgres = psutil.Process(postgres_pid) if postgres_pid else None
+        self.last = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        app = sum(sum(w.cpu_times()[:2]) for w in self.workers)
+        pg = 0.0
+        if self.postgres is not None:
+            for proc in [self.postgres, *self.postgres.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):  # a backend that ended meanwhile
+                    pg += sum(proc.cpu_times()[:2])
+        return app, pg
+
+    def since(self) -> tuple[float, float]:
+        """(app, PostgreSQL) CPU seconds since the previous call (backends that ended are not counted)."""
+        now = self._now()
+        used = (now[0] - self.last[0], max(0.0, now[1] - self.last[1]))
+        self.last = now
+        return used
+
+
 def _spy(pids: list[int], out: Path | None, label: str) -> list[subprocess.Popen[bytes]]:
     if out is None or (shutil.which("py-spy") is None and not Path(".venv/bin/py-spy").exists()):
         return []
@@ -170,25 +204,63 @@ def _unspy(spies: list[subprocess.Popen[bytes]]) -> None:
         spy.wait(timeout=60)
 
 
-async def measure(base: str, dsn: str, pids: list[int], runs: int, fanout: int, clients: int, paced: float,
-                  tag: str, spy: Path | None) -> dict[str, Any]:  # fmt: skip
+async def _bulk(poster: Poster, conn: Any, pids: list[int], cpu: Cpu, runs: int, bulk: int, clients: int, tag: str,
+                spy: Path | None) -> dict[str, Any]:  # fmt: skip
+    """The single-task runs submitted ``bulk`` at a time to ``POST /workflows/batch``."""
+    await conn.execute("SELECT pg_stat_statements_reset()")
+    xacts0, calls0 = await _counters(conn)
+    spies = _spy(pids, spy, f"bulk{tag}")
+    one = {"name": f"bulk{tag}", "tasks": [{"id": "t", "kind": "noop"}]}
+    requests = [json.dumps({"workflows": [one] * min(bulk, runs - i)}).encode() for i in range(0, runs, bulk)]
+    cpu.since()
+    began = time.perf_counter()
+
+    async def bulk_worker() -> None:
+        conn1 = await poster.connect()
+        try:
+            while requests:
+                await poster.post(conn1, "/workflows/batch", requests.pop())
+        finally:
+            conn1[1].close()
+
+    await asyncio.gather(*(bulk_worker() for _ in range(min(clients, len(requests)))))
+    submitted = time.perf_counter() - began
+    await _until(conn, f"bulk{tag}", runs, 300)
+    elapsed = time.perf_counter() - began
+    used = cpu.since()
+    _unspy(spies)
+    xacts1, calls1 = await _counters(conn)
+    top = await conn.fetch(_TOP)
+    return {"bulk": runs / elapsed, "bulk_cpu": used, "bulk_submit": runs / submitted,
+            "bulk_xacts": (xacts1 - xacts0) / runs, "bulk_statements": (calls1 - calls0) / runs,
+            "bulk_top": [(r["calls"], r["ms"], r["q"]) for r in top],
+            "bulk_dispatch": await _dispatch(conn, [f"bulk{tag}"])}  # fmt: skip
+
+
+async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None, runs: int, fanout: int,
+                  bulk: int, clients: int, paced: float, tag: str, spy: Path | None) -> dict[str, Any]:  # fmt: skip
     """Every workflow figure against the app at ``base``."""
     poster = Poster(base)
     conn = await asyncpg.connect(dsn)
     result: dict[str, Any] = {}
     warm = json.dumps({"name": f"warm{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
-    await poster.many("/workflows", warm, 50, min(clients, 8))
-    await _until(conn, f"warm{tag}", 50, 60)
+    # Every connection at once, so that each worker's pool has grown to them before the timed phases (a new
+    # connection costs a connect and asyncpg's type introspection, a warm-up cost, not a run's); with several
+    # workers, as many per worker (the kernel spreads the connections unevenly).
+    await poster.many("/workflows", warm, 20 * clients, clients * len(pids))
+    await _until(conn, f"warm{tag}", 20 * clients, 60)
     await conn.execute("SELECT pg_stat_statements_reset()")
     xacts0, calls0 = await _counters(conn)
 
     spies = _spy(pids, spy, f"single{tag}")
+    cpu = Cpu(pids, postgres_pid)
     single = json.dumps({"name": f"single{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
     began = time.perf_counter()
     await poster.many("/workflows", single, runs, clients)
     submitted = time.perf_counter() - began
     await _until(conn, f"single{tag}", runs, 300)
     elapsed = time.perf_counter() - began
+    result["single_cpu"] = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
     top = await conn.fetch(_TOP)
@@ -196,9 +268,13 @@ async def measure(base: str, dsn: str, pids: list[int], runs: int, fanout: int, 
                   statements=(calls1 - calls0) / runs, top=[(r["calls"], r["ms"], r["q"]) for r in top],
                   single_dispatch=await _dispatch(conn, [f"single{tag}"]))  # fmt: skip
 
+    if bulk:
+        result.update(await _bulk(poster, conn, pids, cpu, runs, bulk, clients, tag, spy))
+
     await conn.execute("SELECT pg_stat_statements_reset()")
     xacts0, calls0 = await _counters(conn)
     spies = _spy(pids, spy, f"fanout{tag}")
+    cpu.since()
     fan = json.dumps({"name": f"fanout{tag}", "max_parallel": 10_000,
                       "tasks": [{"id": f"t{i}", "kind": "noop"} for i in range(fanout)]}).encode()  # fmt: skip
     began = time.perf_counter()
@@ -206,6 +282,7 @@ async def measure(base: str, dsn: str, pids: list[int], runs: int, fanout: int, 
     await poster.post(conn1, "/workflows", fan)
     await _until(conn, f"fanout{tag}", 1, 300)
     result["fanout"] = fanout / (time.perf_counter() - began)
+    result["fanout_cpu"] = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
     top = await conn.fetch(_TOP)
@@ -239,21 +316,45 @@ async def measure(base: str, dsn: str, pids: list[int], runs: int, fanout: int, 
     return result
 
 
-def report(plain: float, processes: int, r: dict[str, Any], runs: int, fanout: int, paced: float) -> None:
+def _cpu(used: tuple[float, float], tasks: int) -> str:
+    return f"CPU per task: app {used[0] / tasks * 1e6:,.0f} us, PostgreSQL {used[1] / tasks * 1e6:,.0f} us"
+
+
+def _report_bulk(plain: float, r: dict[str, Any], runs: int, bulk: int) -> None:
+    print(f"single-task runs, POST /workflows/batch of {bulk}: {runs} -> {r['bulk']:,.0f} tasks/s (ratio "
+          f"{r['bulk'] / plain:.2f} of plain; submits alone {r['bulk_submit']:,.0f} runs/s); dispatch p50 "
+          f"{r['bulk_dispatch'][0]:.1f} ms, p99 {r['bulk_dispatch'][1]:.1f} ms")  # fmt: skip
+    print(f"  {_cpu(r['bulk_cpu'], runs)}")
+    print(f"  per run: {r['bulk_xacts']:.2f} transactions, {r['bulk_statements']:.2f} statements (submit included)")
+    for calls, ms, query in r["bulk_top"]:
+        print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
+
+
+def report(plain: float, processes: int, r: dict[str, Any], runs: int, fanout: int, bulk: int,
+           paced: float) -> None:  # fmt: skip
     print(f"\n== {processes} app process(es)")
-    print(f"single-task runs: {runs} -> {r['single']:,.0f} tasks/s (ratio {r['single'] / plain:.2f} of plain; "
-          f"submits alone {r['submit']:,.0f}/s); dispatch under this flood p50 {r['single_dispatch'][0]:.1f} ms, "
-          f"p99 {r['single_dispatch'][1]:.1f} ms")  # fmt: skip
+    print(f"single-task runs, one POST /workflows per run: {runs} -> {r['single']:,.0f} tasks/s (ratio "
+          f"{r['single'] / plain:.2f} of plain; submits alone {r['submit']:,.0f}/s); dispatch under this flood "
+          f"p50 {r['single_dispatch'][0]:.1f} ms, p99 {r['single_dispatch'][1]:.1f} ms")  # fmt: skip
+    print(f"  {_cpu(r['single_cpu'], runs)}")
     print(f"  per run: {r['xacts']:.2f} transactions, {r['statements']:.2f} statements (submit included)")
     for calls, ms, query in r["top"]:
         print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
+    if "bulk" in r:  # --bulk 0 skips it (an app without POST /workflows/batch)
+        _report_bulk(plain, r, runs, bulk)
     print(f"fan-out run of {fanout} tasks: {r['fanout']:,.0f} tasks/s (ratio {r['fanout'] / plain:.2f} of plain)")
+    print(f"  {_cpu(r['fanout_cpu'], fanout)}")
     print(f"  per task: {r['fan_xacts']:.2f} transactions, {r['fan_statements']:.2f} statements")
     for calls, ms, query in r["fan_top"]:
         print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
     p50, p99, n = r["paced"]
     print(f"dispatch latency at {paced:g} runs/s, {n} tasks: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print(f"10-step chain end to end (?wait): median {r['chain'][0]:.1f} ms, max {r['chain'][1]:.1f} ms")
+
+
+def _pid(stack: EmbeddedStack) -> int | None:
+    process = stack.postgres.process if stack.postgres is not None else None
+    return process.pid if process is not None else None
 
 
 async def _enable_statements(stack: EmbeddedStack, dsn: str) -> None:
@@ -272,12 +373,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=1000, help="single-task runs (default 1000)")
     parser.add_argument("--fanout", type=int, default=1000, help="tasks of the fan-out run (default 1000)")
+    parser.add_argument(
+        "--bulk", type=int, default=100, help="definitions per bulk submit (default 100; 0: no bulk phase)"
+    )
     parser.add_argument("--clients", type=int, default=16, help="concurrent submitters / connections (default 16)")
     parser.add_argument("--paced", type=float, default=100, help="runs/s of the dispatch-latency phase (100)")
     parser.add_argument("--processes", default="1,2", help="app process counts to measure (default 1,2)")
     parser.add_argument("--py-spy", type=Path, default=None, help="record each worker with py-spy into this dir")
     args = parser.parse_args()
-    stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="bench-workflow-")))
+    base_dir = Path(tempfile.mkdtemp(prefix="bench-workflow-"))
+    stack = EmbeddedStack(base_dir)
     stack.start()
     try:
         assert stack.postgres is not None
@@ -297,11 +402,12 @@ def main() -> None:
         for processes in (int(p) for p in args.processes.split(",")):
             with serve_app(env, processes) as (base, server):
                 pids = [p.pid for p in worker_processes(server)]
-                result = asyncio.run(measure(base, dsn, pids, args.runs, args.fanout, args.clients, args.paced,
-                                             f"p{processes}", args.py_spy))  # fmt: skip
-            report(plain, processes, result, args.runs, args.fanout, args.paced)
+                result = asyncio.run(measure(base, dsn, pids, _pid(stack), args.runs, args.fanout, args.bulk,
+                                             args.clients, args.paced, f"p{processes}", args.py_spy))  # fmt: skip
+            report(plain, processes, result, args.runs, args.fanout, args.bulk, args.paced)
     finally:
         stack.stop()
+        shutil.rmtree(base_dir, ignore_errors=True)  # its PostgreSQL, Kafka and Redis data (~130 MB)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from omninode_bridge.core.inputs import Identifier, text
 
 __all__ = [
     "AiParams",
+    "BatchAccepted",
     "EmitParams",
     "HttpParams",
     "Kind",
@@ -30,6 +31,7 @@ __all__ = [
     "TaskAttempt",
     "TaskSpec",
     "TaskState",
+    "WorkflowBatch",
     "WorkflowDefinition",
 ]
 
@@ -94,6 +96,12 @@ class WorkflowDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     namespace: Identifier | None = None
 
 
+class WorkflowBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Many workflows submitted at once (``POST /workflows/batch``): each validated, all stored or none."""
+
+    workflows: Annotated[list[WorkflowDefinition], msgspec.Meta(min_length=1, max_length=10_000)]
+
+
 # Kind parameters ----------------------------------------------------------------------------------------------
 class AiParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An AI task, run by the metrics module (routed, measured, fed back)."""
@@ -155,6 +163,13 @@ class RunAccepted(msgspec.Struct, kw_only=True):
     run_id: uuid.UUID
     status: str
     status_url: str
+
+
+class BatchAccepted(msgspec.Struct, kw_only=True):
+    """A bulk submit accepted (202): the run ids in the order of the definitions, each at ``/workflows/{id}``."""
+
+    run_ids: list[uuid.UUID]
+    status: str = "running"
 
 
 class TaskAttempt(msgspec.Struct, kw_only=True):

@@ -18,6 +18,12 @@ class WorkflowSettings(msgspec.Struct, kw_only=True, frozen=True):
     max_definition_bytes: Annotated[
         int, msgspec.Meta(ge=1024, description="Size of a definition (its JSON encoding).")
     ] = 1_048_576
+    max_batch: Annotated[
+        int, msgspec.Meta(ge=1, le=10_000, description="Workflows of one bulk submit (POST /workflows/batch).")
+    ] = 1000
+    max_batch_tasks: Annotated[
+        int, msgspec.Meta(ge=1, le=1_000_000, description="Tasks of one bulk submit, all its workflows together.")
+    ] = 20_000
     max_output_bytes: Annotated[
         int, msgspec.Meta(ge=256, description="Size of one task's output (JSON); a larger output fails the task.")
     ] = 262_144

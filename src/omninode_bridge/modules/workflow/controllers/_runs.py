@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
 from omninode_bridge import platform
@@ -49,10 +50,21 @@ def _scope(request: Request[Any, Any, Any], key: str | None) -> str | None:
     return f"{principal.key_id if principal is not None else '-'}:{key}"
 
 
+async def _unit_of_work(workflow: NamedDependency[WorkflowRuntime]) -> AsyncGenerator[UnitOfWork, None]:
+    """The request's unit of work, on the module's database, resolved after ``workflow``.
+
+    Litestar resolves a handler's independent dependencies (``workflow`` and the app's ``uow``) in an anyio task
+    group per request; a chain resolves in sequence (see docs/architecture.md, "Typed wiring").
+    """
+    async with workflow.database.unit_of_work() as uow:
+        yield uow
+
+
 class WorkflowController(Controller):
     """Durable DAGs of AI, HTTP, SQL and event tasks (scope ``workflow``)."""
 
     path = "/workflows"
+    dependencies = {"uow": Provide(_unit_of_work)}
     tags = ["workflow"]
     security = platform.API_KEY_SECURITY
     opt = platform.require_scope("workflow")
@@ -90,6 +102,30 @@ class WorkflowController(Controller):
                     return Response(await workflow.runs.state(read, ended), status_code=200)
         accepted = schemas.RunAccepted(run_id=run.id, status=run.status, status_url=f"/workflows/{run.id}")
         return Response(accepted, status_code=202)
+
+    @post("/batch", operation_id="submitWorkflows", summary="Submit many workflows at once", status_code=202,
+          responses=error_responses({
+              202: documented(schemas.BatchAccepted, "Accepted and running: the run ids, in the order of the "
+                              "definitions"),
+              422: "Invalid batch: `errors` names every issue of every definition by its index "
+                   "(`workflows[3].tasks[0].depends_on`), or the batch is over `OMNINODE_WORKFLOW_MAX_BATCH` "
+                   "workflows or `OMNINODE_WORKFLOW_MAX_BATCH_TASKS` tasks; nothing is stored",
+          }, body=True))  # fmt: skip
+    async def submit_batch(
+        self,
+        request: Request[Any, Any, Any],
+        workflow: NamedDependency[WorkflowRuntime],
+        uow: NamedDependency[UnitOfWork],
+        data: JSONBody[schemas.WorkflowBatch],
+    ) -> Response[schemas.BatchAccepted]:
+        """Validate every definition (every error of every one at once), then store them all, with their tasks
+        and events, in one statement: all or none. Each run is then as if submitted alone (`GET
+        /workflows/{id}`). For many small runs this costs a fraction of one `POST /workflows` per run."""
+        for namespace in sorted({d.namespace for d in data.workflows if d.namespace is not None}):
+            await platform.require_namespace(request, namespace)
+        correlation_id = correlation_id_of(request) or str(uuid.uuid4())
+        run_ids = await workflow.runs.submit_many(uow, data.workflows, correlation_id=correlation_id)
+        return Response(schemas.BatchAccepted(run_ids=run_ids), status_code=202)
 
     @get("/", operation_id="listWorkflows", summary="List workflow runs, newest first",
          responses=error_responses())  # fmt: skip

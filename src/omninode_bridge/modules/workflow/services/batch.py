@@ -2,10 +2,11 @@
 
 A claimed batch costs a fixed number of statements whatever its size: one ``INSERT`` of the attempt rows, one
 statement that completes the tasks run in the claim transaction itself (``noop``: nothing to wait for) and
-makes their dependents ready, one that ends the runs whose last task that was, and one outbox ``INSERT`` for
-every event of the batch (each task's start, the inline tasks' completion, the runs' completion). The claim
-holds the lock of each run's row until the commit (``FOR UPDATE``, or ``FOR SHARE`` for free runs, whose
-claims run side by side), so an inline completion cannot be fenced out or raced by another transition.
+makes their dependents ready, one that ends the runs whose last task that was, and one outbox ``INSERT`` (a
+``COPY`` from ``_COPY_FROM`` events) for every event of the batch (each task's start, the inline tasks'
+completion, the runs' completion). The claim holds the lock of each run's row until the commit (``FOR
+UPDATE``, or ``FOR SHARE`` for free runs, whose claims run side by side), so an inline completion cannot
+be fenced out or raced by another transition.
 
 Two claims of one free run each complete some of its tasks and each sees the other's as not done yet: neither
 could end the run. So a free run that a batch did not end is *settled* after the commit (:func:`settle`): its
@@ -37,6 +38,9 @@ __all__ = ["INLINE_BATCH", "INLINE_KINDS", "Batch", "Done", "settle", "start_bat
 INLINE_KINDS = frozenset({"noop"})
 #: Inline tasks claimed per transaction (they hold no concurrency slot: a batch is done when it commits).
 INLINE_BATCH = 256
+#: From this many events a batch stages them by ``COPY`` (``stage_many``): binding hundreds of rows' arrays
+#: through the session's ``INSERT`` took about a third of a full noop batch's CPU (py-spy of bench.workflow).
+_COPY_FROM = 64
 
 _ATTEMPTS = text("""
 INSERT INTO wf_task_attempts (run_id, task_id, phase, attempt, worker, status, started_at, finished_at)
@@ -160,7 +164,10 @@ async def start_batch(uow: UnitOfWork, publisher: EventPublisher, worker: str, c
         batch.ended = await _end_runs(uow, runs, events)
         ended = set(batch.ended)
         batch.unsettled = {d.task.run_id: d.task for d in inline if d.task.free and d.task.run_id not in ended}
-    await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
+    if len(events) >= _COPY_FROM:
+        await publisher.stage_many(uow, messages.WORKFLOW_TOPIC, events)
+    else:
+        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
     return batch
 
 

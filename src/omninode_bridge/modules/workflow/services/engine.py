@@ -1,8 +1,11 @@
 """The engine of one app process: claim runnable tasks, run them under their lease, record how they ended.
 
-Any number of processes run it on one database. It wakes on a ``NOTIFY wf_ready`` (sent after a burst of
-submits, cancels, retries or compensations started, in any process: ``wake.Waker``), on its own commits, when
-a retry is due, and otherwise polls every ``poll_seconds``. Tasks are claimed in batches; ``noop`` tasks
+Any number of processes run it on one database. It wakes on its own process's commits that made tasks ready
+(submits, cancels, retries, compensations started), on a ``NOTIFY wf_ready`` from another process (sent by
+a process without an engine after such commits, or by an engine that found more than it could take:
+``wake.Waker``), when a retry is due, and otherwise polls every ``poll_seconds``. Both claim loops wait on one
+signal; a loop woken by a wake-up that the other loop's claim already covers does not claim
+(``wake.Wake``). Tasks are claimed in batches; ``noop`` tasks
 complete in the claim's own transaction (``batch.start_batch``), the others run under a lease that is renewed
 while they run; a process that dies leaves leases that expire, and the tasks are claimed again (a new attempt
 number fences the old one out). Free runs whose tasks a claim completed without ending them are settled right
@@ -76,6 +79,7 @@ class Engine:
         self.wake = waker.local
         self.inflight: dict[asyncio.Task[None], Claimed] = {}
         self._reserved = 0
+        self._covered = 0  # the wake-up generation the latest claim started after (see wake.Wake)
         # Free runs whose tasks this process completed in a claim that did not end them (batch.settle).
         self._unsettled: dict[uuid.UUID, Claimed] = {}
         self._listener: Any = None
@@ -90,24 +94,40 @@ class Engine:
         dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
         try:
             self._listener = await asyncpg.connect(dsn)
-            await self._listener.add_listener(CHANNEL, lambda *_: self.wake.set())
+            await self._listener.add_listener(CHANNEL, self._notified)
         except Exception as exc:  # polling still runs every poll_seconds
             log.warning("workflow engine: LISTEN unavailable, polling only", error=describe_error(exc))
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self.waker.token:  # another process committed (ours woke this engine already)
+            self.wake.set()
 
     async def run(self) -> None:
         """Claim and run tasks until cancelled."""
         await self._listen()
+        self.waker.engine_here = True
         try:
             # Two claim loops: one's transaction is in flight while the other claims (rows are locked with SKIP
             # LOCKED, so they take different tasks); a task made ready waits for less than a whole claim.
             await asyncio.gather(*(self._loop(sweeper=i == 0) for i in range(_CLAIMERS)))
         finally:
+            self.waker.engine_here = False
             await self._shutdown()
 
     async def _loop(self, *, sweeper: bool) -> None:
         next_sweep = 0.0
+        again = True  # claim without a new wake-up: the first round, a full batch, a poll
         while True:
             self.wake.clear()
+            if not again and self.wake.generation <= self._covered:
+                # Woken by a set that the other loop's claim, started after it, covers: nothing new to take.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
+                    continue
+                again = True  # the poll interval passed
+                continue
+            # Every commit that woke the engine up to here is visible to the claim's snapshot, taken after.
+            self._covered = self.wake.generation
             # Slots are reserved while a claim is in flight, so that the loops together stay within concurrency.
             free = max(0, self.settings.concurrency - len(self.inflight) - self._reserved)
             self._reserved += free
@@ -120,6 +140,8 @@ class Engine:
                 await asyncio.sleep(self.settings.poll_seconds)
             finally:
                 self._reserved -= free
+            if batch.full or len(self.inflight) >= self.settings.concurrency:
+                self.waker.share()  # more than this process takes now: the other processes claim the rest
             for task in claimed:
                 job = asyncio.create_task(self._execute(task), name=f"wf-{task.run_id}-{task.task_id}")
                 self.inflight[job] = task
@@ -131,11 +153,13 @@ class Engine:
             if self._unsettled:
                 with contextlib.suppress(Exception):
                     await self._settle()
+            again = True
             if batch.full or batch.ready:
                 continue  # more may be waiting, or the inline tasks made some ready
             wait = _SETTLE_RETRY_S if self._unsettled else self.settings.poll_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), wait)
+                again = False  # woken: claim only if no claim started since covers the wake-up
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self.inflight.pop(job, None)

@@ -1,62 +1,25 @@
-"""Use cases of the workflow API: submit, read, list, cancel, retry. Each commits once."""
+"""Use cases of the workflow API: read, list, cancel, retry (submit: ``services.submit``). Each commits once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import time
 import uuid
-from collections.abc import Collection
 from typing import Any
 
-import msgspec
 from sqlalchemy import select, text
-from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import EventPublisher, new_envelope, outbox_rows_sql
 from omninode_bridge.core.paging import newest_first
-from omninode_bridge.modules.workflow import messages, schemas
+from omninode_bridge.modules.workflow import schemas
 from omninode_bridge.modules.workflow.models import WorkflowRun, WorkflowTask, WorkflowTaskAttempt
-from omninode_bridge.modules.workflow.services import instruments
-from omninode_bridge.modules.workflow.services.validation import validate_definition
-from omninode_bridge.modules.workflow.services.wake import Waker
-from omninode_bridge.modules.workflow.settings import WorkflowSettings
+from omninode_bridge.modules.workflow.services.submit import Submitter
 
 __all__ = ["ENDED", "RunService"]
 
 ENDED = frozenset({"completed", "failed", "cancelled"})
-
-_SUBMIT = text(f"""
-WITH run AS (
-    INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, free, inputs,
-        definition, idempotency_scope, correlation_id, created_at, deadline_at)
-    VALUES (:id, :name, :namespace, 'running', false, :compensate, :max_parallel, :free, CAST(:inputs AS jsonb),
-        CAST(:definition AS jsonb), :scope, :correlation_id, CAST(:created_at AS timestamptz), :deadline_at)
-    ON CONFLICT (idempotency_scope) WHERE idempotency_scope IS NOT NULL DO NOTHING
-    RETURNING id
-), tasks AS (
-    INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, free, status,
-        attempt, retry_base, next_run_at, ready_at)
-    SELECT run.id, t.task_id, 'forward', t.position, t.kind, t.spec, ARRAY(SELECT jsonb_array_elements_text(t.deps)),
-        jsonb_array_length(t.deps), :free,
-        CASE WHEN jsonb_array_length(t.deps) = 0 THEN 'ready' ELSE 'waiting' END, 0, 0,
-        CASE WHEN jsonb_array_length(t.deps) = 0 THEN clock_timestamp() END,
-        CASE WHEN jsonb_array_length(t.deps) = 0 THEN clock_timestamp() END
-    FROM run, unnest(CAST(:task_ids AS text[]), CAST(:positions AS int[]), CAST(:kinds AS text[]),
-                     CAST(:specs AS jsonb[]), CAST(:deps AS jsonb[])) AS t(task_id, position, kind, spec, deps)
-), outbox AS ({outbox_rows_sql("EXISTS (SELECT 1 FROM run)")})
-SELECT id FROM run
-""")  # noqa: S608 - the outbox's own SQL and a constant gate
-
-
-_NOT_SPEC = frozenset({"id", "kind", "depends_on"})
-
-
-def _json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
 
 
 def _summary(run: WorkflowRun) -> dict[str, Any]:
@@ -76,8 +39,8 @@ def _task(row: WorkflowTask, attempts: list[WorkflowTaskAttempt] | None = None) 
                              error=row.error, attempt_log=log)  # fmt: skip
 
 
-class RunService:
-    """Workflow runs as the API sees them.
+class RunService(Submitter):
+    """Workflow runs as the API sees them: submitted (see :class:`Submitter`), read, listed, cancelled, retried.
 
     Args:
         settings: Limits.
@@ -85,85 +48,6 @@ class RunService:
         queries: Names of the declared SQL queries.
         waker: Wakes the engines after a submit, cancel or retry commits; tells ``wait`` a run moved.
     """
-
-    def __init__(self, settings: WorkflowSettings, publisher: EventPublisher, queries: Collection[str],
-                 waker: Waker) -> None:  # fmt: skip
-        self.settings = settings
-        self.publisher = publisher
-        self.queries = queries
-        self.waker = waker
-
-    def check(self, definition: schemas.WorkflowDefinition) -> list[str]:
-        """Validate; returns the topological order.
-
-        Raises:
-            ProblemError: 422 naming every issue.
-        """
-        size = len(msgspec.json.encode(definition))
-        issues, order = validate_definition(definition, max_tasks=self.settings.max_tasks, queries=self.queries)
-        errors: list[dict[str, str | None]] = [
-            {"field": i.field, "source": "body", "message": i.message} for i in issues
-        ]
-        if size > self.settings.max_definition_bytes:
-            errors.insert(
-                0,
-                {
-                    "field": None,
-                    "source": "body",
-                    "message": f"the definition is {size} bytes, over {self.settings.max_definition_bytes}",
-                },
-            )
-        if errors:
-            detail = "; ".join(str(e["message"]) for e in errors[:5])
-            raise ProblemError(422, f"Invalid workflow: {detail}", slug="invalid-workflow", extra={"errors": errors})
-        return order
-
-    async def submit(self, uow: UnitOfWork, definition: schemas.WorkflowDefinition, *, correlation_id: str,
-                     idempotency_scope: str | None) -> tuple[WorkflowRun, bool]:  # fmt: skip
-        """Store a valid definition as a running run with its tasks; returns (run, created)."""
-        order = self.check(definition)
-        if idempotency_scope is not None:
-            existing = await uow.session.scalar(
-                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
-            )
-            if existing is not None:
-                return existing, False
-        now = dt.datetime.now(dt.UTC)
-        # Never more tasks than max_parallel: no process can exceed it, so they claim its tasks by their rows.
-        free = len(definition.tasks) <= definition.max_parallel
-        run = WorkflowRun(free=free, id=uuid.UUID(str(uuid7())), name=definition.name, namespace=definition.namespace,
-                          status="running", cancel_requested=False, compensate=definition.on_failure == "compensate",
-                          max_parallel=definition.max_parallel, inputs=definition.inputs,
-                          definition=msgspec.to_builtins(definition), idempotency_scope=idempotency_scope,
-                          correlation_id=correlation_id, created_at=now,
-                          deadline_at=now + dt.timedelta(seconds=definition.timeout_s))  # fmt: skip
-        position = {task_id: i for i, task_id in enumerate(order)}
-        specs = [msgspec.to_builtins(task) for task in definition.tasks]
-        payload = messages.RunEvent(run_id=run.id, name=run.name, status="running")
-        params = {
-            "id": run.id, "free": free, "name": run.name, "namespace": run.namespace, "compensate": run.compensate,
-            "max_parallel": run.max_parallel, "inputs": _json(run.inputs), "definition": _json(run.definition),
-            "scope": idempotency_scope, "correlation_id": correlation_id, "created_at": now,
-            "deadline_at": run.deadline_at, "task_ids": [t.id for t in definition.tasks],
-            "positions": [position[t.id] for t in definition.tasks], "kinds": [t.kind for t in definition.tasks],
-            "specs": [_json({k: v for k, v in spec.items() if k not in _NOT_SPEC}) for spec in specs],
-            "deps": [_json(list(dict.fromkeys(t.depends_on))) for t in definition.tasks],
-            **self.publisher.staged_arrays(uow, messages.WORKFLOW_TOPIC, [
-                new_envelope(event_type=messages.RUN_SUBMITTED, payload=payload, correlation_id=str(run.id)),
-                new_envelope(event_type=messages.RUN_STARTED, payload=payload, correlation_id=str(run.id))]),
-        }  # fmt: skip
-        uow.after_commit(self.waker)
-        # One statement, committed on its own (one round trip): the run, its tasks, its two events.
-        if (await uow.commit_one(_SUBMIT, params)).first() is None:
-            # A concurrent submit with the same Idempotency-Key won the unique index: answer with its run.
-            existing = await uow.session.scalar(
-                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
-            )
-            if existing is None:
-                raise ProblemError(409, "A submit with this Idempotency-Key is in progress.", slug="conflict")
-            return existing, False
-        instruments.RUNS.labels(name=run.name).inc()
-        return run, True
 
     async def get(self, uow: UnitOfWork, run_id: uuid.UUID) -> WorkflowRun:
         """The run.
