@@ -12,7 +12,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from omninode_bridge.embedded import EmbeddedStack
-from tests.integration.conftest import live_server, make_settings, sql_rows, wait_until
+from tests.integration.conftest import app_client, live_server, make_settings, sql_rows, wait_until
 from tests.integration.registry.conftest import HealthServer
 
 H = {"X-API-Key": "onb_test_admin_key_0123456789abcdef"}
@@ -69,25 +69,31 @@ async def _is(client: AsyncTestClient[Litestar], node_id: str, status: str | Non
 
 
 async def test_http_check_goes_critical_with_output_and_runs_once_per_interval(
-    registry_client: AsyncTestClient[Litestar], health_server: HealthServer
+    registry_client: AsyncTestClient[Litestar], health_server: HealthServer, stack: EmbeddedStack
 ) -> None:
     client = registry_client
-    node_id = f"http-{uuid.uuid4().hex[:8]}"
-    url = f"http://127.0.0.1:{health_server.port}/health"
-    body = _node(node_id, port=health_server.port, check={"kind": "http", "http": url, "interval": 1, "timeout": 1})
-    assert (await client.post("/registry/nodes", json=body, headers=H)).status_code == 201
-    # Up to a checker lease (5 s) may pass first: another app of this test process may hold it as it stops.
-    await wait_until(lambda: _is(client, node_id, "passing"), timeout=15, message="HTTP check never passed")
-    health_server.status = 500
-    await wait_until(lambda: _is(client, node_id, "critical"), timeout=10, message="HTTP check never failed")
-    node = (await client.get(f"/registry/nodes/{node_id}", headers=H)).json()
-    assert "500" in node["output"]
-    assert "database down" in node["output"]
-    calls, began = health_server.calls, time.monotonic()
-    await asyncio.sleep(3.2)  # measuring a rate over a window: the one place a test waits on the clock
-    elapsed = time.monotonic() - began
-    assert health_server.calls - calls <= int(elapsed / 1.0) + 1
-    await client.delete(f"/registry/nodes/{node_id}", headers=H)
+    # A second app on the same stack, with its own checker and Redis connection, as a second process has: the
+    # checker's Redis lease must keep the two from both checking the node each interval.
+    settings = make_settings(stack, registry={"allow_private_addresses": True, "checker_tick_seconds": 0.1})
+    async with app_client(settings) as second:
+        node_id = f"http-{uuid.uuid4().hex[:8]}"
+        url = f"http://127.0.0.1:{health_server.port}/health"
+        check = {"kind": "http", "http": url, "interval": 1, "timeout": 1}
+        assert (await client.post("/registry/nodes", json=_node(node_id, port=health_server.port, check=check),
+                                  headers=H)).status_code == 201  # fmt: skip
+        # Up to a checker lease (5 s) may pass first: another app of this test process may hold it as it stops.
+        await wait_until(lambda: _is(second, node_id, "passing"), timeout=15, message="HTTP check never passed")
+        health_server.status = 500
+        await wait_until(lambda: _is(client, node_id, "critical"), timeout=10, message="HTTP check never failed")
+        node = (await second.get(f"/registry/nodes/{node_id}", headers=H)).json()
+        assert "500" in node["output"]
+        assert "database down" in node["output"]
+        calls, began = health_server.calls, time.monotonic()
+        await asyncio.sleep(3.2)  # measuring a rate over a window: the one place a test waits on the clock
+        elapsed = time.monotonic() - began
+        checked = health_server.calls - calls
+        assert 1 <= checked <= int(elapsed / 1.0) + 1, f"{checked} checks in {elapsed:.1f} s by two apps"
+        await client.delete(f"/registry/nodes/{node_id}", headers=H)
 
 
 async def test_http_check_must_target_the_nodes_own_address(registry_client: AsyncTestClient[Litestar]) -> None:

@@ -110,7 +110,9 @@ async def test_proxy_forwards_and_records_one_paired_tool_call(
                               "AND tool_name = :t AND duration_ms IS NOT NULL", t=tool)  # fmt: skip
         return len(rows) == 1
 
-    await wait_until(paired, timeout=15, message="the proxied call was not recorded as a paired tool call")
+    # The pairing is the hooks processor's (a Kafka consumer of this fresh app, whose group joins first): on a
+    # loaded 2-core runner that took more than 15 s once.
+    await wait_until(paired, timeout=45, message="the proxied call was not recorded as a paired tool call")
     events = await sql_rows(
         stack.urls["database_url"],
         "SELECT event_type, data FROM hook_events WHERE source = 'registry.proxy' AND tool_name = :t ORDER BY id",

@@ -23,19 +23,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import httptools
 import httpx
 
-from omninode_bridge.core.http1._conn import ClientConnection
+from omninode_bridge.core.http1._conn import ConnectionFailed, ResponseConnection
 
-__all__ = ["ConnectionFailed", "Endpoint", "Http1Pool"]
+__all__ = ["Endpoint", "Http1Pool"]
 
 #: Largest answer accepted (a chat completion is kilobytes; this only stops a runaway upstream).
 _MAX_BODY = 64 * 1024 * 1024
-
-
-class ConnectionFailed(Exception):
-    """The connection failed, closed early, or the answer was not valid HTTP/1.1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,35 +53,17 @@ class Endpoint:
         return cls(parsed.scheme, parsed.host, port, head)
 
 
-class _Connection(ClientConnection):
+class _Connection(ResponseConnection):
     """One connection: a request at a time, its answer parsed as it arrives."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reused = False
-        self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self._body: list[bytes] = []
         self._size = 0
-        self._received = False
         self._headers_done = False
-        self._framed = False  # Content-Length or chunked: the end is in the stream, not at the close
 
     # asyncio.Protocol ---------------------------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        if self._waiter is None:  # bytes nobody asked for: the connection cannot be trusted any more
-            self.close()
-            return
-        self._received = True
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ConnectionFailed(f"invalid HTTP answer: {exc}"))
-            self.close()
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if self._waiter is not None and not self._waiter.done():
@@ -97,9 +74,7 @@ class _Connection(ClientConnection):
 
     # httptools callbacks ------------------------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = name.lower()
-        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
-            self._framed = True
+        self._note_framing(name, value)
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -122,17 +97,15 @@ class _Connection(ClientConnection):
         """Send one request and wait for its whole answer: (status, body)."""
         assert self.transport is not None
         self._waiter = asyncio.get_running_loop().create_future()
-        self._body, self._size, self._received, self._headers_done, self._framed = [], 0, False, False, False
+        self._body, self._size, self.received, self._headers_done, self._framed = [], 0, False, False, False
         self.transport.write(data)
         try:
             return await self._waiter
         finally:
             self._waiter = None
 
-    @property
-    def received(self) -> bool:
-        """Whether any byte of the current answer came back."""
-        return self._received
+    def _expecting(self) -> bool:
+        return self._waiter is not None
 
     def _finish(self) -> None:
         if self._waiter is not None and not self._waiter.done():

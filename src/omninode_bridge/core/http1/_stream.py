@@ -22,10 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httptools
-
-from omninode_bridge.core.http1._conn import ClientConnection
-from omninode_bridge.core.http1._pool import ConnectionFailed
+from omninode_bridge.core.http1._conn import ConnectionFailed, ResponseConnection
 
 __all__ = ["ConnectFailed", "ConnectTimedOut", "Origin", "StreamPool", "StreamedResponse"]
 
@@ -42,13 +39,11 @@ class ConnectTimedOut(ConnectFailed):
     """No connection was made within the connect timeout (nothing was sent)."""
 
 
-class _Stream(ClientConnection):
+class _Stream(ResponseConnection):
     """One connection: a request at a time, its answer's head awaited, its body queued as it arrives."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reused = False
-        self._parser = httptools.HttpResponseParser(self)
         self._head: asyncio.Future[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
@@ -59,8 +54,6 @@ class _Stream(ClientConnection):
         self._paused = False
         self.complete = False
         self._error: Exception | None = None
-        self._framed = False
-        self.received = False
         self.head_only = False
 
     def begin(self, head_only: bool) -> None:
@@ -73,20 +66,6 @@ class _Stream(ClientConnection):
         self._buffered = 0
 
     # asyncio.Protocol ---------------------------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        if self._head is None:  # bytes nobody asked for: the connection cannot be trusted any more
-            self.close()
-            return
-        self.received = True
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ConnectionFailed(f"invalid HTTP answer: {exc}"))
-            self.close()
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if self._head is not None and not self.complete:
@@ -107,9 +86,7 @@ class _Stream(ClientConnection):
 
     # httptools callbacks ------------------------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = name.lower()
-        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
-            self._framed = True
+        self._note_framing(name, value)
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -140,6 +117,9 @@ class _Stream(ClientConnection):
             self.close()
 
     # The client's side --------------------------------------------------------------------------------------
+    def _expecting(self) -> bool:
+        return self._head is not None
+
     def _end(self) -> None:
         self.complete = True
         self._wakeup()
