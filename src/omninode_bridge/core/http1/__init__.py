@@ -9,9 +9,9 @@ subclass of it, ``ResponseConnection``.
 
 from __future__ import annotations
 
-from omninode_bridge.core.http1._conn import ClientConnection, ConnectionFailed
+from omninode_bridge.core.http1._conn import ClientConnection, ConnectionFailed, Origin
 from omninode_bridge.core.http1._pool import Endpoint, Http1Pool
-from omninode_bridge.core.http1._stream import ConnectFailed, ConnectTimedOut, Origin, StreamedResponse, StreamPool
+from omninode_bridge.core.http1._stream import ConnectFailed, ConnectTimedOut, StreamedResponse, StreamPool
 
 __all__ = [
     "ClientConnection",

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from typing import cast
+import ssl
+from collections import deque
+from typing import Generic, TypeVar, cast
 
 import httptools
 
-__all__ = ["ClientConnection", "ConnectionFailed", "ResponseConnection"]
+__all__ = ["ClientConnection", "ConnectionFailed", "IdleConnections", "Origin", "ResponseConnection"]
+
+Origin = tuple[str, str, int]  # scheme, host, port
 
 
 class ConnectionFailed(Exception):
@@ -77,3 +81,57 @@ class ResponseConnection(ClientConnection, abc.ABC):
         lowered = name.lower()
         if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
             self._framed = True
+
+
+_Connection = TypeVar("_Connection", bound=ResponseConnection)
+
+
+class IdleConnections(Generic[_Connection]):
+    """Idle keep-alive connections per origin: what the two HTTP/1.1 pools share (reuse, give back, TLS, close).
+
+    Args:
+        max_idle: Idle connections kept per origin; more are closed when given back.
+    """
+
+    def __init__(self, max_idle: int = 128) -> None:
+        self.max_idle = max_idle
+        self._idle: dict[Origin, deque[_Connection]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    def _reuse(self, origin: Origin) -> _Connection | None:
+        """An idle connection to ``origin`` still open, marked reused; None when there is none."""
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()  # the most recently used: the least likely to have been closed by the server
+            if connection.idle:
+                connection.reused = True
+                return connection
+        return None
+
+    def _keep(self, origin: Origin, connection: _Connection) -> None:
+        """Keep ``connection`` for the next request to ``origin``, or close it (pool closed, connection unusable
+        or enough kept)."""
+        if self._closed or not connection.idle:
+            connection.close()
+            return
+        idle = self._idle.setdefault(origin, deque())
+        if len(idle) >= self.max_idle:
+            connection.close()
+            return
+        idle.append(connection)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            import certifi  # httpx's CA bundle, so https upstreams verify exactly as they did through httpx
+
+            self._ssl = ssl.create_default_context(cafile=certifi.where())
+        return self._ssl
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use close when their call ends."""
+        self._closed = True
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from omninode_bridge.core.http1._conn import ConnectionFailed, ResponseConnection
+from omninode_bridge.core.http1._conn import ConnectionFailed, IdleConnections, Origin, ResponseConnection
 
 __all__ = ["Endpoint", "Http1Pool"]
 
@@ -41,6 +40,11 @@ class Endpoint:
     host: str
     port: int
     head: bytes  # request line and Host header
+
+    @property
+    def origin(self) -> Origin:
+        """Where its connections go: (scheme, host, port)."""
+        return self.scheme, self.host, self.port
 
     @classmethod
     def of(cls, url: str) -> Endpoint:
@@ -116,18 +120,12 @@ class _Connection(ResponseConnection):
             self._waiter.set_exception(exc)
 
 
-class Http1Pool:
+class Http1Pool(IdleConnections[_Connection]):
     """Idle keep-alive connections per origin, shared by every model (one pool per process).
 
     Args:
         max_idle: Idle connections kept per origin; more are closed when given back.
     """
-
-    def __init__(self, max_idle: int = 128) -> None:
-        self.max_idle = max_idle
-        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
-        self._closed = False
 
     async def post(self, endpoint: Endpoint, headers: bytes, body: bytes) -> tuple[int, bytes]:
         """POST ``body`` with ``headers`` (complete ``Name: value\\r\\n`` lines, no Content-Length).
@@ -157,13 +155,7 @@ class Http1Pool:
         return answer
 
     async def _connection(self, endpoint: Endpoint) -> _Connection:
-        idle = self._idle.get((endpoint.scheme, endpoint.host, endpoint.port))
-        while idle:
-            connection = idle.pop()  # the most recently used: the least likely to have been closed by the server
-            if connection.idle:
-                connection.reused = True
-                return connection
-        return await self._connect(endpoint)
+        return self._reuse(endpoint.origin) or await self._connect(endpoint)
 
     async def _connect(self, endpoint: Endpoint) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -177,26 +169,4 @@ class Http1Pool:
         return connection
 
     def _give_back(self, endpoint: Endpoint, connection: _Connection) -> None:
-        if self._closed or not connection.idle:
-            connection.close()
-            return
-        idle = self._idle.setdefault((endpoint.scheme, endpoint.host, endpoint.port), deque())
-        if len(idle) >= self.max_idle:
-            connection.close()
-            return
-        idle.append(connection)
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            import certifi  # httpx's CA bundle, so https upstreams verify exactly as they did through httpx
-
-            self._ssl = ssl.create_default_context(cafile=certifi.where())
-        return self._ssl
-
-    def close(self) -> None:
-        """Close every idle connection; connections in use close when their call ends."""
-        self._closed = True
-        for idle in self._idle.values():
-            for connection in idle:
-                connection.close()
-        self._idle.clear()
+        self._keep(endpoint.origin, connection)

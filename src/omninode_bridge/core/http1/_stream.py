@@ -22,13 +22,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from omninode_bridge.core.http1._conn import ConnectionFailed, ResponseConnection
+from omninode_bridge.core.http1._conn import ConnectionFailed, IdleConnections, Origin, ResponseConnection
 
 __all__ = ["ConnectFailed", "ConnectTimedOut", "Origin", "StreamPool", "StreamedResponse"]
 
 #: Bytes of an answer buffered before the socket stops being read (the consumer is slower than the server).
 _HIGH_WATER = 256 * 1024
-Origin = tuple[str, str, int]  # scheme, host, port
 
 
 class ConnectFailed(ConnectionFailed):
@@ -211,18 +210,12 @@ def _head(method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]], ch
     return b"".join(lines)
 
 
-class StreamPool:
+class StreamPool(IdleConnections[_Stream]):
     """Idle keep-alive connections per origin (one pool per process).
 
     Args:
         max_idle: Idle connections kept per origin; more are closed when given back.
     """
-
-    def __init__(self, max_idle: int = 128) -> None:
-        self.max_idle = max_idle
-        self._idle: dict[Origin, deque[_Stream]] = {}
-        self._ssl: ssl.SSLContext | None = None
-        self._closed = False
 
     async def send(
         self, origin: Origin, method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]],
@@ -283,13 +276,7 @@ class StreamPool:
         await connection.wait_head(wait)
 
     async def _connection(self, origin: Origin, connect: float) -> _Stream:
-        idle = self._idle.get(origin)
-        while idle:
-            connection = idle.pop()  # the most recently used: the least likely to have been closed by the server
-            if connection.idle:
-                connection.reused = True
-                return connection
-        return await self._connect(origin, connect)
+        return self._reuse(origin) or await self._connect(origin, connect)
 
     async def _connect(self, origin: Origin, connect: float) -> _Stream:
         scheme, host, port = origin
@@ -308,27 +295,5 @@ class StreamPool:
 
     def give_back(self, origin: Origin, connection: _Stream) -> None:
         """Keep an idle connection for the next request to ``origin`` (or close it)."""
-        if self._closed or not connection.idle:
-            connection.close()
-            return
-        idle = self._idle.setdefault(origin, deque())
-        if len(idle) >= self.max_idle:
-            connection.close()
-            return
         connection.reused = False
-        idle.append(connection)
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            import certifi  # httpx's CA bundle, so https upstreams verify exactly as they did through httpx
-
-            self._ssl = ssl.create_default_context(cafile=certifi.where())
-        return self._ssl
-
-    def close(self) -> None:
-        """Close every idle connection; connections in use close when their call ends."""
-        self._closed = True
-        for idle in self._idle.values():
-            for connection in idle:
-                connection.close()
-        self._idle.clear()
+        self._keep(origin, connection)
