@@ -143,7 +143,7 @@ _OURS = "query NOT LIKE '%pg_stat%' AND query NOT LIKE 'SELECT count(*) FROM wf_
 _TOP = (
     "SELECT calls, round(total_exec_time) AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS q "
     "FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' AND query NOT LIKE "
-    "'SELECT count(*) FROM wf_runs WHERE name%' ORDER BY calls DESC LIMIT 12"
+    "'SELECT count(*) FROM wf_runs WHERE name%' ORDER BY total_exec_time DESC LIMIT 12"
 )
 
 

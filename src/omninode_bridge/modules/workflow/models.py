@@ -26,7 +26,9 @@ class WorkflowRun(DefaultBase):
     __table_args__ = (
         Index("ix_wf_runs_idempotency", "idempotency_scope", unique=True,
               postgresql_where=text("idempotency_scope IS NOT NULL")),
-        Index("ix_wf_runs_active", "status", postgresql_where=text("status IN ('running', 'failing', 'compensating')")),
+        # By status, then id: the sweep of unsettled free runs pages through the running ones (batch.stranded).
+        Index("ix_wf_runs_active", "status", "id",
+              postgresql_where=text("status IN ('running', 'failing', 'compensating')")),
         # The runs claimed under their row's lock (max_parallel can bind).
         Index("ix_wf_runs_held", "id", postgresql_where=text("status IN ('running', 'compensating') AND NOT free")),
     )  # fmt: skip
@@ -44,6 +46,9 @@ class WorkflowRun(DefaultBase):
         default=False,
         server_default=false(),
         comment="max_parallel cannot bind: its tasks are claimed by their rows",
+    )
+    has_ai: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), comment="The definition has an ai task (set at submit)"
     )
     inputs: Mapped[dict[str, Any]] = mapped_column(JSONB)
     definition: Mapped[dict[str, Any]] = mapped_column(JSONB)

@@ -82,6 +82,7 @@ class Engine:
         self._covered = 0  # the wake-up generation the latest claim started after (see wake.Wake)
         # Free runs whose tasks this process completed in a claim that did not end them (batch.settle).
         self._unsettled: dict[uuid.UUID, Claimed] = {}
+        self._stranded_after = uuid.UUID(int=0)  # where the next sweep for unsettled runs goes on
         self._listener: Any = None
         self.background: set[asyncio.Task[None]] = set()
 
@@ -148,11 +149,15 @@ class Engine:
                 job.add_done_callback(self._done)
             if sweeper and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.settings.poll_seconds
-                with contextlib.suppress(Exception):
+                try:
                     await self._sweep()
+                except Exception as exc:  # the next sweep tries again; a bug here must not pass silently
+                    log.warning("workflow engine: sweep failed", error=describe_error(exc))
             if self._unsettled:
-                with contextlib.suppress(Exception):
+                try:
                     await self._settle()
+                except Exception as exc:  # tried again next round (and by the sweep)
+                    log.warning("workflow engine: settling runs failed", error=describe_error(exc))
             again = True
             if batch.full or batch.ready:
                 continue  # more may be waiting, or the inline tasks made some ready
@@ -238,7 +243,7 @@ class Engine:
             if await self.store.sweep(uow):
                 await uow.commit()
         async with self.database.unit_of_work() as uow:
-            ended = await stranded(uow, self.store.publisher)
+            ended, self._stranded_after = await stranded(uow, self.store.publisher, self._stranded_after)
             await uow.commit()
         if ended:
             self.waker.moved(ended)

@@ -52,10 +52,11 @@ _TASKS_FROM = """
 
 _SUBMIT = text(f"""
 WITH run AS (
-    INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, free, inputs,
-        definition, idempotency_scope, correlation_id, created_at, deadline_at)
-    VALUES (:id, :name, :namespace, 'running', false, :compensate, :max_parallel, :free, CAST(:inputs AS jsonb),
-        CAST(:definition AS jsonb), :scope, :correlation_id, CAST(:created_at AS timestamptz), :deadline_at)
+    INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, free, has_ai,
+        inputs, definition, idempotency_scope, correlation_id, created_at, deadline_at)
+    VALUES (:id, :name, :namespace, 'running', false, :compensate, :max_parallel, :free, :has_ai,
+        CAST(:inputs AS jsonb), CAST(:definition AS jsonb), :scope, :correlation_id, CAST(:created_at AS timestamptz),
+        :deadline_at)
     ON CONFLICT (idempotency_scope) WHERE idempotency_scope IS NOT NULL DO NOTHING
     RETURNING id
 ), tasks AS ({_TASKS_FROM.format(run="run.id", free=":free", source="run, ")}
@@ -67,12 +68,12 @@ SELECT id FROM run
 # rows name ids that the same statement inserts: the foreign key is checked at the statement's end.
 _SUBMIT_MANY = text(f"""
 WITH run AS (
-    INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, free, inputs,
-        definition, idempotency_scope, correlation_id, created_at, deadline_at)
-    SELECT r.id, r.name, r.namespace, 'running', false, r.compensate, r.max_parallel, r.free, r.inputs,
+    INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, free, has_ai,
+        inputs, definition, idempotency_scope, correlation_id, created_at, deadline_at)
+    SELECT r.id, r.name, r.namespace, 'running', false, r.compensate, r.max_parallel, r.free, r.has_ai, r.inputs,
         r.definition, NULL, :correlation_id, CAST(:created_at AS timestamptz), r.deadline_at
     FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS r(id uuid, name text, namespace text, compensate boolean,
-        max_parallel int, free boolean, inputs jsonb, definition jsonb, deadline_at timestamptz)
+        max_parallel int, free boolean, has_ai boolean, inputs jsonb, definition jsonb, deadline_at timestamptz)
     RETURNING id
 ), tasks AS ({_TASKS_FROM.format(run="t.run_id", free="t.free", source="")}
 ), outbox AS ({outbox_rows_sql()})
@@ -111,6 +112,7 @@ class _RunRow(msgspec.Struct):
     compensate: bool
     max_parallel: int
     free: bool
+    has_ai: bool
     inputs: dict[str, Any]
     definition: msgspec.Raw
     deadline_at: dt.datetime
@@ -121,6 +123,11 @@ _encode = msgspec.json.Encoder().encode
 
 def _text(value: Any) -> str:
     return _encode(value).decode()
+
+
+def _has_ai(definition: schemas.WorkflowDefinition) -> bool:
+    """Whether a run has ai tasks (its completion or failure is fed back to the router)."""
+    return any(task.kind == "ai" for task in definition.tasks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,14 +241,16 @@ class Submitter:
         now = dt.datetime.now(dt.UTC)
         # Never more tasks than max_parallel: no process can exceed it, so they claim its tasks by their rows.
         free = len(definition.tasks) <= definition.max_parallel
-        run = WorkflowRun(free=free, id=uuid.UUID(str(uuid7())), name=definition.name, namespace=definition.namespace,
-                          status="running", cancel_requested=False, compensate=definition.on_failure == "compensate",
-                          max_parallel=definition.max_parallel, inputs=definition.inputs, definition={},
+        run = WorkflowRun(free=free, has_ai=_has_ai(definition), id=uuid.UUID(str(uuid7())), name=definition.name,
+                          namespace=definition.namespace, status="running", cancel_requested=False,
+                          compensate=definition.on_failure == "compensate", max_parallel=definition.max_parallel,
+                          inputs=definition.inputs, definition={},
                           idempotency_scope=idempotency_scope, correlation_id=correlation_id, created_at=now,
                           deadline_at=now + dt.timedelta(seconds=definition.timeout_s))  # fmt: skip
         params = {
-            "id": run.id, "free": free, "name": run.name, "namespace": run.namespace, "compensate": run.compensate,
-            "max_parallel": run.max_parallel, "inputs": _text(run.inputs), "definition": checked.encoded.decode(),
+            "id": run.id, "free": free, "has_ai": run.has_ai, "name": run.name, "namespace": run.namespace,
+            "compensate": run.compensate, "max_parallel": run.max_parallel, "inputs": _text(run.inputs),
+            "definition": checked.encoded.decode(),
             "scope": idempotency_scope, "correlation_id": correlation_id, "created_at": now,
             "deadline_at": run.deadline_at, "tasks": _text(self._task_rows(checked)),
             **self._events(uow, [(run.id, run.name)]),
@@ -275,7 +284,7 @@ class Submitter:
             d = one.definition
             free = len(d.tasks) <= d.max_parallel
             runs.append(_RunRow(id=run_id, name=d.name, namespace=d.namespace, compensate=d.on_failure == "compensate",
-                                max_parallel=d.max_parallel, free=free, inputs=d.inputs,
+                                max_parallel=d.max_parallel, free=free, has_ai=_has_ai(d), inputs=d.inputs,
                                 definition=msgspec.Raw(one.encoded),
                                 deadline_at=now + dt.timedelta(seconds=d.timeout_s)))  # fmt: skip
             tasks += self._task_rows(one, run_id, free)
