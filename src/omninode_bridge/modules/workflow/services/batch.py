@@ -110,7 +110,8 @@ WITH page AS (
     SELECT id FROM wf_runs WHERE status = 'running' AND free AND id > :after ORDER BY id LIMIT :page
 )
 SELECT r.id, (SELECT id FROM page ORDER BY id DESC LIMIT 1) AS last, (SELECT count(*) FROM page) AS seen
-FROM wf_runs r WHERE r.id IN (SELECT id FROM page) AND r.status = 'running'
+FROM wf_runs r WHERE r.id = ANY(ARRAY(SELECT id FROM page)) AND r.status = 'running'  -- by key (joined to the CTE,
+  -- every running run was compared with the whole page)
   AND NOT EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status = 'ready')
   AND NOT EXISTS (SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.status IN ('running', 'waiting'))
 FOR UPDATE OF r SKIP LOCKED

@@ -83,6 +83,7 @@ class Engine:
         # Free runs whose tasks this process completed in a claim that did not end them (batch.settle).
         self._unsettled: dict[uuid.UUID, Claimed] = {}
         self._stranded_after = uuid.UUID(int=0)  # where the next sweep for unsettled runs goes on
+        self._next_stranded = 0.0
         self._listener: Any = None
         self.background: set[asyncio.Task[None]] = set()
 
@@ -242,6 +243,11 @@ class Engine:
         async with self.database.unit_of_work() as uow:
             if await self.store.sweep(uow):
                 await uow.commit()
+        if time.monotonic() < self._next_stranded:
+            return
+        # A run is left unsettled only by a process that died between a claim's commit and its settle: looked for
+        # as often as a dead process's leases expire (a third of the lease), a page at a time.
+        self._next_stranded = time.monotonic() + self.settings.lease_seconds / 3
         async with self.database.unit_of_work() as uow:
             ended, self._stranded_after = await stranded(uow, self.store.publisher, self._stranded_after)
             await uow.commit()
