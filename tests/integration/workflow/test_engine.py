@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -196,3 +197,25 @@ async def test_a_free_run_left_unsettled_by_a_dead_process_is_ended_by_the_sweep
         await wait_until(ended, timeout=10)
     finally:
         await engine.dispose()
+
+
+async def test_gauges_show_the_runs_tasks_and_queue_in_flight(client: Client, admin_headers: dict[str, str]) -> None:
+    # One task runs at a time (max_parallel 1): while the first sleeps, the other two are due and wait in the queue.
+    body = {"name": "gauged", "max_parallel": 1,
+            "tasks": [{"id": f"s{i}", "kind": "sleep", "params": {"seconds": 3}} for i in range(3)]}  # fmt: skip
+    run = await submit(client, admin_headers, body, wait=0)
+
+    def gauge(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    async def in_flight() -> bool:
+        return (gauge("omninode_workflow_runs_active", status="running") >= 1
+                and gauge("omninode_workflow_tasks_active", status="running") >= 1
+                and gauge("omninode_workflow_tasks_active", status="ready") >= 2
+                and gauge("omninode_workflow_queue_depth") >= 2)  # fmt: skip
+
+    try:
+        await wait_until(in_flight, timeout=10)
+    finally:
+        response = await client.post(f"/workflows/{run['run_id']}/cancel?compensate=false", headers=admin_headers)
+        assert response.status_code in (200, 202), response.text

@@ -51,6 +51,8 @@ log = structlog.get_logger(__name__)
 _CLAIMERS = 2
 #: How soon a run that could not be settled (another transaction held its row) is tried again.
 _SETTLE_RETRY_S = 0.02
+#: How often the gauges of runs and tasks in flight are read from the database (by the sweeping loop).
+_GAUGES_S = 2.0
 
 
 class _Stopped(Exception):
@@ -84,6 +86,7 @@ class Engine:
         self._unsettled: dict[uuid.UUID, Claimed] = {}
         self._stranded_after = uuid.UUID(int=0)  # where the next sweep for unsettled runs goes on
         self._next_stranded = 0.0
+        self._next_gauges = 0.0
         self._listener: Any = None
         self.background: set[asyncio.Task[None]] = set()
 
@@ -243,6 +246,10 @@ class Engine:
         async with self.database.unit_of_work() as uow:
             if await self.store.sweep(uow):
                 await uow.commit()
+        if time.monotonic() >= self._next_gauges:
+            self._next_gauges = time.monotonic() + _GAUGES_S
+            async with self.database.unit_of_work() as uow:
+                await instruments.refresh_gauges(uow)
         if time.monotonic() < self._next_stranded:
             return
         # A run is left unsettled only by a process that died between a claim's commit and its settle: looked for
