@@ -71,7 +71,7 @@ class WorkflowTask(DefaultBase):
         # Per run: the claim's ready tasks and running count, a completion's waiting dependents.
         Index("ix_wf_tasks_run_ready", "run_id", "next_run_at", postgresql_where=text("status = 'ready'")),
         Index("ix_wf_tasks_run_busy", "run_id", "status", postgresql_where=text("status IN ('running', 'waiting')")),
-        # The tasks any process claims by their own row (see services/store.py).
+        # The tasks any process claims by their own row (see services/claims.py).
         Index("ix_wf_tasks_free_ready", "next_run_at", postgresql_where=text("status = 'ready' AND free")),
     )
 

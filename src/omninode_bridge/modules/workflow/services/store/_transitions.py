@@ -1,88 +1,30 @@
-"""The engine's statements: claim ready tasks, renew leases, complete or fail a task, advance a failing run.
-
-Every transition is conditional: a claim (``claims.CLAIM``) takes tasks that are ``ready`` (or ``running`` with
-an expired lease), under ``FOR UPDATE SKIP LOCKED`` of their run when ``max_parallel`` can bind (one process at
-a time counts and starts them, so it holds across processes), by their own rows otherwise (any process, at
-once); a completion or failure names the attempt it was claimed with and changes nothing when the task has
-moved on (its lease expired and another process took it over). Every other transition locks the run's row ``FOR
-UPDATE`` first, so it waits for the claims in flight on that run, and its lock order is run, then tasks.
-"""
+"""The engine's task transitions: claim, renew a lease, complete or fail an attempt, hand tasks back."""
 
 from __future__ import annotations
 
 import datetime as dt
 import random
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from sqlalchemy import text
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events import EventPublisher, new_envelope
 from omninode_bridge.modules.workflow import messages
 from omninode_bridge.modules.workflow.services.claims import CLAIM
-from omninode_bridge.modules.workflow.services.wake import Waker
+from omninode_bridge.modules.workflow.services.store._claimed import Claimed, backoff_seconds
+from omninode_bridge.modules.workflow.services.store._failing import FailingRuns, _json
 
-__all__ = ["Claimed", "EngineStore", "backoff_seconds"]
-
-TERMINAL = ("completed", "failed", "cancelled")
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A task this process holds the lease of, with what it needs to run it."""
-
-    run_id: uuid.UUID
-    task_id: str
-    phase: str
-    kind: str
-    spec: dict[str, Any]
-    attempt: int
-    retry_base: int
-    ready_at: dt.datetime | None
-    started_at: dt.datetime
-    inputs: dict[str, Any]
-    run_name: str
-    correlation_id: str
-    has_ai: bool = False
-    free: bool = False
-
-    @property
-    def attempts_left(self) -> int:
-        """Attempts of the retry policy not yet used (this one counted)."""
-        maximum = int(self.spec.get("retry", {}).get("max_attempts", 1))
-        return maximum - (self.attempt - self.retry_base)
+__all__ = ["EngineStore"]
 
 
-def backoff_seconds(retry: dict[str, Any], failures: int, rng: random.Random | None = None) -> float:
-    """The wait before the next attempt after ``failures`` failed ones (exponential, capped, with jitter)."""
-    initial = float(retry.get("initial_backoff_s", 0.5))
-    delay = min(
-        float(retry.get("max_backoff_s", 60.0)), initial * float(retry.get("multiplier", 2.0)) ** (failures - 1)
-    )
-    jitter = float(retry.get("jitter", 0.2))
-    factor = 1 - jitter * (rng or random).random()
-    return max(0.0, delay * factor)
-
-
-class EngineStore:
+class EngineStore(FailingRuns):
     """The engine's transitions, each in the caller's unit of work (the caller commits).
 
     Args:
         publisher: Stages the run and task events in the same transaction.
         waker: Wakes the engines once a transaction that made tasks ready commits.
     """
-
-    def __init__(self, publisher: EventPublisher, waker: Waker) -> None:
-        self.publisher = publisher
-        self.waker = waker
-
-    async def _events(self, uow: UnitOfWork, run_id: uuid.UUID, events: list[tuple[str, Any]]) -> None:
-        if events:
-            envelopes = [new_envelope(event_type=t, payload=p, correlation_id=str(run_id)) for t, p in events]
-            await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, envelopes)
 
     async def claim(self, uow: UnitOfWork, worker: str, limit: int, lease_s: float,
                     kinds: list[str] | None = None) -> list[Claimed]:  # fmt: skip
@@ -255,85 +197,6 @@ class EngineStore:
         await self._events(uow, task.run_id, events)
         return None
 
-    async def start_failing(self, uow: UnitOfWork, run_id: uuid.UUID, error: str, *, cancel: bool = False,
-                            compensate: bool | None = None) -> Any:  # fmt: skip
-        """Move a running run to ``failing``: no new task starts (waiting and ready ones are cancelled)."""
-        row = (await uow.session.execute(text(
-            "UPDATE wf_runs SET status = 'failing', error = :error, cancel_requested = :cancel, "
-            "compensate = coalesce(:compensate, compensate) WHERE id = :run AND status = 'running' "
-            "RETURNING id, name, status, compensate, cancel_requested, error"),
-            {"run": run_id, "error": error, "cancel": cancel, "compensate": compensate})).first()  # fmt: skip
-        if row is not None:
-            await uow.session.execute(text(
-                "UPDATE wf_tasks SET status = 'cancelled', finished_at = clock_timestamp() WHERE run_id = :run "
-                "AND phase = 'forward' AND status IN ('waiting', 'ready')"), {"run": run_id})  # fmt: skip
-        return row
-
-    async def _advance_failure(self, uow: UnitOfWork, run: Any) -> list[tuple[str, Any]]:
-        """Once no forward task of a failing run is running: start its compensations, or end it."""
-        busy = (await uow.session.execute(text(
-            "SELECT count(*) FROM wf_tasks WHERE run_id = :run AND phase = 'forward' AND status = 'running'"),
-            {"run": run.id})).scalar_one()  # fmt: skip
-        if busy:
-            return []
-        if not run.compensate:
-            return await self._end_run(uow, run, None)
-        done = (await uow.session.execute(text(
-            "SELECT task_id, position, spec -> 'compensate' AS compensate FROM wf_tasks WHERE run_id = :run "
-            "AND phase = 'forward' AND status = 'completed' AND spec ? 'compensate' "
-            "AND jsonb_typeof(spec -> 'compensate') = 'object' ORDER BY position DESC"),
-            {"run": run.id})).all()  # fmt: skip
-        if not done:
-            return await self._end_run(uow, run, "compensated")
-        rows = []
-        previous: str | None = None
-        for position, row in enumerate(done):
-            spec = dict(row.compensate)
-            rows.append({"run": run.id, "task": row.task_id, "position": position, "kind": spec.get("kind", "noop"),
-                         "spec": spec, "deps": [previous] if previous else [], "pending": 1 if previous else 0,
-                         "status": "waiting" if previous else "ready"})  # fmt: skip
-            previous = row.task_id
-        await uow.session.execute(text(
-            "INSERT INTO wf_tasks (run_id, task_id, phase, position, kind, spec, depends_on, pending_deps, free, "
-            "status, attempt, retry_base, next_run_at, ready_at) VALUES (:run, :task, 'compensate', :position, :kind, "
-            "CAST(:spec AS jsonb), :deps, :pending, true, :status, 0, 0, "
-            "CASE WHEN :pending = 0 THEN clock_timestamp() END, CASE WHEN :pending = 0 THEN clock_timestamp() END) "
-            "ON CONFLICT DO NOTHING"), [{**r, "spec": _json(r["spec"])} for r in rows])  # fmt: skip
-        await uow.session.execute(text("UPDATE wf_runs SET status = 'compensating' WHERE id = :run"), {"run": run.id})
-        uow.after_commit(self.waker)
-        return []
-
-    async def _end_run(self, uow: UnitOfWork, run: Any, outcome: str | None) -> list[tuple[str, Any]]:
-        status = "cancelled" if run.cancel_requested else "failed"
-        await uow.session.execute(text(
-            "UPDATE wf_runs SET status = :status, outcome = :outcome, finished_at = clock_timestamp() WHERE id = :run"),
-            {"status": status, "outcome": outcome, "run": run.id})  # fmt: skip
-        event = messages.RUN_CANCELLED if run.cancel_requested else messages.RUN_FAILED
-        events: list[tuple[str, Any]] = [(event, messages.RunEvent(
-            run_id=run.id, name=run.name, status=status, outcome=outcome, error=run.error))]  # fmt: skip
-        if outcome == "compensated":
-            events.append((messages.RUN_COMPENSATED, messages.RunEvent(
-                run_id=run.id, name=run.name, status=status, outcome=outcome)))  # fmt: skip
-        return events
-
-    async def sweep(self, uow: UnitOfWork) -> int:
-        """Fail runs past their deadline and move failing runs on whose running tasks' processes died."""
-        timed_out = (await uow.session.execute(text(
-            "SELECT id FROM wf_runs WHERE status = 'running' AND deadline_at < clock_timestamp() "
-            "LIMIT 50 FOR UPDATE SKIP LOCKED"))).scalars().all()  # fmt: skip
-        for run_id in timed_out:
-            await self.start_failing(uow, run_id, "the workflow exceeded its timeout")
-        failing = (await uow.session.execute(text(
-            "SELECT id, name, status, compensate, cancel_requested, error FROM wf_runs WHERE status = 'failing' "
-            "LIMIT 50 FOR UPDATE SKIP LOCKED"))).all()  # fmt: skip
-        for run in failing:
-            await uow.session.execute(text(
-                "UPDATE wf_tasks SET status = 'cancelled', finished_at = clock_timestamp(), lease_owner = NULL "
-                "WHERE run_id = :run AND phase = 'forward' AND status = 'running' "
-                "AND lease_until < clock_timestamp()"), {"run": run.id})  # fmt: skip
-            await self._events(uow, run.id, await self._advance_failure(uow, run))
-        return len(timed_out) + len(failing)
-
     async def release(self, uow: UnitOfWork, tasks: list[Claimed]) -> None:
         """Hand back tasks this process will not finish (shutdown): ready again at once, for any process."""
         for task in tasks:
@@ -347,7 +210,3 @@ class EngineStore:
                 "UPDATE wf_task_attempts SET status = 'released', finished_at = clock_timestamp() "
                 "WHERE run_id = :run AND task_id = :task AND phase = :phase AND attempt = :attempt"),
                 {"run": task.run_id, "task": task.task_id, "phase": task.phase, "attempt": task.attempt})  # fmt: skip
-
-
-def _json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
