@@ -6,8 +6,8 @@ In one run, on the same PostgreSQL (``pg_stat_statements`` loaded, to count stat
 * then, with ``omninode-bridge serve`` in 1 and in 2 worker processes (each runs the engine):
 
   * **single-task runs, one HTTP submit per run**: ``--runs`` workflows of one ``noop`` task POSTed to
-    ``/workflows`` over ``--clients`` keep-alive connections, timed from the first submit to the last run
-    completed;
+    ``/workflows`` over ``--clients`` keep-alive connections, timed from the first submit to the last run's
+    ``finished_at``;
   * **single-task runs, bulk submits**: the same ``--runs`` workflows POSTed to ``/workflows/batch`` in
     requests of ``--bulk`` definitions (over up to ``--clients`` connections), timed the same way: what the
     engine does with 1,000 single-task runs once they are submitted;
@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -110,31 +111,44 @@ class Poster:
             raise RuntimeError(f"POST {path}: {status} {data[:300]!r}")
         return data
 
-    async def many(self, path: str, body: bytes, count: int, clients: int) -> None:
+    async def many(self, path: str, body: bytes, count: int, clients: int) -> list[str]:
+        """POST ``body`` ``count`` times over ``clients`` connections; the run ids answered."""
         queue = list(range(count))
+        run_ids: list[str] = []
 
         async def worker() -> None:
             conn = await self.connect()
             try:
                 while queue:
                     queue.pop()
-                    await self.post(conn, path, body)
+                    run_ids.append(json.loads(await self.post(conn, path, body))["run_id"])
             finally:
                 conn[1].close()
 
         await asyncio.gather(*(worker() for _ in range(clients)))
+        return run_ids
 
 
-async def _completed(conn: Any, name: str) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM wf_runs WHERE name = $1 AND status = 'completed'", name))
+async def _until(conn: Any, run_ids: list[str], limit_s: float) -> float:
+    """Wait until every run of ``run_ids`` completed; returns when the last one finished (epoch seconds).
 
-
-async def _until(conn: Any, name: str, expected: int, limit_s: float) -> None:
+    Polls the runs not seen completed yet, by primary key, every 20 ms, and takes the end from the runs' own
+    ``finished_at``: polling every 10 ms with a count by name (a scan of wf_runs) took ~28% of a core from the
+    server under test, and the end is then exact whatever the polling interval."""
+    pending = [uuid.UUID(run_id) for run_id in run_ids]
     deadline = time.monotonic() + limit_s
-    while await _completed(conn, name) < expected:
+    while pending:
+        done = {r[0] for r in await conn.fetch(
+            "SELECT id FROM wf_runs WHERE id = ANY($1::uuid[]) AND status = 'completed'", pending)}  # fmt: skip
+        pending = [run_id for run_id in pending if run_id not in done]
+        if not pending:
+            break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{name}: {await _completed(conn, name)} of {expected} completed in {limit_s} s")
-        await asyncio.sleep(0.01)
+            raise RuntimeError(f"{len(pending)} of {len(run_ids)} runs not completed in {limit_s} s")
+        await asyncio.sleep(0.02)
+    last = await conn.fetchval("SELECT extract(epoch FROM max(finished_at)) FROM wf_runs WHERE id = ANY($1::uuid[])",
+                               [uuid.UUID(run_id) for run_id in run_ids])  # fmt: skip
+    return float(last)
 
 
 #: The app's statements (not the bench's own polling and counting).
@@ -212,21 +226,21 @@ async def _bulk(poster: Poster, conn: Any, pids: list[int], cpu: Cpu, runs: int,
     spies = _spy(pids, spy, f"bulk{tag}")
     one = {"name": f"bulk{tag}", "tasks": [{"id": "t", "kind": "noop"}]}
     requests = [json.dumps({"workflows": [one] * min(bulk, runs - i)}).encode() for i in range(0, runs, bulk)]
+    run_ids: list[str] = []
     cpu.since()
-    began = time.perf_counter()
+    began, began_at = time.perf_counter(), time.time()
 
     async def bulk_worker() -> None:
         conn1 = await poster.connect()
         try:
             while requests:
-                await poster.post(conn1, "/workflows/batch", requests.pop())
+                run_ids.extend(json.loads(await poster.post(conn1, "/workflows/batch", requests.pop()))["run_ids"])
         finally:
             conn1[1].close()
 
     await asyncio.gather(*(bulk_worker() for _ in range(min(clients, len(requests)))))
     submitted = time.perf_counter() - began
-    await _until(conn, f"bulk{tag}", runs, 300)
-    elapsed = time.perf_counter() - began
+    elapsed = await _until(conn, run_ids, 300) - began_at
     used = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
@@ -247,19 +261,17 @@ async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None
     # Every connection at once, so that each worker's pool has grown to them before the timed phases (a new
     # connection costs a connect and asyncpg's type introspection, a warm-up cost, not a run's); with several
     # workers, as many per worker (the kernel spreads the connections unevenly).
-    await poster.many("/workflows", warm, 20 * clients, clients * len(pids))
-    await _until(conn, f"warm{tag}", 20 * clients, 60)
+    await _until(conn, await poster.many("/workflows", warm, 20 * clients, clients * len(pids)), 60)
     await conn.execute("SELECT pg_stat_statements_reset()")
     xacts0, calls0 = await _counters(conn)
 
     spies = _spy(pids, spy, f"single{tag}")
     cpu = Cpu(pids, postgres_pid)
     single = json.dumps({"name": f"single{tag}", "tasks": [{"id": "t", "kind": "noop"}]}).encode()
-    began = time.perf_counter()
-    await poster.many("/workflows", single, runs, clients)
+    began, began_at = time.perf_counter(), time.time()
+    run_ids = await poster.many("/workflows", single, runs, clients)
     submitted = time.perf_counter() - began
-    await _until(conn, f"single{tag}", runs, 300)
-    elapsed = time.perf_counter() - began
+    elapsed = await _until(conn, run_ids, 300) - began_at
     result["single_cpu"] = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
@@ -277,11 +289,10 @@ async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None
     cpu.since()
     fan = json.dumps({"name": f"fanout{tag}", "max_parallel": 10_000,
                       "tasks": [{"id": f"t{i}", "kind": "noop"} for i in range(fanout)]}).encode()  # fmt: skip
-    began = time.perf_counter()
     conn1 = await poster.connect()
-    await poster.post(conn1, "/workflows", fan)
-    await _until(conn, f"fanout{tag}", 1, 300)
-    result["fanout"] = fanout / (time.perf_counter() - began)
+    began_at = time.time()
+    fan_id = json.loads(await poster.post(conn1, "/workflows", fan))["run_id"]
+    result["fanout"] = fanout / (await _until(conn, [fan_id], 300) - began_at)
     result["fanout_cpu"] = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
@@ -294,10 +305,11 @@ async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None
     began = time.perf_counter()
     conn1[1].close()
     conn1 = await poster.connect()  # the server closed the idle one
+    paced_ids = []
     for i in range(count):  # at a fixed rate, one at a time
         await asyncio.sleep(max(0.0, began + i / paced - time.perf_counter()))
-        await poster.post(conn1, "/workflows", paced_body)
-    await _until(conn, f"paced{tag}", count, 60)
+        paced_ids.append(json.loads(await poster.post(conn1, "/workflows", paced_body))["run_id"])
+    await _until(conn, paced_ids, 60)
     result["paced"] = await _dispatch(conn, [f"paced{tag}"])
 
     steps = [{"id": f"s{i}", "kind": "noop", "depends_on": [f"s{i - 1}"] if i else []} for i in range(10)]
