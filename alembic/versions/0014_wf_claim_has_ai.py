@@ -1,4 +1,4 @@
-"""wf_claim_has_ai: a run's "has ai tasks" is a column; the active-runs index is ordered by id
+"""wf_claim_has_ai: a run's "has ai tasks" is a column; the active-runs index is ordered by id; one index fewer
 
 ``wf_runs.has_ai`` is set at submit (the definition has an ``ai`` task): the claim statement read it from the
 definition (``definition -> 'tasks' @> ...``) once per claimed run, in a CTE joined back to the claimed tasks,
@@ -9,6 +9,10 @@ that picks the task.
 ``ix_wf_runs_active`` becomes ``(status, id)``: the sweep for free runs that no process settled
 (``batch.stranded``) walks the running runs in id order from a cursor, a bounded page per sweep, instead of
 checking every running run each time (183 ms per sweep with 3,000 runs waiting).
+
+``ix_wf_tasks_ready`` goes: no statement needs ready tasks of every run in time order that
+``ix_wf_tasks_free_ready`` (the free claim) or ``ix_wf_tasks_run_ready`` (per run; the queue gauges) does not
+serve, and each task paid an entry in it when submitted ready and again each time it became ready.
 
 Revision ID: 0014_wf_claim_has_ai
 Revises: 0013_hooks_fillfactor
@@ -36,9 +40,11 @@ def upgrade() -> None:
     op.execute("UPDATE wf_runs SET has_ai = true WHERE definition -> 'tasks' @> '[{\"kind\": \"ai\"}]'")
     op.drop_index("ix_wf_runs_active", table_name="wf_runs")
     op.create_index("ix_wf_runs_active", "wf_runs", ["status", "id"], postgresql_where=sa.text(_ACTIVE))
+    op.drop_index("ix_wf_tasks_ready", table_name="wf_tasks")
 
 
 def downgrade() -> None:
+    op.create_index("ix_wf_tasks_ready", "wf_tasks", ["next_run_at"], postgresql_where=sa.text("status = 'ready'"))
     op.drop_index("ix_wf_runs_active", table_name="wf_runs")
     op.create_index("ix_wf_runs_active", "wf_runs", ["status"], postgresql_where=sa.text(_ACTIVE))
     op.drop_column("wf_runs", "has_ai")

@@ -66,7 +66,6 @@ class WorkflowTask(DefaultBase):
     __tablename__ = "wf_tasks"
     __table_args__ = (
         ForeignKeyConstraint(["run_id"], ["wf_runs.id"], ondelete="CASCADE"),
-        Index("ix_wf_tasks_ready", "next_run_at", postgresql_where=text("status = 'ready'")),
         Index("ix_wf_tasks_leased", "lease_until", postgresql_where=text("status = 'running'")),
         # Per run: the claim's ready tasks and running count, a completion's waiting dependents.
         Index("ix_wf_tasks_run_ready", "run_id", "next_run_at", postgresql_where=text("status = 'ready'")),

@@ -22,7 +22,7 @@ QUEUE_DEPTH = Gauge("omninode_workflow_queue_depth", "Tasks due to run that no p
 
 _RUN_STATES = ("running", "failing", "compensating")
 _TASK_STATES = ("ready", "running", "waiting")
-# Only the rows of what is in flight, through the partial indexes (ix_wf_runs_active, ix_wf_tasks_ready,
+# Only the rows of what is in flight, through the partial indexes (ix_wf_runs_active, ix_wf_tasks_run_ready,
 # ix_wf_tasks_run_busy): the cost follows the backlog, not the history.
 _RUNS = text("SELECT status, count(*) FROM wf_runs WHERE status IN ('running', 'failing', 'compensating') "
              "GROUP BY status")  # fmt: skip
