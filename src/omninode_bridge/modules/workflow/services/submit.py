@@ -23,7 +23,7 @@ import msgspec
 from sqlalchemy import select, text
 from uuid_utils.compat import uuid7
 
-from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.events import EventPublisher, new_envelope, outbox_rows_sql
 from omninode_bridge.modules.workflow import messages, schemas
@@ -33,7 +33,7 @@ from omninode_bridge.modules.workflow.services.validation import validate_defini
 from omninode_bridge.modules.workflow.services.wake import Waker
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
-__all__ = ["Submitter"]
+__all__ = ["Submitted", "Submitter"]
 
 # The task rows come as one JSON array (``:tasks``) and the runs of a batch as another (``:runs``), each encoded
 # by msgspec in one call: binding them as one array per column (text[], jsonb[] ...) cost asyncpg a per-element
@@ -132,6 +132,15 @@ class _Checked:
     order: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What ``POST /workflows`` answers: the run (new, or the one its Idempotency-Key created first)."""
+
+    run_id: uuid.UUID
+    status: str
+    created: bool
+
+
 class Submitter:
     """Validates definitions and writes them as running runs.
 
@@ -140,14 +149,16 @@ class Submitter:
         publisher: Stages run events.
         queries: Names of the declared SQL queries.
         waker: Wakes the engines after a submit commits.
+        database: Where a single submit opens its unit of work.
     """
 
     def __init__(self, settings: WorkflowSettings, publisher: EventPublisher, queries: Collection[str],
-                 waker: Waker) -> None:  # fmt: skip
+                 waker: Waker, database: Database) -> None:  # fmt: skip
         self.settings = settings
         self.publisher = publisher
         self.queries = queries
         self.waker = waker
+        self.database = database
 
     def _issues(self, definition: schemas.WorkflowDefinition, prefix: str) -> tuple[list[dict[str, Any]], _Checked]:
         encoded = _encode(definition)
@@ -219,45 +230,51 @@ class Submitter:
             envelopes.append(new_envelope(event_type=messages.RUN_STARTED, payload=payload, correlation_id=key))
         return self.publisher.staged_arrays(uow, messages.WORKFLOW_TOPIC, envelopes)
 
-    async def submit(self, uow: UnitOfWork, definition: schemas.WorkflowDefinition, *, correlation_id: str,
-                     idempotency_scope: str | None) -> tuple[WorkflowRun, bool]:  # fmt: skip
-        """Store a valid definition as a running run with its tasks; returns (run, created)."""
+    async def submit(self, definition: schemas.WorkflowDefinition, *, correlation_id: str,
+                     idempotency_scope: str | None) -> Submitted:  # fmt: skip
+        """Store a valid definition as a running run with its tasks, in a unit of work of its own.
+
+        Raises:
+            ProblemError: 422 naming every issue; 409 when a submit with the same Idempotency-Key is being
+                written and not visible yet.
+        """
         errors, checked = self._issues(definition, "")
         if errors:
             raise self._refuse(errors)
-        if idempotency_scope is not None:
-            existing = await uow.session.scalar(
-                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
-            )
-            if existing is not None:
-                return existing, False
-        now = dt.datetime.now(dt.UTC)
-        # Never more tasks than max_parallel: no process can exceed it, so they claim its tasks by their rows.
-        free = len(definition.tasks) <= definition.max_parallel
-        run = WorkflowRun(free=free, id=uuid.UUID(str(uuid7())), name=definition.name, namespace=definition.namespace,
-                          status="running", cancel_requested=False, compensate=definition.on_failure == "compensate",
-                          max_parallel=definition.max_parallel, inputs=definition.inputs, definition={},
-                          idempotency_scope=idempotency_scope, correlation_id=correlation_id, created_at=now,
-                          deadline_at=now + dt.timedelta(seconds=definition.timeout_s))  # fmt: skip
-        params = {
-            "id": run.id, "free": free, "name": run.name, "namespace": run.namespace, "compensate": run.compensate,
-            "max_parallel": run.max_parallel, "inputs": _text(run.inputs), "definition": checked.encoded.decode(),
-            "scope": idempotency_scope, "correlation_id": correlation_id, "created_at": now,
-            "deadline_at": run.deadline_at, "tasks": _text(self._task_rows(checked)),
-            **self._events(uow, [(run.id, run.name)]),
-        }  # fmt: skip
-        uow.after_commit(self.waker)
-        # One statement, committed on its own (one round trip): the run, its tasks, its two events.
-        if (await uow.commit_one(_SUBMIT, params)).first() is None:
-            # A concurrent submit with the same Idempotency-Key won the unique index: answer with its run.
-            existing = await uow.session.scalar(
-                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
-            )
-            if existing is None:
-                raise ProblemError(409, "A submit with this Idempotency-Key is in progress.", slug="conflict")
-            return existing, False
-        instruments.RUNS.labels(name=run.name).inc()
-        return run, True
+        async with self.database.unit_of_work() as uow:
+            if idempotency_scope is not None:
+                existing = await self._keyed(uow, idempotency_scope)
+                if existing is not None:
+                    return existing
+            now = dt.datetime.now(dt.UTC)
+            run_id = uuid7()
+            # Never more tasks than max_parallel: no process can exceed it, so they claim its tasks by their rows.
+            free = len(definition.tasks) <= definition.max_parallel
+            params = {
+                "id": run_id, "free": free, "name": definition.name, "namespace": definition.namespace,
+                "compensate": definition.on_failure == "compensate", "max_parallel": definition.max_parallel,
+                "inputs": _text(definition.inputs), "definition": checked.encoded.decode(),
+                "scope": idempotency_scope, "correlation_id": correlation_id, "created_at": now,
+                "deadline_at": now + dt.timedelta(seconds=definition.timeout_s),
+                "tasks": _text(self._task_rows(checked)), **self._events(uow, [(run_id, definition.name)]),
+            }  # fmt: skip
+            uow.after_commit(self.waker)
+            # One statement, committed on its own (one round trip): the run, its tasks, its two events.
+            if (await uow.commit_one(_SUBMIT, params)).first() is None:
+                # A concurrent submit with the same Idempotency-Key won the unique index: answer with its run.
+                existing = await self._keyed(uow, idempotency_scope)
+                if existing is None:
+                    raise ProblemError(409, "A submit with this Idempotency-Key is in progress.", slug="conflict")
+                return existing
+        instruments.RUNS.labels(name=definition.name).inc()
+        return Submitted(run_id, "running", created=True)
+
+    @staticmethod
+    async def _keyed(uow: UnitOfWork, scope: str | None) -> Submitted | None:
+        """The run an Idempotency-Key created, if it is visible."""
+        row = (await uow.session.execute(select(WorkflowRun.id, WorkflowRun.status)
+                                         .where(WorkflowRun.idempotency_scope == scope))).first()  # fmt: skip
+        return None if row is None else Submitted(row.id, row.status, created=False)
 
     async def submit_many(self, uow: UnitOfWork, definitions: Sequence[schemas.WorkflowDefinition], *,
                           correlation_id: str) -> list[uuid.UUID]:  # fmt: skip
@@ -268,7 +285,7 @@ class Submitter:
         """
         checked = self.check_many(definitions)
         now = dt.datetime.now(dt.UTC)
-        run_ids = [uuid.UUID(str(uuid7())) for _ in checked]
+        run_ids = [uuid7() for _ in checked]
         runs: list[_RunRow] = []
         tasks: list[_TaskRow] = []
         for run_id, one in zip(run_ids, checked, strict=True):
