@@ -16,7 +16,7 @@ from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
 def submitter(**limits: Any) -> Submitter:
     # Validation needs neither the publisher nor the waker (they are used once the batch is valid).
-    return Submitter(WorkflowSettings(**limits), publisher=None, queries={"q"}, waker=None)  # type: ignore[arg-type]
+    return Submitter(WorkflowSettings(**limits), publisher=None, queries={"q"}, waker=None, database=None)  # type: ignore[arg-type]
 
 
 def definition(*tasks: dict[str, Any]) -> WorkflowDefinition:

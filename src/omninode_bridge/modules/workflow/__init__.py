@@ -73,8 +73,8 @@ def build_module(
         waker = Waker(resources.database)
         store = EngineStore(LivePublisher(resources.publisher, live), waker)
         kinds = Kinds(resources.database, resources.publisher, resources.catalog, http, named, ai)
-        module_state.runtime = WorkflowRuntime(RunService(settings, resources.publisher, set(named), waker), store,
-                                               resources.database, live)  # fmt: skip
+        runs = RunService(settings, resources.publisher, set(named), waker, resources.database)
+        module_state.runtime = WorkflowRuntime(runs, store, resources.database, live)
         engine_task: asyncio.Task[None] | None = None
         if settings.engine:
             engine = Engine(settings, resources.database, store, kinds, waker)

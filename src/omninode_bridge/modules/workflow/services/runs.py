@@ -47,6 +47,7 @@ class RunService(Submitter):
         publisher: Stages run events.
         queries: Names of the declared SQL queries.
         waker: Wakes the engines after a submit, cancel or retry commits; tells ``wait`` a run moved.
+        database: Where a single submit opens its unit of work.
     """
 
     async def get(self, uow: UnitOfWork, run_id: uuid.UUID) -> WorkflowRun:

@@ -1,11 +1,12 @@
 """Submitting runs: validate each definition once, then write runs, tasks and events in one statement.
 
-``POST /workflows`` writes one run (``_SUBMIT``: ``Idempotency-Key`` through the unique index, ``ON CONFLICT DO
-NOTHING``), ``POST /workflows/batch`` many (``_SUBMIT_MANY``: fresh ids, no key, every row from arrays). Either
-statement is the whole transaction, run on the driver through ``UnitOfWork.commit_one`` (one round trip): the
-runs, their task rows and their ``run.submitted``/``run.started`` outbox events, all or nothing. The statement
-text does not depend on the number of runs or tasks (every value travels as an array), so it is prepared once
-per connection.
+``POST /workflows/batch`` writes many runs (``_SUBMIT_MANY``: fresh ids, no key, every row from arrays), and so
+do single ``POST /workflows`` without an ``Idempotency-Key``: those that arrive while another is being written go
+together (``group_commit``); one with a key is written alone (``_SUBMIT``: the key through the unique index, ``ON
+CONFLICT DO NOTHING``). Either statement is the whole transaction, run on the driver through
+``UnitOfWork.commit_one`` (one round trip): the runs, their task rows and their ``run.submitted``/``run.started``
+outbox events, all or nothing. The statement text does not depend on the number of runs or tasks (every value
+travels as an array), so it is prepared once per connection.
 
 Each definition is JSON-encoded once: that encoding is its size check and its stored ``definition``.
 """
@@ -19,21 +20,29 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import msgspec
 from sqlalchemy import select, text
 from uuid_utils.compat import uuid7
 
-from omninode_bridge.core.db import UnitOfWork
+from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.core.events import EventPublisher, new_envelope, outbox_rows_sql
 from omninode_bridge.modules.workflow import messages, schemas
 from omninode_bridge.modules.workflow.models import WorkflowRun
 from omninode_bridge.modules.workflow.services import instruments
+from omninode_bridge.modules.workflow.services.group_commit import GroupCommit
 from omninode_bridge.modules.workflow.services.validation import validate_definition
 from omninode_bridge.modules.workflow.services.wake import Waker
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
-__all__ = ["Submitter"]
+__all__ = ["Submitted", "Submitter"]
+
+#: Group writes of single submits under way at once: one, measured against two (bench.workflow, 16 clients): 0.2
+#: transactions per run instead of 0.3, less CPU per run in the app and in PostgreSQL; a lone submit waits for none.
+_IN_FLIGHT = 1
+#: What one submit's row can make PostgreSQL refuse (the statement wrote nothing): its group is written one by one.
+_ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 # The task rows come as one JSON array (``:tasks``) and the runs of a batch as another (``:runs``), each encoded
 # by msgspec in one call: binding them as one array per column (text[], jsonb[] ...) cost asyncpg a per-element
@@ -71,9 +80,10 @@ WITH run AS (
     INSERT INTO wf_runs (id, name, namespace, status, cancel_requested, compensate, max_parallel, free, has_ai,
         inputs, definition, idempotency_scope, correlation_id, created_at, deadline_at)
     SELECT r.id, r.name, r.namespace, 'running', false, r.compensate, r.max_parallel, r.free, r.has_ai, r.inputs,
-        r.definition, NULL, :correlation_id, CAST(:created_at AS timestamptz), r.deadline_at
+        r.definition, NULL, r.correlation_id, r.created_at, r.deadline_at
     FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS r(id uuid, name text, namespace text, compensate boolean,
-        max_parallel int, free boolean, has_ai boolean, inputs jsonb, definition jsonb, deadline_at timestamptz)
+        max_parallel int, free boolean, has_ai boolean, inputs jsonb, definition jsonb, correlation_id text,
+        created_at timestamptz, deadline_at timestamptz)
     RETURNING id
 ), tasks AS ({_TASKS_FROM.format(run="t.run_id", free="t.free", source="")}
 ), outbox AS ({outbox_rows_sql()})
@@ -104,7 +114,8 @@ class _TaskRow(msgspec.Struct, omit_defaults=True):
 
 
 class _RunRow(msgspec.Struct):
-    """A run row of a batch's ``:runs``; ``definition`` is its encoding as validated (embedded as is)."""
+    """A run row of ``:runs`` (a batch, or a group of single submits); ``definition`` is its encoding as validated
+    (embedded as is)."""
 
     id: uuid.UUID
     name: str
@@ -115,7 +126,17 @@ class _RunRow(msgspec.Struct):
     has_ai: bool
     inputs: dict[str, Any]
     definition: msgspec.Raw
+    correlation_id: str
+    created_at: dt.datetime
     deadline_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A single submit without an Idempotency-Key, written with the others of its group (``_SUBMIT_MANY``)."""
+
+    run: _RunRow
+    tasks: list[_TaskRow]
 
 
 _encode = msgspec.json.Encoder().encode
@@ -139,6 +160,15 @@ class _Checked:
     order: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What ``POST /workflows`` answers: the run (new, or the one its Idempotency-Key created first)."""
+
+    run_id: uuid.UUID
+    status: str
+    created: bool
+
+
 class Submitter:
     """Validates definitions and writes them as running runs.
 
@@ -147,14 +177,19 @@ class Submitter:
         publisher: Stages run events.
         queries: Names of the declared SQL queries.
         waker: Wakes the engines after a submit commits.
+        database: Where a single submit opens its unit of work.
     """
 
     def __init__(self, settings: WorkflowSettings, publisher: EventPublisher, queries: Collection[str],
-                 waker: Waker) -> None:  # fmt: skip
+                 waker: Waker, database: Database) -> None:  # fmt: skip
         self.settings = settings
         self.publisher = publisher
         self.queries = queries
         self.waker = waker
+        self.database = database
+        self._grouped = GroupCommit(self._write_group, in_flight=_IN_FLIGHT, max_items=settings.max_batch,
+                                    max_weight=settings.max_batch_tasks, weight=lambda p: len(p.tasks),
+                                    alone_on=_ROW_ERRORS)  # fmt: skip
 
     def _issues(self, definition: schemas.WorkflowDefinition, prefix: str) -> tuple[list[dict[str, Any]], _Checked]:
         encoded = _encode(definition)
@@ -226,47 +261,73 @@ class Submitter:
             envelopes.append(new_envelope(event_type=messages.RUN_STARTED, payload=payload, correlation_id=key))
         return self.publisher.staged_arrays(uow, messages.WORKFLOW_TOPIC, envelopes)
 
-    async def submit(self, uow: UnitOfWork, definition: schemas.WorkflowDefinition, *, correlation_id: str,
-                     idempotency_scope: str | None) -> tuple[WorkflowRun, bool]:  # fmt: skip
-        """Store a valid definition as a running run with its tasks; returns (run, created)."""
+    async def submit(self, definition: schemas.WorkflowDefinition, *, correlation_id: str,
+                     idempotency_scope: str | None) -> Submitted:  # fmt: skip
+        """Store a valid definition as a running run with its tasks.
+
+        Without an Idempotency-Key, the run is written with the submits that arrive while others are being written
+        (:class:`GroupCommit`); with one, alone, through the key's unique index.
+
+        Raises:
+            ProblemError: 422 naming every issue; 409 when a submit with the same Idempotency-Key is being
+                written and not visible yet.
+        """
         errors, checked = self._issues(definition, "")
         if errors:
             raise self._refuse(errors)
-        if idempotency_scope is not None:
-            existing = await uow.session.scalar(
-                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
-            )
+        if idempotency_scope is None:
+            row = self._run_row(checked, uuid7(), correlation_id, dt.datetime.now(dt.UTC))
+            await self._grouped(_Pending(row, self._task_rows(checked, row.id, row.free)))
+            instruments.RUNS.labels(name=row.name).inc()
+            return Submitted(row.id, "running", created=True)
+        async with self.database.unit_of_work() as uow:
+            existing = await self._keyed(uow, idempotency_scope)
             if existing is not None:
-                return existing, False
-        now = dt.datetime.now(dt.UTC)
+                return existing
+            now = dt.datetime.now(dt.UTC)
+            row = self._run_row(checked, uuid7(), correlation_id, now)
+            params = {
+                "id": row.id, "free": row.free, "has_ai": row.has_ai, "name": row.name, "namespace": row.namespace,
+                "compensate": row.compensate, "max_parallel": row.max_parallel, "inputs": _text(row.inputs),
+                "definition": checked.encoded.decode(), "scope": idempotency_scope, "correlation_id": correlation_id,
+                "created_at": now, "deadline_at": row.deadline_at, "tasks": _text(self._task_rows(checked)),
+                **self._events(uow, [(row.id, row.name)]),
+            }  # fmt: skip
+            uow.after_commit(self.waker)
+            # One statement (in the key lookup's transaction): the run, its tasks, its two events.
+            if (await uow.commit_one(_SUBMIT, params)).first() is None:
+                # A concurrent submit with the same Idempotency-Key won the unique index: answer with its run.
+                existing = await self._keyed(uow, idempotency_scope)
+                if existing is None:
+                    raise ProblemError(409, "A submit with this Idempotency-Key is in progress.", slug="conflict")
+                return existing
+        instruments.RUNS.labels(name=row.name).inc()
+        return Submitted(row.id, "running", created=True)
+
+    @staticmethod
+    async def _keyed(uow: UnitOfWork, scope: str) -> Submitted | None:
+        """The run an Idempotency-Key created, if it is visible."""
+        row = (await uow.session.execute(select(WorkflowRun.id, WorkflowRun.status)
+                                         .where(WorkflowRun.idempotency_scope == scope))).first()  # fmt: skip
+        return None if row is None else Submitted(row.id, row.status, created=False)
+
+    async def _write_group(self, group: list[_Pending]) -> None:
+        """Write single submits as one statement, committed on its own (one round trip)."""
+        async with self.database.unit_of_work() as uow:
+            params = {"runs": _text([p.run for p in group]), "tasks": _text([t for p in group for t in p.tasks]),
+                      **self._events(uow, [(p.run.id, p.run.name) for p in group])}  # fmt: skip
+            uow.after_commit(self.waker)
+            await uow.commit_one(_SUBMIT_MANY, params)
+
+    @staticmethod
+    def _run_row(checked: _Checked, run_id: uuid.UUID, correlation_id: str, now: dt.datetime) -> _RunRow:
+        d = checked.definition
         # Never more tasks than max_parallel: no process can exceed it, so they claim its tasks by their rows.
-        free = len(definition.tasks) <= definition.max_parallel
-        run = WorkflowRun(free=free, has_ai=_has_ai(definition), id=uuid.UUID(str(uuid7())), name=definition.name,
-                          namespace=definition.namespace, status="running", cancel_requested=False,
-                          compensate=definition.on_failure == "compensate", max_parallel=definition.max_parallel,
-                          inputs=definition.inputs, definition={},
-                          idempotency_scope=idempotency_scope, correlation_id=correlation_id, created_at=now,
-                          deadline_at=now + dt.timedelta(seconds=definition.timeout_s))  # fmt: skip
-        params = {
-            "id": run.id, "free": free, "has_ai": run.has_ai, "name": run.name, "namespace": run.namespace,
-            "compensate": run.compensate, "max_parallel": run.max_parallel, "inputs": _text(run.inputs),
-            "definition": checked.encoded.decode(),
-            "scope": idempotency_scope, "correlation_id": correlation_id, "created_at": now,
-            "deadline_at": run.deadline_at, "tasks": _text(self._task_rows(checked)),
-            **self._events(uow, [(run.id, run.name)]),
-        }  # fmt: skip
-        uow.after_commit(self.waker)
-        # One statement, committed on its own (one round trip): the run, its tasks, its two events.
-        if (await uow.commit_one(_SUBMIT, params)).first() is None:
-            # A concurrent submit with the same Idempotency-Key won the unique index: answer with its run.
-            existing = await uow.session.scalar(
-                select(WorkflowRun).where(WorkflowRun.idempotency_scope == idempotency_scope)
-            )
-            if existing is None:
-                raise ProblemError(409, "A submit with this Idempotency-Key is in progress.", slug="conflict")
-            return existing, False
-        instruments.RUNS.labels(name=run.name).inc()
-        return run, True
+        return _RunRow(id=run_id, name=d.name, namespace=d.namespace, compensate=d.on_failure == "compensate",
+                       max_parallel=d.max_parallel, free=len(d.tasks) <= d.max_parallel, has_ai=_has_ai(d),
+                       inputs=d.inputs,
+                       definition=msgspec.Raw(checked.encoded), correlation_id=correlation_id, created_at=now,
+                       deadline_at=now + dt.timedelta(seconds=d.timeout_s))  # fmt: skip
 
     async def submit_many(self, uow: UnitOfWork, definitions: Sequence[schemas.WorkflowDefinition], *,
                           correlation_id: str) -> list[uuid.UUID]:  # fmt: skip
@@ -277,23 +338,11 @@ class Submitter:
         """
         checked = self.check_many(definitions)
         now = dt.datetime.now(dt.UTC)
-        run_ids = [uuid.UUID(str(uuid7())) for _ in checked]
-        runs: list[_RunRow] = []
-        tasks: list[_TaskRow] = []
-        for run_id, one in zip(run_ids, checked, strict=True):
-            d = one.definition
-            free = len(d.tasks) <= d.max_parallel
-            runs.append(_RunRow(id=run_id, name=d.name, namespace=d.namespace, compensate=d.on_failure == "compensate",
-                                max_parallel=d.max_parallel, free=free, has_ai=_has_ai(d), inputs=d.inputs,
-                                definition=msgspec.Raw(one.encoded),
-                                deadline_at=now + dt.timedelta(seconds=d.timeout_s)))  # fmt: skip
-            tasks += self._task_rows(one, run_id, free)
-        params = {
-            "correlation_id": correlation_id, "created_at": now, "runs": _text(runs), "tasks": _text(tasks),
-            **self._events(uow, [(r.id, r.name) for r in runs]),
-        }  # fmt: skip
+        runs = [self._run_row(one, uuid7(), correlation_id, now) for one in checked]
+        tasks = [t for run, one in zip(runs, checked, strict=True) for t in self._task_rows(one, run.id, run.free)]
+        params = {"runs": _text(runs), "tasks": _text(tasks), **self._events(uow, [(r.id, r.name) for r in runs])}
         uow.after_commit(self.waker)
         await uow.commit_one(_SUBMIT_MANY, params)
         for name, count in Counter(r.name for r in runs).items():
             instruments.RUNS.labels(name=name).inc(count)
-        return run_ids
+        return [r.id for r in runs]
