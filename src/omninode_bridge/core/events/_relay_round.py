@@ -36,9 +36,9 @@ from typing import Any
 import asyncpg
 import msgspec
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from omninode_bridge.core.events._partitioner import murmur2
 from omninode_bridge.core.events.eventlog import log_published
 
 __all__ = ["RelayRound"]
@@ -80,12 +80,19 @@ class RelayRound:
         topics: Topics this process may send.
         chunk: Rows fetched per step.
         reader: A second connection for reading the claimed rows; None reads on ``conn``.
+        key_hash: The partitioner's hash of a key (the relay's :class:`KeyHashes` keeps them across rounds).
     """
 
     def __init__(
-        self, conn: asyncpg.Connection, topics: list[str], chunk: int, reader: asyncpg.Connection | None = None
+        self,
+        conn: asyncpg.Connection,
+        topics: list[str],
+        chunk: int,
+        reader: asyncpg.Connection | None = None,
+        key_hash: Callable[[bytes], int] = murmur2,
     ) -> None:
         self.conn = conn
+        self.key_hash = key_hash
         self.reader = reader
         self.topics = topics
         self.chunk = chunk
@@ -181,7 +188,7 @@ class RelayRound:
             known = self._partitions[topic] = (every, available)
         if not key:
             return random.choice(known[1])  # noqa: S311 - spreading load, not security
-        hashed: int = murmur2(key)
+        hashed = self.key_hash(key)
         partition = known[0][(hashed & 0x7FFFFFFF) % len(known[0])]
         self._key_partition[(topic, key)] = partition
         return partition

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 import blake3
@@ -28,6 +29,7 @@ __all__ = [
     "decode_envelope",
     "decode_head",
     "encode_envelope",
+    "encoded_envelopes",
     "event_ids",
     "kafka_headers",
     "new_envelope",
@@ -71,6 +73,12 @@ def payload_hash(payload: Any) -> str:
 # UUIDv7 layout: 48-bit Unix milliseconds, version 7 (bits 76-79), variant 0b10 (bits 62-63), 74 random bits.
 _V7_BITS = (0x7 << 76) | (0x2 << 62)
 _V7_RANDOM = ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62))
+#: From this many ids the bytes of all of them are laid out at once (below it the per-id way is cheaper).
+_LAID_OUT_FROM = 8
+# Byte 6 of a UUIDv7 carries the version in its high nibble, byte 8 the variant in its two high bits.
+_VERSIONED = bytes(0x70 | (b & 0x0F) for b in range(256))
+_VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))
+_uuids = msgspec.msgpack.Decoder(list[uuid.UUID]).decode
 
 
 def event_ids(count: int) -> list[uuid.UUID]:
@@ -81,11 +89,32 @@ def event_ids(count: int) -> list[uuid.UUID]:
     page each: a batch of 1,000 claims cost PostgreSQL 5-8 ms of CPU instead of 10-11 with UUIDv4 ids.
     """
     random = os.urandom(10 * count)
+    if count >= _LAID_OUT_FROM:
+        return _laid_out(count, random)
     millis = (time.time_ns() // 1_000_000) << 80
     return [
         uuid.UUID(int=millis | (int.from_bytes(random[10 * i : 10 * i + 10], "big") & _V7_RANDOM) | _V7_BITS)
         for i in range(count)
     ]
+
+
+def _laid_out(count: int, random: bytes) -> list[uuid.UUID]:
+    """The ids' 16 bytes each, written column by column (a slice per byte position, not a loop per id), as a
+    MessagePack array of 16-byte ``bin`` values that msgspec decodes to UUIDs in C: a quarter of the CPU of
+    building each ``uuid.UUID(int=...)`` in Python."""
+    tail = bytearray(random)  # bytes 6-15 of each id
+    tail[0::10] = tail[0::10].translate(_VERSIONED)
+    tail[2::10] = tail[2::10].translate(_VARIANT)
+    millis = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    packed = bytearray(18 * count)  # per id: bin 8 marker, length 16, the 16 bytes
+    packed[0::18] = b"\xc4" * count
+    packed[1::18] = b"\x10" * count
+    for i in range(6):
+        packed[2 + i :: 18] = millis[i : i + 1] * count
+    for i in range(10):
+        packed[8 + i :: 18] = tail[i::10]
+    head = b"\xdc" + count.to_bytes(2, "big") if count < 0x10000 else b"\xdd" + count.to_bytes(4, "big")
+    return _uuids(head + packed)
 
 
 def new_envelope(
@@ -110,6 +139,34 @@ def new_envelope(
         payload=body,
         payload_hash=payload_hash(body),
     )
+
+
+def encoded_envelopes(
+    events: Sequence[tuple[str, Any, str]], *, source: str = "omninode-bridge", session_id: str | None = None
+) -> list[EnvelopeHead]:
+    """Envelopes of many events at once, payloads encoded: ``(event_type, payload, correlation_id)`` each.
+
+    What :func:`new_envelope` builds, for the outbox to stage as it is (every publishing method takes them):
+    one clock read and one draw of ids for all of them, and each payload (a dict or a msgspec Struct) encoded
+    once, to the canonical JSON that is both hashed and written, with no payload dict in between.
+    """
+    ids, now = event_ids(len(events)), dt.datetime.now(dt.UTC)
+    envelopes = []
+    for event_id, (event_type, payload, correlation_id) in zip(ids, events, strict=True):
+        body = _canonical.encode(payload)
+        envelopes.append(
+            EnvelopeHead(
+                event_id=event_id,
+                correlation_id=correlation_id,
+                session_id=session_id,
+                event_type=event_type,
+                source=source,
+                timestamp=now,
+                payload=msgspec.Raw(body),
+                payload_hash=blake3.blake3(body).hexdigest(),
+            )
+        )
+    return envelopes  # fmt: skip
 
 
 def encode_envelope(envelope: OnexEnvelopeV1 | EnvelopeHead) -> bytes:

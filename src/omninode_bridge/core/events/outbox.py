@@ -13,7 +13,8 @@ through the database's ``outbox`` signal. It is the only writer of the outbox, i
 :meth:`~EventPublisher.stage_encoded` and :meth:`~EventPublisher.staged_encoded_params` take
 :class:`EnvelopeHead` envelopes instead, whose ``payload`` is already the payload's canonical JSON
 (``payload_hash`` its BLAKE3): a module that builds thousands of events encodes each payload once, without a
-dict, and the envelope is written as it is.
+dict, and the envelope is written as it is. :meth:`~EventPublisher.publish_many`,
+:meth:`~EventPublisher.stage_many` and the arrays take either kind (``envelope.encoded_envelopes`` builds them).
 """
 
 from __future__ import annotations
@@ -116,14 +117,14 @@ class EventPublisher:
         """Stage one envelope for ``topic`` in ``uow``'s transaction."""
         await self.publish_many(uow, topic, [envelope])
 
-    async def publish_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> None:
+    async def publish_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[_Envelope]) -> None:
         """Stage a few envelopes in one ``INSERT`` (for thousands, :meth:`stage_many` is faster)."""
         if not envelopes:
             return
         # One statement from arrays, the same text for any count: no per-count compile or prepare.
         await uow.session.execute(_PUBLISH_MANY, self.staged_arrays(uow, topic, envelopes))
 
-    def staged_arrays(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> dict[str, Any]:
+    def staged_arrays(self, uow: UnitOfWork, topic: str, envelopes: Sequence[_Envelope]) -> dict[str, Any]:
         """The parameters of :func:`outbox_rows_sql` for ``envelopes`` (each encoded once); the relay is woken
         when ``uow`` commits.
 
@@ -134,7 +135,7 @@ class EventPublisher:
         uow.after_commit(self.database.signal(OUTBOX_SIGNAL).set)
         return params
 
-    def polled_arrays(self, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> dict[str, Any]:
+    def polled_arrays(self, topic: str, envelopes: Sequence[_Envelope]) -> dict[str, Any]:
         """As :meth:`staged_arrays`, but the relay is not woken: the rows wait for its next poll
         (``outbox.poll_interval_ms``). For events that may trail by that long, so that a steady stream of
         single-event commits is relayed in batches instead of a relay round per commit.
@@ -152,7 +153,7 @@ class EventPublisher:
             "outbox_headers": [_headers_json(e) for e in envelopes],
         }
 
-    async def stage_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> None:
+    async def stage_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[_Envelope]) -> None:
         """Stage a batch of envelopes by ``COPY`` on ``uow``'s connection (its transaction).
 
         For batches of hundreds or thousands: per-row parameter binding through SQLAlchemy costs more than

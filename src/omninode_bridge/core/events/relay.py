@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import CursorResult, delete, func, select
 
 from omninode_bridge.core.db import Database
+from omninode_bridge.core.events._partitioner import KeyHashes
 from omninode_bridge.core.events._relay_round import RelayRound
 from omninode_bridge.core.events.catalog import TopicCatalog
 from omninode_bridge.core.events.models import OutboxEntry, OutboxPending
@@ -85,6 +86,7 @@ class OutboxRelay:
         self._topics_ready = False
         self._last_gauges = 0.0
         self._last_prune = 0.0
+        self._key_hashes = KeyHashes()
 
     async def run(self) -> None:
         """Relay until cancelled, backing off while Kafka or PostgreSQL is unavailable."""
@@ -132,7 +134,7 @@ class OutboxRelay:
         ):
             if not await driver.fetchval(_LOCK, _RELAY_LOCK_ID):
                 return 0  # another process is relaying right now
-            work = RelayRound(driver, self._topics, self.chunk_size, reader)
+            work = RelayRound(driver, self._topics, self.chunk_size, reader, self._key_hashes)
             try:
                 await work.run(self.batch_size, self._round_producer)
             except BaseException:

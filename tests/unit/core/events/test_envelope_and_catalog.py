@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from omninode_bridge.app import create_app
@@ -15,9 +16,11 @@ from omninode_bridge.core.events import (
     InvalidEnvelopeError,
     decode_envelope,
     encode_envelope,
+    encoded_envelopes,
     event_ids,
     load_catalog,
     new_envelope,
+    payload_hash,
 )
 from omninode_bridge.core.module import Module
 from omninode_bridge.settings import Settings
@@ -74,3 +77,35 @@ def test_event_ids_are_time_ordered_uuid7() -> None:
     # Time first (to the millisecond): a later draw never sorts before an earlier one's millisecond.
     assert max(i.int >> 80 for i in first) <= min(i.int >> 80 for i in second)
     assert new_envelope(event_type="T", payload={}).event_id.version == 7
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 300, 70_000])
+def test_event_ids_of_any_count_are_uuid7(count: int) -> None:
+    # Below 8 ids they are built one by one, from 8 laid out at once (the MessagePack header changes at 65,536).
+    ids = event_ids(count)
+    assert len(set(ids)) == count
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert len({i.int >> 80 for i in ids}) <= 2  # one clock read (two only if a millisecond passed at the edge)
+
+
+class _Payload(msgspec.Struct, kw_only=True):
+    run_id: uuid.UUID
+    name: str
+    output: Any = None
+    error: str | None = None
+
+
+def test_encoded_envelopes_match_new_envelope() -> None:
+    struct = _Payload(run_id=uuid.uuid4(), name="é", output={"z": 1, "a": [1, {"y": 2.5, "b": None}]})
+    events = [("RunStarted", struct, "run-1"), ("X", {"b": 1, "a": "é"}, "run-2")]
+    heads = encoded_envelopes(events, source="tests")
+    assert [h.timestamp for h in heads] == [heads[0].timestamp] * 2  # one clock read
+    for head, (event_type, payload, key) in zip(heads, events, strict=True):
+        # What a consumer reads is what new_envelope would have published: same payload, same hash.
+        expected = new_envelope(event_type=event_type, payload=payload, correlation_id=key, source="tests")
+        decoded = decode_envelope(encode_envelope(head))
+        assert decoded.payload == expected.payload
+        assert head.payload_hash == expected.payload_hash == payload_hash(expected.payload)
+        assert (decoded.event_type, decoded.correlation_id, decoded.source) == (event_type, key, "tests")
+        assert decoded.event_id == head.event_id
+        assert head.event_id.version == 7

@@ -28,7 +28,7 @@ import msgspec
 from sqlalchemy import text
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events import EventPublisher, new_envelope
+from omninode_bridge.core.events import EventPublisher, encoded_envelopes
 from omninode_bridge.modules.workflow import messages
 from omninode_bridge.modules.workflow.services.store import Claimed
 
@@ -41,6 +41,8 @@ INLINE_BATCH = 256
 #: From this many events a batch stages them by ``COPY`` (``stage_many``): binding hundreds of rows' arrays
 #: through the session's ``INSERT`` took about a third of a full noop batch's CPU (py-spy of bench.workflow).
 _COPY_FROM = 64
+#: An event to stage: its type, payload and key (the run id).
+_Event = tuple[str, Any, str]
 
 _ATTEMPTS = text("""
 INSERT INTO wf_task_attempts (run_id, task_id, phase, attempt, worker, status, started_at, finished_at)
@@ -157,9 +159,10 @@ async def start_batch(uow: UnitOfWork, publisher: EventPublisher, worker: str, c
         "worker": worker, "runs": [c.run_id for c in claimed], "tasks": [c.task_id for c in claimed],
         "phases": [c.phase for c in claimed], "attempts": [c.attempt for c in claimed], "statuses": statuses,
         "started": [c.started_at for c in claimed]})  # fmt: skip
-    events = [new_envelope(event_type=messages.TASK_STARTED, correlation_id=str(c.run_id), payload=messages.TaskEvent(
-        run_id=c.run_id, task_id=c.task_id, phase=c.phase, kind=c.kind, status="running", attempt=c.attempt))
-        for c in claimed]  # fmt: skip
+    # (event type, payload, key) of each event: their envelopes are built together at the end (encoded_envelopes).
+    events: list[_Event] = [(messages.TASK_STARTED, messages.TaskEvent(
+        run_id=c.run_id, task_id=c.task_id, phase=c.phase, kind=c.kind, status="running", attempt=c.attempt),
+        str(c.run_id)) for c in claimed]  # fmt: skip
     if inline:
         counts = (await uow.session.execute(_COMPLETE, {
             "runs": [d.task.run_id for d in inline], "tasks": [d.task.task_id for d in inline],
@@ -169,28 +172,26 @@ async def start_batch(uow: UnitOfWork, publisher: EventPublisher, worker: str, c
         batch.ready = int(counts.ready)
         for d in inline:
             status = "skipped" if d.skipped else "completed"
-            events.append(new_envelope(
-                event_type=messages.TASK_SKIPPED if d.skipped else messages.TASK_COMPLETED,
-                correlation_id=str(d.task.run_id), payload=messages.TaskEvent(
-                    run_id=d.task.run_id, task_id=d.task.task_id, phase="forward", kind=d.task.kind, status=status,
-                    attempt=d.task.attempt, duration_ms=0.0)))  # fmt: skip
+            events.append((messages.TASK_SKIPPED if d.skipped else messages.TASK_COMPLETED, messages.TaskEvent(
+                run_id=d.task.run_id, task_id=d.task.task_id, phase="forward", kind=d.task.kind, status=status,
+                attempt=d.task.attempt, duration_ms=0.0), str(d.task.run_id)))  # fmt: skip
         runs = list(dict.fromkeys(d.task.run_id for d in inline))
         batch.ended = await _end_runs(uow, runs, events)
         ended = set(batch.ended)
         batch.unsettled = {d.task.run_id: d.task for d in inline if d.task.free and d.task.run_id not in ended}
     if len(events) >= _COPY_FROM:
-        await publisher.stage_many(uow, messages.WORKFLOW_TOPIC, events)
+        await publisher.stage_many(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))
     else:
-        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
+        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))
     return batch
 
 
-async def _end_runs(uow: UnitOfWork, runs: list[uuid.UUID], events: list[Any]) -> list[uuid.UUID]:
+async def _end_runs(uow: UnitOfWork, runs: list[uuid.UUID], events: list[_Event]) -> list[uuid.UUID]:
     ended = []
     for row in await uow.session.execute(_END_RUNS, {"runs": runs}):
         ended.append(row.id)
         payload = messages.RunEvent(run_id=row.id, name=row.name, status="completed")
-        events.append(new_envelope(event_type=messages.RUN_COMPLETED, correlation_id=str(row.id), payload=payload))
+        events.append((messages.RUN_COMPLETED, payload, str(row.id)))
     return ended
 
 
@@ -202,10 +203,10 @@ async def settle(uow: UnitOfWork, publisher: EventPublisher, runs: Sequence[uuid
     the caller commits."""
     locked = {row.id: row.status for row in await uow.session.execute(_LOCK_FREE, {"runs": list(runs)})}
     running = [run_id for run_id, status in locked.items() if status == "running"]
-    events: list[Any] = []
+    events: list[_Event] = []
     ended = await _end_runs(uow, running, events) if running else []
     if events:
-        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
+        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))
     return ended, [run_id for run_id in runs if run_id not in locked]
 
 
@@ -220,8 +221,8 @@ async def stranded(uow: UnitOfWork, publisher: EventPublisher, after: uuid.UUID)
         last, seen = rows[0].last, rows[0].seen
     else:  # none to settle: where the page ended all the same
         last, seen = (await uow.session.execute(_PAGE_END, params)).one()
-    events: list[Any] = []
+    events: list[_Event] = []
     ended = await _end_runs(uow, [row.id for row in rows], events) if rows else []
     if events:
-        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, events)
+        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))
     return ended, (last if seen == STRANDED_PAGE else _NIL)

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events import EventPublisher, OnexEnvelopeV1
+from omninode_bridge.core.events import EnvelopeHead, EventPublisher, OnexEnvelopeV1
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.workflow.messages import WORKFLOW_TOPIC
 
@@ -159,6 +159,10 @@ class LiveHub:
             event.set()
 
 
+#: What the publisher stages: a whole envelope, or one with its payload encoded already.
+_Envelope = OnexEnvelopeV1 | EnvelopeHead
+
+
 class LivePublisher(EventPublisher):
     """The app's event publisher that also reports, after the commit, the runs whose workflow events it staged.
 
@@ -175,17 +179,17 @@ class LivePublisher(EventPublisher):
         super().__init__(publisher.catalog, publisher.database)
         self.hub = hub
 
-    def _note(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> None:
+    def _note(self, uow: UnitOfWork, topic: str, envelopes: Sequence[_Envelope]) -> None:
         if topic == WORKFLOW_TOPIC and envelopes:
             runs = frozenset(e.correlation_id for e in envelopes)
             uow.after_commit(lambda: self.hub.changed(runs))
 
-    def staged_arrays(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> dict[str, Any]:
+    def staged_arrays(self, uow: UnitOfWork, topic: str, envelopes: Sequence[_Envelope]) -> dict[str, Any]:
         """As :meth:`EventPublisher.staged_arrays` (``publish_many`` goes through it), noting the runs."""
         self._note(uow, topic, envelopes)
         return super().staged_arrays(uow, topic, envelopes)
 
-    async def stage_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[OnexEnvelopeV1]) -> None:
+    async def stage_many(self, uow: UnitOfWork, topic: str, envelopes: Sequence[_Envelope]) -> None:
         """As :meth:`EventPublisher.stage_many`, noting the runs."""
         self._note(uow, topic, envelopes)
         await super().stage_many(uow, topic, envelopes)

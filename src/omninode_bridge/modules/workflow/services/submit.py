@@ -27,7 +27,7 @@ from uuid_utils.compat import uuid7
 
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.errors import ProblemError
-from omninode_bridge.core.events import EventPublisher, new_envelope, outbox_rows_sql
+from omninode_bridge.core.events import EventPublisher, encoded_envelopes, outbox_rows_sql
 from omninode_bridge.modules.workflow import messages, schemas
 from omninode_bridge.modules.workflow.models import WorkflowRun
 from omninode_bridge.modules.workflow.services import instruments
@@ -253,13 +253,12 @@ class Submitter:
                                     compensate=t.compensate)) for t in checked.definition.tasks]  # fmt: skip
 
     def _events(self, uow: UnitOfWork, runs: Sequence[tuple[uuid.UUID, str]]) -> dict[str, Any]:
-        envelopes = []
+        events = []
         for run_id, name in runs:
             payload = messages.RunEvent(run_id=run_id, name=name, status="running")
             key = str(run_id)
-            envelopes.append(new_envelope(event_type=messages.RUN_SUBMITTED, payload=payload, correlation_id=key))
-            envelopes.append(new_envelope(event_type=messages.RUN_STARTED, payload=payload, correlation_id=key))
-        return self.publisher.staged_arrays(uow, messages.WORKFLOW_TOPIC, envelopes)
+            events += [(messages.RUN_SUBMITTED, payload, key), (messages.RUN_STARTED, payload, key)]
+        return self.publisher.staged_arrays(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))
 
     async def submit(self, definition: schemas.WorkflowDefinition, *, correlation_id: str,
                      idempotency_scope: str | None) -> Submitted:  # fmt: skip

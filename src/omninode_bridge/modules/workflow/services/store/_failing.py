@@ -9,7 +9,7 @@ import msgspec
 from sqlalchemy import text
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events import EventPublisher, new_envelope
+from omninode_bridge.core.events import EventPublisher, encoded_envelopes
 from omninode_bridge.modules.workflow import messages
 from omninode_bridge.modules.workflow.services.wake import Waker
 
@@ -30,7 +30,8 @@ class FailingRuns:
 
     async def _events(self, uow: UnitOfWork, run_id: uuid.UUID, events: list[tuple[str, Any]]) -> None:
         if events:
-            envelopes = [new_envelope(event_type=t, payload=p, correlation_id=str(run_id)) for t, p in events]
+            key = str(run_id)
+            envelopes = encoded_envelopes([(t, p, key) for t, p in events])
             await self.publisher.publish_many(uow, messages.WORKFLOW_TOPIC, envelopes)
 
     async def start_failing(self, uow: UnitOfWork, run_id: uuid.UUID, error: str, *, cancel: bool = False,
