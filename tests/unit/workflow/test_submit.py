@@ -9,7 +9,8 @@ import pytest
 
 from omninode_bridge.core.errors import ProblemError
 from omninode_bridge.modules.workflow.schemas import WorkflowDefinition
-from omninode_bridge.modules.workflow.services.submit import Submitter, _Spec
+from omninode_bridge.modules.workflow.services.submit import Submitter
+from omninode_bridge.modules.workflow.services.submit._rows import Spec as _Spec
 from omninode_bridge.modules.workflow.services.wake import Wake
 from omninode_bridge.modules.workflow.settings import WorkflowSettings
 
