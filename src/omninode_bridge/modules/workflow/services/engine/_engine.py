@@ -44,15 +44,8 @@ _GAUGES_S = 2.0
 
 
 class Engine(TaskRunner):
-    """Claims and runs workflow tasks in this process.
-
-    Args:
-        settings: Concurrency, lease, polling.
-        database: The app's database.
-        store: The engine's statements.
-        kinds: Runs each kind.
-        waker: This process's wake-ups (the engine's signal, ``?wait`` callers).
-    """
+    """Claims and runs workflow tasks in this process; takes what :class:`TaskRunner` takes (its settings also
+    give the concurrency and the polling interval)."""
 
     def __init__(self, settings: WorkflowSettings, database: Database, store: EngineStore, kinds: Kinds,
                  waker: Waker) -> None:  # fmt: skip
