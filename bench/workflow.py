@@ -43,6 +43,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ import psutil
 
 from bench._http import percentile
 from bench._tools import serve_app, worker_processes
+from bench._waits import report_waits, sample_waits
 from omninode_bridge.embedded import EmbeddedStack
 from omninode_bridge.migrations import upgrade
 
@@ -219,7 +221,7 @@ def _unspy(spies: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def _bulk(poster: Poster, conn: Any, pids: list[int], cpu: Cpu, runs: int, bulk: int, clients: int, tag: str,
-                spy: Path | None) -> dict[str, Any]:  # fmt: skip
+                spy: Path | None, dsn: str | None) -> dict[str, Any]:  # fmt: skip
     """The single-task runs submitted ``bulk`` at a time to ``POST /workflows/batch``."""
     await conn.execute("SELECT pg_stat_statements_reset()")
     xacts0, calls0 = await _counters(conn)
@@ -238,9 +240,11 @@ async def _bulk(poster: Poster, conn: Any, pids: list[int], cpu: Cpu, runs: int,
         finally:
             conn1[1].close()
 
-    await asyncio.gather(*(bulk_worker() for _ in range(min(clients, len(requests)))))
-    submitted = time.perf_counter() - began
-    elapsed = await _until(conn, run_ids, 300) - began_at
+    waits: Counter[tuple[str, str]] = Counter()
+    async with sample_waits(dsn, waits) if dsn else contextlib.nullcontext():
+        await asyncio.gather(*(bulk_worker() for _ in range(min(clients, len(requests)))))
+        submitted = time.perf_counter() - began
+        elapsed = await _until(conn, run_ids, 300) - began_at
     used = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
@@ -248,11 +252,12 @@ async def _bulk(poster: Poster, conn: Any, pids: list[int], cpu: Cpu, runs: int,
     return {"bulk": runs / elapsed, "bulk_cpu": used, "bulk_submit": runs / submitted,
             "bulk_xacts": (xacts1 - xacts0) / runs, "bulk_statements": (calls1 - calls0) / runs,
             "bulk_top": [(r["calls"], r["ms"], r["q"]) for r in top],
-            "bulk_dispatch": await _dispatch(conn, [f"bulk{tag}"])}  # fmt: skip
+            "bulk_dispatch": await _dispatch(conn, [f"bulk{tag}"]), "bulk_waits": waits}  # fmt: skip
 
 
 async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None, runs: int, fanout: int,
-                  bulk: int, clients: int, paced: float, tag: str, spy: Path | None) -> dict[str, Any]:  # fmt: skip
+                  bulk: int, clients: int, paced: float, tag: str, spy: Path | None,
+                  waits: bool) -> dict[str, Any]:  # fmt: skip
     """Every workflow figure against the app at ``base``."""
     poster = Poster(base)
     conn = await asyncpg.connect(dsn)
@@ -281,7 +286,7 @@ async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None
                   single_dispatch=await _dispatch(conn, [f"single{tag}"]))  # fmt: skip
 
     if bulk:
-        result.update(await _bulk(poster, conn, pids, cpu, runs, bulk, clients, tag, spy))
+        result.update(await _bulk(poster, conn, pids, cpu, runs, bulk, clients, tag, spy, dsn if waits else None))
 
     await conn.execute("SELECT pg_stat_statements_reset()")
     xacts0, calls0 = await _counters(conn)
@@ -340,6 +345,9 @@ def _report_bulk(plain: float, r: dict[str, Any], runs: int, bulk: int) -> None:
     print(f"  per run: {r['bulk_xacts']:.2f} transactions, {r['bulk_statements']:.2f} statements (submit included)")
     for calls, ms, query in r["bulk_top"]:
         print(f"    {calls:7d} calls {ms:7.0f} ms  {query}")
+    if r["bulk_waits"]:
+        print("  active backends sampled (share of samples, wait event or CPU, statement):")
+        report_waits(r["bulk_waits"])
 
 
 def report(plain: float, processes: int, r: dict[str, Any], runs: int, fanout: int, bulk: int,
@@ -392,6 +400,7 @@ def main() -> None:
     parser.add_argument("--paced", type=float, default=100, help="runs/s of the dispatch-latency phase (100)")
     parser.add_argument("--processes", default="1,2", help="app process counts to measure (default 1,2)")
     parser.add_argument("--py-spy", type=Path, default=None, help="record each worker with py-spy into this dir")
+    parser.add_argument("--waits", action="store_true", help="sample PostgreSQL's wait events in the bulk phase")
     args = parser.parse_args()
     base_dir = Path(tempfile.mkdtemp(prefix="bench-workflow-"))
     stack = EmbeddedStack(base_dir)
@@ -415,7 +424,8 @@ def main() -> None:
             with serve_app(env, processes) as (base, server):
                 pids = [p.pid for p in worker_processes(server)]
                 result = asyncio.run(measure(base, dsn, pids, _pid(stack), args.runs, args.fanout, args.bulk,
-                                             args.clients, args.paced, f"p{processes}", args.py_spy))  # fmt: skip
+                                             args.clients, args.paced, f"p{processes}", args.py_spy,
+                                             args.waits))  # fmt: skip
             report(plain, processes, result, args.runs, args.fanout, args.bulk, args.paced)
     finally:
         stack.stop()

@@ -52,6 +52,7 @@ def outbox_rows_sql(gate: str = "true") -> str:
 
     Args:
         gate: An SQL condition; the rows are written only where it holds (e.g. ``EXISTS (SELECT 1 FROM lead)``).
+            It may name the row's columns as ``staged.event_id``, ``staged.key``, ``staged.event_type`` and so on.
     """
     return _OUTBOX_ROWS + gate  # the gate is the calling code's SQL, never input
 
@@ -60,7 +61,7 @@ _OUTBOX_ROWS = (
     "INSERT INTO event_outbox (event_id, topic, key, event_type, envelope, headers) "
     "SELECT * FROM unnest(CAST(:outbox_event_ids AS uuid[]), CAST(:outbox_topics AS text[]), "
     "CAST(:outbox_keys AS text[]), CAST(:outbox_event_types AS text[]), CAST(:outbox_envelopes AS bytea[]), "
-    "CAST(:outbox_headers AS jsonb[])) AS staged WHERE "
+    "CAST(:outbox_headers AS jsonb[])) AS staged(event_id, topic, key, event_type, envelope, headers) WHERE "
 )
 _PUBLISH_MANY = text(outbox_rows_sql())
 

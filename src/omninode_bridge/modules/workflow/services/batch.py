@@ -1,10 +1,9 @@
 """The claim transaction's second half, set-based: attempt rows, tasks done in-process, dependents, runs ended.
 
-A claimed batch costs a fixed number of statements whatever its size: one ``INSERT`` of the attempt rows, one
-statement that completes the tasks run in the claim transaction itself (``noop``: nothing to wait for) and
-makes their dependents ready, one that ends the runs whose last task that was, and one outbox ``INSERT`` (a
-``COPY`` from ``_COPY_FROM`` events) for every event of the batch (each task's start, the inline tasks'
-completion, the runs' completion). The claim holds the lock of each run's row until the commit (``FOR
+A claimed batch costs one statement whatever its size (``_FINISH``): the attempt rows, the completion of the
+tasks run in the claim transaction itself (``noop``: nothing to wait for), their dependents made ready, the runs
+whose last task that was ended, and every event of the batch staged in the outbox (each task's start, the inline
+tasks' completion, the runs' completion). The claim holds the lock of each run's row until the commit (``FOR
 UPDATE``, or ``FOR SHARE`` for free runs, whose claims run side by side), so an inline completion cannot
 be fenced out or raced by another transition.
 
@@ -28,7 +27,7 @@ import msgspec
 from sqlalchemy import text
 
 from omninode_bridge.core.db import UnitOfWork
-from omninode_bridge.core.events import EventPublisher, encoded_envelopes
+from omninode_bridge.core.events import EventPublisher, encoded_envelopes, outbox_rows_sql
 from omninode_bridge.modules.workflow import messages
 from omninode_bridge.modules.workflow.services.store import Claimed
 
@@ -38,31 +37,40 @@ __all__ = ["INLINE_BATCH", "INLINE_KINDS", "STRANDED_PAGE", "Batch", "Done", "se
 INLINE_KINDS = frozenset({"noop"})
 #: Inline tasks claimed per transaction (they hold no concurrency slot: a batch is done when it commits).
 INLINE_BATCH = 256
-#: From this many events a batch stages them by ``COPY`` (``stage_many``): binding hundreds of rows' arrays
-#: through the session's ``INSERT`` took about a third of a full noop batch's CPU (py-spy of bench.workflow).
-_COPY_FROM = 64
 #: An event to stage: its type, payload and key (the run id).
 _Event = tuple[str, Any, str]
+#: The outbox rows _FINISH writes: all but the run-completed events of runs it did not end.
+_GATE = f"(staged.event_type <> '{messages.RUN_COMPLETED}' OR staged.key IN (SELECT id::text FROM ended))"  # noqa: S608
 
-_ATTEMPTS = text("""
-INSERT INTO wf_task_attempts (run_id, task_id, phase, attempt, worker, status, started_at, finished_at)
-SELECT a.run_id, a.task_id, a.phase, a.attempt, :worker, a.status, a.started_at,
-    CASE WHEN a.status = 'running' THEN NULL ELSE clock_timestamp() END
-FROM unnest(CAST(:runs AS uuid[]), CAST(:tasks AS text[]), CAST(:phases AS text[]), CAST(:attempts AS int[]),
-            CAST(:statuses AS text[]), CAST(:started AS timestamptz[]))
-    AS a(run_id, task_id, phase, attempt, status, started_at)
-""")
-
-# Forward tasks of running runs only (what the engine hands to start_batch): their run's row is locked by the
-# claim, and "waiting" tasks are never among the ones completed, so the two updates touch different rows. Two
-# claims of one free run may complete dependencies of the same tasks: the dependents are locked in key order
-# (no deadlock between them), and the update re-checks that they still wait (a cancel may have come first).
-_COMPLETE = text("""
-WITH done AS (
+# The whole second half of a claim transaction in one statement (one round trip: the claim's lock is held, and
+# its commit waits, for one statement instead of five). Its parts, as CTEs over the same snapshot:
+#
+# * ``attempts``: an attempt row per claimed task (completed at once for the inline ones);
+# * ``done``: the inline tasks completed (forward tasks of running runs only, what the engine hands over: their
+#   run's row is locked by the claim, and "waiting" tasks are never among them, so this and ``ready`` touch
+#   different rows);
+# * ``counts``/``ready``: their dependents, with how many of their dependencies ``done`` completed, made ready
+#   when none is left. Two claims of one free run may complete dependencies of the same tasks: the dependents are
+#   locked in key order (no deadlock between them), and the update re-checks that they still wait (a cancel may
+#   have come first);
+# * ``ended``: the runs of ``done`` left with no forward task to do, counting the ones ``done`` completes (the
+#   snapshot still shows them running);
+# * ``outbox``: every event of the batch, built before the statement: the run-completed ones for each run of
+#   ``done`` (the gate keeps those of the runs ``ended`` ended).
+_FINISH = text(f"""
+WITH attempts AS (
+    INSERT INTO wf_task_attempts (run_id, task_id, phase, attempt, worker, status, started_at, finished_at)
+    SELECT a.run_id, a.task_id, a.phase, a.attempt, :worker, a.status, a.started_at,
+        CASE WHEN a.status = 'running' THEN NULL ELSE clock_timestamp() END
+    FROM unnest(CAST(:runs AS uuid[]), CAST(:tasks AS text[]), CAST(:phases AS text[]), CAST(:attempts AS int[]),
+                CAST(:statuses AS text[]), CAST(:started AS timestamptz[]))
+        AS a(run_id, task_id, phase, attempt, status, started_at)
+), done AS (
     UPDATE wf_tasks t SET status = i.status, output = i.output, error = NULL, finished_at = clock_timestamp(),
         lease_owner = NULL, lease_until = NULL
-    FROM unnest(CAST(:runs AS uuid[]), CAST(:tasks AS text[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
-                CAST(:outputs AS jsonb[])) AS i(run_id, task_id, attempt, status, output)
+    FROM unnest(CAST(:done_runs AS uuid[]), CAST(:done_tasks AS text[]), CAST(:done_attempts AS int[]),
+                CAST(:done_statuses AS text[]), CAST(:done_outputs AS jsonb[]))
+        AS i(run_id, task_id, attempt, status, output)
     WHERE t.run_id = i.run_id AND t.task_id = i.task_id AND t.phase = 'forward' AND t.attempt = i.attempt
       AND t.status = 'running'
     RETURNING t.run_id, t.task_id
@@ -82,9 +90,16 @@ WITH done AS (
     FROM counts c WHERE c.n > 0 AND w.run_id = c.run_id AND w.task_id = c.task_id AND w.phase = 'forward'
       AND w.status = 'waiting'
     RETURNING w.status
-)
-SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM ready WHERE status = 'ready') AS ready
-""")
+), ended AS (
+    UPDATE wf_runs r SET status = 'completed', outcome = NULL, finished_at = clock_timestamp()
+    WHERE r.id = ANY(ARRAY(SELECT DISTINCT run_id FROM done)) AND r.status = 'running' AND NOT EXISTS (
+        SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.phase = 'forward'
+          AND t.status NOT IN ('completed', 'skipped')
+          AND NOT EXISTS (SELECT 1 FROM done d WHERE d.run_id = t.run_id AND d.task_id = t.task_id))
+    RETURNING r.id
+), outbox AS ({outbox_rows_sql(_GATE)})
+SELECT (SELECT count(*) FROM ready WHERE status = 'ready') AS ready, ARRAY(SELECT id FROM ended) AS ended
+""")  # noqa: S608 - our own SQL and the outbox's
 
 _END_RUNS = text("""
 UPDATE wf_runs r SET status = 'completed', outcome = NULL, finished_at = clock_timestamp()
@@ -149,40 +164,39 @@ def _json(value: Any) -> str:
 async def start_batch(uow: UnitOfWork, publisher: EventPublisher, worker: str, claimed: Sequence[Claimed],
                       inline: Sequence[Done]) -> Batch:  # fmt: skip
     """Write the attempts of ``claimed`` (``inline`` ones already completed), complete ``inline``, ready their
-    dependents, end the runs they finished, and stage every event; in ``uow``, which the caller commits."""
+    dependents, end the runs they finished, and stage every event: one statement (``_FINISH``), in ``uow``,
+    which the caller commits."""
     batch = Batch()
     if not claimed:
         return batch
-    finished = {(d.task.run_id, d.task.task_id, d.task.phase): d for d in inline}
+    finished = {(d.task.run_id, d.task.task_id, d.task.phase) for d in inline}
     statuses = ["completed" if (c.run_id, c.task_id, c.phase) in finished else "running" for c in claimed]
-    await uow.session.execute(_ATTEMPTS, {
-        "worker": worker, "runs": [c.run_id for c in claimed], "tasks": [c.task_id for c in claimed],
-        "phases": [c.phase for c in claimed], "attempts": [c.attempt for c in claimed], "statuses": statuses,
-        "started": [c.started_at for c in claimed]})  # fmt: skip
-    # (event type, payload, key) of each event: their envelopes are built together at the end (encoded_envelopes).
+    # (event type, payload, key) of each event: their envelopes are built together (encoded_envelopes).
     events: list[_Event] = [(messages.TASK_STARTED, messages.TaskEvent(
         run_id=c.run_id, task_id=c.task_id, phase=c.phase, kind=c.kind, status="running", attempt=c.attempt),
         str(c.run_id)) for c in claimed]  # fmt: skip
-    if inline:
-        counts = (await uow.session.execute(_COMPLETE, {
-            "runs": [d.task.run_id for d in inline], "tasks": [d.task.task_id for d in inline],
-            "attempts": [d.task.attempt for d in inline],
-            "statuses": ["skipped" if d.skipped else "completed" for d in inline],
-            "outputs": [_json(d.output) for d in inline]})).one()  # fmt: skip
-        batch.ready = int(counts.ready)
-        for d in inline:
-            status = "skipped" if d.skipped else "completed"
-            events.append((messages.TASK_SKIPPED if d.skipped else messages.TASK_COMPLETED, messages.TaskEvent(
-                run_id=d.task.run_id, task_id=d.task.task_id, phase="forward", kind=d.task.kind, status=status,
-                attempt=d.task.attempt, duration_ms=0.0), str(d.task.run_id)))  # fmt: skip
-        runs = list(dict.fromkeys(d.task.run_id for d in inline))
-        batch.ended = await _end_runs(uow, runs, events)
-        ended = set(batch.ended)
-        batch.unsettled = {d.task.run_id: d.task for d in inline if d.task.free and d.task.run_id not in ended}
-    if len(events) >= _COPY_FROM:
-        await publisher.stage_many(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))
-    else:
-        await publisher.publish_many(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))
+    for d in inline:
+        status = "skipped" if d.skipped else "completed"
+        events.append((messages.TASK_SKIPPED if d.skipped else messages.TASK_COMPLETED, messages.TaskEvent(
+            run_id=d.task.run_id, task_id=d.task.task_id, phase="forward", kind=d.task.kind, status=status,
+            attempt=d.task.attempt, duration_ms=0.0), str(d.task.run_id)))  # fmt: skip
+    # A run-completed event for every run the inline tasks may end; the statement stages those of the runs it ended.
+    runs = {d.task.run_id: d.task.run_name for d in inline}
+    events += [(messages.RUN_COMPLETED, messages.RunEvent(run_id=run_id, name=name, status="completed"),
+                str(run_id)) for run_id, name in runs.items()]  # fmt: skip
+    row = (await uow.session.execute(_FINISH, {
+        "worker": worker, "runs": [c.run_id for c in claimed], "tasks": [c.task_id for c in claimed],
+        "phases": [c.phase for c in claimed], "attempts": [c.attempt for c in claimed], "statuses": statuses,
+        "started": [c.started_at for c in claimed],
+        "done_runs": [d.task.run_id for d in inline], "done_tasks": [d.task.task_id for d in inline],
+        "done_attempts": [d.task.attempt for d in inline],
+        "done_statuses": ["skipped" if d.skipped else "completed" for d in inline],
+        "done_outputs": [_json(d.output) for d in inline],
+        **publisher.staged_arrays(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))})).one()  # fmt: skip
+    batch.ready = int(row.ready)
+    batch.ended = list(row.ended)
+    ended = set(batch.ended)
+    batch.unsettled = {d.task.run_id: d.task for d in inline if d.task.free and d.task.run_id not in ended}
     return batch
 
 
