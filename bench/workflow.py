@@ -208,7 +208,7 @@ def _spy(pids: list[int], out: Path | None, label: str) -> list[subprocess.Popen
         return []
     binary = shutil.which("py-spy") or ".venv/bin/py-spy"
     out.mkdir(parents=True, exist_ok=True)
-    return [subprocess.Popen([binary, "record", "--pid", str(pid), "-r", "100", "-f", "raw", "-o",
+    return [subprocess.Popen([binary, "record", "--pid", str(pid), "-r", "400", "-f", "raw", "-o",
                               str(out / f"{label}-{i}.txt")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for i, pid in enumerate(pids)]  # fmt: skip
 

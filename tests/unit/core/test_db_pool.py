@@ -57,3 +57,12 @@ def test_only_connections_idle_for_a_while_are_pinged_at_checkout(settings: Sett
     assert pings == ["ping"]
     with pytest.raises(DisconnectionError):  # the pool discards it and checks out another
         database._on_checkout(Connection(alive=False), idle)
+
+
+def test_jsonb_values_are_decoded_like_the_stdlib_does() -> None:
+    """msgspec reads jsonb text; a number past float's range (jsonb's numeric holds it) still reads, as infinity."""
+    assert db_module._decode_json('{"a": [1, 2.5, "x", null, true], "big": 123456789012345678901234567890}') == {
+        "a": [1, 2.5, "x", None, True],
+        "big": 123456789012345678901234567890,
+    }
+    assert db_module._decode_json("1.5e400") == float("inf")

@@ -95,7 +95,8 @@ WITH attempts AS (
     WHERE r.id = ANY(ARRAY(SELECT DISTINCT run_id FROM done)) AND r.status = 'running' AND NOT EXISTS (
         SELECT 1 FROM wf_tasks t WHERE t.run_id = r.id AND t.phase = 'forward'
           AND t.status NOT IN ('completed', 'skipped')
-          AND NOT EXISTS (SELECT 1 FROM done d WHERE d.run_id = t.run_id AND d.task_id = t.task_id))
+          -- hashed once (uncorrelated): an anti-join scanned the whole CTE for each task (O(n^2) per batch)
+          AND (t.run_id, t.task_id) NOT IN (SELECT run_id, task_id FROM done))
     RETURNING r.id
 ), outbox AS ({outbox_rows_sql(_GATE)})
 SELECT (SELECT count(*) FROM ready WHERE status = 'ready') AS ready, ARRAY(SELECT id FROM ended) AS ended

@@ -41,6 +41,8 @@ _CLAIMERS = 2
 _SETTLE_RETRY_S = 0.02
 #: How often the gauges of runs and tasks in flight are read from the database (by the sweeping loop).
 _GAUGES_S = 2.0
+#: While inline claims come back full, how often a claim also takes tasks of the other kinds.
+_GENERAL_EVERY_S = 0.05
 
 
 class Engine(TaskRunner):
@@ -59,6 +61,7 @@ class Engine(TaskRunner):
         self._stranded_after = uuid.UUID(int=0)  # where the next sweep for unsettled runs goes on
         self._next_stranded = 0.0
         self._next_gauges = 0.0
+        self._next_general = 0.0
         self._listener: Any = None
 
     def notify_local(self) -> None:
@@ -152,7 +155,10 @@ class Engine(TaskRunner):
             # Inline kinds in a large batch (they take no slot), then any kind up to the free slots.
             claimed = await self.store.claim(uow, self.worker, INLINE_BATCH, lease, sorted(INLINE_KINDS))
             full = len(claimed) == INLINE_BATCH
-            if limit > 0:
+            # After a full inline claim the loop claims again at once; the other kinds are then claimed at most
+            # every _GENERAL_EVERY_S (a round trip less per batch while inline tasks pile up, none left waiting).
+            if limit > 0 and (not full or time.monotonic() >= self._next_general):
+                self._next_general = time.monotonic() + _GENERAL_EVERY_S
                 more = await self.store.claim(uow, self.worker, limit, lease)
                 full = full or len(more) == limit
                 claimed += more
