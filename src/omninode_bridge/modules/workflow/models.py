@@ -12,7 +12,7 @@ from typing import Any
 
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, Boolean, ForeignKeyConstraint, Identity, Index, Integer, String, Text, false, text
+from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Text, false, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -64,8 +64,8 @@ class WorkflowTask(DefaultBase):
     """A task of a run; its compensation is a row of its own (``phase = 'compensate'``)."""
 
     __tablename__ = "wf_tasks"
+    # No foreign key to wf_runs: written only with its run, checked on every hot statement (migration 0015).
     __table_args__ = (
-        ForeignKeyConstraint(["run_id"], ["wf_runs.id"], ondelete="CASCADE"),
         Index("ix_wf_tasks_leased", "lease_until", postgresql_where=text("status = 'running'")),
         # Per run: the claim's ready tasks and running count, a completion's waiting dependents.
         Index("ix_wf_tasks_run_ready", "run_id", "next_run_at", postgresql_where=text("status = 'ready'")),
@@ -105,10 +105,8 @@ class WorkflowTaskAttempt(DefaultBase):
     """One attempt of a task: who ran it, when, and how it ended (``running`` until it does)."""
 
     __tablename__ = "wf_task_attempts"
-    __table_args__ = (
-        ForeignKeyConstraint(["run_id"], ["wf_runs.id"], ondelete="CASCADE"),
-        Index("ux_wf_task_attempts", "run_id", "task_id", "phase", "attempt", unique=True),
-    )
+    # No foreign key to wf_runs (migration 0015): written only by the claim of an existing task.
+    __table_args__ = (Index("ux_wf_task_attempts", "run_id", "task_id", "phase", "attempt", unique=True),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     run_id: Mapped[uuid.UUID] = mapped_column()
