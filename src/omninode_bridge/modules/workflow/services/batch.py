@@ -13,7 +13,9 @@ row locked ``FOR UPDATE SKIP LOCKED``, then a new statement (a new snapshot, whi
 committed before the lock was granted) ends it when its last task is done. A skipped run is locked by a
 transaction that will see this commit: a claim in flight (it holds ``FOR SHARE`` until its commit and settles
 after it) or a ``FOR UPDATE`` transition (granted only after this claim's commit). The engine retries skipped
-runs, and its sweep settles any run a process left unsettled (it died in between): :func:`stranded`.
+runs, and its sweep settles any run a process left unsettled (it died in between): :func:`stranded`. A run
+in which the batch made a dependent ready (or counted one down) is not settled: that task is still to do, and
+the claim that completes it ends the run (dependents are locked by each claim that counts them down, in turn).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ WITH attempts AS (
         next_run_at = CASE WHEN w.pending_deps = c.n THEN clock_timestamp() ELSE w.next_run_at END
     FROM counts c WHERE c.n > 0 AND w.run_id = c.run_id AND w.task_id = c.task_id AND w.phase = 'forward'
       AND w.status = 'waiting'
-    RETURNING w.status
+    RETURNING w.run_id, w.status
 ), ended AS (
     UPDATE wf_runs r SET status = 'completed', outcome = NULL, finished_at = clock_timestamp()
     WHERE r.id = ANY(ARRAY(SELECT DISTINCT run_id FROM done)) AND r.status = 'running' AND NOT EXISTS (
@@ -104,7 +106,8 @@ WITH attempts AS (
           AND (t.run_id, t.task_id) NOT IN (SELECT run_id, task_id FROM done))
     RETURNING r.id
 ), outbox AS ({outbox_rows_sql(_GATE)})
-SELECT (SELECT count(*) FROM ready WHERE status = 'ready') AS ready, ARRAY(SELECT id FROM ended) AS ended
+SELECT (SELECT count(*) FROM ready WHERE status = 'ready') AS ready, ARRAY(SELECT id FROM ended) AS ended,
+    ARRAY(SELECT DISTINCT run_id FROM ready) AS going_on
 """)  # noqa: S608 - our own SQL and the outbox's
 
 _END_RUNS = text("""
@@ -201,8 +204,10 @@ async def start_batch(uow: UnitOfWork, publisher: EventPublisher, worker: str, c
         **publisher.staged_arrays(uow, messages.WORKFLOW_TOPIC, encoded_envelopes(events))})).one()  # fmt: skip
     batch.ready = int(row.ready)
     batch.ended = list(row.ended)
-    ended = set(batch.ended)
-    batch.unsettled = {d.task.run_id: d.task for d in inline if d.task.free and d.task.run_id not in ended}
+    # A run this batch made a dependent of ready (or counted one down) has a task left: whoever completes that one
+    # ends the run, so it needs no settling (a chain of inline tasks settled once per step).
+    done_with = {*batch.ended, *row.going_on}
+    batch.unsettled = {d.task.run_id: d.task for d in inline if d.task.free and d.task.run_id not in done_with}
     return batch
 
 
