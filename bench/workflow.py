@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -208,7 +209,8 @@ def _spy(pids: list[int], out: Path | None, label: str) -> list[subprocess.Popen
         return []
     binary = shutil.which("py-spy") or ".venv/bin/py-spy"
     out.mkdir(parents=True, exist_ok=True)
-    return [subprocess.Popen([binary, "record", "--pid", str(pid), "-r", "400", "-f", "raw", "-o",
+    native = ["--native"] if os.environ.get("SPY_NATIVE") else []  # C frames too (asyncpg's protocol, syscalls)
+    return [subprocess.Popen([binary, "record", "--pid", str(pid), "-r", "400", "-f", "raw", *native, "-o",
                               str(out / f"{label}-{i}.txt")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for i, pid in enumerate(pids)]  # fmt: skip
 
