@@ -396,7 +396,7 @@ async def test_retention_purges_old_rows_in_batches(client: Client, settings: Se
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "UPDATE hook_events SET received_at = now() - interval '20 days' "
+                "UPDATE hook_events SET received_at = now() - interval '40 days' "
                 "WHERE source = :s AND event_type = 'old'"
             ),
             {"s": source},
@@ -406,9 +406,7 @@ async def test_retention_purges_old_rows_in_batches(client: Client, settings: Se
 
     database = Database(settings.database)
     try:
-        # 10 days, rows 20 days old: every app on this stack runs its own purge (30 days, the default) 30 s after
-        # its start, which could take these rows first (the flake: 0 removed here); it never reaches them now.
-        purger = RetentionPurger(database, HooksSettings(retention_days=10, purge_batch_size=3))
+        purger = RetentionPurger(database, HooksSettings(retention_days=30, purge_batch_size=3))
         removed = await purger.purge_once()
     finally:
         await database.dispose()
