@@ -44,16 +44,28 @@ browser:
 		fi; \
 	fi
 
-# Unit tests first (pure logic, no servers, seconds): the fastest feedback. Then the integration tests on
-# two workers, each with its own embedded stack, a test file per worker at a time: most of their wall time
-# is spent waiting on servers (app start-up and Kafka group joins), which two workers overlap.
-# schemathesis runs on its own afterwards: its pytest plugin builds its cases per operation at run time,
-# which xdist's workers do not collect (they would run one operation).
+# Two stages, each running its two parts at once (make -j2; --output-sync prints each part's output whole,
+# when it ends): lint (one core: mypy) beside the unit tests (pure logic, no servers); then the integration
+# tests beside schemathesis. The integration tests run on two xdist workers, each with its own embedded stack,
+# a test file per worker at a time (the files that start extra processes first, see tests/integration/conftest.py);
+# about half of their wall time is spent waiting on servers (app start-ups, Kafka group joins, polls), which is
+# when schemathesis (one process: its pytest plugin builds its cases per operation at run time, which xdist's
+# workers do not collect) gets the CPU.
 SCHEMATHESIS := tests/integration/test_schemathesis.py
 
-test: lint browser
+.PHONY: test-unit test-integration test-schemathesis
+
+test: install browser
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint test-unit
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-integration test-schemathesis
+
+test-unit: install
 	.venv/bin/pytest tests/unit
+
+test-integration: install
 	.venv/bin/pytest -n 2 --dist loadfile tests/integration --ignore=$(SCHEMATHESIS)
+
+test-schemathesis: install
 	.venv/bin/pytest $(SCHEMATHESIS)
 
 # One table per line: every figure beside its baseline from the same run (bench/suite.py; bench/metrics.py:

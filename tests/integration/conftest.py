@@ -44,6 +44,16 @@ ADMIN_KEY = "onb_test_admin_key_0123456789abcdef"
 KAFKA_GROUP_ENV = {"OMNINODE_KAFKA_SESSION_TIMEOUT_MS": "3000", "OMNINODE_KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a ``slow`` test (extra processes: the CLI, ``serve``, ``dev``) run first.
+
+    ``make test`` hands whole files to two xdist workers in collection order: a minute-long file handed out
+    last leaves the other worker idle at the end; handed out first, the short files fill in around it.
+    """
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the order within each group stays
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[EmbeddedStack]:
     """PostgreSQL, Redis and Tansu from their wheels, in a temporary state directory."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.transport.requests import ManagedCookiesSession
 
 from omninode_bridge.app import create_app
 from omninode_bridge.embedded import EmbeddedStack
@@ -110,6 +112,18 @@ class _ServerThread:
             self._ready.set()
 
 
+@pytest.fixture(scope="module")
+def http_session() -> Iterator[ManagedCookiesSession]:
+    """One keep-alive connection for every case: a session per case (schemathesis's default) costs a new
+    connection and session each time. Its cookies are dropped after each call, as a fresh session's would be."""
+    with ManagedCookiesSession() as session:
+        yield session
+
+
+#: The SSE cases' clients are plain HTTP: one TLS context for all of them, instead of loading the CA store per case.
+_TLS = ssl.create_default_context()
+
+
 @pytest.fixture(scope="session")
 def api_url(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of an app whose codegen request-reply gives up after :data:`REPLY_TIMEOUT_MS`."""
@@ -169,7 +183,7 @@ def _call_stream(case: schemathesis.Case, base_url: str) -> httpx.Response:
     request = httpx.Request(kwargs["method"], kwargs["url"], params=kwargs.get("params"), headers=kwargs.get("headers"))
 
     async def call() -> httpx.Response:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30, verify=_TLS) as http:
             response = await http.send(request, stream=True)
             head = b""
             try:
@@ -197,7 +211,9 @@ def _call_stream(case: schemathesis.Case, base_url: str) -> httpx.Response:
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
-def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, api_url: str) -> None:
+def test_api_conforms_to_its_openapi_document(
+    case: schemathesis.Case, api_url: str, http_session: ManagedCookiesSession
+) -> None:
     """Every generated case: no 5xx, a documented status, the documented content type and schema."""
     _cases[case.operation.label] += 1
     if case.meta is not None:
@@ -205,7 +221,9 @@ def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, api_url: 
     if case.operation.path in STREAMS:
         case.validate_response(_call_stream(case, api_url), checks=CHECKS)
         return
-    case.call_and_validate(base_url=api_url, headers={"X-API-Key": ADMIN_KEY}, checks=CHECKS, timeout=30)
+    case.call_and_validate(
+        base_url=api_url, session=http_session, headers={"X-API-Key": ADMIN_KEY}, checks=CHECKS, timeout=30
+    )
 
 
 def test_the_served_document_is_the_one_tested(api_url: str) -> None:

@@ -25,7 +25,10 @@ def api_target(url: str | None, api_key: str | None) -> tuple[str, str]:
     base = url or (running.api_url if running else None) or local_url(settings.server.host, settings.server.port)
     key = api_key or (running.api_key if running else None)
     if not key:
-        err_console().print("[red]error:[/red] no API key: pass --api-key, set OMNINODE_API_KEY, or start `make dev`.")
+        err_console().print(
+            "[red]error:[/red] no API key: pass --api-key, set OMNINODE_API_KEY, or start `make dev` "
+            "(its key is found from any directory)."
+        )
         raise typer.Exit(2)
     return base, key
 

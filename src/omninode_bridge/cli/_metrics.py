@@ -26,20 +26,10 @@ def _client(url: str | None, api_key: str | None, timeout: float = 30.0) -> http
     """An HTTP client of the API: URL and key from the options, else from the running ``dev`` stack."""
     import httpx
 
-    from omninode_bridge.cli import _settings, err_console
-    from omninode_bridge.cli._devstack import find_running_dev, local_url
+    from omninode_bridge.cli._api import api_target
 
-    settings = _settings()
-    running = find_running_dev(settings.server.state_dir) if not (url and api_key) else None
-    url = url or (running.api_url if running else None) or local_url(settings.server.host, settings.server.port)
-    api_key = api_key or (running.api_key if running else None)
-    if not api_key:
-        err_console().print(
-            "[red]error:[/red] no API key: pass --api-key, set OMNINODE_API_KEY, or start `make dev` "
-            "(its key is found from any directory)."
-        )
-        raise typer.Exit(2)
-    return httpx.Client(base_url=url, headers={"X-API-Key": api_key}, timeout=timeout)
+    base, key = api_target(url, api_key)
+    return httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=timeout)
 
 
 def _fail(response: httpx.Response) -> typer.Exit:

@@ -86,21 +86,12 @@ def stamp_command(
     import time
     from dataclasses import asdict
 
-    from omninode_bridge.cli import _settings, err_console
-    from omninode_bridge.cli._devstack import find_running_dev, local_url
+    from omninode_bridge.cli import err_console
+    from omninode_bridge.cli._api import api_target
     from omninode_bridge.cli._stamp_run import collect, run_stamp
 
     console = err_console()
-    settings = _settings()
-    running = find_running_dev(settings.server.state_dir) if not (url and api_key) else None
-    url = url or (running.api_url if running else None) or local_url(settings.server.host, settings.server.port)
-    api_key = api_key or (running.api_key if running else None)
-    if not api_key:
-        console.print(
-            "[red]error:[/red] no API key: pass --api-key, set OMNINODE_API_KEY, or start `make dev` "
-            "(its key is found from any directory)."
-        )
-        raise typer.Exit(2)
+    url, api_key = api_target(url, api_key)
     written = None if no_manifest else manifest or (None if verify else default_manifest(paths))
     targets = collect(paths, include_hidden, skip=written.resolve() if written else None)
     copies = _stamped_copies(default_manifest(paths), namespace) if verify else {}

@@ -18,7 +18,7 @@ from omninode_bridge.core.db import Database
 from omninode_bridge.core.events import EventPublisher, TopicCatalog
 from omninode_bridge.core.health import HealthProbe
 
-__all__ = ["Module", "NotStartedError", "Resources", "Started", "background", "start_order"]
+__all__ = ["Module", "NotStartedError", "Resources", "Started", "background", "raise_if_stopping", "start_order"]
 
 T = TypeVar("T")
 
@@ -160,3 +160,15 @@ async def background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterato
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def raise_if_stopping() -> None:
+    """Raise :class:`asyncio.CancelledError` when the current task was cancelled and the cancel got lost.
+
+    redis-py (8.x) can swallow a cancel that lands while it connects, subscribes or waits in a read with a
+    timeout: the call returns as if nothing happened. A background loop calling Redis then outlives its stop,
+    and the app's shutdown waits out its step bound (15 s). Loops call this after their Redis calls.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

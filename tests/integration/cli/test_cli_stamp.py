@@ -9,8 +9,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from omninode_bridge.settings import Settings
 from tests.integration.conftest import ADMIN_KEY, live_server
+
+pytestmark = pytest.mark.slow  # runs the CLI in processes of its own (first in `make test`)
 
 CLI = str(Path(sys.executable).parent / "omninode-bridge")
 

@@ -18,6 +18,8 @@ from omninode_bridge.platform import parse_key_specs
 from omninode_bridge.settings import Settings
 from tests.integration.conftest import ADMIN_KEY, app_client, live_server, make_settings
 
+pytestmark = pytest.mark.slow  # runs the CLI in processes of its own (first in `make test`)
+
 CLI = str(Path(sys.executable).parent / "omninode-bridge")
 
 

@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from omninode_bridge.embedded import EmbeddedStack
 from tests.integration.conftest import ADMIN_KEY, live_server, make_settings
 from tests.integration.metrics.fake_openai import Behaviour, serve_fake_openai
+
+pytestmark = pytest.mark.slow  # runs the CLI in processes of its own (first in `make test`)
 
 CLI = str(Path(sys.executable).parent / "omninode-bridge")
 

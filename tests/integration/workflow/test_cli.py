@@ -8,10 +8,15 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from omninode_bridge.settings import Settings
 from tests.integration.conftest import ADMIN_KEY, live_server
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "workflows"
+
+
+pytestmark = pytest.mark.slow  # runs the CLI in processes of its own (first in `make test`)
 
 
 async def _cli(url: str, *args: str) -> tuple[int, str, str]:

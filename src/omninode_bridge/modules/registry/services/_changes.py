@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 import structlog
 from redis.asyncio import Redis
 
+from omninode_bridge.core.module import raise_if_stopping
+
 __all__ = ["CHANNEL", "ChangeFeed"]
 
 CHANNEL = "registry:changes"
@@ -83,8 +85,10 @@ class ChangeFeed:
             try:
                 async with reader.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
+                    raise_if_stopping()
                     await self._bump(None)  # (re)subscribed: a change may have been missed meanwhile
                     async for message in pubsub.listen():
+                        raise_if_stopping()
                         if message.get("type") == "message":
                             await self._bump(_names(message.get("data")))
             except asyncio.CancelledError:

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 
 from omninode_bridge.core.db import Database
+from omninode_bridge.core.module import raise_if_stopping
 from omninode_bridge.modules.registry.models import NodeRegistration
 from omninode_bridge.modules.registry.services._addresses import AddressRefused, check_address, host_of
 from omninode_bridge.modules.registry.services._catalog import Catalog, ttl_key
@@ -129,6 +130,7 @@ class HealthChecker:
                     raise
                 except Exception:  # a failed round (database, Redis down) is retried next tick
                     log.warning("registry: health round failed", exc_info=True)
+                raise_if_stopping()
                 await asyncio.sleep(self.tick)
         finally:
             await self.http.aclose()

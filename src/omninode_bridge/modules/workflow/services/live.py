@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from omninode_bridge.core.db import UnitOfWork
 from omninode_bridge.core.events import EnvelopeHead, EventPublisher, OnexEnvelopeV1
+from omninode_bridge.core.module import raise_if_stopping
 from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.workflow.messages import WORKFLOW_TOPIC
 
@@ -118,6 +119,7 @@ class LiveHub:
                     failures = 0
                     while True:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        raise_if_stopping()
                         if message is not None:
                             self._receive(message.get("data"))
             except Exception as exc:  # Redis down, or a bad reply: reconnect rather than leave viewers polling

@@ -164,16 +164,19 @@ class EngineStore(FailingRuns):
         active = run.status == "running" or (run.status == "compensating" and task.phase == "compensate")
         if not cancelled and active and task.attempts_left > 0:
             wait = backoff_seconds(retry, task.attempt - task.retry_base, rng)
-            at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
-            if not await self._finish_task(uow, task, "ready", {"error": error, "next_run_at": at, "ready_at": at}):
+            if not await self._finish_task(uow, task, "ready", {"error": error}):
                 return None
-            await uow.session.execute(text(
+            # The wait counts from the failed attempt's recorded end, on the database's clock that claims compare
+            # with (not from this process's clock before the statements: under load that is tens of ms earlier).
+            ended = await uow.session.execute(text(
                 "UPDATE wf_task_attempts SET status = 'failed' WHERE run_id = :run AND task_id = :task "
-                "AND phase = :phase AND attempt = :attempt"),
+                "AND phase = :phase AND attempt = :attempt RETURNING finished_at"),
                 {"run": task.run_id, "task": task.task_id, "phase": task.phase, "attempt": task.attempt})  # fmt: skip
+            at = ended.scalar_one() + dt.timedelta(seconds=wait)
             await uow.session.execute(text(
-                "UPDATE wf_tasks SET finished_at = NULL WHERE run_id = :run AND task_id = :task AND phase = :phase"),
-                {"run": task.run_id, "task": task.task_id, "phase": task.phase})  # fmt: skip
+                "UPDATE wf_tasks SET finished_at = NULL, next_run_at = :at, ready_at = :at "
+                "WHERE run_id = :run AND task_id = :task AND phase = :phase"),
+                {"at": at, "run": task.run_id, "task": task.task_id, "phase": task.phase})  # fmt: skip
             await self._events(uow, task.run_id, [(messages.TASK_RETRYING, messages.TaskEvent(
                 run_id=task.run_id, task_id=task.task_id, phase=task.phase, kind=task.kind, status="retrying",
                 attempt=task.attempt, error=error))])  # fmt: skip
