@@ -31,8 +31,8 @@ CHANNEL = "wf_ready"
 class Wake(asyncio.Event):
     """The engine's wake-up signal, counting how often it was set.
 
-    Both claim loops of a process wait on it, and one ``set`` releases both: the loop that claims first takes the
-    tasks, and the other's claim would find none. A loop records ``generation`` before it claims
+    The claim loops of a process wait on it, and one ``set`` releases them all: the loop that claims first takes
+    the tasks, and the others' claims would find none. A loop records ``generation`` before it claims
     (``Engine._loop``); a loop woken by no ``set`` since then skips its claim.
     """
 
