@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import structlog
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from omninode_bridge.core.breaker import CircuitOpenError
 from omninode_bridge.core.db import Database, UnitOfWork, is_database_unavailable
@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+#: The advisory lock that serialises key seeding across processes (an arbitrary constant of ours).
+_SEED_LOCK = 0x6F6E625F6B657973  # "onb_keys"
 
 KEY_PREFIX = "onb_"
 
@@ -237,8 +239,11 @@ class ApiKeyService:
     async def seed(self, specs: Sequence[KeySpec]) -> int:
         """Insert the keys of ``OMNINODE_API_KEYS`` that are not stored yet; returns how many were new.
 
-        A seeded key that an admin revoked stays revoked.
+        A seeded key that an admin revoked stays revoked. Processes starting at once seed one after the other (a
+        transaction-level advisory lock): each would find the keys missing, and the second insert failed its
+        start-up on the unique key hash.
         """
+        await self.uow.session.execute(select(func.pg_advisory_xact_lock(_SEED_LOCK)))
         created = 0
         for spec in specs:
             digest = hash_key(spec.key)
