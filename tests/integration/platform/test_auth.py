@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import uuid
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from omninode_bridge.core.db import Database
+from omninode_bridge.platform import ApiKeyService, parse_key_specs
 from omninode_bridge.settings import Settings
 from tests.integration.conftest import ADMIN_KEY
 
@@ -129,3 +133,18 @@ async def test_invalid_body_names_the_field(client: Client, admin_headers: dict[
     body = response.json()
     assert body["errors"][0]["field"] == "scopes"
     assert "scopes" in body["detail"]
+
+
+async def test_processes_starting_at_once_seed_each_key_once(database: Database) -> None:
+    """Two app processes seed ``OMNINODE_API_KEYS`` at the same moment: both start, the key is stored once."""
+    specs = parse_key_specs(f"racer:onb_seed_race_{uuid.uuid4().hex}:admin")
+
+    async def seed() -> int:
+        async with database.unit_of_work() as uow:
+            return await ApiKeyService(uow).seed(specs)
+
+    assert sorted(await asyncio.gather(seed(), seed())) == [0, 1]
+    async with database.unit_of_work() as uow:
+        query = text("SELECT count(*) FROM platform_api_keys WHERE name = 'racer' AND prefix = :p")
+        stored = await uow.session.scalar(query, {"p": specs[0].key[:12]})
+    assert stored == 1
