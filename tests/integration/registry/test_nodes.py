@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 
 from omninode_bridge.embedded import EmbeddedStack
 from tests.integration.conftest import app_client, live_server, make_settings, sql_rows, wait_until
@@ -163,6 +166,45 @@ async def test_tool_search_finds_tools_of_healthy_providers(registry_client: Asy
     assert (
         len((await client.get("/registry/tools", params={"q": word, "status": "any"}, headers=H)).json()["items"]) == 1
     )
+
+
+async def test_a_registered_ttl_node_is_never_seen_without_its_heartbeat(
+    registry_client: AsyncTestClient[Litestar], stack: EmbeddedStack
+) -> None:
+    """What the elected checker reads in a round: a TTL node's row, then its Redis key. A row seen without its
+    key is marked critical, so the key must exist before the row is committed (it once came just after, and a
+    checker round in between turned a just-registered node critical)."""
+    tag = uuid.uuid4().hex[:8]
+    registering, unbeaten = threading.Event(), set[str]()
+    registering.set()
+
+    async def look() -> None:  # in a thread of its own, as the checker of another process runs in parallel
+        redis = Redis.from_url(stack.urls["redis_url"])
+        conn = await asyncpg.connect(stack.urls["database_url"].replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            while registering.is_set():
+                rows = await conn.fetch("SELECT node_id FROM node_registrations WHERE node_id LIKE $1 AND "
+                                        "deleted_at IS NULL", f"race-{tag}-%")  # fmt: skip
+                ids = [r["node_id"] for r in rows]
+                present = await redis.mget([f"registry:ttl:{i}" for i in ids]) if ids else []
+                unbeaten.update(i for i, value in zip(ids, present, strict=True) if value is None)
+        finally:
+            await conn.close()
+            await redis.aclose()
+
+    looking = threading.Thread(target=asyncio.run, args=(look(),))
+    looking.start()
+    try:
+        for n in range(40):
+            body = _node(f"race-{tag}-{n}", check={"kind": "ttl", "ttl": 60, "status": "passing"})
+            assert (await registry_client.post("/registry/nodes", json=body, headers=H)).status_code == 201
+    finally:
+        registering.clear()
+        await asyncio.to_thread(looking.join)
+    assert not unbeaten
+    for n in range(40):
+        assert await _status(registry_client, f"race-{tag}-{n}") == "passing"
+        await registry_client.delete(f"/registry/nodes/race-{tag}-{n}", headers=H)
 
 
 async def test_the_app_registers_itself_and_stays_passing(registry_client: AsyncTestClient[Litestar]) -> None:

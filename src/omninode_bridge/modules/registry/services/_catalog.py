@@ -237,9 +237,11 @@ class Catalog:
             node.node_id,
         )  # fmt: skip
         out = node_out(stored)
-        await uow.commit()
         if check is not None and check.kind == "ttl" and stored.status != "critical" and check.ttl is not None:
+            # Before the commit: the elected checker (maybe in another process) marks a TTL node critical when it
+            # sees the row without this key. Should the commit fail, the stray key only expires.
             await self.redis.set(ttl_key(node.node_id), str(time.time()), px=int(check.ttl * 1000))
+        await uow.commit()
         await self.changes.announce(index, names)
         return out, True
 
