@@ -34,7 +34,7 @@ _ROWS_SQL = outbox_rows_sql("true")
 
 def _asyncpg_sql(sql: str) -> str:
     """The named parameters of :func:`outbox_rows_sql` as asyncpg's ``$n``."""
-    names = ["outbox_event_ids", "outbox_topics", "outbox_keys", "outbox_event_types", "outbox_envelopes",
+    names = ["outbox_event_ids", "outbox_topic", "outbox_keys", "outbox_event_types", "outbox_envelopes",
              "outbox_headers"]  # fmt: skip
     for i, name in enumerate(names, 1):
         sql = sql.replace(f":{name}", f"${i}")
@@ -84,7 +84,7 @@ async def db_cost(database_url: str, envelopes: list[bytes], types: list[str], r
     try:
         for _ in range(rounds):
             for n in timings:
-                args = ([uuid.uuid4() for _ in range(n)], ["bench_events"] * n, ["k"] * n, types[:n], envelopes[:n],
+                args = ([uuid.uuid4() for _ in range(n)], "bench_events", ["k"] * n, types[:n], envelopes[:n],
                         ['{"event_type": "x"}'] * n)  # fmt: skip
                 started = time.perf_counter()
                 await connection.execute(sql, *args)

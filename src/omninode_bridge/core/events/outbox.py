@@ -52,16 +52,20 @@ def outbox_rows_sql(gate: str = "true") -> str:
 
     Args:
         gate: An SQL condition; the rows are written only where it holds (e.g. ``EXISTS (SELECT 1 FROM lead)``).
-            It may name the row's columns as ``staged.event_id``, ``staged.key``, ``staged.event_type`` and so on.
+            It may name the row's columns as ``staged.event_id``, ``staged.key``, ``staged.event_type``,
+            ``staged.envelope`` and ``staged.headers`` (the topic is one for all).
     """
     return _OUTBOX_ROWS + gate  # the gate is the calling code's SQL, never input
 
 
+# One topic per call, bound once: an array of it cost asyncpg ~1.6 us per event to encode, and PostgreSQL ~2 us
+# to unnest (bench of 864-row inserts: 12.8 -> 11.1 us per row client side, 13.3 -> 11.3 server side).
 _OUTBOX_ROWS = (
     "INSERT INTO event_outbox (event_id, topic, key, event_type, envelope, headers) "
-    "SELECT * FROM unnest(CAST(:outbox_event_ids AS uuid[]), CAST(:outbox_topics AS text[]), "
-    "CAST(:outbox_keys AS text[]), CAST(:outbox_event_types AS text[]), CAST(:outbox_envelopes AS bytea[]), "
-    "CAST(:outbox_headers AS jsonb[])) AS staged(event_id, topic, key, event_type, envelope, headers) WHERE "
+    "SELECT staged.event_id, CAST(:outbox_topic AS text), staged.key, staged.event_type, staged.envelope, "
+    "staged.headers FROM unnest(CAST(:outbox_event_ids AS uuid[]), CAST(:outbox_keys AS text[]), "
+    "CAST(:outbox_event_types AS text[]), CAST(:outbox_envelopes AS bytea[]), CAST(:outbox_headers AS jsonb[])) "
+    "AS staged(event_id, key, event_type, envelope, headers) WHERE "
 )
 _PUBLISH_MANY = text(outbox_rows_sql())
 
@@ -147,7 +151,7 @@ class EventPublisher:
         self.catalog.require(topic)
         return {
             "outbox_event_ids": [e.event_id for e in envelopes],
-            "outbox_topics": [topic] * len(envelopes),
+            "outbox_topic": topic,
             "outbox_keys": [e.correlation_id for e in envelopes],
             "outbox_event_types": [e.event_type for e in envelopes],
             "outbox_envelopes": [encode_envelope(e) for e in envelopes],
