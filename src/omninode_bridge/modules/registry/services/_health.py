@@ -166,7 +166,8 @@ class HealthChecker:
         if ttl_nodes:
             present = await self.redis.mget([ttl_key(n) for n, _ in ttl_nodes])
             for (node_id, ttl), value in zip(ttl_nodes, present, strict=True):
-                if value is None:
+                # Looked at again just before the write: a heartbeat that came since the read above must win.
+                if value is None and not await self.redis.exists(ttl_key(node_id)):
                     async with self.database.unit_of_work() as uow:
                         await self.catalog.set_status(
                             uow, node_id, "critical", f"TTL expired: no heartbeat in {ttl:g}s"
