@@ -70,15 +70,18 @@ WITH attempts AS (
 ), done AS (
     UPDATE wf_tasks t SET status = i.status, output = i.output, error = NULL, finished_at = clock_timestamp(),
         lease_owner = NULL, lease_until = NULL
-    FROM unnest(CAST(:done_runs AS uuid[]), CAST(:done_tasks AS text[]), CAST(:done_attempts AS int[]),
-                CAST(:done_statuses AS text[]), CAST(:done_outputs AS jsonb[]), CAST(:done_workers AS text[]))
-        AS i(run_id, task_id, attempt, status, output, worker)
-    -- Fenced by the attempt and the lease this claim just took (the rows are locked by it), both compared with the
-    -- unnest's columns: a restriction on wf_tasks alone ("status = 'running'", "lease_owner = :worker"), estimated
-    -- at a row or so, made the planner (the generic plan of this prepared statement, unnest estimated at 10 rows;
-    -- or stale statistics) scan wf_tasks as the outer side of a nested loop that re-read the whole unnest per task:
-    -- 160 ms for 256 tasks instead of 3. Joined on the key alone, the plan is a lookup per task or a hash join.
-    WHERE t.run_id = i.run_id AND t.task_id = i.task_id AND t.phase = 'forward' AND t.attempt = i.attempt
+    FROM unnest(CAST(:done_tids AS tid[]), CAST(:done_runs AS uuid[]), CAST(:done_tasks AS text[]),
+                CAST(:done_attempts AS int[]), CAST(:done_statuses AS text[]), CAST(:done_outputs AS jsonb[]),
+                CAST(:done_workers AS text[]))
+        AS i(tid, run_id, task_id, attempt, status, output, worker)
+    -- Each row by the ctid of the version this transaction's claim wrote: a TID lookup per task. Every condition
+    -- is a join condition against the unnest, none restricts wf_tasks alone (not even its phase, which the version
+    -- pins): the planner then sizes wf_tasks by its pages and never takes it whole as the inner side of a loop over
+    -- the batch. With a restriction of its own ("phase = 'forward'", "status = 'running'", "lease_owner = :worker"),
+    -- estimated at a row or two from the statistics of a nearly empty table or the generic plan, it did, one way
+    -- round or the other: 160-246 ms for a batch of 256-288 tasks against a few ms (auto_explain in bench.workflow).
+    -- The attempt and the lease this claim took stay checked (the fence).
+    WHERE t.ctid = i.tid AND t.run_id = i.run_id AND t.task_id = i.task_id AND t.attempt = i.attempt
       AND t.lease_owner = i.worker
     RETURNING t.run_id, t.task_id
 ), counts AS MATERIALIZED (
@@ -197,6 +200,7 @@ async def start_batch(uow: UnitOfWork, publisher: EventPublisher, worker: str, c
         "worker": worker, "runs": [c.run_id for c in claimed], "tasks": [c.task_id for c in claimed],
         "phases": [c.phase for c in claimed], "attempts": [c.attempt for c in claimed], "statuses": statuses,
         "started": [c.started_at for c in claimed],
+        "done_tids": [d.task.tid for d in inline],
         "done_runs": [d.task.run_id for d in inline], "done_tasks": [d.task.task_id for d in inline],
         "done_attempts": [d.task.attempt for d in inline],
         "done_statuses": ["skipped" if d.skipped else "completed" for d in inline],

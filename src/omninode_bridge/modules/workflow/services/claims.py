@@ -89,9 +89,9 @@ WITH runs AS (
     WHERE t.ctid = c.tid AND t.run_id = c.run_id AND t.task_id = c.task_id AND t.phase = c.phase
       AND (t.status = 'ready' OR (t.status = 'running' AND t.lease_until < clock_timestamp()))
     RETURNING t.run_id, t.task_id, t.phase, t.kind, t.spec, t.attempt, t.retry_base, t.ready_at, t.started_at,
-        c.previous, t.free
+        c.previous, t.free, t.ctid AS tid
 )
 SELECT u.run_id, u.task_id, u.phase, u.kind, u.spec, u.attempt, u.retry_base, u.ready_at, u.started_at, u.previous,
-    r.inputs, r.name, r.correlation_id, r.has_ai, u.free
+    r.inputs, r.name, r.correlation_id, r.has_ai, u.free, u.tid
 FROM updated u JOIN wf_runs r ON r.id = u.run_id
 """)

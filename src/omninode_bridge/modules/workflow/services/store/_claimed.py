@@ -29,6 +29,8 @@ class Claimed:
     correlation_id: str
     has_ai: bool = False
     free: bool = False
+    #: The ctid of the row version the claim wrote: the claim's transaction completes an inline task by it.
+    tid: tuple[int, int] | None = None
 
     @property
     def attempts_left(self) -> int:

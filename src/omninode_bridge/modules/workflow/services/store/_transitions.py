@@ -38,7 +38,7 @@ class EngineStore(FailingRuns):
         if not rows:
             return []
         claimed = [Claimed(r.run_id, r.task_id, r.phase, r.kind, r.spec, r.attempt, r.retry_base, r.ready_at,
-                           r.started_at, r.inputs, r.name, r.correlation_id, bool(r.has_ai), r.free)
+                           r.started_at, r.inputs, r.name, r.correlation_id, bool(r.has_ai), r.free, r.tid)
                    for r in rows]  # fmt: skip
         expired = [r for r in rows if r.previous == "running"]
         if expired:  # the attempt whose process died (its lease ran out) ends here
