@@ -20,6 +20,9 @@ In one run, on the same PostgreSQL (``pg_stat_statements`` loaded, to count stat
   * CPU per task (user + system, ``psutil``) of the app's worker processes and of PostgreSQL's, for each of the
     three throughput phases: on a shared machine the figure that holds when req/s does not.
 
+Each phase starts once the outbox has drained (the events of the one before relayed to Kafka), so that no phase
+runs beside the previous one's trailing relay; a phase's CPU is counted until its own events are relayed.
+
 Durable tasks/s are reported beside the plain commits/s with their ratio (the issue's target: >= 1,000
 tasks/s and >= 0.25 of plain commits/s, dispatch p99 < 25 ms at moderate load). On a shared 2-core machine
 the figures are indicative; the ratio is the figure to compare. ``--py-spy DIR`` records each worker with
@@ -154,6 +157,15 @@ async def _until(conn: Any, run_ids: list[str], limit_s: float) -> float:
     return float(last)
 
 
+async def _drain(conn: Any, limit_s: float = 60.0) -> None:
+    """Wait until the relay has sent every outbox row (the events of the phase that just ended)."""
+    deadline = time.monotonic() + limit_s
+    while await conn.fetchval("SELECT EXISTS (SELECT 1 FROM event_outbox_pending)"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the outbox did not drain in {limit_s} s")
+        await asyncio.sleep(0.02)
+
+
 #: The app's statements (not the bench's own polling and counting).
 _OURS = "query NOT LIKE '%pg_stat%' AND query NOT LIKE 'SELECT count(*) FROM wf_runs WHERE name%'"
 
@@ -247,6 +259,7 @@ async def _bulk(poster: Poster, conn: Any, pids: list[int], cpu: Cpu, runs: int,
         await asyncio.gather(*(bulk_worker() for _ in range(min(clients, len(requests)))))
         submitted = time.perf_counter() - began
         elapsed = await _until(conn, run_ids, 300) - began_at
+        await _drain(conn)
     used = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
@@ -269,6 +282,7 @@ async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None
     # connection costs a connect and asyncpg's type introspection, a warm-up cost, not a run's); with several
     # workers, as many per worker (the kernel spreads the connections unevenly).
     await _until(conn, await poster.many("/workflows", warm, 20 * clients, clients * len(pids)), 60)
+    await _drain(conn)
     await conn.execute("SELECT pg_stat_statements_reset()")
     xacts0, calls0 = await _counters(conn)
 
@@ -279,6 +293,7 @@ async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None
     run_ids = await poster.many("/workflows", single, runs, clients)
     submitted = time.perf_counter() - began
     elapsed = await _until(conn, run_ids, 300) - began_at
+    await _drain(conn)
     result["single_cpu"] = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
@@ -300,6 +315,7 @@ async def measure(base: str, dsn: str, pids: list[int], postgres_pid: int | None
     began_at = time.time()
     fan_id = json.loads(await poster.post(conn1, "/workflows", fan))["run_id"]
     result["fanout"] = fanout / (await _until(conn, [fan_id], 300) - began_at)
+    await _drain(conn)
     result["fanout_cpu"] = cpu.since()
     _unspy(spies)
     xacts1, calls1 = await _counters(conn)
