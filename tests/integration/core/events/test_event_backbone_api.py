@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from omninode_bridge.core.events import (
 )
 from omninode_bridge.settings import Settings
 from tests.integration.conftest import sql_rows
+from tests.support.contracts_helper import contracts_copy
 
 TOPIC = "omninode_bridge_workflow_events_v1"
 
@@ -46,18 +48,25 @@ async def _outbox(url: str, ids: list[uuid.UUID]) -> list[Any]:
 
 
 async def test_the_three_outbox_forms_write_the_same_rows_and_leave_them_pending(
-    settings: Settings, database: Database
+    settings: Settings, database: Database, tmp_path: Path
 ) -> None:
-    publisher = EventPublisher(load_catalog(), database)
+    # A topic of this test's own: the session's app relays every topic of its catalog, and could send these rows
+    # between the commit and the look at them.
+    topic = f"omninode_bridge_test_backbone_{uuid.uuid4().hex[:8]}"
+
+    def add_topic(data: dict[str, Any]) -> None:
+        data["topics"].append({"name": topic, "description": "backbone tests", "dlq": "omninode_bridge_dlq_v1"})
+
+    publisher = EventPublisher(load_catalog(contracts_copy(tmp_path, add_topic)), database)
     one, few, many, chained = _envelopes(1), _envelopes(3), _envelopes(500), _envelopes(1)
     # The CTE form gated by a module's own insert; here a VALUES row stands in for it.
     gate = select(text("1")).cte("gate")
     statement = select(select(text("count(*)")).select_from(staged_after(gate)).scalar_subquery())
     async with database.unit_of_work() as uow:
-        await publisher.publish(uow, TOPIC, one[0])
-        await publisher.publish_many(uow, TOPIC, few)
-        await publisher.stage_many(uow, TOPIC, many)
-        staged = (await uow.session.execute(statement, publisher.staged_params(uow, TOPIC, chained[0]))).scalar_one()
+        await publisher.publish(uow, topic, one[0])
+        await publisher.publish_many(uow, topic, few)
+        await publisher.stage_many(uow, topic, many)
+        staged = (await uow.session.execute(statement, publisher.staged_params(uow, topic, chained[0]))).scalar_one()
         await uow.commit()
     assert staged == 1
     everything = one + few + many + chained
@@ -67,7 +76,7 @@ async def test_the_three_outbox_forms_write_the_same_rows_and_leave_them_pending
     for envelope in (one[0], few[0], many[0], chained[0]):
         row = by_form[envelope.event_id]
         assert (row.topic, row.key, row.event_type, row.pending) == (
-            TOPIC,
+            topic,
             envelope.correlation_id,
             "BackboneTest",
             True,
