@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
@@ -38,6 +39,33 @@ async def _processed(client: Client, event_ids: list[str]) -> bool:
         if response.status_code != 200 or response.json()["status"] != "processed":
             return False
     return True
+
+
+async def _pipeline_state(stack: EmbeddedStack, session: str) -> str:
+    """Where a session's hooks are in the pipeline (rows by status, outbox backlog, the processor group's lag).
+
+    Said when a wait for processing gives up: a run once stalled for 90 s and logged nothing.
+    """
+    url = stack.urls["database_url"]
+    statuses = await sql_rows(
+        url, "SELECT status, count(*) FROM hook_events WHERE session_id = :s GROUP BY status", s=session
+    )
+    pending = await sql_rows(url, "SELECT topic, count(*) FROM event_outbox_pending GROUP BY topic")
+    lag: dict[int, tuple[int | None, int]] | str
+    # Never joins the group (no subscription): it only reads the group's committed offsets.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.urls["kafka"], group_id="omninode-bridge-hooks-processor", enable_auto_commit=False
+    )
+    try:
+        await consumer.start()
+        partitions = [TopicPartition(HOOK_TOPIC, p) for p in consumer.partitions_for_topic(HOOK_TOPIC) or ()]
+        ends = await consumer.end_offsets(partitions)
+        lag = {tp.partition: (await consumer.committed(tp), ends[tp]) for tp in partitions}
+    except Exception as exc:  # diagnostics only: say what failed rather than hide the test's own failure
+        lag = f"unavailable ({type(exc).__name__})"
+    finally:
+        await consumer.stop()
+    return f"hook_events by status: {statuses}; outbox pending by topic: {pending}; group (committed, end): {lag}"
 
 
 # --- pure logic ------------------------------------------------------------------------------------
@@ -270,7 +298,7 @@ async def test_body_over_the_hook_limit_is_413(stack: EmbeddedStack) -> None:
 # --- processing: sessions, tool pairs, stats ---------------------------------------------------------
 
 
-async def test_session_with_50_tool_pairs_shows_paired_durations(client: Client) -> None:
+async def test_session_with_50_tool_pairs_shows_paired_durations(client: Client, stack: EmbeddedStack) -> None:
     session = f"agent-session-{uuid.uuid4()}"
     start = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
     events = [_hook(event_type="session_start", session_id=session, timestamp=start.isoformat())]
@@ -300,7 +328,10 @@ async def test_session_with_50_tool_pairs_shows_paired_durations(client: Client)
         body = response.json()
         return body["session"]["event_count"] == 102 and all(c["duration_ms"] is not None for c in body["tool_calls"])
 
-    await wait_until(complete, timeout=90, interval=0.3, message="the session was not processed")
+    try:
+        await wait_until(complete, timeout=90, interval=0.3)
+    except AssertionError:
+        raise AssertionError(f"the session was not processed: {await _pipeline_state(stack, session)}") from None
     timeline = (await client.get(f"/hooks/sessions/{session}", headers=HEADERS)).json()
     calls = timeline["tool_calls"]
     assert len(calls) == 50
