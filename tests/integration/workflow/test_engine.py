@@ -203,8 +203,11 @@ async def test_a_free_run_left_unsettled_by_a_dead_process_is_ended_by_the_sweep
 
 async def test_gauges_show_the_runs_tasks_and_queue_in_flight(client: Client, admin_headers: dict[str, str]) -> None:
     # One task runs at a time (max_parallel 1): while the first sleeps, the other two are due and wait in the queue.
+    # The gauges are read from the database every 2 s (and that read can lag under load): the first task sleeps
+    # long enough for several reads to see it (3 s left room for one or two, missed under load); the run is
+    # cancelled at the end, so the sleep costs nothing.
     body = {"name": "gauged", "max_parallel": 1,
-            "tasks": [{"id": f"s{i}", "kind": "sleep", "params": {"seconds": 3}} for i in range(3)]}  # fmt: skip
+            "tasks": [{"id": f"s{i}", "kind": "sleep", "params": {"seconds": 30}} for i in range(3)]}  # fmt: skip
     run = await submit(client, admin_headers, body, wait=0)
 
     def gauge(name: str, **labels: str) -> float:
@@ -217,7 +220,7 @@ async def test_gauges_show_the_runs_tasks_and_queue_in_flight(client: Client, ad
                 and gauge("omninode_workflow_queue_depth") >= 2)  # fmt: skip
 
     try:
-        await wait_until(in_flight, timeout=10)
+        await wait_until(in_flight, timeout=25)
     finally:
         response = await client.post(f"/workflows/{run['run_id']}/cancel?compensate=false", headers=admin_headers)
         assert response.status_code in (200, 202), response.text
