@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -19,12 +18,13 @@ from redis.asyncio import Redis
 
 from omninode_bridge.core.events import decode_envelope
 from omninode_bridge.embedded import EmbeddedStack
-from tests.integration.conftest import ADMIN_KEY, app_client, live_server, make_settings, sql_rows
+from tests.integration.conftest import ADMIN_KEY, app_client, live_server, make_settings, sql_rows, wait_until
 from tests.integration.metrics.fake_openai import Behaviour, FakeOpenAI, serve_fake_openai
 from tests.support.kafka_helpers import read_topic
 
 SECRET = "sk-test-upstream-secret-0123456789abcdef"
 HEADERS = {"X-API-Key": ADMIN_KEY}
+COOLDOWN_SECONDS = 5.0
 
 
 def _catalog(base_url: str) -> str:
@@ -56,11 +56,27 @@ async def upstream() -> AsyncIterator[tuple[FakeOpenAI, str]]:
 
 @pytest.fixture(scope="module")
 def metrics_settings(stack: EmbeddedStack, upstream: tuple[FakeOpenAI, str], tmp_path_factory: Any) -> Any:
-    """Settings with the test catalog, a 1 s cooldown and no exploration (so the failover order is known)."""
+    """Settings with the test catalog, a short cooldown and no exploration (so the failover order is known).
+
+    The cooldown must outlast the test's request after the one that started it (with a 1 s cooldown, a request
+    that took longer than that under load found the model back in rotation); tests wait for its end by polling.
+    """
     path = Path(tmp_path_factory.mktemp("metrics")) / "models.yaml"
     path.write_text(_catalog(upstream[1]))
     os.environ["METRICS_TEST_KEY"] = SECRET
-    return make_settings(stack, metrics={"models_file": str(path), "cooldown_seconds": 1.0, "exploration": "none"})
+    return make_settings(
+        stack, metrics={"models_file": str(path), "cooldown_seconds": COOLDOWN_SECONDS, "exploration": "none"}
+    )
+
+
+async def _cooled_down(api: AsyncTestClient[Litestar]) -> None:
+    """Until no model of the catalog cools down any more (the cooldown ends by itself)."""
+
+    async def none_cooling() -> bool:
+        models = (await api.get("/models", headers=HEADERS)).json()["items"]
+        return all(not m["cooling_down_seconds"] for m in models)
+
+    await wait_until(none_cooling, timeout=COOLDOWN_SECONDS + 15, interval=0.2, message="a cooldown did not end")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +159,7 @@ async def test_failover_within_one_request_then_cooldown_then_recovery(
     models = (await api.get("/models", headers=HEADERS)).json()["items"]
     assert next(m for m in models if m["id"] == "flaky")["cooling_down_seconds"] > 0
     fake.behaviours["flaky-m"] = Behaviour(answer="Recovered and answering at length.")
-    await asyncio.sleep(1.1)
+    await _cooled_down(api)
     response = await api.post("/execute", json=request, headers=HEADERS)
     assert response.json()["model"] == "flaky"
 
@@ -162,7 +178,7 @@ async def test_every_model_failing_is_a_502_with_the_attempts(
     assert listed["items"][0]["execution_id"] == problem["execution_id"]
     fake.behaviours["flaky-m"] = Behaviour(answer="Fine again, a long enough answer.")
     fake.behaviours["backup-m"] = Behaviour(answer="Fine again, a long enough answer.")
-    await asyncio.sleep(1.1)  # let any cooldown end for the next tests
+    await _cooled_down(api)  # let any cooldown end for the next tests
 
 
 async def test_usage_missing_is_estimated_and_flagged_and_json_is_checked(

@@ -49,8 +49,12 @@ async def test_ttl_node_goes_critical_comes_back_and_is_deregistered(
 
     assert await passing_ids() == [node_id]
     began = time.monotonic()
-    await wait_until(lambda: _is(client, node_id, "critical"), timeout=4, message="TTL did not expire")
-    assert time.monotonic() - began < 3.0  # within about one TTL (2 s) plus a checker tick
+    await wait_until(lambda: _is(client, node_id, "critical"), timeout=6, message="TTL did not expire")
+    # Within about one TTL (2 s) plus a checker tick, a round and a poll; all of them share this test's event loop
+    # with the worker's other apps, so 1 s of slack (the bound was 3.0 s) was close under load. A check missed
+    # for a whole TTL would still take 4 s.
+    elapsed = time.monotonic() - began
+    assert elapsed < 3.5, f"critical {elapsed:.2f} s after the registration's checks"
     assert await passing_ids() == []
     beat = await client.put(f"/registry/nodes/{node_id}/heartbeat", headers=H)
     assert beat.status_code == 200

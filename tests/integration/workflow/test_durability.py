@@ -23,10 +23,12 @@ _SERVE_ENV = {"OMNINODE_WORKFLOW_LEASE_SECONDS": "2", "OMNINODE_WORKFLOW_HTTP_AL
 
 
 def _chain(url: str, n: int) -> dict[str, Any]:
+    # The kill waits until every run's slow last task runs at once: it lasts longer than the runs' starts can
+    # spread under load (2.5 s could pass before the last run's h3 started, and the first's had completed).
     tasks: list[dict[str, Any]] = []
     for i in range(4):
         tasks.append({"id": f"h{i}", "kind": "http", "depends_on": [f"h{i - 1}"] if i else [],
-                      "params": {"url": f"{url}/echo?delay={0.4 if i < 3 else 2.5}"}})  # fmt: skip
+                      "params": {"url": f"{url}/echo?delay={0.4 if i < 3 else 6}"}})  # fmt: skip
     retry = {"max_attempts": 2, "initial_backoff_s": 3, "jitter": 0}
     tasks.append({"id": "flaky", "kind": "sleep", "params": {"fail_times": 1}, "retry": retry})
     return {"name": f"crash{n}", "tasks": tasks}

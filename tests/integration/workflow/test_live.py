@@ -46,7 +46,7 @@ async def _submit(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
     return str(response.json()["run_id"])
 
 
-async def _read_all(http: httpx.AsyncClient, run_id: str, timeout: float = 15) -> list[tuple[str, dict[str, Any]]]:
+async def _read_all(http: httpx.AsyncClient, run_id: str, timeout: float = 30) -> list[tuple[str, dict[str, Any]]]:
     """Every message of the run's stream, until the server closes it (after ``end``)."""
     out: list[tuple[str, dict[str, Any]]] = []
     async with asyncio.timeout(timeout), http.stream("GET", f"/workflows/{run_id}/events", headers=HEADERS) as response:
@@ -64,8 +64,11 @@ async def test_the_stream_sends_a_snapshot_then_each_change_pushed_from_another_
     monkeypatch.setattr(live_stream, "POLL_SECONDS", 60.0)
     monkeypatch.setattr(live_stream, "FALLBACK_POLL_SECONDS", 60.0)
     retry = {"max_attempts": 2, "initial_backoff_s": 0.1, "jitter": 0}
+    # The engine starts the run as soon as it is submitted, and the stream opens after that: "a" runs long enough
+    # for the snapshot to find it not yet completed (with 0.3 s, a stream opened later under load missed it
+    # running). Each change after the snapshot comes through the channel.
     body = {"name": "live-chain", "tasks": [
-        {"id": "a", "kind": "sleep", "params": {"seconds": 0.3}},
+        {"id": "a", "kind": "sleep", "params": {"seconds": 3}},
         {"id": "b", "kind": "sleep", "depends_on": ["a"], "params": {"seconds": 0.3, "fail_times": 1}, "retry": retry},
         {"id": "c", "kind": "noop", "depends_on": ["b"], "params": {"from_a": "{{ tasks.a.output.slept }}"}},
     ]}  # fmt: skip
@@ -90,7 +93,7 @@ async def test_the_stream_sends_a_snapshot_then_each_change_pushed_from_another_
     assert seen["a"][-1] == "completed", seen
     assert seen["b"][-3:] == ["ready", "running", "completed"], seen  # the retry of b, then its second attempt
     assert latest["b"]["attempts"] == 2
-    assert latest["c"]["output"] == {"from_a": 0.3}
+    assert latest["c"]["output"] == {"from_a": 3}
     # What the stream left the viewer with is what the API says.
     for task in final["tasks"]:
         assert {k: latest[task["task_id"]][k] for k in ("status", "attempts", "finished_at", "output")} == {
@@ -157,8 +160,10 @@ async def test_a_viewer_that_leaves_stops_its_stream(viewer: str) -> None:
 
 async def test_the_view_page_colours_a_running_dag_as_tasks_finish(viewer: str) -> None:
     require_chromium()
+    # The page must be drawn before "join" completes: "start" holds the run long enough for Chromium to load it
+    # under load (with 0.8 s, the whole run could end in 1.6 s, before the page was drawn).
     body = {"name": "live-page", "tasks": [
-        {"id": "start", "kind": "sleep", "params": {"seconds": 0.8}},
+        {"id": "start", "kind": "sleep", "params": {"seconds": 4}},
         {"id": "left", "kind": "sleep", "depends_on": ["start"], "params": {"seconds": 0.8}},
         {"id": "right", "kind": "sleep", "depends_on": ["start"], "params": {"seconds": 0.8}},
         {"id": "join", "kind": "noop", "depends_on": ["left", "right"], "params": {"n": 1}},
