@@ -80,7 +80,7 @@ class HookLiveController(Controller):
             allowed = frozenset({namespace})
         wanted = StreamFilter(source=source, session_id=session_id, event_type=event_type, namespaces=allowed)
         resume = request.headers.get("last-event-id") or last_event_id
-        return ServerSentEvent(sse_events(hooks.live.get(), hooks.database, wanted, resume))
+        return ServerSentEvent(await sse_events(hooks.live.get(), hooks.database, wanted, resume))
 
     @get("/live", operation_id="getHooksLivePage", summary="A page showing hooks as they arrive",
          opt=platform.OPTIONAL_AUTH, media_type=MediaType.HTML, include_in_schema=True, security=[],

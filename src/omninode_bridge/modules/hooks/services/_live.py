@@ -254,16 +254,34 @@ async def sse_events(
 ) -> AsyncIterator[ServerSentEventMessage]:
     """The SSE messages of one viewer: the missed hooks after ``last_event_id`` (if any), then live ones.
 
+    A new viewer's starting point is read here, before the response starts: a client that has its ``200`` (a
+    browser's ``EventSource`` is open) sees every hook stored after it. Read in the stream, after the headers
+    had gone, a hook posted in between was missed.
+
     Args:
         feed: The live feed.
         database: For gaps older than the stream.
         wanted: The viewer's filter.
         last_event_id: The ``Last-Event-ID`` the browser sent, if any.
+
+    Returns:
+        The messages, to stream.
     """
-    yield ServerSentEventMessage(data=None, comment="connected", retry=1000)
     resume = valid_stream_id(last_event_id)
+    start = None
     if resume is None:
-        cursor = await feed.last_id()
+        with contextlib.suppress(RedisError, OSError):  # Redis away: the stream tries again (and ends if it fails)
+            start = await feed.last_id()
+    return _stream(feed, database, wanted, resume, start)
+
+
+async def _stream(
+    feed: LiveFeed, database: Database, wanted: StreamFilter, resume: str | None, start: str | None
+) -> AsyncIterator[ServerSentEventMessage]:
+    """:func:`sse_events`' messages: from ``resume`` (a valid ``Last-Event-ID``), else after ``start``."""
+    yield ServerSentEventMessage(data=None, comment="connected", retry=1000)
+    if resume is None:
+        cursor = start if start is not None else await feed.last_id()
     else:
         cursor, _, index = resume.partition("/")
         first = await feed.first_id()
