@@ -63,7 +63,7 @@ test-unit: install
 	.venv/bin/pytest tests/unit
 
 test-integration: install
-	.venv/bin/pytest -n 2 --dist loadfile tests/integration --ignore=$(SCHEMATHESIS)
+	.venv/bin/pytest -n 2 --dist loadfile --durations=25 tests/integration --ignore=$(SCHEMATHESIS)
 
 test-schemathesis: install
 	.venv/bin/pytest $(SCHEMATHESIS)

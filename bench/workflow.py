@@ -2,8 +2,9 @@
 
 In one run, on the same PostgreSQL (``pg_stat_statements`` loaded, to count statements per task):
 
-* **baseline**: single-row ``INSERT`` + commit per statement from ``--clients`` asyncpg connections;
-* then, with ``omninode-bridge serve`` in 1 and in 2 worker processes (each runs the engine):
+* **baseline**: single-row ``INSERT`` + commit per statement from ``--clients`` asyncpg connections, measured
+  just before each configuration below (no app running), which compares its figures with it;
+* with ``omninode-bridge serve`` in 1 and in 2 worker processes (each runs the engine):
 
   * **single-task runs, one HTTP submit per run**: ``--runs`` workflows of one ``noop`` task POSTed to
     ``/workflows`` over ``--clients`` keep-alive connections, timed from the first submit to the last run's
@@ -370,7 +371,7 @@ def _report_bulk(plain: float, r: dict[str, Any], runs: int, bulk: int) -> None:
 
 def report(plain: float, processes: int, r: dict[str, Any], runs: int, fanout: int, bulk: int,
            paced: float) -> None:  # fmt: skip
-    print(f"\n== {processes} app process(es)")
+    print(f"== {processes} app process(es)")
     print(f"single-task runs, one POST /workflows per run: {runs} -> {r['single']:,.0f} tasks/s (ratio "
           f"{r['single'] / plain:.2f} of plain; submits alone {r['submit']:,.0f}/s); dispatch under this flood "
           f"p50 {r['single_dispatch'][0]:.1f} ms, p99 {r['single_dispatch'][1]:.1f} ms")  # fmt: skip
@@ -429,8 +430,6 @@ def main() -> None:
         dsn = _dsn(urls["database_url"])
         upgrade(stack.postgres.url)
         asyncio.run(_enable_statements(stack, dsn))
-        plain = asyncio.run(baseline(dsn, max(2000, args.runs), args.clients))
-        print(f"plain INSERT+COMMIT/s ({args.clients} connections): {plain:,.0f}")
         env = {"OMNINODE_DATABASE_URL": urls["database_url"], "OMNINODE_REDIS_URL": urls["redis_url"],
                "OMNINODE_KAFKA_BOOTSTRAP_SERVERS": urls["kafka"], "OMNINODE_API_KEYS": f"bench:{KEY}:admin",
                "OMNINODE_RATE_LIMIT_REQUESTS": "10000000", "OMNINODE_LOG_LEVEL": "WARNING",
@@ -439,6 +438,12 @@ def main() -> None:
                # each paying a connect and asyncpg's type introspection (~190 introspections a 1,000-run phase).
                "OMNINODE_DATABASE_POOL_SIZE": str(args.clients + 8)}  # fmt: skip
         for processes in (int(p) for p in args.processes.split(",")):
+            # Each configuration's baseline is measured just before it (no app running): this machine's speed
+            # drifts by tens of percent over minutes, and a baseline taken once at the start compared the second
+            # configuration with a machine of several minutes before.
+            plain = asyncio.run(baseline(dsn, max(5000, args.runs), args.clients))
+            print(f"\nplain INSERT+COMMIT/s ({args.clients} connections), just before {processes} app process(es): "
+                  f"{plain:,.0f}")  # fmt: skip
             with serve_app(env, processes) as (base, server):
                 pids = [p.pid for p in worker_processes(server)]
                 result = asyncio.run(measure(base, dsn, pids, _pid(stack), args.runs, args.fanout, args.bulk,
