@@ -11,12 +11,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 from playwright.async_api import async_playwright
 from redis.asyncio import Redis
 
+from omninode_bridge.core.db import Database
 from omninode_bridge.embedded import EmbeddedStack
+from omninode_bridge.modules.hooks.services import LIVE_STREAM, LiveFeed, StreamFilter, sse_events
 from omninode_bridge.settings import Settings
-from tests.integration.conftest import ADMIN_KEY, live_server
+from tests.integration.conftest import ADMIN_KEY, live_server, wait_until
 from tests.support.live_views import CHROMIUM, CHROMIUM_ARGS, require_chromium, sse_messages
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -72,6 +76,33 @@ async def test_stream_filters_and_resumes_after_last_event_id(settings: Settings
         async with _stream(http, source=source, last_event_id=seen["id"]) as response:
             from_db = await _take(response, 2)
         assert [e["event_id"] for e in from_db] == missed
+
+
+async def test_a_new_viewer_sees_a_hook_stored_before_its_stream_was_first_read(
+    client: AsyncTestClient[Litestar], database: Database, stack: EmbeddedStack
+) -> None:
+    """The viewer's starting point is fixed when its response is made, not when the stream is first read: a hook
+    stored in between (the client already had its 200) is delivered."""
+    source = f"start-{uuid.uuid4().hex[:8]}"
+    redis = Redis.from_url(stack.urls["redis_url"])
+    try:
+        messages = await sse_events(LiveFeed(redis, redis, maxlen=10_000), database, StreamFilter(source=source), None)
+        event_id = (await client.post("/hooks", json={"source": source, "event_type": "tick"}, headers=HEADERS)).json()[
+            "event_id"
+        ]
+
+        async def in_the_stream() -> bool:
+            newest = await redis.xrevrange(LIVE_STREAM, count=50)
+            return any(event_id.encode() in fields[b"d"] for _, fields in newest)
+
+        await wait_until(in_the_stream, timeout=10, message="the hook did not reach the live stream")
+        async with asyncio.timeout(10):  # the stream's keep-alive is 15 s: a missed hook would wait for it
+            async for message in messages:
+                if message.event == "hook":
+                    assert json.loads(str(message.data))["event_id"] == event_id
+                    break
+    finally:
+        await redis.aclose()
 
 
 async def test_stream_needs_a_key_or_a_ticket(settings: Settings) -> None:
