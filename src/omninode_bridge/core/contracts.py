@@ -15,7 +15,22 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-__all__ = ["ContractError", "ContractVersion", "contracts_dir", "load_contract"]
+__all__ = ["ContractError", "ContractVersion", "contracts_dir", "load_contract", "load_yaml"]
+
+#: libyaml's safe loader where PyYAML was built with it, else the pure-Python one (the same documents either way).
+#: Every app start reads the contracts: all twelve files took 67 ms with the pure-Python parser, 7.7 ms with
+#: libyaml's; a test suite starts its app a few hundred times.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML like ``yaml.safe_load`` (plain data only, never objects), with libyaml's parser when present.
+
+    Raises:
+        yaml.YAMLError: The text is not valid YAML.
+    """
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader (CSafeLoader or SafeLoader)
+
 
 T = TypeVar("T")
 
@@ -68,7 +83,7 @@ def _substitute(text: str, variables: Mapping[str, str | None]) -> str | None:
 
 def _read(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path.read_text())
     except FileNotFoundError as exc:
         raise ContractError(f"contract file not found: {path}") from exc
     except yaml.YAMLError as exc:

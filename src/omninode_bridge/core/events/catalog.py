@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 import yaml
 
+from omninode_bridge.core.contracts import load_yaml
 from omninode_bridge.core.inputs import anchored
 
 __all__ = [
@@ -176,7 +177,7 @@ def load_catalog(contracts_dir: Path | None = None, group_timing: GroupTiming | 
     """
     path = (contracts_dir or default_contracts_dir()) / "topics.yaml"
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except OSError as exc:
         raise CatalogError(f"cannot read the topic catalog {path}: {exc}") from exc
     except yaml.YAMLError as exc:

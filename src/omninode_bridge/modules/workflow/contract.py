@@ -12,7 +12,7 @@ from typing import Annotated
 import msgspec
 import yaml
 
-from omninode_bridge.core.contracts import contracts_dir
+from omninode_bridge.core.contracts import contracts_dir, load_yaml
 
 __all__ = ["NamedQuery", "QueriesContract", "load_queries"]
 
@@ -52,7 +52,7 @@ def load_queries(path: str | None, contracts: str | None = None) -> QueriesContr
     if not file.is_file():
         return QueriesContract()
     try:
-        contract = msgspec.convert(yaml.safe_load(file.read_text()) or {}, QueriesContract)
+        contract = msgspec.convert(load_yaml(file.read_text()) or {}, QueriesContract)
     except (msgspec.ValidationError, yaml.YAMLError) as exc:
         raise ValueError(f"{file}: {exc}") from exc
     if len(contract.by_name()) != len(contract.queries):
