@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from omninode_bridge.cli import app
 from omninode_bridge.embedded import EmbeddedStack, free_port
+from tests.integration.conftest import poll_client
 
 runner = CliRunner()
 #: A W3C trace context as a calling service would send it (the example of the W3C specification).
@@ -80,7 +81,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], port: int, started: float) -
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
         try:
-            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            response = poll_client().get(f"http://127.0.0.1:{port}/health")
             body = response.json()
             if body["status"] == "healthy":
                 return body

@@ -14,6 +14,7 @@ from litestar.di import NamedDependency, Provide
 
 from omninode_bridge.core.module import Module, Resources
 from omninode_bridge.core.steps import RoutedService, RunRecorder, validate_contract
+from omninode_bridge.core.tls import client_tls_context
 from omninode_bridge.modules.stamping import messages, schemas
 from omninode_bridge.modules.stamping.contract import load_stamping_contract
 from omninode_bridge.modules.stamping.controllers import StampingController
@@ -73,7 +74,9 @@ def build_module(
     @contextlib.asynccontextmanager
     async def lifespan(resources: Resources) -> AsyncIterator[None]:
         contract = load_stamping_contract(contracts_dir, settings.onextree_url)
-        async with httpx.AsyncClient(headers={"User-Agent": "omninode-bridge-orchestrator"}) as client:
+        async with httpx.AsyncClient(
+            headers={"User-Agent": "omninode-bridge-orchestrator"}, verify=client_tls_context()
+        ) as client:
             services = {spec.name: RoutedService(spec, client) for spec in contract.routing.services}
             recorder = RunRecorder(resources.database, resources.publisher, contract.event_type.topic, EVENT_SOURCE)
             state.service.set(StampingService(contract, keyring, policy, services, recorder))

@@ -20,6 +20,7 @@ import httpx
 import msgspec
 
 from omninode_bridge.core.http1 import ConnectionFailed, Endpoint, Http1Pool
+from omninode_bridge.core.tls import client_tls_context
 from omninode_bridge.modules.metrics.contract import ModelSpec
 
 __all__ = [
@@ -118,7 +119,7 @@ class UpstreamClient:
         # Plain completions: the light HTTP/1.1 pool (see .http1 for why). Streams: httpx.
         self._pool = Http1Pool()
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(None), trust_env=False,
+            timeout=httpx.Timeout(None), trust_env=False, verify=client_tls_context(trust_env=False),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
         )  # fmt: skip
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
 
 from omninode_bridge.core.db import Database
 from omninode_bridge.core.module import raise_if_stopping
+from omninode_bridge.core.tls import client_tls_context
 from omninode_bridge.modules.registry.models import NodeRegistration
 from omninode_bridge.modules.registry.services._addresses import AddressRefused, check_address, host_of
 from omninode_bridge.modules.registry.services._catalog import Catalog, ttl_key
@@ -115,7 +116,7 @@ class HealthChecker:
         self.lease = Lease(redis, "registry:checker", lease_seconds)
         self.tombstone_seconds = tombstone_seconds
         self.allow_private = allow_private
-        self.http = httpx.AsyncClient(follow_redirects=False)
+        self.http = httpx.AsyncClient(follow_redirects=False, verify=client_tls_context())
         self.running: set[str] = set()
         self.rounds = 0
 

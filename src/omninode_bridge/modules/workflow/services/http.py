@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import msgspec
 
+from omninode_bridge.core.tls import client_tls_context
+
 __all__ = ["HttpRefused", "HttpTaskError", "SafeHttp"]
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -49,7 +51,9 @@ class SafeHttp:
         self.hosts = {entry.lower() for entry in allow if not _is_network(entry)}
         self.networks = [ipaddress.ip_network(entry, strict=False) for entry in allow if _is_network(entry)]
         self.max_response_bytes = max_response_bytes
-        self.client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self.client = httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, verify=client_tls_context(trust_env=False)
+        )
 
     async def aclose(self) -> None:
         """Close the connection pool."""
