@@ -6,7 +6,11 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-__all__ = ["WorkflowSettings"]
+__all__ = ["CAPPED_KINDS", "WorkflowSettings"]
+
+#: The kinds a task of which holds one of the engine's slots while it runs (``noop`` completes inside its claim).
+CAPPED_KINDS = ("ai", "http", "sql", "emit", "sleep")
+_CAPS = "OMNINODE_WORKFLOW_KIND_CONCURRENCY"
 
 
 class WorkflowSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -30,6 +34,14 @@ class WorkflowSettings(msgspec.Struct, kw_only=True, frozen=True):
     concurrency: Annotated[
         int, msgspec.Meta(ge=1, le=1000, description="Tasks one app process runs at once (all kinds).")
     ] = 32
+    kind_concurrency: Annotated[
+        str,
+        msgspec.Meta(
+            description="Per-kind caps within concurrency, as kind=n pairs (comma-separated, e.g. 'ai=4,http=16'): "
+            "tasks of that kind one app process runs at once. Kinds not listed share concurrency alone; noop tasks "
+            "complete inside their claim and take no slot, so they take no cap."
+        ),
+    ] = ""
     lease_seconds: Annotated[
         float,
         msgspec.Meta(
@@ -59,6 +71,28 @@ class WorkflowSettings(msgspec.Struct, kw_only=True, frozen=True):
     engine: Annotated[
         bool, msgspec.Meta(description="Run the engine in this process (off: the API only, others run tasks).")
     ] = True
+
+    def __post_init__(self) -> None:
+        self.kind_limits()  # refuse a malformed kind_concurrency at start-up (msgspec names the variable)
+
+    def kind_limits(self) -> dict[str, int]:
+        """The caps of ``kind_concurrency`` by kind.
+
+        Raises:
+            ValueError: An entry is not ``kind=n``, names a kind that takes slots twice or not at all, or ``n``
+                is not 1-1000.
+        """
+        limits: dict[str, int] = {}
+        for entry in (item.strip() for item in self.kind_concurrency.split(",")):
+            if not entry:
+                continue
+            kind, sep, count = (part.strip() for part in entry.partition("="))
+            if not sep or kind not in CAPPED_KINDS or kind in limits:
+                raise ValueError(f"{_CAPS}: {entry!r}: expected kind=n, once per kind, of {', '.join(CAPPED_KINDS)}")
+            if not count.isdigit() or not 1 <= int(count) <= 1000:
+                raise ValueError(f"{_CAPS}: {entry!r}: the cap must be a whole number from 1 to 1000")
+            limits[kind] = int(count)
+        return limits
 
     def http_allow_list(self) -> list[str]:
         """The entries of ``http_allow``."""

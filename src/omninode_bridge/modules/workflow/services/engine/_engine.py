@@ -9,13 +9,14 @@ import socket
 import time
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 import structlog
 
 from omninode_bridge.core.db import Database, UnitOfWork
 from omninode_bridge.core.safe_errors import describe_error
+from omninode_bridge.modules.workflow.schemas import Kind
 from omninode_bridge.modules.workflow.services import instruments
 from omninode_bridge.modules.workflow.services.batch import (
     INLINE_BATCH,
@@ -44,6 +45,8 @@ _CLAIMERS = 3
 _SETTLE_RETRY_S = 0.02
 #: How often the gauges of runs and tasks in flight are read from the database (by the sweeping loop).
 _GAUGES_S = 2.0
+#: Every task kind (a claim of the uncapped ones names them).
+_ALL_KINDS = get_args(Kind)
 #: While inline claims come back full, how often a claim also takes tasks of the other kinds.
 _GENERAL_EVERY_S = 0.05
 
@@ -58,6 +61,10 @@ class Engine(TaskRunner):
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.inflight: dict[asyncio.Task[None], Claimed] = {}
         self._reserved = 0
+        # Per-kind caps (settings.kind_concurrency): slots of a kind are reserved while a claim is in flight, as
+        # the process's slots are, so that the claim loops together stay within each cap.
+        self._kind_limits = settings.kind_limits()
+        self._kind_reserved: Counter[str] = Counter()
         self._covered = 0  # the wake-up generation the latest claim started after (see wake.Wake)
         # Free runs whose tasks this process completed in a claim that did not end them (batch.settle).
         self._unsettled: dict[uuid.UUID, Claimed] = {}
@@ -115,13 +122,16 @@ class Engine(TaskRunner):
             self._reserved += free
             claimed: list[Claimed] = []
             batch = Batch()
+            held: Counter[str] = Counter()
             try:
-                claimed, batch = await self._claim(free)
+                claimed, batch = await self._claim(free, held)
             except Exception as exc:
                 log.warning("workflow engine: claim failed", error=describe_error(exc))
                 await asyncio.sleep(self.settings.poll_seconds)
             finally:
+                # Released with no await before the claimed tasks enter inflight below, which counts them instead.
                 self._reserved -= free
+                self._kind_reserved.subtract(held)
             if batch.full or len(self.inflight) >= self.settings.concurrency:
                 self.waker.share()  # more than this process takes now: the other processes claim the rest
             for task in claimed:
@@ -151,8 +161,9 @@ class Engine(TaskRunner):
         self.inflight.pop(job, None)
         self.wake.set()  # a slot is free
 
-    async def _claim(self, limit: int) -> tuple[list[Claimed], Batch]:
-        """Claim up to ``limit`` tasks; complete the inline ones in the same transaction; return the others."""
+    async def _claim(self, limit: int, held: Counter[str]) -> tuple[list[Claimed], Batch]:
+        """Claim up to ``limit`` tasks; complete the inline ones in the same transaction; return the others (the
+        capped kinds' slots they take are in ``held``, see :meth:`_claim_any`)."""
         lease = self.settings.lease_seconds
         async with self.database.unit_of_work() as uow:
             # Inline kinds in a large batch (they take no slot), then any kind up to the free slots.
@@ -162,7 +173,7 @@ class Engine(TaskRunner):
             # every _GENERAL_EVERY_S (a round trip less per batch while inline tasks pile up, none left waiting).
             if limit > 0 and (not full or time.monotonic() >= self._next_general):
                 self._next_general = time.monotonic() + _GENERAL_EVERY_S
-                more = await self.store.claim(uow, self.worker, limit, lease)
+                more = await self._claim_any(uow, limit, held)
                 full = full or len(more) == limit
                 claimed += more
             inline = await self._inline(uow, claimed)
@@ -188,6 +199,31 @@ class Engine(TaskRunner):
         self._unsettled.update(batch.unsettled)
         inlined = {(d.task.run_id, d.task.task_id) for d in inline}
         return [c for c in claimed if c.phase != "forward" or (c.run_id, c.task_id) not in inlined], batch
+
+    async def _claim_any(self, uow: UnitOfWork, limit: int, held: Counter[str]) -> list[Claimed]:
+        """Claim up to ``limit`` tasks of any kind, within the per-kind caps when there are some.
+
+        With caps, the uncapped kinds are claimed together, then each capped kind up to its free slots: a statement
+        more per capped kind (none without caps). The slots of the capped tasks claimed stay reserved in ``held``
+        until the caller has them in flight.
+        """
+        lease = self.settings.lease_seconds
+        if not self._kind_limits:
+            return await self.store.claim(uow, self.worker, limit, lease)
+        uncapped = [kind for kind in _ALL_KINDS if kind not in self._kind_limits]
+        claimed = await self.store.claim(uow, self.worker, limit, lease, uncapped)
+        running = Counter(task.kind for task in self.inflight.values())
+        for kind, cap in self._kind_limits.items():
+            room = min(cap - running[kind] - self._kind_reserved[kind], limit - len(claimed))
+            if room <= 0:
+                continue
+            self._kind_reserved[kind] += room
+            held[kind] += room  # released by the claim loop once the claimed tasks are in flight
+            got = await self.store.claim(uow, self.worker, room, lease, [kind])
+            self._kind_reserved[kind] -= room - len(got)
+            held[kind] -= room - len(got)
+            claimed += got
+        return claimed
 
     async def _settle(self) -> None:
         """End the free runs this process's claims completed tasks of, now that those claims committed."""
