@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from litestar.di import Provide
 
 from omninode_bridge.core.module import Module, Resources
-from omninode_bridge.modules.workflow.contract import QueriesContract, load_queries
+from omninode_bridge.modules.workflow.contract import QueriesContract, load_queries, query_database_urls
 from omninode_bridge.modules.workflow.controllers import WorkflowController, WorkflowLiveController
 from omninode_bridge.modules.workflow.messages import WORKFLOW_TOPIC, RunEvent, TaskEvent
 from omninode_bridge.modules.workflow.services import (
@@ -30,6 +30,7 @@ from omninode_bridge.modules.workflow.services import (
     Kinds,
     LiveHub,
     LivePublisher,
+    QueryDatabases,
     RunService,
     SafeHttp,
     Waker,
@@ -72,7 +73,9 @@ def build_module(
                       asyncio.create_task(live.subscribe_loop(), name="workflow-live-subscribe")]  # fmt: skip
         waker = Waker(resources.database)
         store = EngineStore(LivePublisher(resources.publisher, live), waker)
-        kinds = Kinds(resources.database, resources.publisher, resources.catalog, http, named, ai)
+        # Other databases' pools open on a query's first use; the URLs were checked by load_queries.
+        query_databases = QueryDatabases(query_database_urls(contract), resources.database.settings)
+        kinds = Kinds(resources.database, resources.publisher, resources.catalog, http, named, ai, query_databases)
         runs = RunService(settings, resources.publisher, set(named), waker, resources.database)
         module_state.runtime = WorkflowRuntime(runs, store, resources.database, live)
         engine_task: asyncio.Task[None] | None = None
@@ -92,6 +95,7 @@ def build_module(
             await asyncio.gather(*live_tasks, return_exceptions=True)
             await http.aclose()
             await waker.aclose()
+            await query_databases.aclose()
 
     return Module(
         name="workflow",

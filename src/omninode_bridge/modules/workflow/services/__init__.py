@@ -7,6 +7,7 @@ from omninode_bridge.modules.workflow.services.http import HttpRefused, HttpTask
 from omninode_bridge.modules.workflow.services.kinds import AiTasks, Kinds, TaskFailure
 from omninode_bridge.modules.workflow.services.live import LiveHub, LivePublisher
 from omninode_bridge.modules.workflow.services.live_stream import run_events
+from omninode_bridge.modules.workflow.services.query_databases import QueryDatabases
 from omninode_bridge.modules.workflow.services.runs import ENDED, RunService
 from omninode_bridge.modules.workflow.services.store import Claimed, EngineStore, backoff_seconds
 from omninode_bridge.modules.workflow.services.templates import TemplateError, references, render
@@ -24,6 +25,7 @@ __all__ = [
     "Kinds",
     "LiveHub",
     "LivePublisher",
+    "QueryDatabases",
     "RunService",
     "SafeHttp",
     "TaskFailure",

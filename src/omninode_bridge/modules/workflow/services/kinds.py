@@ -1,5 +1,7 @@
 """What each task kind does. A kind returns its output, or a step to run inside the task's completion
-transaction (``emit``, and ``sql`` writes): its effect then commits exactly once, with the task's result.
+transaction (``emit``, and ``sql`` writes on the app's database): its effect then commits exactly once, with
+the task's result. A ``sql`` write on another database (a query's ``dsn_env``) commits there before the
+completion: at-least-once.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Any, Protocol
 import msgspec
 from sqlalchemy import text
 
-from omninode_bridge.core.db import Database, UnitOfWork
+from omninode_bridge.core.breaker import CircuitOpenError
+from omninode_bridge.core.db import Database, UnitOfWork, is_database_unavailable
 from omninode_bridge.core.events import EventPublisher, TopicCatalog, new_envelope
+from omninode_bridge.core.safe_errors import describe_error
 from omninode_bridge.modules.workflow.contract import NamedQuery
 from omninode_bridge.modules.workflow.services.http import SafeHttp
+from omninode_bridge.modules.workflow.services.query_databases import QueryDatabases
 
 __all__ = ["AiTasks", "InCompletion", "KindResult", "Kinds", "TaskFailure"]
 
@@ -73,11 +78,14 @@ class Kinds:
         http: The SSRF-safe client.
         queries: The named queries.
         ai: The AI port; None: ``ai`` tasks fail (no metrics module).
+        query_databases: The databases of queries with a ``dsn_env``; None: no query has one.
     """
 
     def __init__(self, database: Database, publisher: EventPublisher, catalog: TopicCatalog, http: SafeHttp,
-                 queries: dict[str, NamedQuery], ai: AiTasks | None) -> None:  # fmt: skip
+                 queries: dict[str, NamedQuery], ai: AiTasks | None,
+                 query_databases: QueryDatabases | None = None) -> None:  # fmt: skip
         self.database = database
+        self.query_databases = query_databases
         self.publisher = publisher
         self.catalog = catalog
         self.http = http
@@ -131,14 +139,52 @@ class Kinds:
             out = [{k: _plain(v) for k, v in row.items()} for row in rows[: query.row_limit]]
             return {"rows": out, "row_count": len(out), "truncated": truncated}
 
-        if not query.read_only:
-            return KindResult(in_completion=execute)
-        async with self.database.unit_of_work() as uow:
-            await uow.session.execute(text("SET TRANSACTION READ ONLY"))
-            try:
-                return KindResult(await execute(uow))
-            finally:
-                await uow.rollback()
+        if query.dsn_env is None:
+            if not query.read_only:
+                return KindResult(in_completion=execute)
+            async with self.database.unit_of_work() as uow:
+                await uow.session.execute(text("SET TRANSACTION READ ONLY"))
+                try:
+                    return KindResult(await execute(uow))
+                finally:
+                    await uow.rollback()
+        return KindResult(await self._sql_elsewhere(query, execute))
+
+    async def _sql_elsewhere(self, query: NamedQuery, execute: InCompletion) -> Any:
+        """Run ``query`` on the database its ``dsn_env`` names: read-only as on the app's database; a write
+        committed in its own transaction there, before the task's completion (at-least-once).
+
+        Raises:
+            TaskFailure: The database is unreachable or refused the query; the message is a classification,
+                never the driver's text (a connection error's may carry the URL).
+        """
+        variable = str(query.dsn_env)
+        if self.query_databases is None:
+            raise TaskFailure(f"query {query.name}: no database is configured for {variable}")
+        try:
+            database = self.query_databases.get(variable)
+        except KeyError:
+            raise TaskFailure(f"query {query.name}: no database is configured for {variable}") from None
+        try:
+            async with database.unit_of_work() as uow:
+                if query.read_only:
+                    await uow.session.execute(text("SET TRANSACTION READ ONLY"))
+                    try:
+                        return await execute(uow)
+                    finally:
+                        await uow.rollback()
+                output = await execute(uow)
+                await uow.commit()
+                return output
+        except TaskFailure:
+            raise
+        except CircuitOpenError:
+            raise TaskFailure(f"query {query.name}: the database of {variable} is unavailable (circuit open)") from None
+        except Exception as exc:
+            # ``from None``: the chain would carry the driver's text into logs; the classification is enough.
+            unavailable = is_database_unavailable(exc)
+            reason = f"unavailable ({describe_error(exc)})" if unavailable else describe_error(exc)
+            raise TaskFailure(f"query {query.name} on the database of {variable}: {reason}") from None
 
     def _emit(self, params: dict[str, Any], run_id: uuid.UUID) -> KindResult:
         topic = str(params.get("topic"))
