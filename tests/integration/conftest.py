@@ -72,13 +72,29 @@ def stack() -> Iterator[EmbeddedStack]:
 
 
 @pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
+def server_tmp_path() -> Iterator[Path]:
+    """A new directory for a PostgreSQL data directory, removed afterwards; not under ``tmp_path``.
+
+    Run as root, the embedded PostgreSQL runs as an unprivileged user, which must traverse the directory's
+    parents: the stack opens them (g+rx, o+rx). Every pytest process (each xdist worker, the schemathesis run)
+    sets its ``pytest-of-<user>`` root back to 0700 when it first asks for a temporary directory, so a stack under
+    ``tmp_path`` could find its parent closed again: ``initdb`` failed with "Permission denied" (CI).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="omninode-test-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_stack(server_tmp_path: Path) -> Iterator[EmbeddedStack]:
     """A stack no other app uses, for tests that stop the broker or kill app processes.
 
     With the session's app also relaying, a restart of the in-memory broker can lose a record (see the
     relay's notes); these tests check one process's guarantees.
     """
-    embedded = EmbeddedStack(tmp_path / "stack")
+    embedded = EmbeddedStack(server_tmp_path / "stack")
     embedded.start()
     assert embedded.postgres is not None
     upgrade(embedded.postgres.url)

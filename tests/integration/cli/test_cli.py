@@ -60,9 +60,11 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _run_dev(state_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
+def _run_dev(state_dir: Path, port: int, **extra: str) -> tuple[subprocess.Popen[bytes], float]:
     # Its own per-user state record, so the test never touches the record of a developer's `make dev`.
-    env = _clean_env(OMNINODE_PORT=str(port), OMNINODE_LOG_LEVEL="INFO", XDG_STATE_HOME=str(state_dir.parent / "xdg"))
+    env = _clean_env(
+        OMNINODE_PORT=str(port), OMNINODE_LOG_LEVEL="INFO", XDG_STATE_HOME=str(state_dir.parent / "xdg"), **extra
+    )
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "omninode_bridge.cli", "dev", "--state-dir", str(state_dir)],
@@ -104,8 +106,8 @@ def _stop(process: subprocess.Popen[bytes]) -> str:
 
 
 @pytest.mark.slow
-def test_dev_serves_healthy_stops_cleanly_and_reuses_data(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+def test_dev_serves_healthy_stops_cleanly_and_reuses_data(server_tmp_path: Path) -> None:
+    state_dir = server_tmp_path / "state"
     port = free_port()
     process, started = _run_dev(state_dir, port)
     try:
@@ -133,8 +135,9 @@ def test_dev_serves_healthy_stops_cleanly_and_reuses_data(tmp_path: Path) -> Non
     assert request_line["timestamp"].endswith("Z")
     assert request_line["trace_id"] == CALLER_TRACEPARENT.split("-")[1]  # the caller's trace continues
 
-    # A second run on the same state directory keeps the data.
-    process, started = _run_dev(state_dir, port)
+    # A second run on the same state directory keeps the data (one worker is enough to read it: the first run
+    # started the default, one per core).
+    process, started = _run_dev(state_dir, port, OMNINODE_WORKERS="1")
     try:
         _wait_healthy(process, port, started)
         listed = httpx.get(f"http://127.0.0.1:{port}/admin/api-keys", headers={"X-API-Key": key}).json()

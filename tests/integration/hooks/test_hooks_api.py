@@ -321,17 +321,25 @@ async def test_session_with_50_tool_pairs_shows_paired_durations(client: Client,
     for chunk in (posts, pres):
         assert (await client.post("/hooks/batch", json={"events": chunk}, headers=HEADERS)).status_code == 202
 
+    seen: list[str] = []
+
     async def complete() -> bool:
         response = await client.get(f"/hooks/sessions/{session}", headers=HEADERS)
         if response.status_code != 200:
+            seen[:] = [f"GET {response.status_code}: {response.text[:300]}"]
             return False
         body = response.json()
-        return body["session"]["event_count"] == 102 and all(c["duration_ms"] is not None for c in body["tool_calls"])
+        open_calls = [c["tool_call_id"] for c in body["tool_calls"] if c["duration_ms"] is None]
+        seen[:] = [f"event_count {body['session']['event_count']}, {len(body['tool_calls'])} tool calls, "
+                   f"without a duration: {open_calls[:5]}"]  # fmt: skip
+        return body["session"]["event_count"] == 102 and not open_calls
 
     try:
         await wait_until(complete, timeout=90, interval=0.3)
     except AssertionError:
-        raise AssertionError(f"the session was not processed: {await _pipeline_state(stack, session)}") from None
+        # Once (stop 24) every event was processed and the outbox empty: the pipeline had not stalled.
+        state = await _pipeline_state(stack, session)
+        raise AssertionError(f"the session was not processed: last read {seen}; {state}") from None
     timeline = (await client.get(f"/hooks/sessions/{session}", headers=HEADERS)).json()
     calls = timeline["tool_calls"]
     assert len(calls) == 50
