@@ -8,7 +8,10 @@ from omninode_bridge.embedded import EmbeddedStack
 from tests.integration.conftest import ADMIN_KEY, app_client, make_settings, wait_until
 
 
-async def test_database_outage_fails_fast_and_recovers(stack: EmbeddedStack) -> None:
+async def test_database_outage_fails_fast_and_recovers(own_stack: EmbeddedStack) -> None:
+    # A stack of its own, as the broker-outage tests have: stopping the worker's shared PostgreSQL cut the pools of
+    # every app the worker runs (the session's app, its consumers and relay) and opened their breakers too.
+    stack = own_stack
     assert stack.postgres is not None
     settings = make_settings(
         stack,
